@@ -1,0 +1,63 @@
+//! What crosses between the runtime and the engine: datagrams in, outcomes out.
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::time::Duration;
+
+use dhcpssdk::DropReason;
+
+/// A UDP datagram received on a server socket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Datagram {
+    /// The UDP payload (the BOOTP message from its `op` byte).
+    pub bytes: Vec<u8>,
+    /// The server address of the receiving interface (IP_PKTINFO `ipi_spec_dst`): the hooks'
+    /// `IpAddress`, and the server identifier for direct clients.
+    pub if_addr: Ipv4Addr,
+    /// The datagram's destination address (IP_PKTINFO `ipi_addr`): tells a broadcast (REBINDING) from
+    /// a unicast (RENEWING).
+    pub dst_addr: Ipv4Addr,
+    /// Who sent it (a client at port 68 or a relay at port 67).
+    pub peer: SocketAddrV4,
+}
+
+/// What the runtime decided before the engine sees the packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// Process normally.
+    Process,
+    /// The runtime drops the packet for this reason (NOMEM, DUPLICATE, TIMEOUT, PAUSED): the engine still
+    /// runs NewPkt (and HandleOptions), then PktDrop(reason) and PktDrop(PROCESSED), and sends nothing.
+    Drop(DropReason),
+}
+
+/// A reply to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    /// The exact bytes PktSend left: what goes on the wire.
+    pub bytes: Vec<u8>,
+    /// Where to send it (RFC 2131 4.1).
+    pub dest: SocketAddrV4,
+    /// Send from this server address (the receiving interface's).
+    pub source: Ipv4Addr,
+    /// Wait this long first (the scope's offer `Delay`).
+    pub delay: Duration,
+}
+
+/// What became of one datagram.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Outcome {
+    /// The reply, unless the packet was dropped or PktSend suppressed it.
+    pub reply: Option<Reply>,
+    /// Why the packet was dropped, if it was (never `Processed`).
+    pub dropped: Option<DropReason>,
+    /// The DHCP message type of the request (option 53), 0 for BOOTP, `None` if unparsed.
+    pub request_type: Option<u8>,
+    /// The DHCP message type of the reply, if one was sent.
+    pub reply_type: Option<u8>,
+}
+
+/// The engine as the runtime sees it. [`crate::Engine`] implements it; the runtime is generic over it.
+pub trait PacketHandler: Send + Sync + 'static {
+    /// Runs one datagram through the whole pipeline (all hooks included) and says what to send.
+    fn handle(&self, datagram: Datagram, admission: Admission) -> Outcome;
+}
