@@ -10,6 +10,7 @@
 //! assert_eq!(DropReason::Processed.code(), dhcpssdk::DHCP_DROP_PROCESSED);
 //! assert_eq!(DropReason::from_code(7), Some(DropReason::NoSubnets));
 //! ```
+#![warn(missing_docs)]
 #![allow(non_camel_case_types, non_snake_case)]
 
 use std::ffi::c_void;
@@ -218,3 +219,249 @@ code_enum!(
         Dhcp = DHCP_CLIENT_DHCP,
     }
 );
+
+/// `LPBYTE`: a pointer to bytes.
+pub type LPBYTE = *mut BYTE;
+/// `LPBOOL`: a pointer to a `BOOL`.
+pub type LPBOOL = *mut BOOL;
+/// `CHAR`: a C `char` (bytes of option text, not NUL-terminated in `DHCP_SERVER_OPTIONS`).
+pub type CHAR = std::ffi::c_char;
+/// `DHCP_IP_ADDRESS`: an IPv4 address as a `DWORD`.
+pub type DHCP_IP_ADDRESS = DWORD;
+
+/// `LPDHCP_CONTROL`: `DhcpControlHook(dwControlCode, lpReserved)`.
+pub type LPDHCP_CONTROL =
+    unsafe extern "system" fn(dwControlCode: DWORD, lpReserved: LPVOID) -> DWORD;
+
+/// `LPDHCP_NEWPKT`: `DhcpNewPktHook(Packet, PacketSize, IpAddress, Reserved, PktContext, ProcessIt)`.
+pub type LPDHCP_NEWPKT = unsafe extern "system" fn(
+    Packet: *mut LPBYTE,
+    PacketSize: *mut DWORD,
+    IpAddress: DWORD,
+    Reserved: LPVOID,
+    PktContext: *mut LPVOID,
+    ProcessIt: LPBOOL,
+) -> DWORD;
+
+/// `LPDHCP_DROP_SEND`: `DhcpPktDropHook` and `DhcpPktSendHook`
+/// `(Packet, PacketSize, ControlCode, IpAddress, Reserved, PktContext)`.
+pub type LPDHCP_DROP_SEND = unsafe extern "system" fn(
+    Packet: *mut LPBYTE,
+    PacketSize: *mut DWORD,
+    ControlCode: DWORD,
+    IpAddress: DWORD,
+    Reserved: LPVOID,
+    PktContext: LPVOID,
+) -> DWORD;
+
+/// `LPDHCP_PROB`: `DhcpAddressDelHook(Packet, PacketSize, ControlCode, IpAddress, AltAddress,
+/// Reserved, PktContext)`.
+pub type LPDHCP_PROB = unsafe extern "system" fn(
+    Packet: LPBYTE,
+    PacketSize: DWORD,
+    ControlCode: DWORD,
+    IpAddress: DWORD,
+    AltAddress: DWORD,
+    Reserved: LPVOID,
+    PktContext: LPVOID,
+) -> DWORD;
+
+/// `LPDHCP_GIVE_ADDRESS`: `DhcpAddressOfferHook(Packet, PacketSize, ControlCode, IpAddress,
+/// AltAddress, AddrType, LeaseTime, Reserved, PktContext)`.
+pub type LPDHCP_GIVE_ADDRESS = unsafe extern "system" fn(
+    Packet: LPBYTE,
+    PacketSize: DWORD,
+    ControlCode: DWORD,
+    IpAddress: DWORD,
+    AltAddress: DWORD,
+    AddrType: DWORD,
+    LeaseTime: DWORD,
+    Reserved: LPVOID,
+    PktContext: LPVOID,
+) -> DWORD;
+
+/// `LPDHCP_HANDLE_OPTIONS`: `DhcpHandleOptionsHook(Packet, PacketSize, Reserved, PktContext,
+/// ServerOptions)`.
+pub type LPDHCP_HANDLE_OPTIONS = unsafe extern "system" fn(
+    Packet: LPBYTE,
+    PacketSize: DWORD,
+    Reserved: LPVOID,
+    PktContext: LPVOID,
+    ServerOptions: *mut DHCP_SERVER_OPTIONS,
+) -> DWORD;
+
+/// `LPDHCP_DELETE_CLIENT`: `DhcpDeleteClientHook(IpAddress, HwAddress, HwAddressLength, Reserved,
+/// ClientType)`.
+pub type LPDHCP_DELETE_CLIENT = unsafe extern "system" fn(
+    IpAddress: DWORD,
+    HwAddress: LPBYTE,
+    HwAddressLength: ULONG,
+    Reserved: DWORD,
+    ClientType: DWORD,
+) -> DWORD;
+
+/// `LPDHCP_ENTRY_POINT_FUNC`: the exported `DhcpServerCalloutEntry(ChainDlls, CalloutVersion,
+/// CalloutTbl)`.
+pub type LPDHCP_ENTRY_POINT_FUNC = unsafe extern "system" fn(
+    ChainDlls: LPWSTR,
+    CalloutVersion: DWORD,
+    CalloutTbl: *mut DHCP_CALLOUT_TABLE,
+) -> DWORD;
+
+/// `DHCP_CALLOUT_TABLE`: the hooks a callout's entry point fills in (NULL = not set).
+/// 80 bytes on x64, 40 on x86.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct DHCP_CALLOUT_TABLE {
+    /// Service START/STOP/PAUSE/CONTINUE.
+    pub DhcpControlHook: Option<LPDHCP_CONTROL>,
+    /// A datagram arrived.
+    pub DhcpNewPktHook: Option<LPDHCP_NEWPKT>,
+    /// A packet was dropped, or its processing is complete.
+    pub DhcpPktDropHook: Option<LPDHCP_DROP_SEND>,
+    /// A reply is about to be sent.
+    pub DhcpPktSendHook: Option<LPDHCP_DROP_SEND>,
+    /// An address left a client (conflict, decline, release, NAK).
+    pub DhcpAddressDelHook: Option<LPDHCP_PROB>,
+    /// An address is about to be acknowledged to a client.
+    pub DhcpAddressOfferHook: Option<LPDHCP_GIVE_ADDRESS>,
+    /// The server's parse of common options.
+    pub DhcpHandleOptionsHook: Option<LPDHCP_HANDLE_OPTIONS>,
+    /// A lease is about to be removed.
+    pub DhcpDeleteClientHook: Option<LPDHCP_DELETE_CLIENT>,
+    /// Reserved.
+    pub DhcpExtensionHook: LPVOID,
+    /// Reserved.
+    pub DhcpReservedHook: LPVOID,
+}
+
+impl DHCP_CALLOUT_TABLE {
+    /// A table with every slot NULL, as the server hands it to the entry point.
+    pub const fn zeroed() -> Self {
+        DHCP_CALLOUT_TABLE {
+            DhcpControlHook: None,
+            DhcpNewPktHook: None,
+            DhcpPktDropHook: None,
+            DhcpPktSendHook: None,
+            DhcpAddressDelHook: None,
+            DhcpAddressOfferHook: None,
+            DhcpHandleOptionsHook: None,
+            DhcpDeleteClientHook: None,
+            DhcpExtensionHook: std::ptr::null_mut(),
+            DhcpReservedHook: std::ptr::null_mut(),
+        }
+    }
+}
+
+impl Default for DHCP_CALLOUT_TABLE {
+    fn default() -> Self {
+        Self::zeroed()
+    }
+}
+
+/// `DHCP_SERVER_OPTIONS`: the server's parse of common options handed to `DhcpHandleOptionsHook`
+/// (layout of CalloutVersion 0; 176 bytes on x64, 96 on x86). Pointers may be unaligned; NULL = absent.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct DHCP_SERVER_OPTIONS {
+    /// Option 53, one byte.
+    pub MessageType: *mut BYTE,
+    /// Option 1, network order.
+    pub SubnetMask: *mut DHCP_IP_ADDRESS,
+    /// Option 50, network order.
+    pub RequestedAddress: *mut DHCP_IP_ADDRESS,
+    /// Option 51, network order.
+    pub RequestLeaseTime: *mut DWORD,
+    /// Option 52, one byte.
+    pub OverlayFields: *mut BYTE,
+    /// Option 3 (first router), network order.
+    pub RouterAddress: *mut DHCP_IP_ADDRESS,
+    /// Option 54, network order.
+    pub Server: *mut DHCP_IP_ADDRESS,
+    /// Option 55 data.
+    pub ParameterRequestList: *mut BYTE,
+    /// Option 55 length.
+    pub ParameterRequestListLength: DWORD,
+    /// Option 12 data (not NUL-terminated).
+    pub MachineName: *mut CHAR,
+    /// Option 12 length.
+    pub MachineNameLength: DWORD,
+    /// `htype`.
+    pub ClientHardwareAddressType: BYTE,
+    /// `hlen`.
+    pub ClientHardwareAddressLength: BYTE,
+    /// `chaddr`.
+    pub ClientHardwareAddress: *mut BYTE,
+    /// Option 77 data.
+    pub ClassIdentifier: *mut CHAR,
+    /// Option 77 length.
+    pub ClassIdentifierLength: DWORD,
+    /// Option 60 data.
+    pub VendorClass: *mut BYTE,
+    /// Option 60 length.
+    pub VendorClassLength: DWORD,
+    /// Option 81 flags byte.
+    pub DNSFlags: DWORD,
+    /// Option 81 name length.
+    pub DNSNameLength: DWORD,
+    /// Option 81 name (after the two RCODE bytes).
+    pub DNSName: LPBYTE,
+    /// Whether the client asked for the DS domain name (calloutd: always FALSE).
+    pub DSDomainNameRequested: BOOLEAN,
+    /// DS domain name (calloutd: NULL).
+    pub DSDomainName: *mut CHAR,
+    /// DS domain name length (calloutd: 0).
+    pub DSDomainNameLen: DWORD,
+    /// The selected scope's subnet address, host order.
+    pub ScopeId: *mut DWORD,
+}
+
+impl DHCP_SERVER_OPTIONS {
+    /// Every pointer NULL and every length 0: "no option present".
+    pub const fn empty() -> Self {
+        use std::ptr::null_mut;
+        DHCP_SERVER_OPTIONS {
+            MessageType: null_mut(),
+            SubnetMask: null_mut(),
+            RequestedAddress: null_mut(),
+            RequestLeaseTime: null_mut(),
+            OverlayFields: null_mut(),
+            RouterAddress: null_mut(),
+            Server: null_mut(),
+            ParameterRequestList: null_mut(),
+            ParameterRequestListLength: 0,
+            MachineName: null_mut(),
+            MachineNameLength: 0,
+            ClientHardwareAddressType: 0,
+            ClientHardwareAddressLength: 0,
+            ClientHardwareAddress: null_mut(),
+            ClassIdentifier: null_mut(),
+            ClassIdentifierLength: 0,
+            VendorClass: null_mut(),
+            VendorClassLength: 0,
+            DNSFlags: 0,
+            DNSNameLength: 0,
+            DNSName: null_mut(),
+            DSDomainNameRequested: 0,
+            DSDomainName: null_mut(),
+            DSDomainNameLen: 0,
+            ScopeId: null_mut(),
+        }
+    }
+}
+
+impl Default for DHCP_SERVER_OPTIONS {
+    fn default() -> Self {
+        Self::empty()
+    }
+}
+
+/// The bundled portable C header (`include/dhcpssdk.h`): one callout source builds as a Windows DLL
+/// and as a Linux `.so` with it.
+pub const HEADER_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/include/dhcpssdk.h");
+
+/// The folder holding [`HEADER_PATH`], for a C compiler's `-I`.
+pub const INCLUDE_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/include");
+
+#[cfg(test)]
+mod layout_tests;
