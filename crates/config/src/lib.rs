@@ -3,6 +3,14 @@
 //!
 //! Not for: any I/O beyond reading its inputs, or DHCP protocol logic.
 
+#![warn(missing_docs)]
+
 pub mod model;
+pub mod options;
+pub mod resolve;
 
 pub use model::*;
+pub use resolve::{
+    effective_options, encode_elements, matching_policies, ClientFacts, EffectiveOption,
+    EffectiveOptions, OptionLevel,
+};
