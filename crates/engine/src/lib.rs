@@ -1,12 +1,40 @@
 //! The DHCP server logic without sockets: the packet pipeline in Microsoft's hook order, scope
-//! selection, allocation, reservations, options by precedence, BOOTP, relays, conflict detection,
-//! the lease store and the audit log.
+//! selection, allocation, reservations, options, BOOTP, relays, conflict detection and the lease store.
 //!
 //! Not for: opening sockets (the runtime does that and hands datagrams in), or calling a DLL except
 //! through the [`Hooks`] trait.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use calloutd_engine::{Engine, EngineOptions, NoHooks, NoProber, SqliteLeaseStore};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = calloutd_config::ServerConfig::default();
+//! let store = SqliteLeaseStore::open("/var/lib/calloutd/leases.db")?;
+//! let engine = Engine::new(config, EngineOptions::default(), Arc::new(NoHooks),
+//!                          Box::new(store), Arc::new(NoProber))?;
+//! // The runtime calls `PacketHandler::handle(&engine, datagram, admission)` from its workers.
+//! # let _ = engine; Ok(()) }
+//! ```
 
+#![warn(missing_docs)]
+
+pub mod clock;
+mod engine;
 pub mod hooks;
 pub mod io;
+mod packet;
+mod scopes;
+pub mod store;
+mod table;
 
+#[cfg(test)]
+mod tests;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use engine::{
+    Engine, EngineError, EngineOptions, EngineStats, LeaseLockProbe, NoProber, Prober,
+};
 pub use hooks::{HookFault, Hooks, LeaseLockHeld, NoHooks, PktContext};
 pub use io::{Admission, Datagram, Outcome, PacketHandler, Reply};
+pub use store::{CommitTicket, Lease, LeaseStore, SqliteLeaseStore, StoreError};

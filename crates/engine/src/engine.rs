@@ -1,0 +1,1056 @@
+//! [`Engine`]: the packet pipeline in Microsoft's hook order, the DHCP/BOOTP state machine and lease
+//! allocation.
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+use calloutd_config::{ScopeType, ServerConfig};
+use dhcpssdk::{ClientType, DropReason, GiveCode, ProbCode};
+
+use crate::clock::{unix_secs, Clock, SystemClock};
+use crate::hooks::{Hooks, LeaseLockHeld, PktContext};
+use crate::io::{Admission, Datagram, Outcome, PacketHandler, Reply};
+use crate::packet::{option_wire_len, ReplyHeader, ReplyWriter, Request, DEFAULT_MAX_REPLY_LEN};
+use crate::scopes::{filters_allow, kind_serves, ReservationRt, ScopeRt};
+use crate::store::{CommitTicket, Lease, LeaseStore, StoreError};
+use crate::table::{LeaseTable, SlotState, NEVER};
+
+/// DHCP message types (option 53).
+const DISCOVER: u8 = 1;
+const OFFER: u8 = 2;
+const REQUEST: u8 = 3;
+const DECLINE: u8 = 4;
+const ACK: u8 = 5;
+const NAK: u8 = 6;
+const RELEASE: u8 = 7;
+const INFORM: u8 = 8;
+/// The highest option-53 value counted (18 = DHCPACTIVELEASEQUERY, RFC 7724).
+const MAX_MESSAGE_TYPE: usize = 18;
+/// `lease_secs` for an infinite lease.
+const INFINITE_LEASE: u32 = 0xFFFF_FFFF;
+/// RFC 1542: relays drop requests beyond 16 hops; so do we.
+const MAX_HOPS: u8 = 16;
+/// Addresses tried per DISCOVER when conflict detection keeps finding them in use.
+const MAX_CONFLICT_RETRIES: usize = 8;
+const CLIENT_PORT: u16 = 68;
+const SERVER_PORT: u16 = 67;
+const BROADCAST_FLAG: u16 = 0x8000;
+
+/// Conflict detection: is an address already in use on the network? The runtime implements it with
+/// ICMP echo; [`NoProber`] says "free" to everything.
+pub trait Prober: Send + Sync {
+    /// Sends up to `attempts` probes to `ip`; true when something answered (the address is in use).
+    /// Called without any engine lock held.
+    fn probe(&self, ip: Ipv4Addr, attempts: u8) -> bool;
+}
+
+/// A [`Prober`] that never finds an address in use.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoProber;
+
+impl Prober for NoProber {
+    fn probe(&self, _: Ipv4Addr, _: u8) -> bool {
+        false
+    }
+}
+
+/// Engine settings that do not come from the scope configuration.
+#[derive(Clone)]
+pub struct EngineOptions {
+    /// Use this as the server identifier (option 54) instead of the receiving interface's address.
+    pub server_id_override: Option<Ipv4Addr>,
+    /// Microsoft's `IgnoreBroadcastFlag`: broadcast every reply to a direct client (and set the
+    /// broadcast flag in relayed replies) whatever the client's flag says.
+    pub ignore_broadcast_flag: bool,
+    /// How long an offered address is held for its client.
+    pub offer_hold: Duration,
+    /// How long a declined or conflicting address is kept out of the pool.
+    pub probation: Duration,
+    /// Options sent even when the client's parameter request list does not ask for them (the admin's
+    /// "always send"), when configured.
+    pub always_send: Vec<u8>,
+    /// Where time comes from.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        Self {
+            server_id_override: None,
+            ignore_broadcast_flag: false,
+            offer_hold: Duration::from_secs(60),
+            probation: Duration::from_secs(3600),
+            always_send: Vec::new(),
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+impl std::fmt::Debug for EngineOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineOptions")
+            .field("server_id_override", &self.server_id_override)
+            .field("ignore_broadcast_flag", &self.ignore_broadcast_flag)
+            .field("offer_hold", &self.offer_hold)
+            .field("probation", &self.probation)
+            .field("always_send", &self.always_send)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why the engine could not start or finish an operation.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The configuration cannot be served (e.g. a pool outside its subnet).
+    #[error("configuration: {0}")]
+    Config(String),
+    /// The lease store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Packet and drop counters (plain atomics, read with [`Engine::stats`]).
+#[derive(Debug, Default)]
+struct Counters {
+    received: [AtomicU64; MAX_MESSAGE_TYPE + 1],
+    sent: [AtomicU64; MAX_MESSAGE_TYPE + 1],
+    drops: [AtomicU64; 12],
+    dropped_by_callout: AtomicU64,
+    suppressed_by_callout: AtomicU64,
+}
+
+/// A snapshot of the engine's counters.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct EngineStats {
+    /// Requests received, by DHCP message type (index = option 53 value; index 0 = BOOTP).
+    pub received: [u64; MAX_MESSAGE_TYPE + 1],
+    /// Replies sent, by DHCP message type (index 0 = BOOTREPLY).
+    pub sent: [u64; MAX_MESSAGE_TYPE + 1],
+    /// Drops by reason (every reason except `Processed`, in code order).
+    pub drops: Vec<(DropReason, u64)>,
+    /// Packets the callout dropped in NewPkt (`ProcessIt = FALSE`).
+    pub dropped_by_callout: u64,
+    /// Replies the callout suppressed in PktSend (size 0).
+    pub suppressed_by_callout: u64,
+}
+
+fn drop_index(reason: DropReason) -> usize {
+    DropReason::ALL
+        .iter()
+        .position(|r| *r == reason)
+        .unwrap_or(0)
+}
+
+/// Lets a caller see whether the lease lock is held right now (tests and diagnostics; the callout
+/// crate's trace uses the [`LeaseLockHeld`] token instead).
+#[derive(Clone)]
+pub struct LeaseLockProbe(Arc<Mutex<LeaseTable>>);
+
+impl LeaseLockProbe {
+    /// True when some thread (possibly the caller) holds the lease lock.
+    pub fn is_locked(&self) -> bool {
+        matches!(self.0.try_lock(), Err(std::sync::TryLockError::WouldBlock))
+    }
+}
+
+impl std::fmt::Debug for LeaseLockProbe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LeaseLockProbe")
+            .field("locked", &self.is_locked())
+            .finish()
+    }
+}
+
+/// The DHCP server logic: implements [`PacketHandler`] for the runtime's workers.
+pub struct Engine {
+    config: ServerConfig,
+    scopes: Vec<ScopeRt>,
+    options: EngineOptions,
+    hooks: Arc<dyn Hooks>,
+    store: Box<dyn LeaseStore>,
+    prober: Arc<dyn Prober>,
+    table: Arc<Mutex<LeaseTable>>,
+    counters: Counters,
+    last_ticket: AtomicU64,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("scopes", &self.scopes.len())
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the lease transaction of a REQUEST decided.
+enum Verdict {
+    Ack { ip: u32, lease_secs: u32 },
+    Nak { alt: Ipv4Addr },
+}
+
+/// Everything about one request the handlers need.
+struct Exchange<'a> {
+    packet: &'a [u8],
+    request: &'a Request<'a>,
+    key: &'a [u8],
+    scope: &'a ScopeRt,
+    scope_index: usize,
+    if_addr: Ipv4Addr,
+    dst_addr: Ipv4Addr,
+    server_id: Ipv4Addr,
+    ctx: PktContext,
+    now: u64,
+}
+
+/// A reply before PktSend.
+struct Built {
+    bytes: Vec<u8>,
+    dest: SocketAddrV4,
+    delay: Duration,
+    message_type: u8,
+}
+
+/// The lock token, created only while `guard` (the lease lock) is alive.
+fn lock_token<'g>(_guard: &'g MutexGuard<'_, LeaseTable>) -> LeaseLockHeld<'g> {
+    LeaseLockHeld {
+        _private: std::marker::PhantomData,
+    }
+}
+
+impl Engine {
+    /// Builds an engine over `config` and restores the leases in `store`.
+    pub fn new(
+        config: ServerConfig,
+        options: EngineOptions,
+        hooks: Arc<dyn Hooks>,
+        store: Box<dyn LeaseStore>,
+        prober: Arc<dyn Prober>,
+    ) -> Result<Engine, EngineError> {
+        let scopes = config
+            .scopes
+            .iter()
+            .map(|scope| ScopeRt::build(&config, scope))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(EngineError::Config)?;
+        let mut table = LeaseTable {
+            cursors: scopes.iter().map(|s| s.start).collect(),
+            ..LeaseTable::default()
+        };
+        for lease in store.load_all()? {
+            table.restore(&lease);
+        }
+        Ok(Engine {
+            config,
+            scopes,
+            options,
+            hooks,
+            store,
+            prober,
+            table: Arc::new(Mutex::new(table)),
+            counters: Counters::default(),
+            last_ticket: AtomicU64::new(0),
+        })
+    }
+
+    /// The configuration being served.
+    pub fn config(&self) -> &ServerConfig {
+        &self.config
+    }
+
+    /// A handle that tells whether the lease lock is held (for tests and diagnostics).
+    pub fn lease_lock_probe(&self) -> LeaseLockProbe {
+        LeaseLockProbe(Arc::clone(&self.table))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, LeaseTable> {
+        self.table.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn now_secs(&self) -> u64 {
+        unix_secs(self.options.clock.now())
+    }
+
+    fn note_ticket(&self, ticket: CommitTicket) -> CommitTicket {
+        self.last_ticket.fetch_max(ticket.0, Ordering::Relaxed);
+        ticket
+    }
+
+    /// Every lease (active or expired but not yet purged), by address.
+    pub fn leases(&self) -> Vec<Lease> {
+        let table = self.lock();
+        let mut leases: Vec<Lease> = table
+            .slots
+            .iter()
+            .filter(|(_, slot)| slot.state == SlotState::Active)
+            .map(|(&ip, slot)| slot.to_lease(ip))
+            .collect();
+        drop(table);
+        leases.sort_by_key(|l| l.ip);
+        leases
+    }
+
+    /// Administrative delete: DeleteClient under the lease lock, then the lease is removed and the
+    /// removal committed. Returns the deleted lease, or `None` when `ip` has no lease.
+    pub fn delete_lease(&self, ip: Ipv4Addr) -> Result<Option<Lease>, EngineError> {
+        let key = u32::from(ip);
+        let (lease, ticket) = {
+            let mut table = self.lock();
+            let Some(slot) = table.slots.get(&key) else {
+                return Ok(None);
+            };
+            if slot.state != SlotState::Active {
+                return Ok(None);
+            }
+            let lease = slot.to_lease(key);
+            self.hooks
+                .delete_client(&lock_token(&table), ip, &lease.hw_address);
+            table.drop_slot(key);
+            (lease, self.note_ticket(self.store.remove(ip)))
+        };
+        self.store.commit(ticket)?;
+        Ok(Some(lease))
+    }
+
+    /// Removes every lease that expired at or before `now` (DeleteClient for each, under the lease
+    /// lock; the address stays its client's preferred one) and forgets lapsed offers and probations.
+    /// Returns how many leases were removed.
+    pub fn purge_expired(&self, now: SystemTime) -> Result<usize, EngineError> {
+        let now = unix_secs(now);
+        let mut last = None;
+        let mut purged = 0;
+        {
+            let mut table = self.lock();
+            let mut expired: Vec<(u32, SlotState)> = table
+                .slots
+                .iter()
+                .filter(|(_, s)| s.until <= now && s.state != SlotState::Released)
+                .map(|(&ip, s)| (ip, s.state))
+                .collect();
+            expired.sort_unstable_by_key(|(ip, _)| *ip);
+            for (ip, state) in expired {
+                if state == SlotState::Active {
+                    let hw = table.slots.get(&ip).map(|s| s.hw_address().to_vec());
+                    self.hooks.delete_client(
+                        &lock_token(&table),
+                        Ipv4Addr::from(ip),
+                        hw.as_deref().unwrap_or_default(),
+                    );
+                    table.release(ip);
+                    last = Some(self.note_ticket(self.store.remove(Ipv4Addr::from(ip))));
+                    purged += 1;
+                } else {
+                    table.drop_slot(ip);
+                }
+            }
+        }
+        if let Some(ticket) = last {
+            self.store.commit(ticket)?;
+        }
+        Ok(purged)
+    }
+
+    /// Waits until every lease change made so far is durable (call before exiting).
+    pub fn flush(&self) -> Result<(), EngineError> {
+        let ticket = CommitTicket(self.last_ticket.load(Ordering::Relaxed));
+        if ticket.0 > 0 {
+            self.store.commit(ticket)?;
+        }
+        Ok(())
+    }
+
+    /// The counters so far.
+    pub fn stats(&self) -> EngineStats {
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let mut stats = EngineStats {
+            dropped_by_callout: load(&self.counters.dropped_by_callout),
+            suppressed_by_callout: load(&self.counters.suppressed_by_callout),
+            ..EngineStats::default()
+        };
+        for (i, value) in self.counters.received.iter().enumerate() {
+            stats.received[i] = load(value);
+        }
+        for (i, value) in self.counters.sent.iter().enumerate() {
+            stats.sent[i] = load(value);
+        }
+        stats.drops = DropReason::ALL
+            .iter()
+            .filter(|r| **r != DropReason::Processed)
+            .map(|r| (*r, load(&self.counters.drops[drop_index(*r)])))
+            .collect();
+        stats
+    }
+
+    fn scope_for(&self, link: Ipv4Addr) -> Option<usize> {
+        let link = u32::from(link);
+        self.scopes.iter().position(|s| s.in_subnet(link))
+    }
+
+    /// Steps 2-7 of the pipeline: everything between NewPkt and the final PktDrop.
+    fn process(
+        &self,
+        packet: &mut Vec<u8>,
+        datagram_addrs: (Ipv4Addr, Ipv4Addr),
+        ctx: PktContext,
+        admission: Admission,
+        outcome: &mut Outcome,
+    ) -> Result<Option<Reply>, DropReason> {
+        let (if_addr, dst_addr) = datagram_addrs;
+        let built = {
+            let request = Request::parse(packet).map_err(|error| {
+                tracing::debug!("dropping datagram for {if_addr}: {error}");
+                DropReason::Invalid
+            })?;
+            let message_type = request.message_type.unwrap_or(0);
+            outcome.request_type = Some(message_type);
+            if let Some(counter) = self.counters.received.get(usize::from(message_type)) {
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
+            let link = if request.giaddr.is_unspecified() {
+                if_addr
+            } else {
+                request.giaddr
+            };
+            let scope_index = self.scope_for(link);
+            self.hooks
+                .handle_options(packet, ctx, scope_index.map(|i| self.scopes[i].scope_id));
+            if let Admission::Drop(reason) = admission {
+                return Err(reason);
+            }
+            if request.hops > MAX_HOPS {
+                return Err(DropReason::Invalid);
+            }
+            let scope_index = scope_index.ok_or(DropReason::NoSubnets)?;
+            let scope = &self.scopes[scope_index];
+            if !scope.active {
+                return Err(DropReason::NoSubnets);
+            }
+            if !filters_allow(&self.config.filters, request.chaddr) {
+                return Err(DropReason::Unauth);
+            }
+            // Identity: option 61, else htype + chaddr (on the stack: no allocation per packet).
+            let mut key_buf = [0u8; 17];
+            let key: &[u8] = match request.client_id {
+                Some(id) if !id.is_empty() => id,
+                _ => {
+                    key_buf[0] = request.htype;
+                    key_buf[1..=request.chaddr.len()].copy_from_slice(request.chaddr);
+                    &key_buf[..=request.chaddr.len()]
+                }
+            };
+            let exchange = Exchange {
+                packet,
+                request: &request,
+                key,
+                scope,
+                scope_index,
+                if_addr,
+                dst_addr,
+                server_id: self.options.server_id_override.unwrap_or(if_addr),
+                ctx,
+                now: self.now_secs(),
+            };
+            match request.message_type {
+                None => self.bootp(&exchange)?,
+                Some(DISCOVER) => Some(self.discover(&exchange)?),
+                Some(REQUEST) => self.request(&exchange)?,
+                Some(DECLINE) => self.decline(&exchange)?,
+                Some(RELEASE) => self.release(&exchange)?,
+                Some(INFORM) => Some(self.inform(&exchange)),
+                Some(_) => return Err(DropReason::Invalid),
+            }
+        };
+        let Some(mut built) = built else {
+            return Ok(None);
+        };
+        outcome.reply_type = Some(built.message_type);
+        if let Err(fault) = self.hooks.pkt_send(&mut built.bytes, if_addr, ctx) {
+            tracing::warn!("PktSend fault, reply dropped: {}", fault.0);
+            outcome.reply_type = None;
+            return Err(DropReason::Invalid);
+        }
+        if built.bytes.is_empty() {
+            self.counters
+                .suppressed_by_callout
+                .fetch_add(1, Ordering::Relaxed);
+            outcome.reply_type = None;
+            return Ok(None);
+        }
+        if let Some(counter) = self.counters.sent.get(usize::from(built.message_type)) {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(Some(Reply {
+            bytes: built.bytes,
+            dest: built.dest,
+            source: if_addr,
+            delay: built.delay,
+        }))
+    }
+
+    /// Picks an address for a DISCOVER or BOOTP request and holds it as an offer, probing it first
+    /// when conflict detection is on. Returns the address and whether it is the client's current lease.
+    fn pick_address(
+        &self,
+        x: &Exchange<'_>,
+        reservation: Option<&ReservationRt>,
+        client_type: ClientType,
+    ) -> Result<(u32, bool), DropReason> {
+        let attempts = self.config.settings.conflict_detection_attempts;
+        let hold_until = x.now.saturating_add(self.options.offer_hold.as_secs());
+        for _ in 0..MAX_CONFLICT_RETRIES {
+            let (ip, own_lease) = {
+                let mut table = self.lock();
+                let ip = self.choose(&mut table, x, reservation)?;
+                let own_lease = table.client(x.key).active == Some(ip);
+                if !own_lease {
+                    if client_type == ClientType::Bootp {
+                        self.check_bootp_cap(&table, x)?;
+                    }
+                    table.claim(
+                        ip,
+                        x.key,
+                        SlotState::Offered,
+                        hold_until,
+                        x.request.htype,
+                        x.request.chaddr,
+                        client_type,
+                        x.request.host_name,
+                    );
+                }
+                (ip, own_lease)
+            };
+            let probe = attempts > 0 && !own_lease && reservation.is_none();
+            if probe && self.prober.probe(Ipv4Addr::from(ip), attempts) {
+                let mut table = self.lock();
+                let until = x.now.saturating_add(self.options.probation.as_secs());
+                table.probation(ip, until);
+                self.hooks.address_del(
+                    &lock_token(&table),
+                    x.packet,
+                    ProbCode::Conflict,
+                    x.if_addr,
+                    Ipv4Addr::from(ip),
+                    x.ctx,
+                );
+                continue;
+            }
+            return Ok((ip, own_lease));
+        }
+        Err(DropReason::NoAddress)
+    }
+
+    /// Address choice (RFC 2131 4.3.1): reservation, current binding, offer, previous address,
+    /// requested address, then the pool from the scope's cursor.
+    fn choose(
+        &self,
+        table: &mut LeaseTable,
+        x: &Exchange<'_>,
+        reservation: Option<&ReservationRt>,
+    ) -> Result<u32, DropReason> {
+        if let Some(reservation) = reservation {
+            return if table.is_free_for(reservation.ip, x.key, x.now) {
+                Ok(reservation.ip)
+            } else {
+                Err(DropReason::NoAddress)
+            };
+        }
+        let record = table.client(x.key);
+        let requested = x.request.requested_ip.map(u32::from);
+        for candidate in [record.active, record.offer, record.previous, requested]
+            .into_iter()
+            .flatten()
+        {
+            if x.scope.is_pool_address(candidate) && table.is_free_for(candidate, x.key, x.now) {
+                return Ok(candidate);
+            }
+        }
+        let scope = x.scope;
+        let size = u64::from(scope.end - scope.start) + 1;
+        let cursor = table.cursors[x.scope_index].clamp(scope.start, scope.end);
+        let offset = u64::from(cursor - scope.start);
+        for step in 0..size {
+            let ip = scope.start + ((offset + step) % size) as u32;
+            if scope.is_pool_address(ip) && table.is_free_for(ip, x.key, x.now) {
+                table.cursors[x.scope_index] = if ip == scope.end { scope.start } else { ip + 1 };
+                return Ok(ip);
+            }
+        }
+        Err(DropReason::NoAddress)
+    }
+
+    /// The scope's `MaxBootpClients` cap, for a BOOTP client getting a new address.
+    fn check_bootp_cap(&self, table: &LeaseTable, x: &Exchange<'_>) -> Result<(), DropReason> {
+        let Some(cap) = x.scope.max_bootp_clients else {
+            return Ok(());
+        };
+        let in_use = table
+            .slots
+            .iter()
+            .filter(|(ip, s)| {
+                s.client_type == ClientType::Bootp
+                    && s.state == SlotState::Active
+                    && x.scope.start <= **ip
+                    && **ip <= x.scope.end
+            })
+            .count();
+        if in_use >= cap as usize {
+            return Err(DropReason::NoAddress);
+        }
+        Ok(())
+    }
+
+    fn lease_secs(&self, x: &Exchange<'_>) -> u32 {
+        x.scope.lease_secs.unwrap_or(INFINITE_LEASE)
+    }
+
+    fn discover(&self, x: &Exchange<'_>) -> Result<Built, DropReason> {
+        if x.scope.kind == ScopeType::Bootp {
+            return Err(DropReason::NoAddress);
+        }
+        let reservation = self.reservation(x, false);
+        let (ip, _) = self.pick_address(x, reservation, ClientType::Dhcp)?;
+        let lease = self.lease_secs(x);
+        Ok(self.build_reply(x, reservation, OFFER, Ipv4Addr::from(ip), Some(lease)))
+    }
+
+    fn reservation<'s>(&self, x: &Exchange<'s>, bootp: bool) -> Option<&'s ReservationRt> {
+        x.scope
+            .reservation_for(x.request.client_id, x.request.chaddr)
+            .filter(|r| kind_serves(r.kind, bootp))
+    }
+
+    fn request(&self, x: &Exchange<'_>) -> Result<Option<Built>, DropReason> {
+        if x.scope.kind == ScopeType::Bootp {
+            return Err(DropReason::NoAddress);
+        }
+        let reservation = self.reservation(x, false);
+        let request = x.request;
+        let mut tickets = (None, None);
+        let verdict = {
+            let mut table = self.lock();
+            let record = table.client(x.key);
+            let valid = |table: &LeaseTable, ip: u32| {
+                let assignable = match reservation {
+                    Some(r) => r.ip == ip,
+                    None => x.scope.is_pool_address(ip),
+                };
+                assignable && table.is_free_for(ip, x.key, x.now)
+            };
+            let ciaddr = (!request.ciaddr.is_unspecified()).then_some(u32::from(request.ciaddr));
+            let ok_ip = if let Some(server_id) = request.server_id {
+                // SELECTING.
+                if server_id != x.server_id {
+                    if let Some(offer) = record.offer {
+                        table.drop_slot(offer);
+                    }
+                    return Err(DropReason::WrongServer);
+                }
+                let ip = request
+                    .requested_ip
+                    .map(u32::from)
+                    .or(ciaddr)
+                    .ok_or(DropReason::Invalid)?;
+                let ours = record.offer == Some(ip)
+                    || record.active == Some(ip)
+                    || reservation.is_some_and(|r| r.ip == ip);
+                (ours && valid(&table, ip)).then_some(ip).ok_or(ip)
+            } else if let (Some(requested), None) = (request.requested_ip, ciaddr) {
+                // INIT-REBOOT.
+                let ip = u32::from(requested);
+                if !x.scope.in_subnet(ip) {
+                    Err(ip)
+                } else if reservation.is_none()
+                    && record.active.is_none()
+                    && record.offer.is_none()
+                    && record.previous.is_none()
+                {
+                    // No record of this client: it may be another server's (RFC 2131 4.3.2).
+                    return Err(DropReason::WrongServer);
+                } else {
+                    let known = reservation.is_some_and(|r| r.ip == ip)
+                        || (reservation.is_none()
+                            && [record.active, record.offer, record.previous].contains(&Some(ip)));
+                    (known && valid(&table, ip)).then_some(ip).ok_or(ip)
+                }
+            } else if let Some(ip) = ciaddr {
+                // RENEWING (unicast) or REBINDING (broadcast): only the client's lease is extended.
+                let rebinding = x.dst_addr.is_broadcast()
+                    || x.dst_addr == Ipv4Addr::from(x.scope.network | !x.scope.mask);
+                tracing::trace!(
+                    "{} of {}",
+                    if rebinding { "REBINDING" } else { "RENEWING" },
+                    request.ciaddr
+                );
+                let known = match reservation {
+                    Some(r) => r.ip == ip,
+                    None => record.active == Some(ip),
+                };
+                (x.scope.in_subnet(ip) && known && valid(&table, ip))
+                    .then_some(ip)
+                    .ok_or(ip)
+            } else {
+                return Err(DropReason::Invalid);
+            };
+            match ok_ip {
+                Ok(ip) => {
+                    let lease_secs = self.lease_secs(x);
+                    let until = if lease_secs == INFINITE_LEASE {
+                        NEVER
+                    } else {
+                        x.now.saturating_add(u64::from(lease_secs))
+                    };
+                    // A reservation (or any new address) replaces the client's older lease.
+                    if let Some(old) = record.active.filter(|old| *old != ip) {
+                        table.drop_slot(old);
+                        tickets.1 = Some(self.store.remove(Ipv4Addr::from(old)));
+                    }
+                    let renewed = table.claim(
+                        ip,
+                        x.key,
+                        SlotState::Active,
+                        until,
+                        request.htype,
+                        request.chaddr,
+                        ClientType::Dhcp,
+                        request.host_name,
+                    );
+                    if let Some(slot) = table.slots.get(&ip) {
+                        tickets.0 = Some(self.note_ticket(self.store.put(&slot.to_lease(ip))));
+                    }
+                    self.hooks.address_offer(
+                        &lock_token(&table),
+                        x.packet,
+                        if renewed {
+                            GiveCode::Old
+                        } else {
+                            GiveCode::New
+                        },
+                        x.if_addr,
+                        Ipv4Addr::from(ip),
+                        ClientType::Dhcp,
+                        lease_secs,
+                        x.ctx,
+                    );
+                    Verdict::Ack { ip, lease_secs }
+                }
+                Err(ip) => {
+                    if let Some(offer) = record.offer {
+                        table.drop_slot(offer);
+                    }
+                    self.hooks.address_del(
+                        &lock_token(&table),
+                        x.packet,
+                        ProbCode::Nacked,
+                        x.if_addr,
+                        Ipv4Addr::from(ip),
+                        x.ctx,
+                    );
+                    Verdict::Nak {
+                        alt: Ipv4Addr::from(ip),
+                    }
+                }
+            }
+        };
+        match verdict {
+            Verdict::Ack { ip, lease_secs } => {
+                // Wait for durability outside the lease lock: the ACK goes out only once committed.
+                if let Some(ticket) = tickets.0 {
+                    self.store.commit(ticket).map_err(|error| {
+                        tracing::error!("lease for {} not committed: {error}", Ipv4Addr::from(ip));
+                        DropReason::InternalError
+                    })?;
+                }
+                Ok(Some(self.build_reply(
+                    x,
+                    reservation,
+                    ACK,
+                    Ipv4Addr::from(ip),
+                    Some(lease_secs),
+                )))
+            }
+            Verdict::Nak { alt } => {
+                tracing::debug!("NAK {alt} to xid {:#x}", request.xid);
+                Ok(Some(self.build_reply(
+                    x,
+                    None,
+                    NAK,
+                    Ipv4Addr::UNSPECIFIED,
+                    None,
+                )))
+            }
+        }
+    }
+
+    /// A REQUEST, DECLINE or RELEASE naming another server is not ours.
+    fn check_server_id(&self, x: &Exchange<'_>) -> Result<(), DropReason> {
+        match x.request.server_id {
+            Some(id) if id != x.server_id => Err(DropReason::WrongServer),
+            _ => Ok(()),
+        }
+    }
+
+    fn decline(&self, x: &Exchange<'_>) -> Result<Option<Built>, DropReason> {
+        self.check_server_id(x)?;
+        let Some(ip) = x
+            .request
+            .requested_ip
+            .or_else(|| (!x.request.ciaddr.is_unspecified()).then_some(x.request.ciaddr))
+        else {
+            return Err(DropReason::Invalid);
+        };
+        let key = u32::from(ip);
+        let mut table = self.lock();
+        let owned = table.slots.get(&key).and_then(|s| {
+            (s.owner.as_deref() == Some(x.key)
+                && matches!(s.state, SlotState::Offered | SlotState::Active))
+            .then_some(s.state)
+        });
+        if let Some(state) = owned {
+            table.probation(key, x.now.saturating_add(self.options.probation.as_secs()));
+            if state == SlotState::Active {
+                self.note_ticket(self.store.remove(ip));
+            }
+            self.hooks.address_del(
+                &lock_token(&table),
+                x.packet,
+                ProbCode::Decline,
+                x.if_addr,
+                ip,
+                x.ctx,
+            );
+        }
+        Ok(None)
+    }
+
+    fn release(&self, x: &Exchange<'_>) -> Result<Option<Built>, DropReason> {
+        self.check_server_id(x)?;
+        let ip = x.request.ciaddr;
+        let key = u32::from(ip);
+        let mut table = self.lock();
+        let owned = table
+            .slots
+            .get(&key)
+            .is_some_and(|s| s.owner.as_deref() == Some(x.key) && s.state == SlotState::Active);
+        if owned {
+            table.release(key);
+            self.note_ticket(self.store.remove(ip));
+            self.hooks.address_del(
+                &lock_token(&table),
+                x.packet,
+                ProbCode::Release,
+                x.if_addr,
+                ip,
+                x.ctx,
+            );
+        }
+        Ok(None)
+    }
+
+    fn inform(&self, x: &Exchange<'_>) -> Built {
+        let reservation = self.reservation(x, false);
+        self.build_reply(x, reservation, ACK, Ipv4Addr::UNSPECIFIED, None)
+    }
+
+    fn bootp(&self, x: &Exchange<'_>) -> Result<Option<Built>, DropReason> {
+        if x.scope.kind == ScopeType::Dhcp {
+            return Err(DropReason::NoAddress);
+        }
+        let reservation = self.reservation(x, true);
+        let (ip, own_lease) = self.pick_address(x, reservation, ClientType::Bootp)?;
+        let ticket = {
+            let mut table = self.lock();
+            table.claim(
+                ip,
+                x.key,
+                SlotState::Active,
+                NEVER,
+                x.request.htype,
+                x.request.chaddr,
+                ClientType::Bootp,
+                None,
+            );
+            let ticket = table
+                .slots
+                .get(&ip)
+                .map(|slot| self.note_ticket(self.store.put(&slot.to_lease(ip))));
+            self.hooks.address_offer(
+                &lock_token(&table),
+                x.packet,
+                if own_lease {
+                    GiveCode::Old
+                } else {
+                    GiveCode::New
+                },
+                x.if_addr,
+                Ipv4Addr::from(ip),
+                ClientType::Bootp,
+                INFINITE_LEASE,
+                x.ctx,
+            );
+            ticket
+        };
+        if let Some(ticket) = ticket {
+            self.store.commit(ticket).map_err(|error| {
+                tracing::error!(
+                    "BOOTP lease for {} not committed: {error}",
+                    Ipv4Addr::from(ip)
+                );
+                DropReason::InternalError
+            })?;
+        }
+        Ok(Some(self.build_reply(
+            x,
+            reservation,
+            0,
+            Ipv4Addr::from(ip),
+            None,
+        )))
+    }
+
+    /// Encodes a reply (`message_type` 0 = BOOTREPLY) and works out where it goes (RFC 2131 4.1).
+    fn build_reply(
+        &self,
+        x: &Exchange<'_>,
+        reservation: Option<&ReservationRt>,
+        message_type: u8,
+        yiaddr: Ipv4Addr,
+        lease_secs: Option<u32>,
+    ) -> Built {
+        let request = x.request;
+        let relayed = !request.giaddr.is_unspecified();
+        let nak = message_type == NAK;
+        let mut flags = request.flags;
+        if relayed && (nak || self.options.ignore_broadcast_flag) {
+            flags |= BROADCAST_FLAG;
+        }
+        let ciaddr = match message_type {
+            ACK | 0 => request.ciaddr,
+            _ => Ipv4Addr::UNSPECIFIED,
+        };
+        let dest = if relayed {
+            SocketAddrV4::new(request.giaddr, SERVER_PORT)
+        } else if nak || self.options.ignore_broadcast_flag || request.ciaddr.is_unspecified() {
+            // The runtime cannot ARP-inject, so a client without an address gets a broadcast.
+            SocketAddrV4::new(Ipv4Addr::BROADCAST, CLIENT_PORT)
+        } else {
+            SocketAddrV4::new(request.ciaddr, CLIENT_PORT)
+        };
+        let limit = match request.max_message_size {
+            Some(max) => usize::from(max)
+                .saturating_sub(28)
+                .clamp(DEFAULT_MAX_REPLY_LEN, 1472),
+            None => DEFAULT_MAX_REPLY_LEN,
+        };
+        let vendor = message_type != 0 || request.has_cookie;
+        let header = ReplyHeader {
+            flags,
+            ciaddr,
+            yiaddr,
+            siaddr: Ipv4Addr::UNSPECIFIED,
+        };
+        let mut writer = ReplyWriter::new(request, header, vendor, limit);
+        // Room kept for the options that must come last (61, 82) and END.
+        let reserve = request.client_id.map_or(0, |id| option_wire_len(id.len()))
+            + request.relay_agent.map_or(0, |r| option_wire_len(r.len()))
+            + 1;
+        if message_type != 0 {
+            writer.option(53, &[message_type], reserve);
+            writer.option(54, &x.server_id.octets(), reserve);
+        }
+        if let Some(lease) = lease_secs {
+            writer.option(51, &lease.to_be_bytes(), reserve);
+            if lease != INFINITE_LEASE {
+                let t1 = lease / 2;
+                let t2 = (u64::from(lease) * 7 / 8) as u32;
+                writer.option(58, &t1.to_be_bytes(), reserve);
+                writer.option(59, &t2.to_be_bytes(), reserve);
+            }
+        }
+        if !nak {
+            writer.option(1, &x.scope.mask.to_be_bytes(), reserve);
+            let mut written = [false; 256];
+            let mut send = |writer: &mut ReplyWriter, code: u8| {
+                if !written[usize::from(code)] {
+                    written[usize::from(code)] = true;
+                    if let Some(value) = x.scope.option(reservation, code) {
+                        writer.option(code, value, reserve);
+                    }
+                }
+            };
+            match request.parameter_list {
+                Some(list) => list.iter().for_each(|&code| send(&mut writer, code)),
+                // No list (BOOTP, or a client that asks for nothing in particular): everything set.
+                None => (2..=254).for_each(|code| send(&mut writer, code)),
+            }
+            for &code in &self.options.always_send {
+                send(&mut writer, code);
+            }
+        }
+        if let Some(id) = request.client_id {
+            writer.option(61, id, 1);
+        }
+        if let Some(relay_agent) = request.relay_agent {
+            writer.option(82, relay_agent, 1);
+        }
+        Built {
+            bytes: writer.finish(),
+            dest,
+            delay: if message_type == OFFER {
+                self.config.scopes[x.scope_index].delay
+            } else {
+                Duration::ZERO
+            },
+            message_type,
+        }
+    }
+}
+
+impl PacketHandler for Engine {
+    fn handle(&self, datagram: Datagram, admission: Admission) -> Outcome {
+        let Datagram {
+            bytes: mut packet,
+            if_addr,
+            dst_addr,
+            peer: _,
+        } = datagram;
+        let mut ctx: PktContext = 0;
+        let mut outcome = Outcome::default();
+        let dropped = match self.hooks.new_pkt(&mut packet, if_addr, &mut ctx) {
+            Ok(true) => {
+                match self.process(
+                    &mut packet,
+                    (if_addr, dst_addr),
+                    ctx,
+                    admission,
+                    &mut outcome,
+                ) {
+                    Ok(reply) => {
+                        outcome.reply = reply;
+                        None
+                    }
+                    Err(reason) => Some(reason),
+                }
+            }
+            Ok(false) => {
+                self.counters
+                    .dropped_by_callout
+                    .fetch_add(1, Ordering::Relaxed);
+                None
+            }
+            Err(fault) => {
+                tracing::warn!("NewPkt fault, packet dropped: {}", fault.0);
+                Some(DropReason::Invalid)
+            }
+        };
+        if let Some(reason) = dropped {
+            self.counters.drops[drop_index(reason)].fetch_add(1, Ordering::Relaxed);
+            outcome.dropped = Some(reason);
+            self.hooks.pkt_drop(&mut packet, reason, if_addr, ctx);
+        }
+        self.hooks
+            .pkt_drop(&mut packet, DropReason::Processed, if_addr, ctx);
+        outcome
+    }
+}

@@ -1,0 +1,458 @@
+//! Lease persistence: the [`LeaseStore`] trait and its embedded SQLite implementation.
+//!
+//! The in-memory lease table is the allocation authority; a store only makes it survive a restart.
+//! Changes are queued with [`LeaseStore::put`] / [`LeaseStore::remove`] (cheap, called under the lease
+//! lock so the queue order is the table's order) and made durable by a writer that commits everything
+//! pending in one transaction (group commit). [`LeaseStore::commit`] waits for a change's batch and is
+//! called outside the lease lock.
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::SystemTime;
+
+use dhcpssdk::ClientType;
+use rusqlite::{params, Connection, OpenFlags};
+
+use crate::clock::{from_unix_secs, unix_secs};
+
+/// One granted lease (DHCP or BOOTP), as persisted and as listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    /// The leased address.
+    pub ip: Ipv4Addr,
+    /// The client identity: option 61's bytes when the client sent one, else htype followed by chaddr.
+    pub client_id: Vec<u8>,
+    /// The hardware type (htype) of the client's last request.
+    pub hw_type: u8,
+    /// The client hardware address (chaddr, hlen bytes).
+    pub hw_address: Vec<u8>,
+    /// The host name the client sent (option 12), if any.
+    pub host_name: Option<String>,
+    /// When the lease expires; `None` = never (infinite lease, BOOTP).
+    pub expires: Option<SystemTime>,
+    /// DHCP or BOOTP.
+    pub client_type: ClientType,
+}
+
+/// A lease store failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite reported an error.
+    #[error("lease database {path}: {source}")]
+    Sqlite {
+        /// The database file.
+        path: PathBuf,
+        /// What SQLite said.
+        source: rusqlite::Error,
+    },
+    /// A stored row is not a valid lease.
+    #[error("lease database {path}: row for {ip}: {what}")]
+    BadRow {
+        /// The database file.
+        path: PathBuf,
+        /// The row's address.
+        ip: Ipv4Addr,
+        /// What is wrong with it.
+        what: String,
+    },
+    /// The batch holding this change failed to commit.
+    #[error("lease database {path}: commit failed: {message}")]
+    CommitFailed {
+        /// The database file.
+        path: PathBuf,
+        /// The failure of the batch.
+        message: String,
+    },
+    /// The writer thread is gone (store shut down or panicked).
+    #[error("lease database {path}: the writer thread has stopped")]
+    WriterStopped {
+        /// The database file.
+        path: PathBuf,
+    },
+}
+
+/// Identifies a queued change; [`LeaseStore::commit`] waits until it is durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct CommitTicket(pub u64);
+
+/// Where leases are persisted. Implementations must be thread-safe.
+pub trait LeaseStore: Send + Sync {
+    /// Every stored lease (called once, when the engine starts).
+    fn load_all(&self) -> Result<Vec<Lease>, StoreError>;
+    /// Queues "this lease now exists" (insert or replace by address). Must not do disk I/O: it is called
+    /// under the lease lock.
+    fn put(&self, lease: &Lease) -> CommitTicket;
+    /// Queues "no lease on this address any more". Must not do disk I/O.
+    fn remove(&self, ip: Ipv4Addr) -> CommitTicket;
+    /// Waits until the change `ticket` (and everything queued before it) is durable.
+    fn commit(&self, ticket: CommitTicket) -> Result<(), StoreError>;
+}
+
+enum Change {
+    Put(Lease),
+    Remove(Ipv4Addr),
+}
+
+#[derive(Default)]
+struct Queue {
+    pending: Vec<Change>,
+    /// The ticket of the last queued change.
+    issued: u64,
+    /// Every ticket up to this one has been through a transaction.
+    committed: u64,
+    /// The last failed batch: its ticket range and error.
+    failure: Option<(u64, u64, String)>,
+    shutdown: bool,
+    writer_gone: bool,
+}
+
+struct Shared {
+    queue: Mutex<Queue>,
+    work: Condvar,
+    done: Condvar,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The embedded SQLite lease store (WAL journal, prepared statements, one writer thread doing group
+/// commits).
+///
+/// Durability: `synchronous = NORMAL` in WAL mode, so a committed lease survives a crash of calloutd;
+/// a power loss may lose the last batches.
+pub struct SqliteLeaseStore {
+    path: PathBuf,
+    shared: Arc<Shared>,
+    writer: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for SqliteLeaseStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteLeaseStore")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS leases (
+    ip          INTEGER PRIMARY KEY, -- IPv4 address as a number
+    client_id   BLOB NOT NULL,
+    hw_type     INTEGER NOT NULL,
+    hw_address  BLOB NOT NULL,
+    host_name   TEXT,
+    expires     INTEGER,             -- Unix seconds; NULL = infinite
+    client_type INTEGER NOT NULL     -- DHCP_CLIENT_BOOTP or DHCP_CLIENT_DHCP
+);";
+
+const PUT_SQL: &str = "INSERT OR REPLACE INTO leases \
+    (ip, client_id, hw_type, hw_address, host_name, expires, client_type) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+const REMOVE_SQL: &str = "DELETE FROM leases WHERE ip = ?1";
+
+impl SqliteLeaseStore {
+    /// Opens (creating if needed) the lease database at `path` and starts its writer thread.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        let sql_err = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let conn = Connection::open(&path).map_err(sql_err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(sql_err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(sql_err)?;
+        conn.execute_batch(SCHEMA).map_err(sql_err)?;
+        // Prepare once here so a bad schema fails at open, not at the first commit.
+        conn.prepare_cached(PUT_SQL).map_err(sql_err)?;
+        conn.prepare_cached(REMOVE_SQL).map_err(sql_err)?;
+
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(Queue::default()),
+            work: Condvar::new(),
+            done: Condvar::new(),
+        });
+        let writer_shared = Arc::clone(&shared);
+        let writer = std::thread::Builder::new()
+            .name("lease-writer".into())
+            .spawn(move || write_loop(conn, &writer_shared))
+            .map_err(|e| StoreError::CommitFailed {
+                path: path.clone(),
+                message: format!("cannot start the writer thread: {e}"),
+            })?;
+        Ok(Self {
+            path,
+            shared,
+            writer: Some(writer),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn enqueue(&self, change: Change) -> CommitTicket {
+        let mut queue = self.shared.lock();
+        queue.issued += 1;
+        queue.pending.push(change);
+        let ticket = CommitTicket(queue.issued);
+        drop(queue);
+        self.shared.work.notify_one();
+        ticket
+    }
+}
+
+impl LeaseStore for SqliteLeaseStore {
+    fn load_all(&self) -> Result<Vec<Lease>, StoreError> {
+        let sql_err = |source| StoreError::Sqlite {
+            path: self.path.clone(),
+            source,
+        };
+        // A separate read connection: WAL lets it run beside the writer.
+        let conn = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(sql_err)?;
+        let mut stmt = conn
+            .prepare(
+                "SELECT ip, client_id, hw_type, hw_address, host_name, expires, client_type \
+                 FROM leases ORDER BY ip",
+            )
+            .map_err(sql_err)?;
+        let rows = stmt
+            .query_map([], |row| {
+                Ok((
+                    row.get::<_, i64>(0)?,
+                    row.get::<_, Vec<u8>>(1)?,
+                    row.get::<_, i64>(2)?,
+                    row.get::<_, Vec<u8>>(3)?,
+                    row.get::<_, Option<String>>(4)?,
+                    row.get::<_, Option<i64>>(5)?,
+                    row.get::<_, i64>(6)?,
+                ))
+            })
+            .map_err(sql_err)?;
+        let mut leases = Vec::new();
+        for row in rows {
+            let (ip, client_id, hw_type, hw_address, host_name, expires, client_type) =
+                row.map_err(sql_err)?;
+            let ip_num = u32::try_from(ip).map_err(|_| StoreError::BadRow {
+                path: self.path.clone(),
+                ip: Ipv4Addr::UNSPECIFIED,
+                what: format!("address {ip} is not an IPv4 address"),
+            })?;
+            let ip = Ipv4Addr::from(ip_num);
+            let bad = |what: String| StoreError::BadRow {
+                path: self.path.clone(),
+                ip,
+                what,
+            };
+            let client_type = u32::try_from(client_type)
+                .ok()
+                .and_then(ClientType::from_code)
+                .ok_or_else(|| bad(format!("unknown client type {client_type}")))?;
+            let hw_type =
+                u8::try_from(hw_type).map_err(|_| bad(format!("hardware type {hw_type}")))?;
+            if hw_address.len() > 16 {
+                return Err(bad(format!(
+                    "hardware address of {} bytes",
+                    hw_address.len()
+                )));
+            }
+            let expires = match expires {
+                None => None,
+                Some(secs) => Some(from_unix_secs(
+                    u64::try_from(secs).map_err(|_| bad(format!("expiry {secs}")))?,
+                )),
+            };
+            leases.push(Lease {
+                ip,
+                client_id,
+                hw_type,
+                hw_address,
+                host_name,
+                expires,
+                client_type,
+            });
+        }
+        Ok(leases)
+    }
+
+    fn put(&self, lease: &Lease) -> CommitTicket {
+        self.enqueue(Change::Put(lease.clone()))
+    }
+
+    fn remove(&self, ip: Ipv4Addr) -> CommitTicket {
+        self.enqueue(Change::Remove(ip))
+    }
+
+    fn commit(&self, ticket: CommitTicket) -> Result<(), StoreError> {
+        let mut queue = self.shared.lock();
+        while queue.committed < ticket.0 {
+            if queue.writer_gone {
+                return Err(StoreError::WriterStopped {
+                    path: self.path.clone(),
+                });
+            }
+            queue = self
+                .shared
+                .done
+                .wait(queue)
+                .unwrap_or_else(|p| p.into_inner());
+        }
+        match &queue.failure {
+            Some((low, high, message)) if (*low..=*high).contains(&ticket.0) => {
+                Err(StoreError::CommitFailed {
+                    path: self.path.clone(),
+                    message: message.clone(),
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+impl Drop for SqliteLeaseStore {
+    fn drop(&mut self) {
+        self.shared.lock().shutdown = true;
+        self.shared.work.notify_all();
+        if let Some(writer) = self.writer.take() {
+            // The writer drains what is pending before it exits; a panic there has nothing to add.
+            let _ = writer.join();
+        }
+    }
+}
+
+/// The writer thread: waits for changes, commits all that are pending in one transaction, then wakes
+/// every waiter. Exits after draining once shutdown is asked for.
+fn write_loop(mut conn: Connection, shared: &Shared) {
+    let mut batch = Vec::new();
+    loop {
+        let high = {
+            let mut queue = shared.lock();
+            while queue.pending.is_empty() && !queue.shutdown {
+                queue = shared.work.wait(queue).unwrap_or_else(|p| p.into_inner());
+            }
+            if queue.pending.is_empty() {
+                queue.writer_gone = true;
+                drop(queue);
+                shared.done.notify_all();
+                return;
+            }
+            std::mem::swap(&mut batch, &mut queue.pending);
+            queue.issued
+        };
+        let result = apply_batch(&mut conn, &batch);
+        batch.clear();
+        let mut queue = shared.lock();
+        let low = queue.committed + 1;
+        queue.committed = high;
+        if let Err(error) = result {
+            tracing::error!("lease database commit failed: {error}");
+            queue.failure = Some((low, high, error.to_string()));
+        }
+        drop(queue);
+        shared.done.notify_all();
+    }
+}
+
+fn apply_batch(conn: &mut Connection, batch: &[Change]) -> rusqlite::Result<()> {
+    let tx = conn.transaction()?;
+    {
+        let mut put = tx.prepare_cached(PUT_SQL)?;
+        let mut remove = tx.prepare_cached(REMOVE_SQL)?;
+        for change in batch {
+            match change {
+                Change::Put(lease) => {
+                    let expires = lease
+                        .expires
+                        .map(|t| i64::try_from(unix_secs(t)).unwrap_or(i64::MAX));
+                    put.execute(params![
+                        u32::from(lease.ip),
+                        lease.client_id,
+                        lease.hw_type,
+                        lease.hw_address,
+                        lease.host_name,
+                        expires,
+                        lease.client_type.code(),
+                    ])?;
+                }
+                Change::Remove(ip) => {
+                    remove.execute(params![u32::from(*ip)])?;
+                }
+            }
+        }
+    }
+    tx.commit()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lease(last: u8) -> Lease {
+        Lease {
+            ip: Ipv4Addr::new(198, 18, 0, last),
+            client_id: vec![1, 2, 3, last],
+            hw_type: 1,
+            hw_address: vec![2, 0, 0, 0, 0, last],
+            host_name: Some(format!("host{last}")),
+            expires: Some(from_unix_secs(1_800_000_000 + u64::from(last))),
+            client_type: ClientType::Dhcp,
+        }
+    }
+
+    #[test]
+    fn put_remove_commit_and_reload() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("leases.db");
+        {
+            let store = SqliteLeaseStore::open(&path).unwrap();
+            assert!(store.load_all().unwrap().is_empty());
+            store.put(&lease(10));
+            store.put(&lease(11));
+            let mut infinite = lease(12);
+            infinite.expires = None;
+            infinite.client_type = ClientType::Bootp;
+            store.put(&infinite);
+            let last = store.remove(Ipv4Addr::new(198, 18, 0, 11));
+            store.commit(last).unwrap();
+        }
+        let store = SqliteLeaseStore::open(&path).unwrap();
+        let loaded = store.load_all().unwrap();
+        assert_eq!(loaded.len(), 2);
+        assert_eq!(loaded[0], lease(10));
+        assert_eq!(loaded[1].expires, None);
+        assert_eq!(loaded[1].client_type, ClientType::Bootp);
+    }
+
+    #[test]
+    fn concurrent_commits_all_land() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("leases.db");
+        let store = Arc::new(SqliteLeaseStore::open(&path).unwrap());
+        let threads: Vec<_> = (0..4u8)
+            .map(|t| {
+                let store = Arc::clone(&store);
+                std::thread::spawn(move || {
+                    for i in 0..25u8 {
+                        let ticket = store.put(&lease(t * 25 + i + 1));
+                        store.commit(ticket).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        assert_eq!(store.load_all().unwrap().len(), 100);
+    }
+}
