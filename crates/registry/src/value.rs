@@ -203,7 +203,7 @@ pub(crate) fn utf16le(text: &str) -> Vec<u8> {
 fn code_units(bytes: &[u8], strings: StringBytes) -> Option<Vec<u16>> {
     match strings {
         StringBytes::Utf16Le => {
-            if bytes.len() % 2 != 0 {
+            if !bytes.len().is_multiple_of(2) {
                 return None;
             }
             Some(
