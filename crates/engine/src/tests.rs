@@ -1,1 +1,1266 @@
+//! Pipeline tests: real DHCP packets (built with dhcproto) through `Engine::handle`, with a hook
+//! implementation that records every call, and a temporary SQLite lease database.
 
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, SystemTime};
+
+use calloutd_config::{
+    ExclusionRange, Filter, FilterList, Filters, MacPattern, OptionElement, OptionValue,
+    Reservation, Scope, ScopeState, ScopeType, ServerConfig,
+};
+use dhcproto::v4::{
+    relay::{RelayAgentInformation, RelayInfo},
+    DhcpOption, Flags, Message, MessageType, OptionCode,
+};
+use dhcproto::{Decodable, Encodable};
+use dhcpssdk::{ClientType, ControlCode, DropReason, GiveCode, ProbCode};
+
+use crate::*;
+
+const SERVER: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+const RELAY: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 1);
+
+fn ip(last: u8) -> Ipv4Addr {
+    Ipv4Addr::new(198, 18, 0, last)
+}
+
+/// One recorded hook call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Call {
+    NewPkt,
+    HandleOptions(Option<Ipv4Addr>),
+    PktDrop(DropReason),
+    PktSend,
+    AddressDel(ProbCode, Ipv4Addr, Ipv4Addr),
+    AddressOffer(GiveCode, Ipv4Addr, Ipv4Addr, ClientType, u32),
+    DeleteClient(Ipv4Addr, Vec<u8>),
+}
+
+/// What PktSend does (0 = pass the reply on).
+const SEND_SUPPRESS: u8 = 1;
+const SEND_FAULT: u8 = 2;
+
+/// Records every hook call with whether the lease lock was held and the packet context it saw.
+#[derive(Default)]
+struct Recorder {
+    calls: Mutex<Vec<(Call, bool, PktContext)>>,
+    lock_probe: OnceLock<LeaseLockProbe>,
+    refuse: AtomicBool,
+    send_mode: AtomicU8,
+    next_ctx: AtomicUsize,
+}
+
+impl Recorder {
+    fn record(&self, call: Call, ctx: PktContext) {
+        let locked = self.lock_probe.get().is_some_and(LeaseLockProbe::is_locked);
+        self.calls.lock().unwrap().push((call, locked, ctx));
+    }
+
+    /// The calls so far with the lease lock state seen (cleared), unchecked.
+    fn take_raw(&self) -> Vec<(Call, bool, PktContext)> {
+        std::mem::take(&mut *self.calls.lock().unwrap())
+    }
+
+    /// The calls so far (cleared), after checking the lock model and the context hand-over. Only for
+    /// single-threaded use: another worker holding the lock would look like this one holding it.
+    fn take(&self) -> Vec<Call> {
+        let calls = std::mem::take(&mut *self.calls.lock().unwrap());
+        let mut ctx = None;
+        for (call, locked, seen) in &calls {
+            let under_lock = matches!(
+                call,
+                Call::AddressDel(..) | Call::AddressOffer(..) | Call::DeleteClient(..)
+            );
+            assert_eq!(*locked, under_lock, "lease lock state during {call:?}");
+            match call {
+                Call::NewPkt => ctx = Some(*seen),
+                Call::DeleteClient(..) => {}
+                _ => assert_eq!(Some(*seen), ctx, "PktContext of {call:?}"),
+            }
+        }
+        calls.into_iter().map(|(call, _, _)| call).collect()
+    }
+}
+
+impl Hooks for Recorder {
+    fn control(&self, _: ControlCode) {}
+    fn new_pkt(
+        &self,
+        _: &mut Vec<u8>,
+        _: Ipv4Addr,
+        ctx: &mut PktContext,
+    ) -> Result<bool, HookFault> {
+        *ctx = 1000 + self.next_ctx.fetch_add(1, Ordering::Relaxed);
+        self.record(Call::NewPkt, *ctx);
+        Ok(!self.refuse.load(Ordering::Relaxed))
+    }
+    fn handle_options(&self, _: &[u8], ctx: PktContext, scope_id: Option<Ipv4Addr>) {
+        self.record(Call::HandleOptions(scope_id), ctx);
+    }
+    fn pkt_drop(&self, _: &mut Vec<u8>, reason: DropReason, _: Ipv4Addr, ctx: PktContext) {
+        self.record(Call::PktDrop(reason), ctx);
+    }
+    fn pkt_send(&self, reply: &mut Vec<u8>, _: Ipv4Addr, ctx: PktContext) -> Result<(), HookFault> {
+        self.record(Call::PktSend, ctx);
+        match self.send_mode.load(Ordering::Relaxed) {
+            SEND_SUPPRESS => {
+                reply.clear();
+                Ok(())
+            }
+            SEND_FAULT => Err(HookFault("size above the buffer".into())),
+            _ => Ok(()),
+        }
+    }
+    fn address_del(
+        &self,
+        _: &LeaseLockHeld<'_>,
+        _: &[u8],
+        code: ProbCode,
+        ip: Ipv4Addr,
+        alt: Ipv4Addr,
+        ctx: PktContext,
+    ) {
+        self.record(Call::AddressDel(code, ip, alt), ctx);
+    }
+    fn address_offer(
+        &self,
+        _: &LeaseLockHeld<'_>,
+        _: &[u8],
+        code: GiveCode,
+        ip: Ipv4Addr,
+        alt: Ipv4Addr,
+        client_type: ClientType,
+        lease_secs: u32,
+        ctx: PktContext,
+    ) {
+        self.record(
+            Call::AddressOffer(code, ip, alt, client_type, lease_secs),
+            ctx,
+        );
+    }
+    fn delete_client(&self, _: &LeaseLockHeld<'_>, ip: Ipv4Addr, hw: &[u8]) {
+        self.record(Call::DeleteClient(ip, hw.to_vec()), 0);
+    }
+}
+
+/// Says "in use" for the listed addresses.
+struct BusyProber(Vec<Ipv4Addr>);
+
+impl Prober for BusyProber {
+    fn probe(&self, ip: Ipv4Addr, attempts: u8) -> bool {
+        assert!(attempts > 0);
+        self.0.contains(&ip)
+    }
+}
+
+fn scope(third: u8, first: u8, last: u8) -> Scope {
+    Scope {
+        scope_id: Ipv4Addr::new(198, third, 0, 0),
+        subnet_mask: Ipv4Addr::new(255, 255, 255, 0),
+        name: format!("net{third}"),
+        description: String::new(),
+        start_range: Ipv4Addr::new(198, third, 0, first),
+        end_range: Ipv4Addr::new(198, third, 0, last),
+        lease_duration: Some(Duration::from_secs(3600)),
+        state: ScopeState::Active,
+        kind: ScopeType::Dhcp,
+        max_bootp_clients: None,
+        delay: Duration::ZERO,
+        superscope_name: None,
+        activate_policies: false,
+        exclusion_ranges: Vec::new(),
+        reservations: Vec::new(),
+        option_values: vec![
+            OptionValue {
+                option_id: 3,
+                value: vec![OptionElement::IPv4Address(Ipv4Addr::new(198, third, 0, 1))],
+                vendor_class: None,
+                user_class: None,
+            },
+            OptionValue {
+                option_id: 6,
+                value: vec![OptionElement::IPv4Address(Ipv4Addr::new(198, third, 0, 2))],
+                vendor_class: None,
+                user_class: None,
+            },
+        ],
+        policies: Vec::new(),
+        leases: Vec::new(),
+    }
+}
+
+/// 198.18.0.0/24 with pool .10-.50 and .10-.12 excluded; 198.19.0.0/24 for relayed clients.
+fn config() -> ServerConfig {
+    let mut main = scope(18, 10, 50);
+    main.exclusion_ranges.push(ExclusionRange {
+        start_range: ip(10),
+        end_range: ip(12),
+    });
+    ServerConfig {
+        scopes: vec![main, scope(19, 10, 50)],
+        ..ServerConfig::default()
+    }
+}
+
+struct Harness {
+    engine: Engine,
+    hooks: Arc<Recorder>,
+    clock: Arc<ManualClock>,
+}
+
+fn start() -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000)
+}
+
+fn harness_with(
+    config: ServerConfig,
+    db: &Path,
+    prober: Arc<dyn Prober>,
+    clock: Arc<ManualClock>,
+) -> Harness {
+    let hooks = Arc::new(Recorder::default());
+    let options = EngineOptions {
+        clock: clock.clone(),
+        ..EngineOptions::default()
+    };
+    let store = SqliteLeaseStore::open(db).unwrap();
+    let engine = Engine::new(config, options, hooks.clone(), Box::new(store), prober).unwrap();
+    let _ = hooks.lock_probe.set(engine.lease_lock_probe());
+    Harness {
+        engine,
+        hooks,
+        clock,
+    }
+}
+
+fn harness(config: ServerConfig, db: &Path) -> Harness {
+    harness_with(
+        config,
+        db,
+        Arc::new(NoProber),
+        Arc::new(ManualClock::new(start())),
+    )
+}
+
+fn mac(n: u8) -> [u8; 6] {
+    [0x02, 0, 0, 0, 0, n]
+}
+
+/// A request from client `n` (broadcast flag set, asking for mask and router).
+fn message(kind: MessageType, n: u8) -> Message {
+    let mut m = Message::new_with_id(
+        0x1000 + u32::from(n),
+        Ipv4Addr::UNSPECIFIED,
+        Ipv4Addr::UNSPECIFIED,
+        Ipv4Addr::UNSPECIFIED,
+        Ipv4Addr::UNSPECIFIED,
+        &mac(n),
+    );
+    m.set_flags(Flags::default().set_broadcast());
+    m.opts_mut().insert(DhcpOption::MessageType(kind));
+    m.opts_mut().insert(DhcpOption::ParameterRequestList(vec![
+        OptionCode::SubnetMask,
+        OptionCode::Router,
+    ]));
+    m
+}
+
+fn datagram(m: &Message, dst: Ipv4Addr) -> Datagram {
+    datagram_bytes(m.to_vec().unwrap(), dst)
+}
+
+fn datagram_bytes(bytes: Vec<u8>, dst: Ipv4Addr) -> Datagram {
+    Datagram {
+        bytes,
+        if_addr: SERVER,
+        dst_addr: dst,
+        peer: SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 68),
+    }
+}
+
+impl Harness {
+    fn send(&self, m: &Message) -> Outcome {
+        self.engine
+            .handle(datagram(m, Ipv4Addr::BROADCAST), Admission::Process)
+    }
+
+    /// DISCOVER and REQUEST for client `n`; returns the leased address (hook calls cleared).
+    fn dora(&self, n: u8) -> Ipv4Addr {
+        let offer = self.send(&message(MessageType::Discover, n));
+        let offered = decode(&offer).yiaddr();
+        let mut request = message(MessageType::Request, n);
+        request
+            .opts_mut()
+            .insert(DhcpOption::ServerIdentifier(SERVER));
+        request
+            .opts_mut()
+            .insert(DhcpOption::RequestedIpAddress(offered));
+        let ack = self.send(&request);
+        assert_eq!(ack.reply_type, Some(5), "ACK for client {n}");
+        self.hooks.take();
+        decode(&ack).yiaddr()
+    }
+}
+
+fn decode(outcome: &Outcome) -> Message {
+    let reply = outcome.reply.as_ref().expect("a reply");
+    Message::from_bytes(&reply.bytes).unwrap()
+}
+
+/// Option codes of a reply in wire order.
+fn option_order(bytes: &[u8]) -> Vec<u8> {
+    let mut codes = Vec::new();
+    let mut at = 240;
+    while at < bytes.len() {
+        match bytes[at] {
+            0 => at += 1,
+            255 => break,
+            code => {
+                codes.push(code);
+                at += 2 + usize::from(bytes[at + 1]);
+            }
+        }
+    }
+    codes
+}
+
+fn u32_option(m: &Message, code: OptionCode) -> Option<u32> {
+    match m.opts().get(code)? {
+        DhcpOption::AddressLeaseTime(v) | DhcpOption::Renewal(v) | DhcpOption::Rebinding(v) => {
+            Some(*v)
+        }
+        _ => None,
+    }
+}
+
+#[test]
+fn dora_hook_sequence_and_reply_encoding() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = harness(config(), &dir.path().join("leases.db"));
+
+    let mut discover = message(MessageType::Discover, 1);
+    discover
+        .opts_mut()
+        .insert(DhcpOption::ClientIdentifier(vec![1, 2, 0, 0, 0, 0, 1]));
+    let offer = h.send(&discover);
+    assert_eq!(
+        h.hooks.take(),
+        vec![
+            Call::NewPkt,
+            Call::HandleOptions(Some(Ipv4Addr::new(198, 18, 0, 0))),
+            Call::PktSend,
+            Call::PktDrop(DropReason::Processed),
+        ]
+    );
+    assert_eq!((offer.request_type, offer.reply_type), (Some(1), Some(2)));
+    let reply = offer.reply.as_ref().unwrap();
+    assert_eq!(reply.dest, SocketAddrV4::new(Ipv4Addr::BROADCAST, 68));
+    assert_eq!(reply.source, SERVER);
+    let offered = decode(&offer);
+    assert_eq!(
+        offered.yiaddr(),
+        ip(13),
+        "first address after the exclusion"
+    );
+    assert_eq!(offered.xid(), discover.xid());
+
+    let mut request = message(MessageType::Request, 1);
+    request
+        .opts_mut()
+        .insert(DhcpOption::ClientIdentifier(vec![1, 2, 0, 0, 0, 0, 1]));
+    request
+        .opts_mut()
+        .insert(DhcpOption::ServerIdentifier(SERVER));
+    request
+        .opts_mut()
+        .insert(DhcpOption::RequestedIpAddress(ip(13)));
+    let ack = h.send(&request);
+    assert_eq!(
+        h.hooks.take(),
+        vec![
+            Call::NewPkt,
+            Call::HandleOptions(Some(Ipv4Addr::new(198, 18, 0, 0))),
+            Call::AddressOffer(GiveCode::New, SERVER, ip(13), ClientType::Dhcp, 3600),
+            Call::PktSend,
+            Call::PktDrop(DropReason::Processed),
+        ]
+    );
+    let bytes = &ack.reply.as_ref().unwrap().bytes;
+    assert!(bytes.len() >= 300, "padded to the BOOTP minimum");
+    let order = option_order(bytes);
+    assert_eq!(&order[..2], &[53, 54], "53 first, then the server id");
+    assert_eq!(
+        order.last(),
+        Some(&61),
+        "client id echoed last (no option 82)"
+    );
+    assert!(!order.contains(&6), "DNS was not asked for");
+    let acked = decode(&ack);
+    assert_eq!(acked.opts().msg_type(), Some(MessageType::Ack));
+    assert_eq!(acked.yiaddr(), ip(13));
+    assert_eq!(u32_option(&acked, OptionCode::AddressLeaseTime), Some(3600));
+    assert_eq!(u32_option(&acked, OptionCode::Renewal), Some(1800));
+    assert_eq!(u32_option(&acked, OptionCode::Rebinding), Some(3150));
+    assert_eq!(
+        acked.opts().get(OptionCode::SubnetMask),
+        Some(&DhcpOption::SubnetMask(Ipv4Addr::new(255, 255, 255, 0)))
+    );
+    assert_eq!(
+        acked.opts().get(OptionCode::Router),
+        Some(&DhcpOption::Router(vec![ip(1)]))
+    );
+    assert_eq!(
+        acked.opts().get(OptionCode::ClientIdentifier),
+        Some(&DhcpOption::ClientIdentifier(vec![1, 2, 0, 0, 0, 0, 1]))
+    );
+    let leases = h.engine.leases();
+    assert_eq!(leases.len(), 1);
+    assert_eq!(leases[0].ip, ip(13));
+    assert_eq!(leases[0].client_id, vec![1, 2, 0, 0, 0, 0, 1]);
+    assert_eq!(leases[0].hw_address, mac(1).to_vec());
+    let stats = h.engine.stats();
+    assert_eq!((stats.received[1], stats.received[3]), (1, 1));
+    assert_eq!((stats.sent[2], stats.sent[5]), (1, 1));
+}
+
+fn renewal(n: u8, ciaddr: Ipv4Addr) -> Message {
+    let mut m = message(MessageType::Request, n);
+    m.set_flags(Flags::default());
+    m.set_ciaddr(ciaddr);
+    m
+}
+
+#[test]
+fn renew_and_rebind_extend_the_lease() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = harness(config(), &dir.path().join("leases.db"));
+    let leased = h.dora(1);
+    h.clock.advance(Duration::from_secs(1800));
+
+    // RENEWING: unicast to us.
+    let renew = h
+        .engine
+        .handle(datagram(&renewal(1, leased), SERVER), Admission::Process);
+    assert_eq!(renew.reply_type, Some(5));
+    let reply = renew.reply.as_ref().unwrap();
+    assert_eq!(reply.dest, SocketAddrV4::new(leased, 68));
+    assert_eq!(decode(&renew).ciaddr(), leased);
+    assert!(h.hooks.take().contains(&Call::AddressOffer(
+        GiveCode::Old,
+        SERVER,
+        leased,
+        ClientType::Dhcp,
+        3600
+    )));
+    let expiry = h.engine.leases()[0].expires.unwrap();
+    assert_eq!(expiry, start() + Duration::from_secs(1800 + 3600));
+
+    // REBINDING: broadcast.
+    h.clock.advance(Duration::from_secs(3200));
+    let rebind = h.engine.handle(
+        datagram(&renewal(1, leased), Ipv4Addr::BROADCAST),
+        Admission::Process,
+    );
+    assert_eq!(rebind.reply_type, Some(5));
+    assert!(h.hooks.take().contains(&Call::AddressOffer(
+        GiveCode::Old,
+        SERVER,
+        leased,
+        ClientType::Dhcp,
+        3600
+    )));
+
+    // Someone else renewing this address gets a NAK.
+    let stranger = h
+        .engine
+        .handle(datagram(&renewal(2, leased), SERVER), Admission::Process);
+    assert_eq!(stranger.reply_type, Some(6));
+    assert!(h
+        .hooks
+        .take()
+        .contains(&Call::AddressDel(ProbCode::Nacked, SERVER, leased)));
+}
+
+fn init_reboot(n: u8, requested: Ipv4Addr) -> Message {
+    let mut m = message(MessageType::Request, n);
+    m.opts_mut()
+        .insert(DhcpOption::RequestedIpAddress(requested));
+    m
+}
+
+#[test]
+fn init_reboot_wrong_address_is_nacked_and_unknown_client_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = harness(config(), &dir.path().join("leases.db"));
+    let leased = h.dora(1);
+
+    // The client's own address: ACK.
+    let own = h.send(&init_reboot(1, leased));
+    assert_eq!(own.reply_type, Some(5));
+    h.hooks.take();
+
+    // Wrong address for a known client.
+    let wrong = h.send(&init_reboot(1, ip(40)));
+    assert_eq!(
+        h.hooks.take(),
+        vec![
+            Call::NewPkt,
+            Call::HandleOptions(Some(Ipv4Addr::new(198, 18, 0, 0))),
+            Call::AddressDel(ProbCode::Nacked, SERVER, ip(40)),
+            Call::PktSend,
+            Call::PktDrop(DropReason::Processed),
+        ]
+    );
+    let nak = decode(&wrong);
+    assert_eq!(nak.opts().msg_type(), Some(MessageType::Nak));
+    assert_eq!(nak.yiaddr(), Ipv4Addr::UNSPECIFIED);
+    assert_eq!(
+        wrong.reply.as_ref().unwrap().dest,
+        SocketAddrV4::new(Ipv4Addr::BROADCAST, 68)
+    );
+    assert_eq!(u32_option(&nak, OptionCode::AddressLeaseTime), None);
+
+    // Wrong network, even for an unknown client.
+    let foreign = h.send(&init_reboot(9, Ipv4Addr::new(10, 1, 2, 3)));
+    assert_eq!(foreign.reply_type, Some(6));
+    h.hooks.take();
+
+    // No record of the client at all: silent.
+    let unknown = h.send(&init_reboot(7, ip(30)));
+    assert!(unknown.reply.is_none());
+    assert_eq!(unknown.dropped, Some(DropReason::WrongServer));
+    assert_eq!(
+        h.hooks.take(),
+        vec![
+            Call::NewPkt,
+            Call::HandleOptions(Some(Ipv4Addr::new(198, 18, 0, 0))),
+            Call::PktDrop(DropReason::WrongServer),
+            Call::PktDrop(DropReason::Processed),
+        ]
+    );
+}
+
+#[test]
+fn decline_puts_the_address_on_probation() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = harness(config(), &dir.path().join("leases.db"));
+    let leased = h.dora(1);
+    let mut decline = message(MessageType::Decline, 1);
+    decline
+        .opts_mut()
+        .insert(DhcpOption::RequestedIpAddress(leased));
+    decline
+        .opts_mut()
+        .insert(DhcpOption::ServerIdentifier(SERVER));
+    let outcome = h.send(&decline);
+    assert!(outcome.reply.is_none() && outcome.dropped.is_none());
+    assert_eq!(
+        h.hooks.take(),
+        vec![
+            Call::NewPkt,
+            Call::HandleOptions(Some(Ipv4Addr::new(198, 18, 0, 0))),
+            Call::AddressDel(ProbCode::Decline, SERVER, leased),
+            Call::PktDrop(DropReason::Processed),
+        ]
+    );
+    assert!(h.engine.leases().is_empty());
+    // Neither the same client nor another is offered the declined address while on probation.
+    for n in [1, 2] {
+        let offer = h.send(&message(MessageType::Discover, n));
+        assert_ne!(decode(&offer).yiaddr(), leased);
+    }
+    // After probation (and the offers' hold) it is offered again.
+    h.clock.advance(Duration::from_secs(3601));
+    let mut ask = message(MessageType::Discover, 3);
+    ask.opts_mut()
+        .insert(DhcpOption::RequestedIpAddress(leased));
+    assert_eq!(decode(&h.send(&ask)).yiaddr(), leased);
+}
+
+#[test]
+fn release_frees_the_binding_but_keeps_it_preferred() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = harness(config(), &dir.path().join("leases.db"));
+    let leased = h.dora(1);
+    let mut release = renewal(1, leased);
+    release
+        .opts_mut()
+        .insert(DhcpOption::MessageType(MessageType::Release));
+    release
+        .opts_mut()
+        .insert(DhcpOption::ServerIdentifier(SERVER));
+    let outcome = h
+        .engine
+        .handle(datagram(&release, SERVER), Admission::Process);
+    assert!(outcome.reply.is_none() && outcome.dropped.is_none());
+    assert_eq!(
+        h.hooks.take(),
+        vec![
+            Call::NewPkt,
+            Call::HandleOptions(Some(Ipv4Addr::new(198, 18, 0, 0))),
+            Call::AddressDel(ProbCode::Release, SERVER, leased),
+            Call::PktDrop(DropReason::Processed),
+        ]
+    );
+    assert!(h.engine.leases().is_empty());
+    // A second client takes the next address; the releasing client gets its old one back.
+    assert_ne!(h.dora(2), leased);
+    assert_eq!(h.dora(1), leased);
+}
+
+#[test]
+fn inform_gets_an_ack_without_lease() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = harness(config(), &dir.path().join("leases.db"));
+    let mut inform = renewal(1, ip(200));
+    inform
+        .opts_mut()
+        .insert(DhcpOption::MessageType(MessageType::Inform));
+    let outcome = h
+        .engine
+        .handle(datagram(&inform, SERVER), Admission::Process);
+    assert_eq!(
+        h.hooks.take(),
+        vec![
+            Call::NewPkt,
+            Call::HandleOptions(Some(Ipv4Addr::new(198, 18, 0, 0))),
+            Call::PktSend,
+            Call::PktDrop(DropReason::Processed),
+        ]
+    );
+    let reply = outcome.reply.as_ref().unwrap();
+    assert_eq!(reply.dest, SocketAddrV4::new(ip(200), 68));
+    let ack = decode(&outcome);
+    assert_eq!(ack.opts().msg_type(), Some(MessageType::Ack));
+    assert_eq!(ack.yiaddr(), Ipv4Addr::UNSPECIFIED);
+    assert_eq!(ack.ciaddr(), ip(200));
+    assert!(ack.opts().get(OptionCode::AddressLeaseTime).is_none());
+    assert!(ack.opts().get(OptionCode::Renewal).is_none());
+    assert!(ack.opts().get(OptionCode::Router).is_some());
+    assert!(h.engine.leases().is_empty());
+}
+
+/// A BOOTP request (no option 53), with or without the magic cookie.
+fn bootp_request(n: u8, cookie: bool) -> Vec<u8> {
+    let mut bytes = vec![0u8; 300];
+    bytes[0] = 1;
+    bytes[1] = 1;
+    bytes[2] = 6;
+    bytes[4..8].copy_from_slice(&(0x2000 + u32::from(n)).to_be_bytes());
+    bytes[28..34].copy_from_slice(&mac(n));
+    if cookie {
+        bytes[236..240].copy_from_slice(&dhcproto::v4::MAGIC);
+        bytes[240] = 255;
+    }
+    bytes
+}
+
+#[test]
+fn bootp_clients_get_permanent_addresses_in_bootp_scopes_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config();
+    cfg.scopes[0].kind = ScopeType::Both;
+    let h = harness(cfg, &dir.path().join("leases.db"));
+
+    let plain = h.engine.handle(
+        datagram_bytes(bootp_request(1, false), Ipv4Addr::BROADCAST),
+        Admission::Process,
+    );
+    assert_eq!(
+        h.hooks.take(),
+        vec![
+            Call::NewPkt,
+            Call::HandleOptions(Some(Ipv4Addr::new(198, 18, 0, 0))),
+            Call::AddressOffer(
+                GiveCode::New,
+                SERVER,
+                ip(13),
+                ClientType::Bootp,
+                0xFFFF_FFFF
+            ),
+            Call::PktSend,
+            Call::PktDrop(DropReason::Processed),
+        ]
+    );
+    assert_eq!((plain.request_type, plain.reply_type), (Some(0), Some(0)));
+    let reply = plain.reply.as_ref().unwrap();
+    assert_eq!(reply.bytes.len(), 300);
+    assert_eq!(reply.bytes[0], 2, "BOOTREPLY");
+    assert_eq!(&reply.bytes[16..20], &ip(13).octets());
+    assert_eq!(
+        &reply.bytes[236..240],
+        &[0, 0, 0, 0],
+        "no vendor extensions"
+    );
+    assert_eq!(reply.dest, SocketAddrV4::new(Ipv4Addr::BROADCAST, 68));
+
+    let with_cookie = h.engine.handle(
+        datagram_bytes(bootp_request(2, true), Ipv4Addr::BROADCAST),
+        Admission::Process,
+    );
+    let bytes = &with_cookie.reply.as_ref().unwrap().bytes;
+    assert_eq!(&bytes[236..240], &dhcproto::v4::MAGIC);
+    let order = option_order(bytes);
+    assert!(!order.contains(&53) && order.contains(&1) && order.contains(&3));
+    let leases = h.engine.leases();
+    assert_eq!(leases.len(), 2);
+    assert!(leases
+        .iter()
+        .all(|l| l.expires.is_none() && l.client_type == ClientType::Bootp));
+    h.hooks.take();
+
+    // A DHCP-only scope does not serve BOOTP.
+    let relayed = {
+        let mut bytes = bootp_request(3, false);
+        bytes[24..28].copy_from_slice(&RELAY.octets());
+        bytes
+    };
+    let refused = h
+        .engine
+        .handle(datagram_bytes(relayed, SERVER), Admission::Process);
+    assert_eq!(refused.dropped, Some(DropReason::NoAddress));
+}
+
+fn reservation(address: Ipv4Addr, client_id: &[u8]) -> Reservation {
+    Reservation {
+        name: "pinned".into(),
+        ip_address: address,
+        client_id: client_id.to_vec(),
+        kind: ScopeType::Both,
+        description: String::new(),
+        option_values: vec![OptionValue {
+            option_id: 3,
+            value: vec![OptionElement::IPv4Address(ip(254))],
+            vendor_class: None,
+            user_class: None,
+        }],
+    }
+}
+
+#[test]
+fn reservations_match_by_mac_and_by_client_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config();
+    cfg.scopes[0].reservations = vec![
+        reservation(ip(40), &mac(1)),
+        reservation(ip(41), b"\x00host-two"),
+    ];
+    let h = harness(cfg, &dir.path().join("leases.db"));
+    let offer = decode(&h.send(&message(MessageType::Discover, 1)));
+    assert_eq!(offer.yiaddr(), ip(40));
+    assert_eq!(
+        offer.opts().get(OptionCode::Router),
+        Some(&DhcpOption::Router(vec![ip(254)])),
+        "reservation options win"
+    );
+    let mut by_id = message(MessageType::Discover, 2);
+    by_id
+        .opts_mut()
+        .insert(DhcpOption::ClientIdentifier(b"\x00host-two".to_vec()));
+    assert_eq!(decode(&h.send(&by_id)).yiaddr(), ip(41));
+    // Nobody else is offered a reserved address, even when asking for it.
+    let mut other = message(MessageType::Discover, 3);
+    other
+        .opts_mut()
+        .insert(DhcpOption::RequestedIpAddress(ip(40)));
+    let got = decode(&h.send(&other)).yiaddr();
+    assert!(got != ip(40) && got != ip(41));
+    assert_eq!(h.dora(1), ip(40));
+}
+
+#[test]
+fn reservation_beats_an_older_dynamic_lease_and_restart_restores_leases() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("leases.db");
+    let (first, second) = {
+        let h = harness(config(), &db);
+        (h.dora(1), h.dora(2))
+    };
+    assert_eq!((first, second), (ip(13), ip(14)));
+
+    // Restart with the same database: both leases are back and still owned.
+    let mut cfg = config();
+    cfg.scopes[0].reservations = vec![reservation(ip(45), &mac(1))];
+    let h = harness(cfg, &db);
+    let leases = h.engine.leases();
+    assert_eq!(
+        leases.iter().map(|l| l.ip).collect::<Vec<_>>(),
+        vec![first, second]
+    );
+    assert_eq!(leases[1].hw_address, mac(2).to_vec());
+    let renew = h
+        .engine
+        .handle(datagram(&renewal(2, second), SERVER), Admission::Process);
+    assert_eq!(renew.reply_type, Some(5));
+    assert!(h.hooks.take().contains(&Call::AddressOffer(
+        GiveCode::Old,
+        SERVER,
+        second,
+        ClientType::Dhcp,
+        3600
+    )));
+    let newcomer = h.dora(3);
+    assert!(newcomer != first && newcomer != second);
+
+    // Client 1 now has a reservation: it is offered and granted the reserved address, and its old
+    // dynamic lease goes away; renewing the old address is refused.
+    assert_eq!(h.dora(1), ip(45));
+    let ips: Vec<_> = h.engine.leases().iter().map(|l| l.ip).collect();
+    assert!(ips.contains(&ip(45)) && !ips.contains(&first));
+    let old = h
+        .engine
+        .handle(datagram(&renewal(1, first), SERVER), Admission::Process);
+    assert_eq!(old.reply_type, Some(6));
+}
+
+#[test]
+fn requested_excluded_address_is_not_offered() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = harness(config(), &dir.path().join("leases.db"));
+    let mut discover = message(MessageType::Discover, 1);
+    discover
+        .opts_mut()
+        .insert(DhcpOption::RequestedIpAddress(ip(11)));
+    assert_eq!(decode(&h.send(&discover)).yiaddr(), ip(13));
+    let mut free = message(MessageType::Discover, 2);
+    free.opts_mut()
+        .insert(DhcpOption::RequestedIpAddress(ip(33)));
+    assert_eq!(
+        decode(&h.send(&free)).yiaddr(),
+        ip(33),
+        "a free requested address"
+    );
+}
+
+#[test]
+fn pool_exhaustion_drops_noaddress() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config();
+    cfg.scopes[0].end_range = ip(14);
+    let h = harness(cfg, &dir.path().join("leases.db"));
+    assert_eq!(h.dora(1), ip(13));
+    // Client 2 holds .14 by an offer; client 3 finds nothing.
+    assert_eq!(
+        decode(&h.send(&message(MessageType::Discover, 2))).yiaddr(),
+        ip(14)
+    );
+    h.hooks.take();
+    let outcome = h.send(&message(MessageType::Discover, 3));
+    assert_eq!(outcome.dropped, Some(DropReason::NoAddress));
+    assert_eq!(
+        h.hooks.take(),
+        vec![
+            Call::NewPkt,
+            Call::HandleOptions(Some(Ipv4Addr::new(198, 18, 0, 0))),
+            Call::PktDrop(DropReason::NoAddress),
+            Call::PktDrop(DropReason::Processed),
+        ]
+    );
+    // Once the offer hold runs out, the address is free again.
+    h.clock.advance(Duration::from_secs(61));
+    assert_eq!(
+        decode(&h.send(&message(MessageType::Discover, 3))).yiaddr(),
+        ip(14)
+    );
+    assert_eq!(
+        h.engine
+            .stats()
+            .drops
+            .iter()
+            .find(|d| d.0 == DropReason::NoAddress)
+            .unwrap()
+            .1,
+        1
+    );
+}
+
+#[test]
+fn garbage_and_hops_are_invalid() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = harness(config(), &dir.path().join("leases.db"));
+    let outcome = h.engine.handle(
+        datagram_bytes(b"not a dhcp packet".to_vec(), SERVER),
+        Admission::Process,
+    );
+    assert_eq!(outcome.dropped, Some(DropReason::Invalid));
+    assert_eq!(outcome.request_type, None);
+    assert_eq!(
+        h.hooks.take(),
+        vec![
+            Call::NewPkt,
+            Call::PktDrop(DropReason::Invalid),
+            Call::PktDrop(DropReason::Processed),
+        ]
+    );
+    let mut far = message(MessageType::Discover, 1);
+    far.set_giaddr(RELAY);
+    far.set_hops(17);
+    assert_eq!(h.send(&far).dropped, Some(DropReason::Invalid));
+    let mut offer = message(MessageType::Offer, 1);
+    offer.set_hops(0);
+    assert_eq!(h.send(&offer).dropped, Some(DropReason::Invalid));
+}
+
+#[test]
+fn request_for_another_server_frees_our_offer() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config();
+    cfg.scopes[0].end_range = ip(13);
+    let h = harness(cfg, &dir.path().join("leases.db"));
+    assert_eq!(
+        decode(&h.send(&message(MessageType::Discover, 1))).yiaddr(),
+        ip(13)
+    );
+    h.hooks.take();
+    let mut request = message(MessageType::Request, 1);
+    request
+        .opts_mut()
+        .insert(DhcpOption::ServerIdentifier(Ipv4Addr::new(198, 18, 0, 99)));
+    request
+        .opts_mut()
+        .insert(DhcpOption::RequestedIpAddress(Ipv4Addr::new(
+            198, 18, 0, 77,
+        )));
+    let outcome = h.send(&request);
+    assert!(outcome.reply.is_none());
+    assert_eq!(
+        h.hooks.take(),
+        vec![
+            Call::NewPkt,
+            Call::HandleOptions(Some(Ipv4Addr::new(198, 18, 0, 0))),
+            Call::PktDrop(DropReason::WrongServer),
+            Call::PktDrop(DropReason::Processed),
+        ]
+    );
+    // The only address is free again at once.
+    assert_eq!(
+        decode(&h.send(&message(MessageType::Discover, 2))).yiaddr(),
+        ip(13)
+    );
+}
+
+#[test]
+fn selecting_request_for_an_address_not_offered_is_nacked() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = harness(config(), &dir.path().join("leases.db"));
+    h.send(&message(MessageType::Discover, 1));
+    h.hooks.take();
+    let mut request = message(MessageType::Request, 1);
+    request
+        .opts_mut()
+        .insert(DhcpOption::ServerIdentifier(SERVER));
+    request
+        .opts_mut()
+        .insert(DhcpOption::RequestedIpAddress(ip(30)));
+    assert_eq!(h.send(&request).reply_type, Some(6));
+    assert!(h
+        .hooks
+        .take()
+        .contains(&Call::AddressDel(ProbCode::Nacked, SERVER, ip(30))));
+    assert!(h.engine.leases().is_empty());
+}
+
+#[test]
+fn process_it_false_and_paused_admission() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = harness(config(), &dir.path().join("leases.db"));
+    h.hooks.refuse.store(true, Ordering::Relaxed);
+    let refused = h.send(&message(MessageType::Discover, 1));
+    assert!(refused.reply.is_none() && refused.dropped.is_none());
+    assert_eq!(
+        h.hooks.take(),
+        vec![Call::NewPkt, Call::PktDrop(DropReason::Processed)]
+    );
+    assert_eq!(h.engine.stats().dropped_by_callout, 1);
+    h.hooks.refuse.store(false, Ordering::Relaxed);
+
+    let paused = h.engine.handle(
+        datagram(&message(MessageType::Discover, 1), Ipv4Addr::BROADCAST),
+        Admission::Drop(DropReason::Paused),
+    );
+    assert!(paused.reply.is_none());
+    assert_eq!(paused.dropped, Some(DropReason::Paused));
+    assert_eq!(
+        h.hooks.take(),
+        vec![
+            Call::NewPkt,
+            Call::HandleOptions(Some(Ipv4Addr::new(198, 18, 0, 0))),
+            Call::PktDrop(DropReason::Paused),
+            Call::PktDrop(DropReason::Processed),
+        ]
+    );
+}
+
+#[test]
+fn pkt_send_can_suppress_or_fault() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = harness(config(), &dir.path().join("leases.db"));
+    h.hooks.send_mode.store(SEND_SUPPRESS, Ordering::Relaxed);
+    let suppressed = h.send(&message(MessageType::Discover, 1));
+    assert!(suppressed.reply.is_none() && suppressed.dropped.is_none());
+    assert_eq!(h.engine.stats().suppressed_by_callout, 1);
+    h.hooks.take();
+    h.hooks.send_mode.store(SEND_FAULT, Ordering::Relaxed);
+    let faulted = h.send(&message(MessageType::Discover, 1));
+    assert_eq!(faulted.dropped, Some(DropReason::Invalid));
+    assert_eq!(
+        h.hooks.take(),
+        vec![
+            Call::NewPkt,
+            Call::HandleOptions(Some(Ipv4Addr::new(198, 18, 0, 0))),
+            Call::PktSend,
+            Call::PktDrop(DropReason::Invalid),
+            Call::PktDrop(DropReason::Processed),
+        ]
+    );
+}
+
+#[test]
+fn relayed_requests_use_giaddr_and_echo_option_82_last() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = harness(config(), &dir.path().join("leases.db"));
+    let mut relay_info = RelayAgentInformation::default();
+    relay_info.insert(RelayInfo::AgentCircuitId(b"port-7".to_vec()));
+    let mut discover = message(MessageType::Discover, 1);
+    discover.set_giaddr(RELAY);
+    discover.set_hops(1);
+    discover
+        .opts_mut()
+        .insert(DhcpOption::RelayAgentInformation(relay_info));
+    let request_bytes = discover.to_vec().unwrap();
+    let sent_82 = {
+        let at = request_bytes.windows(2).position(|w| w == [82, 8]).unwrap();
+        request_bytes[at..at + 10].to_vec()
+    };
+    let offer = h
+        .engine
+        .handle(datagram_bytes(request_bytes, SERVER), Admission::Process);
+    assert_eq!(
+        h.hooks.take()[1],
+        Call::HandleOptions(Some(Ipv4Addr::new(198, 19, 0, 0)))
+    );
+    let reply = offer.reply.as_ref().unwrap();
+    assert_eq!(reply.dest, SocketAddrV4::new(RELAY, 67));
+    let decoded = decode(&offer);
+    assert_eq!(decoded.yiaddr(), Ipv4Addr::new(198, 19, 0, 10));
+    assert_eq!(decoded.giaddr(), RELAY);
+    assert_eq!(option_order(&reply.bytes).last(), Some(&82));
+    let end = reply.bytes.iter().rposition(|b| *b == 255).unwrap();
+    assert_eq!(
+        &reply.bytes[end - sent_82.len()..end],
+        &sent_82[..],
+        "82 unchanged, right before END"
+    );
+
+    // A NAK through the relay carries the broadcast flag.
+    let mut nak = init_reboot(1, Ipv4Addr::new(198, 20, 0, 5));
+    nak.set_flags(Flags::default());
+    nak.set_giaddr(RELAY);
+    let outcome = h.send(&nak);
+    assert_eq!(outcome.reply_type, Some(6));
+    assert!(decode(&outcome).flags().broadcast());
+    assert_eq!(outcome.reply.unwrap().dest, SocketAddrV4::new(RELAY, 67));
+}
+
+#[test]
+fn scope_selection_filters_state_and_delay() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config();
+    cfg.scopes[0].delay = Duration::from_millis(250);
+    cfg.scopes[1].state = ScopeState::Inactive;
+    cfg.filters = Filters {
+        allow_enabled: false,
+        deny_enabled: true,
+        filters: vec![Filter {
+            list: FilterList::Deny,
+            mac: MacPattern {
+                prefix: mac(9).to_vec(),
+                wildcard: false,
+            },
+            description: String::new(),
+        }],
+    };
+    let h = harness(cfg, &dir.path().join("leases.db"));
+    let offer = h.send(&message(MessageType::Discover, 1));
+    assert_eq!(offer.reply.unwrap().delay, Duration::from_millis(250));
+    assert_eq!(
+        h.send(&message(MessageType::Discover, 9)).dropped,
+        Some(DropReason::Unauth),
+        "deny filter"
+    );
+    let mut relayed = message(MessageType::Discover, 1);
+    relayed.set_giaddr(RELAY);
+    assert_eq!(
+        h.send(&relayed).dropped,
+        Some(DropReason::NoSubnets),
+        "inactive scope"
+    );
+    let mut elsewhere = message(MessageType::Discover, 1);
+    elsewhere.set_giaddr(Ipv4Addr::new(10, 0, 0, 1));
+    h.hooks.take();
+    assert_eq!(h.send(&elsewhere).dropped, Some(DropReason::NoSubnets));
+    assert_eq!(
+        h.hooks.take(),
+        vec![
+            Call::NewPkt,
+            Call::HandleOptions(None),
+            Call::PktDrop(DropReason::NoSubnets),
+            Call::PktDrop(DropReason::Processed),
+        ]
+    );
+}
+
+#[test]
+fn conflict_detection_skips_an_address_in_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config();
+    cfg.settings.conflict_detection_attempts = 2;
+    let h = harness_with(
+        cfg,
+        &dir.path().join("leases.db"),
+        Arc::new(BusyProber(vec![ip(13)])),
+        Arc::new(ManualClock::new(start())),
+    );
+    let offer = h.send(&message(MessageType::Discover, 1));
+    assert_eq!(decode(&offer).yiaddr(), ip(14));
+    assert_eq!(
+        h.hooks.take(),
+        vec![
+            Call::NewPkt,
+            Call::HandleOptions(Some(Ipv4Addr::new(198, 18, 0, 0))),
+            Call::AddressDel(ProbCode::Conflict, SERVER, ip(13)),
+            Call::PktSend,
+            Call::PktDrop(DropReason::Processed),
+        ]
+    );
+    // The bad address stays out of the pool for others too.
+    assert_eq!(
+        decode(&h.send(&message(MessageType::Discover, 2))).yiaddr(),
+        ip(15)
+    );
+}
+
+#[test]
+fn delete_and_purge_call_delete_client() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("leases.db");
+    {
+        let h = harness(config(), &db);
+        let first = h.dora(1);
+        let second = h.dora(2);
+        let deleted = h.engine.delete_lease(first).unwrap().unwrap();
+        assert_eq!(deleted.ip, first);
+        assert_eq!(
+            h.hooks.take(),
+            vec![Call::DeleteClient(first, mac(1).to_vec())]
+        );
+        assert!(h.engine.delete_lease(first).unwrap().is_none());
+
+        assert_eq!(h.engine.purge_expired(start()).unwrap(), 0);
+        h.clock.advance(Duration::from_secs(3601));
+        assert_eq!(h.engine.purge_expired(h.clock.now()).unwrap(), 1);
+        assert_eq!(
+            h.hooks.take(),
+            vec![Call::DeleteClient(second, mac(2).to_vec())]
+        );
+        assert!(h.engine.leases().is_empty());
+        h.engine.flush().unwrap();
+    }
+    let h = harness(config(), &db);
+    assert!(h.engine.leases().is_empty(), "deletions were committed");
+}
+
+#[test]
+fn ignore_broadcast_flag_broadcasts_renewals() {
+    let dir = tempfile::tempdir().unwrap();
+    let hooks = Arc::new(Recorder::default());
+    let engine = Engine::new(
+        config(),
+        EngineOptions {
+            ignore_broadcast_flag: true,
+            server_id_override: Some(Ipv4Addr::new(198, 18, 0, 250)),
+            ..EngineOptions::default()
+        },
+        hooks,
+        Box::new(SqliteLeaseStore::open(dir.path().join("leases.db")).unwrap()),
+        Arc::new(NoProber),
+    )
+    .unwrap();
+    let offer = engine.handle(
+        datagram(&message(MessageType::Discover, 1), Ipv4Addr::BROADCAST),
+        Admission::Process,
+    );
+    let decoded = decode(&offer);
+    assert_eq!(
+        decoded.opts().get(OptionCode::ServerIdentifier),
+        Some(&DhcpOption::ServerIdentifier(Ipv4Addr::new(
+            198, 18, 0, 250
+        )))
+    );
+    let mut inform = renewal(1, ip(200));
+    inform
+        .opts_mut()
+        .insert(DhcpOption::MessageType(MessageType::Inform));
+    let outcome = engine.handle(datagram(&inform, SERVER), Admission::Process);
+    assert_eq!(
+        outcome.reply.unwrap().dest,
+        SocketAddrV4::new(Ipv4Addr::BROADCAST, 68)
+    );
+}
+
+#[test]
+fn concurrent_workers_never_share_an_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config();
+    cfg.scopes[0].end_range = ip(250);
+    let h = Arc::new(harness(cfg, &dir.path().join("leases.db")));
+    let workers: Vec<_> = (0..4u8)
+        .map(|w| {
+            let h = Arc::clone(&h);
+            std::thread::spawn(move || {
+                (0..40u8)
+                    .map(|i| h.dora_quiet(w * 40 + i + 1))
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let mut all: Vec<Ipv4Addr> = workers
+        .into_iter()
+        .flat_map(|w| w.join().unwrap())
+        .collect();
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), 160);
+    assert_eq!(h.engine.leases().len(), 160);
+    // Every AddressOffer ran under the lease lock.
+    let offers: Vec<bool> = h
+        .hooks
+        .take_raw()
+        .into_iter()
+        .filter(|(c, _, _)| matches!(c, Call::AddressOffer(GiveCode::New, ..)))
+        .map(|(_, locked, _)| locked)
+        .collect();
+    assert_eq!(offers.len(), 160);
+    assert!(offers.iter().all(|locked| *locked));
+}
+
+impl Harness {
+    /// Like `dora`, without touching the shared call log (for concurrent use).
+    fn dora_quiet(&self, n: u8) -> Ipv4Addr {
+        let offer = self.send(&message(MessageType::Discover, n));
+        let offered = decode(&offer).yiaddr();
+        let mut request = message(MessageType::Request, n);
+        request
+            .opts_mut()
+            .insert(DhcpOption::ServerIdentifier(SERVER));
+        request
+            .opts_mut()
+            .insert(DhcpOption::RequestedIpAddress(offered));
+        let ack = self.send(&request);
+        assert_eq!(ack.reply_type, Some(5), "ACK for client {n}");
+        decode(&ack).yiaddr()
+    }
+}
