@@ -29,6 +29,8 @@ pub struct Origin {
 #[derive(Debug, Clone)]
 pub struct RegValue {
     name: String,
+    /// `name` case-folded once, so lookups don't re-fold every value.
+    folded: String,
     data: RegValueData,
     origin: Option<Origin>,
     /// Tree-wide assignment counter: tells which of two values was set last.
@@ -97,7 +99,7 @@ impl RegKey {
     /// `""` is the default value (`@=` in `.reg` files); `"@"` is a value literally named `@`.
     pub fn value(&self, name: &str) -> Option<&RegValue> {
         let folded = fold(name);
-        self.values.iter().find(|v| fold(&v.name) == folded)
+        self.values.iter().find(|v| v.folded == folded)
     }
 
     /// The direct subkeys, sorted case-insensitively.
@@ -118,13 +120,14 @@ impl RegKey {
     /// the new data and origin.
     fn set(&mut self, name: &str, data: RegValueData, origin: Option<Origin>, seq: u64) {
         let folded = fold(name);
-        if let Some(existing) = self.values.iter_mut().find(|v| fold(&v.name) == folded) {
+        if let Some(existing) = self.values.iter_mut().find(|v| v.folded == folded) {
             existing.data = data;
             existing.origin = origin;
             existing.seq = seq;
         } else {
             self.values.push(RegValue {
                 name: name.to_string(),
+                folded,
                 data,
                 origin,
                 seq,
@@ -135,7 +138,7 @@ impl RegKey {
     fn remove(&mut self, name: &str) -> bool {
         let folded = fold(name);
         let before = self.values.len();
-        self.values.retain(|v| fold(&v.name) != folded);
+        self.values.retain(|v| v.folded != folded);
         before != self.values.len()
     }
 }

@@ -578,3 +578,27 @@ fn parameters_file_points_calloutd_at_built_callouts() {
     assert_eq!((dlls.file, dlls.line), (path, 4));
     assert_eq!(params.callout_enabled.unwrap().value, 1);
 }
+
+#[test]
+fn roots_must_be_spelled_out_in_files_but_may_be_short_in_lookups() {
+    let text = format!(
+        "{V5}\n[HKLM\\SOFTWARE\\x]\n\"a\"=\"1\"\n[hkey_local_machine\\SOFTWARE\\x]\n\"b\"=\"2\"\n"
+    );
+    let (tree, warnings) = apply(&text);
+    assert_eq!(lines_of(&warnings), [2, 3]);
+    assert!(
+        warnings[0].reason.contains("unknown root key \"HKLM\""),
+        "{}",
+        warnings[0]
+    );
+    let key = tree.key(r"HKLM\software\X").unwrap();
+    assert!(key.value("a").is_none());
+    assert_eq!(
+        key.value("b").unwrap().data(),
+        &RegValueData::Sz("2".into())
+    );
+    assert_eq!(
+        tree.roots().map(|r| r.name()).collect::<Vec<_>>(),
+        ["HKEY_LOCAL_MACHINE"]
+    );
+}

@@ -243,3 +243,60 @@ fn every_fixture_survives_write_then_read() {
         assert_eq!(again, tree, "{}", file.display());
     }
 }
+
+/// Hand-made quirks both readers handle, compared value by value (names case-insensitively).
+#[test]
+fn inline_quirks_match_regashii() {
+    let text = concat!(
+        "Windows Registry Editor Version 5.00 ; header comment\r\n",
+        "\r\n",
+        "[HKEY_CURRENT_USER\\Software\\calloutd\\Quirks] trailing text\r\n",
+        "\"Mixed\"=\"first\"\r\n",
+        "\"MIXED\"=\"last wins\"\r\n",
+        "\"gone\"=dword:00000001\r\n",
+        "\"GONE\"=-\r\n",
+        "\"esc\\\\aped\\\"\"=\"v\\\\al\\\"ue\"\r\n",
+        "\"wrapped\"=hex(7):61,00,00,00,\\ ; comment\r\n",
+        "  62,00,00,00,00,00\r\n",
+        "\"qword\"=hex(b):01,02,03,04,05,06,07,08\r\n",
+        "\"unknown\"=hex(1f):01\r\n",
+        "\"dropped\"=dword:00000001\\\r\n",
+        "\"be\"=hex(5):00,00,01,00\r\n",
+    );
+    let oracle = regashii::Registry::deserialize(text).unwrap();
+    let mut tree = RegistryTree::new();
+    let warnings = tree.apply_str(text, Path::new("inline.reg")).unwrap();
+    assert_eq!(warnings.iter().map(|w| w.line).collect::<Vec<_>>(), [13]);
+    let path = r"HKEY_CURRENT_USER\Software\calloutd\Quirks";
+    let key = &oracle.keys()[&regashii::KeyName::new(path)];
+    let ours = tree.key(path).unwrap();
+    // regashii records `"GONE"=-` as a pending deletion (it models the file, not the result); we
+    // apply it, so the value is simply absent.
+    assert_eq!(
+        key.values()[&regashii::ValueName::named("GONE")],
+        regashii::Value::Delete
+    );
+    assert!(ours.value("gone").is_none());
+    let applied: Vec<_> = key
+        .values()
+        .iter()
+        .filter(|(_, v)| **v != regashii::Value::Delete)
+        .collect();
+    assert_eq!(ours.values().len(), applied.len());
+    for (name, value) in applied {
+        let got = ours.value(name.raw()).unwrap();
+        if name.raw() == "be" {
+            // regashii turns hex(5) into a plain Dword (0x00000100 read big-endian = 256); the type
+            // stays REG_DWORD_BIG_ENDIAN in the registry, and config-formats.md lists it as such.
+            assert_eq!(value, &regashii::Value::Dword(256));
+            assert_eq!(got.data(), &RegValueData::DwordBigEndian(256));
+            continue;
+        }
+        assert_eq!(got.data(), &expected_from_regashii(value), "{name:?}");
+    }
+    // Both keep the spelling the value was created with, as the registry does.
+    assert!(key
+        .values()
+        .contains_key(&regashii::ValueName::named("Mixed")));
+    assert_eq!(ours.value("mixed").unwrap().name(), "Mixed");
+}
