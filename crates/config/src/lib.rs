@@ -35,7 +35,7 @@ use std::path::Path;
 
 pub use diag::{ConfigErrors, Diagnostic};
 pub use model::*;
-pub use report::scope_report;
+pub use report::{scope_report, PoolCounts};
 pub use resolve::{
     effective_options, encode_elements, matching_policies, ClientFacts, EffectiveOption,
     EffectiveOptions, OptionLevel,

@@ -259,7 +259,7 @@ impl Reader<'_> {
             ("add", "scope") => self.add_scope(pos, &toks[2..]),
             ("add", "filter") => self.add_filter(pos, &toks[2..]),
             ("set", "filter") => {
-                let p = pairs(&toks[2..]).or_else(|e| syntax(e))?;
+                let p = pairs(&toks[2..]).or_else(syntax)?;
                 for (k, v) in p {
                     let on = match v.trim() {
                         "1" => true,
@@ -356,7 +356,7 @@ impl Reader<'_> {
         let settings = &mut self.raw.settings;
         match key.as_str() {
             "auditlog" => {
-                let p = pairs(&toks[1..]).or_else(|e| syntax(e))?;
+                let p = pairs(&toks[1..]).or_else(syntax)?;
                 let num = |k: &str| -> Res<u32> {
                     match p.get(k) {
                         None => Ok(0),

@@ -1,9 +1,340 @@
-//! Export-DhcpServer XML writer.
+//! Export-DhcpServer XML writer: the model in the shape `Import-DhcpServer` and [`crate::read_xml`] read.
+//!
+//! Only what Export-DhcpServer carries is written: the netsh-only server settings (audit log, database
+//! paths and intervals) have no place in that format and are left out.
 
-use crate::model::ServerConfig;
+use std::fmt::Write as _;
+
+use quick_xml::escape::escape;
+
+use crate::model::{
+    ClassKind, ExclusionRange, OptionElement, OptionType, OptionValue, Policy, PolicyCondition,
+    PolicyField, ScopeState, ScopeType, ServerConfig,
+};
+use crate::text::{dashed_hex, format_timespan};
+
+/// Indenting XML builder over a String (writing to a String cannot fail).
+struct Out {
+    buf: String,
+    depth: usize,
+}
+
+impl Out {
+    fn indent(&mut self) {
+        for _ in 0..self.depth {
+            self.buf.push_str("  ");
+        }
+    }
+
+    fn open(&mut self, name: &str) {
+        self.indent();
+        let _ = writeln!(self.buf, "<{name}>");
+        self.depth += 1;
+    }
+
+    fn close(&mut self, name: &str) {
+        self.depth = self.depth.saturating_sub(1);
+        self.indent();
+        let _ = writeln!(self.buf, "</{name}>");
+    }
+
+    fn leaf(&mut self, name: &str, text: &str) {
+        self.indent();
+        if text.is_empty() {
+            let _ = writeln!(self.buf, "<{name} />");
+        } else {
+            let _ = writeln!(self.buf, "<{name}>{}</{name}>", escape(text));
+        }
+    }
+
+    fn opt_leaf(&mut self, name: &str, text: Option<&str>) {
+        if let Some(t) = text {
+            self.leaf(name, t);
+        }
+    }
+}
+
+fn element_text(e: &OptionElement) -> String {
+    match e {
+        OptionElement::Byte(v) => v.to_string(),
+        OptionElement::Word(v) => v.to_string(),
+        OptionElement::DWord(v) => v.to_string(),
+        OptionElement::DWordDWord(v) => v.to_string(),
+        OptionElement::IPv4Address(a) => a.to_string(),
+        OptionElement::IPv6Address(a) => a.to_string(),
+        OptionElement::String(s) => s.clone(),
+        OptionElement::Binary(b) | OptionElement::Encapsulated(b) => hex0x(b),
+    }
+}
+
+fn hex0x(bytes: &[u8]) -> String {
+    let mut s = String::with_capacity(2 + bytes.len() * 2);
+    s.push_str("0x");
+    for b in bytes {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}
+
+fn type_name(kind: OptionType) -> &'static str {
+    match kind {
+        OptionType::Byte => "Byte",
+        OptionType::Word => "Word",
+        OptionType::DWord => "DWord",
+        OptionType::DWordDWord => "DWordDWord",
+        OptionType::IPv4Address => "IPv4Address",
+        OptionType::IPv6Address => "IPv6Address",
+        OptionType::String => "String",
+        OptionType::BinaryData => "BinaryData",
+        OptionType::EncapsulatedData => "EncapsulatedData",
+    }
+}
+
+fn scope_type(kind: ScopeType) -> &'static str {
+    match kind {
+        ScopeType::Dhcp => "Dhcp",
+        ScopeType::Bootp => "Bootp",
+        ScopeType::Both => "Both",
+    }
+}
+
+fn field_name(field: PolicyField) -> &'static str {
+    match field {
+        PolicyField::VendorClass => "VendorClass",
+        PolicyField::UserClass => "UserClass",
+        PolicyField::MacAddress => "MacAddress",
+        PolicyField::ClientId => "ClientId",
+        PolicyField::RelayAgent => "RelayAgent",
+        PolicyField::CircuitId => "CircuitId",
+        PolicyField::RemoteId => "RemoteId",
+        PolicyField::SubscriberId => "SubscriberId",
+        PolicyField::Fqdn => "Fqdn",
+    }
+}
+
+fn bool_text(b: bool) -> &'static str {
+    if b {
+        "true"
+    } else {
+        "false"
+    }
+}
+
+fn option_values(out: &mut Out, values: &[OptionValue]) {
+    if values.is_empty() {
+        return;
+    }
+    out.open("OptionValues");
+    for v in values {
+        out.open("OptionValue");
+        out.leaf("OptionId", &v.option_id.to_string());
+        for e in &v.value {
+            out.indent();
+            // Values are written unindented inside their element: blanks in a string are data.
+            let text = element_text(e);
+            if text.is_empty() {
+                out.buf.push_str("<Value></Value>\n");
+            } else {
+                let _ = writeln!(out.buf, "<Value>{}</Value>", escape(text.as_str()));
+            }
+        }
+        out.opt_leaf("VendorClass", v.vendor_class.as_deref());
+        out.opt_leaf("UserClass", v.user_class.as_deref());
+        out.close("OptionValue");
+    }
+    out.close("OptionValues");
+}
+
+fn ranges(out: &mut Out, list: &str, ranges: &[ExclusionRange]) {
+    if ranges.is_empty() {
+        return;
+    }
+    out.open(list);
+    for r in ranges {
+        out.open("IPRange");
+        out.leaf("StartRange", &r.start_range.to_string());
+        out.leaf("EndRange", &r.end_range.to_string());
+        out.close("IPRange");
+    }
+    out.close(list);
+}
+
+fn policies(out: &mut Out, policies: &[Policy]) {
+    if policies.is_empty() {
+        return;
+    }
+    out.open("Policies");
+    for p in policies {
+        out.open("Policy");
+        out.leaf("Name", &p.name);
+        out.leaf("ProcessingOrder", &p.processing_order.to_string());
+        out.leaf("Enabled", bool_text(p.enabled));
+        out.leaf(
+            "Condition",
+            match p.condition {
+                PolicyCondition::And => "AND",
+                PolicyCondition::Or => "OR",
+            },
+        );
+        out.leaf("Description", &p.description);
+        if let Some(d) = p.lease_duration {
+            out.leaf("LeaseDuration", &format_timespan(Some(d)));
+        }
+        for c in &p.criteria {
+            let name = field_name(c.field);
+            out.open(name);
+            out.leaf("Value", if c.equal { "EQ" } else { "NE" });
+            for v in &c.values {
+                out.leaf("Value", v);
+            }
+            out.close(name);
+        }
+        ranges(out, "IPRanges", &p.ip_ranges);
+        option_values(out, &p.option_values);
+        out.close("Policy");
+    }
+    out.close("Policies");
+}
 
 /// The configuration as Export-DhcpServer XML (UTF-8), readable by [`crate::read_xml`] and `Import-DhcpServer`.
 pub fn write_xml(config: &ServerConfig) -> String {
-    let _ = config;
-    String::new()
+    let mut out = Out {
+        buf: String::from("<?xml version=\"1.0\" encoding=\"utf-8\"?>\n"),
+        depth: 0,
+    };
+    out.open("DHCPServer");
+    out.leaf("MajorVersion", "10");
+    out.leaf("MinorVersion", "0");
+    out.open("IPv4");
+    out.leaf(
+        "ConflictDetectionAttempts",
+        &config.settings.conflict_detection_attempts.to_string(),
+    );
+    if !config.classes.is_empty() {
+        out.open("Classes");
+        for c in &config.classes {
+            out.open("Class");
+            out.leaf("Name", &c.name);
+            out.leaf(
+                "Type",
+                if c.kind == ClassKind::User {
+                    "User"
+                } else {
+                    "Vendor"
+                },
+            );
+            out.leaf("Data", &hex0x(&c.data));
+            out.leaf("Description", &c.description);
+            out.close("Class");
+        }
+        out.close("Classes");
+    }
+    if !config.option_definitions.is_empty() {
+        out.open("OptionDefinitions");
+        for d in &config.option_definitions {
+            out.open("OptionDefinition");
+            out.leaf("Name", &d.name);
+            out.leaf("OptionId", &d.option_id.to_string());
+            out.leaf("Type", type_name(d.kind));
+            out.leaf("MultiValued", bool_text(d.multi_valued));
+            for e in &d.default_value {
+                out.leaf("DefaultValue", &element_text(e));
+            }
+            out.leaf("Description", &d.description);
+            out.opt_leaf("VendorClass", d.vendor_class.as_deref());
+            out.close("OptionDefinition");
+        }
+        out.close("OptionDefinitions");
+    }
+    option_values(&mut out, &config.option_values);
+    let f = &config.filters;
+    if f.allow_enabled || f.deny_enabled || !f.filters.is_empty() {
+        out.open("Filters");
+        out.leaf("Allow", bool_text(f.allow_enabled));
+        out.leaf("Deny", bool_text(f.deny_enabled));
+        for filter in &f.filters {
+            out.open("Filter");
+            out.leaf(
+                "List",
+                if filter.list == crate::model::FilterList::Allow {
+                    "Allow"
+                } else {
+                    "Deny"
+                },
+            );
+            let mut mac = dashed_hex(&filter.mac.prefix).to_ascii_uppercase();
+            if filter.mac.wildcard {
+                mac.push_str(if mac.is_empty() { "*" } else { "-*" });
+            }
+            out.leaf("MacAddress", &mac);
+            out.leaf("Description", &filter.description);
+            out.close("Filter");
+        }
+        out.close("Filters");
+    }
+    policies(&mut out, &config.policies);
+    if !config.scopes.is_empty() {
+        out.open("Scopes");
+        for s in &config.scopes {
+            out.open("Scope");
+            out.leaf("ScopeId", &s.scope_id.to_string());
+            out.leaf("Name", &s.name);
+            out.leaf("SubnetMask", &s.subnet_mask.to_string());
+            out.leaf("StartRange", &s.start_range.to_string());
+            out.leaf("EndRange", &s.end_range.to_string());
+            out.leaf("LeaseDuration", &format_timespan(s.lease_duration));
+            out.leaf(
+                "State",
+                if s.state == ScopeState::Active {
+                    "Active"
+                } else {
+                    "Inactive"
+                },
+            );
+            out.leaf("Type", scope_type(s.kind));
+            if let Some(m) = s.max_bootp_clients {
+                out.leaf("MaxBootpClients", &m.to_string());
+            }
+            out.leaf("Delay", &s.delay.as_millis().to_string());
+            out.leaf("Description", &s.description);
+            out.opt_leaf("SuperScopeName", s.superscope_name.as_deref());
+            out.leaf("ActivatePolicies", bool_text(s.activate_policies));
+            ranges(&mut out, "ExclusionRanges", &s.exclusion_ranges);
+            if !s.reservations.is_empty() {
+                out.open("Reservations");
+                for r in &s.reservations {
+                    out.open("Reservation");
+                    out.leaf("Name", &r.name);
+                    out.leaf("IPAddress", &r.ip_address.to_string());
+                    out.leaf("ClientId", &dashed_hex(&r.client_id));
+                    out.leaf("Type", scope_type(r.kind));
+                    out.leaf("Description", &r.description);
+                    option_values(&mut out, &r.option_values);
+                    out.close("Reservation");
+                }
+                out.close("Reservations");
+            }
+            policies(&mut out, &s.policies);
+            option_values(&mut out, &s.option_values);
+            if !s.leases.is_empty() {
+                out.open("Leases");
+                for l in &s.leases {
+                    out.open("Lease");
+                    out.leaf("IPAddress", &l.ip_address.to_string());
+                    out.leaf("ScopeId", &s.scope_id.to_string());
+                    out.leaf("ClientId", &dashed_hex(&l.client_id));
+                    out.opt_leaf("HostName", l.host_name.as_deref());
+                    out.leaf("AddressState", &l.address_state);
+                    out.opt_leaf("LeaseExpiryTime", l.lease_expiry_time.as_deref());
+                    out.close("Lease");
+                }
+                out.close("Leases");
+            }
+            out.close("Scope");
+        }
+        out.close("Scopes");
+    }
+    out.close("IPv4");
+    out.close("DHCPServer");
+    out.buf
 }

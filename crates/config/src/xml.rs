@@ -172,6 +172,11 @@ impl<'n> Cur<'n, '_> {
         self.child(name).map(|c| c.text.trim().to_string())
     }
 
+    /// Free text (names, descriptions) exactly as written: Windows keeps trailing blanks in names.
+    fn free_text(&self, name: &str) -> String {
+        self.child(name).map(|c| c.text.clone()).unwrap_or_default()
+    }
+
     /// Non-empty text of child `name`.
     fn some_text(&self, name: &str) -> Option<String> {
         self.text(name).filter(|t| !t.is_empty())
@@ -422,7 +427,8 @@ impl Walker<'_> {
             &["Name", "Type", "Data", "Description"],
             &["AsciiData"],
         );
-        let name = self.required(cur, "Name")?;
+        self.required(cur, "Name")?;
+        let name = cur.free_text("Name");
         let kind = match self.required(cur, "Type")?.to_ascii_lowercase().as_str() {
             "user" => ClassKind::User,
             "vendor" => ClassKind::Vendor,
@@ -449,7 +455,7 @@ impl Walker<'_> {
                 name,
                 kind,
                 data,
-                description: cur.text("Description").unwrap_or_default(),
+                description: cur.free_text("Description"),
             },
         ))
     }
@@ -508,11 +514,11 @@ impl Walker<'_> {
             cur.pos(),
             RawDefinition {
                 option_id,
-                name: cur.text("Name").unwrap_or_default(),
+                name: cur.free_text("Name"),
                 kind,
                 multi_valued: self.opt_bool(cur, "MultiValued")?.unwrap_or(false),
                 vendor_class: cur.some_text("VendorClass"),
-                description: cur.text("Description").unwrap_or_default(),
+                description: cur.free_text("Description"),
                 default_value: values_of(cur.node, "DefaultValue"),
             },
         ))
@@ -580,7 +586,7 @@ impl Walker<'_> {
             Filter {
                 list,
                 mac,
-                description: cur.text("Description").unwrap_or_default(),
+                description: cur.free_text("Description"),
             },
         ))
     }
@@ -641,7 +647,8 @@ impl Walker<'_> {
         ];
         known.extend(FIELDS.iter().map(|(n, _)| *n));
         self.check_children(cur, &known, &["ScopeId"]);
-        let name = self.required(cur, "Name")?;
+        self.required(cur, "Name")?;
+        let name = cur.free_text("Name");
         let condition = match cur
             .some_text("Condition")
             .map(|c| c.to_ascii_uppercase())
@@ -724,7 +731,7 @@ impl Walker<'_> {
                 ip_ranges: self.ranges(cur, "IPRanges"),
                 option_values: self.option_values(cur),
                 lease_duration: self.opt_timespan(cur, "LeaseDuration")?,
-                description: cur.text("Description").unwrap_or_default(),
+                description: cur.free_text("Description"),
                 name,
             },
         ))
@@ -781,8 +788,8 @@ impl Walker<'_> {
         let scope_id = self.ip(cur, "ScopeId")?;
         let mask = self.ip(cur, "SubnetMask")?;
         let mut s = RawScope::new(scope_id, mask);
-        s.name = cur.text("Name").unwrap_or_default();
-        s.description = cur.text("Description").unwrap_or_default();
+        s.name = cur.free_text("Name");
+        s.description = cur.free_text("Description");
         if let (Ok(start), Ok(end)) = (self.ip(cur, "StartRange"), self.ip(cur, "EndRange")) {
             s.range = Some(At::new(
                 cur.child_pos("StartRange"),
@@ -867,11 +874,11 @@ impl Walker<'_> {
         Ok(At::new(
             cur.pos(),
             RawReservation {
-                name: cur.text("Name").unwrap_or_default(),
+                name: cur.free_text("Name"),
                 ip_address,
                 client_id,
                 kind: self.scope_type(cur)?.unwrap_or(ScopeType::Both),
-                description: cur.text("Description").unwrap_or_default(),
+                description: cur.free_text("Description"),
                 option_values: self.option_values(cur),
             },
         ))
