@@ -241,18 +241,21 @@ pub(crate) fn encode_request(id: &Identity<'_>, out: &Outgoing) -> Result<Vec<u8
             None => options.push(raw),
         }
     }
-    // dhcproto's Encoder writes from offset 0 of its buffer, so options go to a buffer of their own.
-    let mut encoded_options = Vec::with_capacity(64);
-    let mut encoder = Encoder::new(&mut encoded_options);
     for option in &options {
-        option.encode(&mut encoder).map_err(|e| {
-            ClientError::Encode(format!(
-                "option {}: {e}",
-                u8::from(OptionCode::from(option))
-            ))
-        })?;
+        let code = u8::from(OptionCode::from(option));
+        match option {
+            // dhcproto writes nothing for an empty payload; a zero-length option is still an option.
+            DhcpOption::Unknown(raw) if raw.data().is_empty() => bytes.extend([code, 0]),
+            _ => {
+                // dhcproto's Encoder writes from offset 0 of its buffer, hence a buffer per option.
+                let mut encoded = Vec::with_capacity(16);
+                option
+                    .encode(&mut Encoder::new(&mut encoded))
+                    .map_err(|e| ClientError::Encode(format!("option {code}: {e}")))?;
+                bytes.extend_from_slice(&encoded);
+            }
+        }
     }
-    bytes.extend_from_slice(&encoded_options);
     bytes.push(u8::from(OptionCode::End));
     if bytes.len() < BOOTP_MIN_LEN {
         bytes.resize(BOOTP_MIN_LEN, 0);

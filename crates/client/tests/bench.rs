@@ -1,0 +1,130 @@
+//! `calloutd bench` against the test responder: a short bounded run completes every exchange.
+
+mod support;
+
+use std::time::Duration;
+
+use calloutd_client::bench::{self, BenchCommand, BenchConfig, MaxDrop};
+use calloutd_client::MessageType;
+use serde_json::Value;
+use support::{Policy, Responder};
+
+#[test]
+fn short_run_completes_every_exchange() {
+    let server = Responder::start(Policy::Serve);
+    let config = BenchConfig {
+        server: server.addr(),
+        giaddr: "127.0.0.8:0".parse().unwrap(),
+        rate: 2000,
+        clients: 50,
+        duration: Duration::from_secs(1),
+        max_drop: None,
+        // Generous: the responder is a debug build on a shared machine; no drop should be a delay.
+        timeout: Duration::from_secs(5),
+        max_outstanding: None,
+    };
+    let mut progress_calls = 0;
+    let report = bench::run(&config, &mut |_| progress_calls += 1).unwrap();
+    // The schedule starts rate × duration exchanges, give or take the last tick.
+    assert!((1900..=2000).contains(&report.discovers), "{report:?}");
+    assert_eq!(report.offers, report.discovers);
+    assert_eq!(report.requests, report.discovers);
+    assert_eq!(report.acks, report.discovers);
+    assert_eq!(
+        (report.drops.no_offer, report.drops.no_ack, report.drops.nak),
+        (0, 0, 0)
+    );
+    assert_eq!((report.unexpected, report.send_errors), (0, 0));
+    assert!(!report.max_drop_exceeded);
+    assert_eq!(report.latency_us.count, report.acks);
+    assert!(
+        report.latency_us.min <= report.latency_us.p50
+            && report.latency_us.p50 <= report.latency_us.max
+    );
+    assert!(report.exchanges_per_s > 0.0);
+
+    // Every exchange reached the server as DISCOVER + REQUEST, from 50 distinct MACs via giaddr.
+    let received = server.received();
+    let discovers = server.received_of(MessageType::Discover);
+    assert_eq!(discovers.len() as u64, report.discovers);
+    assert_eq!(received.len() as u64, 2 * report.discovers);
+    let macs: std::collections::HashSet<Vec<u8>> = discovers
+        .iter()
+        .map(|r| r.message.chaddr().to_vec())
+        .collect();
+    assert_eq!(macs.len(), 50);
+    assert!(received
+        .iter()
+        .all(|r| r.message.giaddr() == std::net::Ipv4Addr::new(127, 0, 0, 8)));
+    let _ = progress_calls;
+}
+
+#[test]
+fn silent_server_counts_drops_and_max_drop_stops_the_run() {
+    let server = Responder::start(Policy::Silent);
+    let config = BenchConfig {
+        server: server.addr(),
+        giaddr: "127.0.0.9:0".parse().unwrap(),
+        rate: 500,
+        clients: 10,
+        duration: Duration::from_secs(3),
+        max_drop: Some(MaxDrop::Count(20)),
+        timeout: Duration::from_millis(100),
+        max_outstanding: None,
+    };
+    let report = bench::run(&config, &mut |_| {}).unwrap();
+    assert!(report.max_drop_exceeded);
+    assert_eq!(report.acks, 0);
+    assert_eq!(report.drops.no_offer, report.discovers);
+    assert!(report.drops.no_offer > 20);
+    assert!(report.send_phase_s < 3.0);
+}
+
+#[test]
+fn cli_json_report_shape() {
+    let server = Responder::start(Policy::Serve);
+    let cmd = BenchCommand {
+        server: server.addr().to_string(),
+        giaddr: "127.0.0.10:0".into(),
+        rate: 500,
+        clients: 5,
+        duration: 0.3,
+        max_drop: Some("1%".into()),
+        timeout: 0.5,
+        max_outstanding: None,
+        json: true,
+    };
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let code = bench::run_bench_with(&cmd, &mut out, &mut err, false);
+    assert_eq!(code, 0, "{}", String::from_utf8_lossy(&err));
+    assert!(err.is_empty());
+    let json: Value = serde_json::from_slice(&out).unwrap();
+    for key in [
+        "exchanges_per_s",
+        "acks",
+        "discovers",
+        "drops",
+        "latency_us",
+        "discover_offer_us",
+        "request_ack_us",
+    ] {
+        assert!(json.get(key).is_some(), "{key} missing in {json}");
+    }
+    for key in ["no_offer", "no_ack", "nak"] {
+        assert_eq!(json["drops"][key], 0);
+    }
+    for key in ["min", "p50", "p99", "max", "avg", "count"] {
+        assert!(json["latency_us"][key].is_number());
+    }
+    assert_eq!(json["acks"], json["discovers"]);
+
+    let bad = BenchCommand {
+        giaddr: "nowhere".into(),
+        ..cmd
+    };
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    assert_eq!(bench::run_bench_with(&bad, &mut out, &mut err, false), 3);
+    assert!(String::from_utf8(err)
+        .unwrap()
+        .starts_with("error: --giaddr"));
+}
