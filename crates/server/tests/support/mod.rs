@@ -1,0 +1,292 @@
+//! Test support: a recording `Hooks`, a scriptable `PacketHandler` that shares the same event log, a
+//! gate that holds workers, DHCP-ish datagrams and a loopback client.
+
+#![allow(dead_code)]
+
+use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use calloutd_engine::{
+    Admission, Datagram, HookFault, Hooks, LeaseLockHeld, Outcome, PacketHandler, PktContext, Reply,
+};
+use dhcpssdk::{ClientType, ControlCode, DropReason, GiveCode, ProbCode};
+
+/// How long any test waits for anything before failing.
+pub const PATIENCE: Duration = Duration::from_secs(5);
+
+/// What the runtime did, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    Control(ControlCode),
+    Handled {
+        datagram: Datagram,
+        admission: Admission,
+    },
+}
+
+/// The shared, ordered event log.
+#[derive(Debug, Default, Clone)]
+pub struct Log(Arc<Mutex<Vec<Event>>>);
+
+impl Log {
+    pub fn push(&self, event: Event) {
+        self.0.lock().unwrap().push(event);
+    }
+
+    pub fn events(&self) -> Vec<Event> {
+        self.0.lock().unwrap().clone()
+    }
+
+    /// The admissions of handled datagrams, in order, with their bytes.
+    pub fn admissions(&self) -> Vec<(Vec<u8>, Admission)> {
+        self.events()
+            .into_iter()
+            .filter_map(|event| match event {
+                Event::Handled {
+                    datagram,
+                    admission,
+                } => Some((datagram.bytes, admission)),
+                Event::Control(_) => None,
+            })
+            .collect()
+    }
+
+    pub fn controls(&self) -> Vec<ControlCode> {
+        self.events()
+            .into_iter()
+            .filter_map(|event| match event {
+                Event::Control(code) => Some(code),
+                Event::Handled { .. } => None,
+            })
+            .collect()
+    }
+
+    /// Waits (bounded by [`PATIENCE`]) until `done` holds for the events.
+    pub fn wait_for(&self, what: &str, done: impl Fn(&[Event]) -> bool) {
+        let start = Instant::now();
+        while !done(&self.events()) {
+            assert!(
+                start.elapsed() < PATIENCE,
+                "timed out waiting for {what}; events: {:#?}",
+                self.events()
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    pub fn handled_count(events: &[Event]) -> usize {
+        events
+            .iter()
+            .filter(|e| matches!(e, Event::Handled { .. }))
+            .count()
+    }
+}
+
+/// Records Control calls; the packet hooks are the engine's business and never called by the runtime.
+pub struct RecordingHooks(pub Log);
+
+impl Hooks for RecordingHooks {
+    fn control(&self, code: ControlCode) {
+        self.0.push(Event::Control(code));
+    }
+    fn new_pkt(&self, _: &mut Vec<u8>, _: Ipv4Addr, _: &mut PktContext) -> Result<bool, HookFault> {
+        panic!("the runtime called NewPkt")
+    }
+    fn handle_options(&self, _: &[u8], _: PktContext, _: Option<Ipv4Addr>) {
+        panic!("the runtime called HandleOptions")
+    }
+    fn pkt_drop(&self, _: &mut Vec<u8>, _: DropReason, _: Ipv4Addr, _: PktContext) {
+        panic!("the runtime called PktDrop")
+    }
+    fn pkt_send(&self, _: &mut Vec<u8>, _: Ipv4Addr, _: PktContext) -> Result<(), HookFault> {
+        panic!("the runtime called PktSend")
+    }
+    fn address_del(
+        &self,
+        _: &LeaseLockHeld<'_>,
+        _: &[u8],
+        _: ProbCode,
+        _: Ipv4Addr,
+        _: Ipv4Addr,
+        _: PktContext,
+    ) {
+        panic!("the runtime called AddressDel")
+    }
+    fn address_offer(
+        &self,
+        _: &LeaseLockHeld<'_>,
+        _: &[u8],
+        _: GiveCode,
+        _: Ipv4Addr,
+        _: Ipv4Addr,
+        _: ClientType,
+        _: u32,
+        _: PktContext,
+    ) {
+        panic!("the runtime called AddressOffer")
+    }
+    fn delete_client(&self, _: &LeaseLockHeld<'_>, _: Ipv4Addr, _: &[u8]) {
+        panic!("the runtime called DeleteClient")
+    }
+}
+
+/// Holds every worker that handles a datagram with `Admission::Process` until opened.
+#[derive(Debug, Default)]
+pub struct Gate {
+    state: Mutex<GateState>,
+    changed: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct GateState {
+    closed: bool,
+    waiting: usize,
+}
+
+impl Gate {
+    pub fn closed() -> Arc<Gate> {
+        let gate = Gate::default();
+        gate.state.lock().unwrap().closed = true;
+        Arc::new(gate)
+    }
+
+    pub fn open(&self) {
+        self.state.lock().unwrap().closed = false;
+        self.changed.notify_all();
+    }
+
+    fn pass(&self) {
+        let mut state = self.state.lock().unwrap();
+        state.waiting += 1;
+        self.changed.notify_all();
+        let start = Instant::now();
+        while state.closed && start.elapsed() < PATIENCE * 2 {
+            state = self
+                .changed
+                .wait_timeout(state, Duration::from_millis(50))
+                .unwrap()
+                .0;
+        }
+        state.waiting -= 1;
+    }
+
+    /// Waits until `n` workers are held.
+    pub fn wait_waiting(&self, n: usize) {
+        let start = Instant::now();
+        let mut state = self.state.lock().unwrap();
+        while state.waiting < n {
+            assert!(start.elapsed() < PATIENCE, "no worker reached the gate");
+            state = self
+                .changed
+                .wait_timeout(state, Duration::from_millis(50))
+                .unwrap()
+                .0;
+        }
+    }
+}
+
+/// Answers every processed datagram with `"re:" + bytes` to the sender (or to `reply_to`), from the
+/// receiving interface's address; records every call in the log first.
+pub struct EchoHandler {
+    pub log: Log,
+    pub gate: Option<Arc<Gate>>,
+    pub delay: Duration,
+    pub reply_to: Option<SocketAddrV4>,
+    /// A datagram starting with this byte panics the handler (an engine bug).
+    pub panic_on: Option<u8>,
+}
+
+impl EchoHandler {
+    pub fn new(log: Log) -> Self {
+        EchoHandler {
+            log,
+            gate: None,
+            delay: Duration::ZERO,
+            reply_to: None,
+            panic_on: None,
+        }
+    }
+}
+
+impl PacketHandler for EchoHandler {
+    fn handle(&self, datagram: Datagram, admission: Admission) -> Outcome {
+        self.log.push(Event::Handled {
+            datagram: datagram.clone(),
+            admission,
+        });
+        if let (Some(tag), Some(first)) = (self.panic_on, datagram.bytes.first()) {
+            if tag == *first {
+                panic!("test handler told to panic");
+            }
+        }
+        let dropped = match admission {
+            Admission::Drop(reason) => reason,
+            Admission::Process => {
+                if let Some(gate) = &self.gate {
+                    gate.pass();
+                }
+                let mut bytes = b"re:".to_vec();
+                bytes.extend_from_slice(&datagram.bytes);
+                return Outcome {
+                    reply: Some(Reply {
+                        bytes,
+                        dest: self.reply_to.unwrap_or(datagram.peer),
+                        source: datagram.if_addr,
+                        delay: self.delay,
+                    }),
+                    dropped: None,
+                    request_type: Some(1),
+                    reply_type: Some(2),
+                };
+            }
+        };
+        Outcome {
+            reply: None,
+            dropped: Some(dropped),
+            request_type: None,
+            reply_type: None,
+        }
+    }
+}
+
+/// A BOOTP/DHCP message with the given xid, MAC and DHCP message type (option 53; 0 = none).
+pub fn dhcp_message(xid: u32, mac: [u8; 6], message_type: u8) -> Vec<u8> {
+    let mut bytes = vec![0u8; 236];
+    bytes[0] = 1;
+    bytes[1] = 1;
+    bytes[2] = 6;
+    bytes[4..8].copy_from_slice(&xid.to_be_bytes());
+    bytes[28..34].copy_from_slice(&mac);
+    bytes.extend_from_slice(&[99, 130, 83, 99]);
+    if message_type != 0 {
+        bytes.extend_from_slice(&[53, 1, message_type]);
+    }
+    bytes.push(255);
+    bytes
+}
+
+/// A UDP client on 127.0.0.1 with bounded receives.
+pub fn client() -> UdpSocket {
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.set_read_timeout(Some(PATIENCE)).unwrap();
+    socket
+}
+
+pub fn local_v4(socket: &UdpSocket) -> SocketAddrV4 {
+    match socket.local_addr().unwrap() {
+        std::net::SocketAddr::V4(addr) => addr,
+        other => panic!("not IPv4: {other}"),
+    }
+}
+
+/// Receives one datagram (bounded by the socket's timeout).
+pub fn recv(socket: &UdpSocket) -> (Vec<u8>, std::net::SocketAddr) {
+    let mut buf = [0u8; 2048];
+    let (len, from) = socket.recv_from(&mut buf).expect("no reply in time");
+    (buf[..len].to_vec(), from)
+}
+
+pub fn is_root() -> bool {
+    nix::unistd::Uid::effective().is_root()
+}
