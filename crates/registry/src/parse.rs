@@ -305,7 +305,7 @@ fn value_statement(
         let Some(list) = rest.strip_prefix(':') else {
             return (skipped(reader, "expected ':' after hex".into()), next);
         };
-        return match hex_list(reader, list, next) {
+        return match hex_list(reader, list, next, line_no) {
             Ok((bytes, next)) => {
                 let data = RegValueData::from_hex(kind, bytes, reader.strings);
                 (
@@ -337,6 +337,7 @@ fn hex_list(
     reader: &Reader<'_>,
     first: &str,
     mut next: usize,
+    start_line: usize,
 ) -> Result<(Vec<u8>, usize), (String, usize)> {
     let mut bytes = Vec::new();
     let mut rest = first;
@@ -382,7 +383,11 @@ fn hex_list(
                     .trim_start_matches(|c: char| c.is_ascii_hexdigit())
                     .len();
             if digits == 0 || digits > 2 {
-                let why = format!("invalid hex byte list at {:?}", snippet(rest));
+                let why = format!(
+                    "invalid hex byte list at {:?}{}",
+                    snippet(rest),
+                    on_line(next, start_line)
+                );
                 return Err((why, skip_continuations(reader, next)));
             }
             let (pair, after) = rest.split_at(digits);
@@ -401,9 +406,23 @@ fn hex_list(
             rest = after;
             expect_byte = true;
         } else {
-            let why = format!("invalid hex byte list at {:?}", snippet(rest));
+            let why = format!(
+                "invalid hex byte list at {:?}{}",
+                snippet(rest),
+                on_line(next, start_line)
+            );
             return Err((why, skip_continuations(reader, next)));
         }
+    }
+}
+
+/// ` (on line N)` when a problem is on a continuation line rather than where the statement starts;
+/// `next` is the index of the next unread line, i.e. the 1-based number of the line being read.
+fn on_line(next: usize, start_line: usize) -> String {
+    if next == start_line {
+        String::new()
+    } else {
+        format!(" (on line {next})")
     }
 }
 

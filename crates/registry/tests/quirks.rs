@@ -482,6 +482,17 @@ fn a_bad_hex_list_skips_its_continuation_lines_too() {
     ));
     assert_eq!(lines_of(&warnings), [4]);
     assert_eq!(data(&tree, "ok"), Some(RegValueData::Dword(1)));
+    // Reported on the statement's line, naming the continuation line that holds the bad byte.
+    let (tree, warnings) = apply(&v5(
+        "\"bad\"=hex:01,\\\n  02,\\\n  0g\n\"ok\"=dword:00000001\n",
+    ));
+    assert_eq!(lines_of(&warnings), [4]);
+    assert!(
+        warnings[0].reason.contains("(on line 6)"),
+        "{}",
+        warnings[0]
+    );
+    assert_eq!(data(&tree, "ok"), Some(RegValueData::Dword(1)));
 }
 
 #[test]
