@@ -226,6 +226,19 @@ impl RegistryTree {
         Self::default()
     }
 
+    /// A tree from `.reg` files applied in the order given (as `reg import` of each in turn), with
+    /// the warnings of all of them; stops at the first file that cannot be read or has a bad header.
+    pub fn from_files<P: AsRef<Path>>(
+        paths: &[P],
+    ) -> Result<(RegistryTree, Vec<Warning>), RegError> {
+        let mut tree = RegistryTree::new();
+        let mut warnings = Vec::new();
+        for path in paths {
+            warnings.extend(tree.apply_file(path.as_ref())?);
+        }
+        Ok((tree, warnings))
+    }
+
     /// Reads one `.reg` file and applies it onto this tree.
     ///
     /// Returns the warnings for lines that were skipped; fails (naming the file) when the file cannot

@@ -380,6 +380,13 @@ fn several_files_apply_in_order_onto_one_tree() {
     assert_eq!(data(&tree, "c"), None);
     assert_eq!(tree.value(KEY, "a").unwrap().origin().unwrap().file, first);
     assert_eq!(tree.value(KEY, "b").unwrap().origin().unwrap().file, second);
+
+    let (reversed, warnings) = RegistryTree::from_files(&[&second, &first]).unwrap();
+    assert!(warnings.is_empty());
+    assert_eq!(data(&reversed, "b"), Some(RegValueData::Dword(1)));
+    assert_eq!(data(&reversed, "c"), Some(RegValueData::Dword(1)));
+    let missing = dir.path().join("missing.reg");
+    assert!(RegistryTree::from_files(&[&first, &missing]).is_err());
 }
 
 #[test]
