@@ -6,14 +6,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
-use calloutd_config::{ScopeType, ServerConfig};
+use calloutd_config::{ClientFacts, ScopeType, ServerConfig};
 use dhcpssdk::{ClientType, DropReason, GiveCode, ProbCode};
 
 use crate::clock::{unix_secs, Clock, SystemClock};
 use crate::hooks::{Hooks, LeaseLockHeld, PktContext};
 use crate::io::{Admission, Datagram, Outcome, PacketHandler, Reply};
 use crate::packet::{option_wire_len, ReplyHeader, ReplyWriter, Request, DEFAULT_MAX_REPLY_LEN};
-use crate::scopes::{filters_allow, kind_serves, ReservationRt, ScopeRt};
+use crate::scopes::{kind_serves, OptionSource, ReservationRt, ScopeRt};
 use crate::store::{CommitTicket, Lease, LeaseStore, StoreError};
 use crate::table::{LeaseTable, SlotState, NEVER};
 
@@ -427,7 +427,7 @@ impl Engine {
             if !scope.active {
                 return Err(DropReason::NoSubnets);
             }
-            if !filters_allow(&self.config.filters, request.chaddr) {
+            if !self.config.filters.allows(request.chaddr) {
                 return Err(DropReason::Unauth);
             }
             // Identity: option 61, else htype + chaddr (on the stack: no allocation per packet).
@@ -969,12 +969,26 @@ impl Engine {
             }
         }
         if !nak {
+            let fqdn_name = request
+                .fqdn
+                .and_then(|f| f.get(3..))
+                .filter(|n| !n.is_empty());
+            let facts = ClientFacts {
+                mac: request.chaddr,
+                client_id: request.client_id,
+                user_class: request.user_class,
+                vendor_class: request.vendor_class,
+                relay_agent: request.relay_agent,
+                fqdn: fqdn_name.or(request.host_name),
+            };
+            let source =
+                OptionSource::for_client(&self.config, x.scope_index, x.scope, reservation, &facts);
             writer.option(1, &x.scope.mask.to_be_bytes(), reserve);
             let mut written = [false; 256];
             let mut send = |writer: &mut ReplyWriter, code: u8| {
                 if !written[usize::from(code)] {
                     written[usize::from(code)] = true;
-                    if let Some(value) = x.scope.option(reservation, code) {
+                    if let Some(value) = source.get(code) {
                         writer.option(code, value, reserve);
                     }
                 }

@@ -1,12 +1,16 @@
 //! Scope data precomputed from the configuration at start: ranges as numbers, exclusions, the
-//! reservation index and the merged option values. Private stand-ins for `calloutd_config`'s
-//! resolve API (option precedence, filters, reservation matching) until that lands.
+//! reservation index and, for scopes without classes or policies, the merged option values.
+//!
+//! Option precedence is `calloutd_config::effective_options`'s; it allocates per call, so scopes whose
+//! options cannot depend on the client's classes or policies get that same result precomputed here
+//! (reservation > scope > server, first value of an id within a level), and only the others call it
+//! per reply.
 
 use std::collections::{HashMap, HashSet};
 use std::net::Ipv4Addr;
 
 use calloutd_config::{
-    FilterList, Filters, MacPattern, OptionElement, OptionValue, Scope, ScopeState, ScopeType,
+    effective_options, encode_elements, ClientFacts, OptionValue, Scope, ScopeState, ScopeType,
     ServerConfig,
 };
 
@@ -19,6 +23,8 @@ pub(crate) type OptionMap = Vec<Option<Box<[u8]>>>;
 /// One reservation, ready for lookups.
 #[derive(Debug)]
 pub(crate) struct ReservationRt {
+    /// Index into the config scope's `reservations`.
+    pub index: usize,
     pub ip: u32,
     pub kind: ScopeType,
     /// Reservation-level options only (the scope's map covers the rest).
@@ -40,8 +46,11 @@ pub(crate) struct ScopeRt {
     pub reservations: Vec<ReservationRt>,
     /// Reservation index by its client id bytes.
     pub reservation_by_id: HashMap<Box<[u8]>, usize>,
-    /// Server-level values overridden by scope-level ones.
+    /// Server-level values overridden by scope-level ones (default class only).
     pub options: OptionMap,
+    /// True when no class-specific value or active policy can change a client's options, so
+    /// `options` plus the reservation's values are the effective options.
+    pub simple_options: bool,
     /// Lease seconds; `None` = infinite.
     pub lease_secs: Option<u32>,
     pub max_bootp_clients: Option<u32>,
@@ -66,21 +75,38 @@ impl ScopeRt {
             ));
         }
         let mut options: OptionMap = vec![None; 256];
-        for value in config.option_values.iter().chain(&scope.option_values) {
-            if let Some(bytes) = standard_value(value) {
-                options[usize::from(value.option_id)] = Some(bytes);
+        // Most specific level first; within a level the first value of an id stays.
+        for value in scope.option_values.iter().chain(&config.option_values) {
+            let slot = &mut options[usize::from(value.option_id)];
+            if slot.is_none() {
+                *slot = standard_value(value);
             }
         }
+        let class_specific = |values: &[OptionValue]| {
+            values
+                .iter()
+                .any(|v| v.vendor_class.is_some() || v.user_class.is_some())
+        };
+        let simple_options = !class_specific(&config.option_values)
+            && !class_specific(&scope.option_values)
+            && !scope
+                .reservations
+                .iter()
+                .any(|r| class_specific(&r.option_values))
+            && !(scope.activate_policies
+                && (!scope.policies.is_empty() || !config.policies.is_empty()));
         let mut reservations = Vec::new();
         let mut reservation_by_id = HashMap::new();
         let mut reserved = HashSet::new();
-        for reservation in &scope.reservations {
+        for (index, reservation) in scope.reservations.iter().enumerate() {
             reserved.insert(u32::from(reservation.ip_address));
-            reservation_by_id.insert(
-                reservation.client_id.clone().into_boxed_slice(),
-                reservations.len(),
-            );
+            if !reservation.client_id.is_empty() {
+                reservation_by_id
+                    .entry(reservation.client_id.clone().into_boxed_slice())
+                    .or_insert(index);
+            }
             reservations.push(ReservationRt {
+                index,
                 ip: u32::from(reservation.ip_address),
                 kind: reservation.kind,
                 options: reservation
@@ -107,6 +133,7 @@ impl ScopeRt {
             reservations,
             reservation_by_id,
             options,
+            simple_options,
             lease_secs: scope.lease_duration.map(|d| {
                 u32::try_from(d.as_secs())
                     .unwrap_or(u32::MAX)
@@ -134,8 +161,8 @@ impl ScopeRt {
             && ip != self.network | !self.mask
     }
 
-    /// The reservation of a client, matched by option 61, by chaddr, or by option 61 less its
-    /// hardware-type byte.
+    /// The reservation of a client, matched as `calloutd_config::Scope::reservation_for` does (option
+    /// 61 whole or less its hardware-type byte, then the MAC), through a hash index.
     pub fn reservation_for(
         &self,
         client_id: Option<&[u8]>,
@@ -148,11 +175,11 @@ impl ScopeRt {
         };
         client_id
             .and_then(by)
-            .or_else(|| by(chaddr))
             .or_else(|| client_id.and_then(|id| id.get(1..)).and_then(by))
+            .or_else(|| by(chaddr))
     }
 
-    /// The value of option `code` for a client with `reservation`.
+    /// The precomputed value of option `code` for a client with `reservation` (simple scopes).
     pub fn option<'s>(
         &'s self,
         reservation: Option<&'s ReservationRt>,
@@ -162,6 +189,48 @@ impl ScopeRt {
             .and_then(|r| r.options.iter().find(|(c, _)| *c == code))
             .map(|(_, v)| &v[..])
             .or_else(|| self.options[usize::from(code)].as_deref())
+    }
+}
+
+/// Where a reply's configured option values come from.
+pub(crate) enum OptionSource<'s> {
+    /// The precomputed maps.
+    Precomputed(&'s ScopeRt, Option<&'s ReservationRt>),
+    /// `effective_options` for this client, encoded (index = option code).
+    Resolved(OptionMap),
+}
+
+impl<'s> OptionSource<'s> {
+    /// The options for one client of `scope`.
+    pub fn for_client(
+        config: &ServerConfig,
+        scope_index: usize,
+        scope: &'s ScopeRt,
+        reservation: Option<&'s ReservationRt>,
+        client: &ClientFacts<'_>,
+    ) -> Self {
+        if scope.simple_options {
+            return OptionSource::Precomputed(scope, reservation);
+        }
+        let config_scope = &config.scopes[scope_index];
+        let config_reservation = reservation.map(|r| &config_scope.reservations[r.index]);
+        let effective = effective_options(config, config_scope, config_reservation, client);
+        let mut map: OptionMap = vec![None; 256];
+        for option in effective.iter() {
+            if !ENGINE_OPTIONS.contains(&option.option_id) {
+                map[usize::from(option.option_id)] =
+                    Some(encode_elements(&option.value).into_boxed_slice());
+            }
+        }
+        OptionSource::Resolved(map)
+    }
+
+    /// The wire bytes of option `code`, if the client gets it.
+    pub fn get(&self, code: u8) -> Option<&[u8]> {
+        match self {
+            OptionSource::Precomputed(scope, reservation) => scope.option(*reservation, code),
+            OptionSource::Resolved(map) => map[usize::from(code)].as_deref(),
+        }
     }
 }
 
@@ -177,47 +246,6 @@ fn standard_value(value: &OptionValue) -> Option<Box<[u8]>> {
         return None;
     }
     Some(encode_elements(&value.value).into_boxed_slice())
-}
-
-/// Concatenates typed elements into option data (network byte order).
-pub(crate) fn encode_elements(elements: &[OptionElement]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for element in elements {
-        match element {
-            OptionElement::Byte(b) => out.push(*b),
-            OptionElement::Word(w) => out.extend_from_slice(&w.to_be_bytes()),
-            OptionElement::DWord(d) => out.extend_from_slice(&d.to_be_bytes()),
-            OptionElement::DWordDWord(q) => out.extend_from_slice(&q.to_be_bytes()),
-            OptionElement::IPv4Address(a) => out.extend_from_slice(&a.octets()),
-            OptionElement::IPv6Address(a) => out.extend_from_slice(&a.octets()),
-            OptionElement::String(s) => out.extend_from_slice(s.as_bytes()),
-            OptionElement::Binary(b) | OptionElement::Encapsulated(b) => out.extend_from_slice(b),
-        }
-    }
-    out
-}
-
-/// Whether the MAC filters let `mac` be served: a listed deny wins; with the allow list enforced only
-/// listed clients pass.
-pub(crate) fn filters_allow(filters: &Filters, mac: &[u8]) -> bool {
-    let listed = |list: FilterList| {
-        filters
-            .filters
-            .iter()
-            .any(|f| f.list == list && pattern_matches(&f.mac, mac))
-    };
-    if filters.deny_enabled && listed(FilterList::Deny) {
-        return false;
-    }
-    !filters.allow_enabled || listed(FilterList::Allow)
-}
-
-fn pattern_matches(pattern: &MacPattern, mac: &[u8]) -> bool {
-    if pattern.wildcard {
-        mac.starts_with(&pattern.prefix)
-    } else {
-        mac == &pattern.prefix[..]
-    }
 }
 
 /// Whether a reservation of `kind` serves a client speaking DHCP (`bootp = false`) or BOOTP.

@@ -280,7 +280,7 @@ mod tests {
             None,
         );
         assert!(
-            table.clients.get(&b"a"[..]).is_none(),
+            !table.clients.contains_key(&b"a"[..]),
             "old owner forgotten"
         );
         assert!(!table.is_free_for(10, b"c", 59));

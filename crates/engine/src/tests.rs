@@ -1264,3 +1264,93 @@ impl Harness {
         decode(&ack).yiaddr()
     }
 }
+
+#[test]
+fn user_class_options_are_resolved_per_client() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config();
+    cfg.classes.push(calloutd_config::Class {
+        name: "Lab".into(),
+        kind: calloutd_config::ClassKind::User,
+        data: b"lab".to_vec(),
+        description: String::new(),
+    });
+    cfg.scopes[0].option_values.push(OptionValue {
+        option_id: 6,
+        value: vec![OptionElement::IPv4Address(ip(99))],
+        vendor_class: None,
+        user_class: Some("Lab".into()),
+    });
+    let h = harness(cfg, &dir.path().join("leases.db"));
+    let dns = |user_class: Option<&[u8]>, n: u8| {
+        let mut discover = message(MessageType::Discover, n);
+        discover
+            .opts_mut()
+            .insert(DhcpOption::ParameterRequestList(vec![
+                OptionCode::DomainNameServer,
+            ]));
+        if let Some(class) = user_class {
+            discover
+                .opts_mut()
+                .insert(DhcpOption::UserClass(class.to_vec()));
+        }
+        decode(&h.send(&discover))
+            .opts()
+            .get(OptionCode::DomainNameServer)
+            .cloned()
+    };
+    assert_eq!(
+        dns(Some(b"lab"), 1),
+        Some(DhcpOption::DomainNameServer(vec![ip(99)]))
+    );
+    assert_eq!(
+        dns(None, 2),
+        Some(DhcpOption::DomainNameServer(vec![ip(2)]))
+    );
+}
+
+#[test]
+fn precomputed_options_equal_effective_options() {
+    let mut cfg = config();
+    cfg.option_values = vec![
+        OptionValue {
+            option_id: 15,
+            value: vec![OptionElement::String("example.test".into())],
+            vendor_class: None,
+            user_class: None,
+        },
+        OptionValue {
+            option_id: 3,
+            value: vec![OptionElement::IPv4Address(ip(77))],
+            vendor_class: None,
+            user_class: None,
+        },
+    ];
+    cfg.scopes[0].reservations = vec![reservation(ip(40), &mac(1))];
+    let scope = crate::scopes::ScopeRt::build(&cfg, &cfg.scopes[0]).unwrap();
+    assert!(scope.simple_options);
+    for n in [1u8, 2] {
+        let facts = calloutd_config::ClientFacts {
+            mac: &mac(n),
+            ..Default::default()
+        };
+        let reservation = scope.reservation_for(None, &mac(n));
+        assert_eq!(reservation.is_some(), n == 1);
+        let effective = calloutd_config::effective_options(
+            &cfg,
+            &cfg.scopes[0],
+            reservation.map(|r| &cfg.scopes[0].reservations[r.index]),
+            &facts,
+        );
+        for code in 2..=254u8 {
+            if [51, 58, 59, 61, 82].contains(&code) {
+                continue;
+            }
+            assert_eq!(
+                scope.option(reservation, code).map(<[u8]>::to_vec),
+                effective.encoded(code),
+                "option {code} for client {n}"
+            );
+        }
+    }
+}
