@@ -67,12 +67,18 @@ fn a_failing_entry_is_unloaded_and_the_next_dll_takes_over_with_the_shorter_chai
     let config = enabled(&[&c, &b, &a], LoadOrder::Alphabetical);
     let result = load_with_env(
         &config,
-        &[("CALLOUT_TRACE_FILE", &s(&trace)), ("CALLOUT_FAULTY_ENTRY", "87")],
+        &[
+            ("CALLOUT_TRACE_FILE", &s(&trace)),
+            ("CALLOUT_FAULTY_ENTRY", "87"),
+        ],
     );
     let report = &result.report;
     assert_eq!(report.attempts.len(), 2);
     assert_eq!(report.attempts[0].entry, s(&a));
-    assert_eq!(report.attempts[0].outcome, AttemptOutcome::EntryFailed { code: 87 });
+    assert_eq!(
+        report.attempts[0].outcome,
+        AttemptOutcome::EntryFailed { code: 87 }
+    );
     assert_eq!(report.attempts[0].outcome.event_id(), 1034);
     assert_eq!(report.attempts[0].chain_dlls, vec![s(&b), s(&c)]);
     assert!(report.attempts[0].to_string().contains("returned 87"));
@@ -112,7 +118,10 @@ fn a_missing_dll_reports_the_os_error_and_the_next_one_loads() {
     match &report.attempts[0].outcome {
         AttemptOutcome::LoadFailed { error } => {
             assert!(error.contains("a_missing.so"), "{error}");
-            assert!(error.contains("No such file or directory"), "OS text missing: {error}");
+            assert!(
+                error.contains("No such file or directory"),
+                "OS text missing: {error}"
+            );
         }
         other => panic!("expected LoadFailed, got {other:?}"),
     }
@@ -151,7 +160,10 @@ fn every_candidate_failing_loads_nothing() {
     assert_eq!(result.report.status, LoadStatus::AllFailed);
     assert_eq!(result.report.attempts.len(), 2);
     assert!(result.callout.is_none());
-    assert!(result.report.summary().contains("no callout DLL could be loaded"));
+    assert!(result
+        .report
+        .summary()
+        .contains("no callout DLL could be loaded"));
 }
 
 #[test]
@@ -198,7 +210,10 @@ fn relative_entries_resolve_against_the_base_dir_first() {
         ..config
     };
     let result = load_with_env(&config, &[]);
-    assert_eq!(result.report.attempts[0].path, PathBuf::from("callouts/noop.so"));
+    assert_eq!(
+        result.report.attempts[0].path,
+        PathBuf::from("callouts/noop.so")
+    );
     assert!(matches!(
         result.report.attempts[0].outcome,
         AttemptOutcome::LoadFailed { .. }
@@ -217,7 +232,10 @@ fn the_report_serializes_for_check_and_logs() {
         json["loaded"]["hooks"],
         serde_json::json!(["NewPkt", "PktSend"])
     );
-    assert!(result.report.summary().contains("DhcpNewPktHook, DhcpPktSendHook"));
+    assert!(result
+        .report
+        .summary()
+        .contains("DhcpNewPktHook, DhcpPktSendHook"));
 }
 
 #[test]

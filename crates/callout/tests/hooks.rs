@@ -1,0 +1,661 @@
+//! Every hook through the safe API against the real built callouts.
+
+mod common;
+
+use calloutd_callout::{
+    Callout, ClientType, ControlCode, DropReason, GiveCode, GuardZone, HeldLocks, HookFault,
+    HookName, LoadOrder, ProbCode, TraceRecord, TraceSink, MIN_BUFFER,
+};
+use common::*;
+use serde_json::json;
+use std::net::Ipv4Addr;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const MAC: [u8; 6] = [0x02, 0x00, 0x5e, 0x10, 0x20, 0x30];
+const SERVER_IP: Ipv4Addr = Ipv4Addr::new(192, 168, 0, 1);
+
+fn s(p: &Path) -> String {
+    p.display().to_string()
+}
+
+/// Loads fixture `name` from its own temp copy with `vars`.
+fn load_one(dir: &Path, name: &str, vars: &[(&str, &str)]) -> Callout {
+    let dll = copy_fixture(dir, name, &format!("{name}.so"));
+    let result = load_with_env(&enabled(&[&dll], LoadOrder::Alphabetical), vars);
+    result
+        .callout
+        .unwrap_or_else(|| panic!("{name} did not load: {:?}", result.report))
+}
+
+/// A REQUEST carrying every option DHCP_SERVER_OPTIONS maps.
+fn full_request() -> Vec<u8> {
+    Packet::request(3, MAC)
+        .option(50, &[192, 168, 0, 50])
+        .option(54, &[192, 168, 0, 1])
+        .option(12, b"pc-test")
+        .option(55, &[1, 3, 6, 15, 51])
+        .option(60, b"MSFT 5.0")
+        .option(77, b"userclass")
+        .option(81, b"\x01\x00\x00pc-test.example.com")
+        .option(1, &[255, 255, 255, 0])
+        .option(3, &[192, 168, 0, 254, 192, 168, 0, 253])
+        .option(51, &3600u32.to_be_bytes())
+        .option(52, &[1])
+        .option(61, &[1, 2, 0, 0x5e, 0x10, 0x20, 0x30])
+        .finish()
+}
+
+/// Subset check: every key of `expected` has that value in `actual`.
+fn assert_fields(actual: &serde_json::Value, expected: serde_json::Value) {
+    for (key, value) in expected.as_object().unwrap() {
+        assert_eq!(&actual[key], value, "field {key} of {actual}");
+    }
+}
+
+#[test]
+fn every_hook_reaches_the_trace_callout_with_every_argument() {
+    let dir = tempfile::tempdir().unwrap();
+    let dll_trace = dir.path().join("dll.jsonl");
+    let our_trace = dir.path().join("calloutd.jsonl");
+    let sink = Arc::new(TraceSink::create(&our_trace).unwrap());
+    let callout = load_one(
+        dir.path(),
+        "trace",
+        &[("CALLOUT_TRACE_FILE", &s(&dll_trace))],
+    )
+    .with_trace(Some(sink.clone()));
+
+    let request = full_request();
+    let mut packet = request.clone();
+    let mut ctx = 0usize;
+    let client = Ipv4Addr::new(192, 168, 0, 50);
+    let scope = Ipv4Addr::new(192, 168, 0, 0);
+
+    assert_eq!(
+        callout.control(ControlCode::Start, HeldLocks::Service),
+        Some(0)
+    );
+    assert_eq!(
+        callout.new_pkt(&mut packet, SERVER_IP, &mut ctx, HeldLocks::None),
+        Ok(true)
+    );
+    assert_ne!(ctx, 0, "NewPkt stored a context");
+    assert_eq!(packet, request, "trace does not change the packet");
+    callout
+        .handle_options(&packet, ctx, Some(scope), HeldLocks::None)
+        .unwrap();
+    callout
+        .address_offer(
+            &packet,
+            GiveCode::New,
+            SERVER_IP,
+            client,
+            ClientType::Dhcp,
+            3600,
+            ctx,
+            HeldLocks::Lease,
+        )
+        .unwrap();
+    let mut reply = Packet::request(5, MAC).finish();
+    reply[0] = 2;
+    let reply_len = reply.len();
+    callout
+        .pkt_send(&mut reply, SERVER_IP, ctx, HeldLocks::None)
+        .unwrap();
+    assert_eq!(reply.len(), reply_len);
+    callout
+        .address_del(
+            &packet,
+            ProbCode::Release,
+            SERVER_IP,
+            client,
+            ctx,
+            HeldLocks::Lease,
+        )
+        .unwrap();
+    callout
+        .pkt_drop(
+            &mut packet,
+            DropReason::NoAddress,
+            SERVER_IP,
+            ctx,
+            HeldLocks::None,
+        )
+        .unwrap();
+    callout
+        .pkt_drop(
+            &mut packet,
+            DropReason::Processed,
+            SERVER_IP,
+            ctx,
+            HeldLocks::None,
+        )
+        .unwrap();
+    callout
+        .delete_client(client, &MAC, HeldLocks::Lease)
+        .unwrap();
+    callout.control(ControlCode::Stop, HeldLocks::Service);
+
+    // What the DLL saw.
+    let lines = read_lines(&dll_trace);
+    let hooks: Vec<&str> = lines.iter().map(|l| l["hook"].as_str().unwrap()).collect();
+    assert_eq!(
+        hooks,
+        [
+            "Entry",
+            "Control",
+            "NewPkt",
+            "HandleOptions",
+            "AddressOffer",
+            "PktSend",
+            "AddressDel",
+            "PktDrop",
+            "PktDrop",
+            "DeleteClient",
+            "Control"
+        ]
+    );
+    let ctx_json = json!(ctx as u64);
+    let size = request.len() as u64;
+    assert_fields(&lines[1], json!({"code": 1, "reserved_null": true}));
+    assert_fields(
+        &lines[2],
+        json!({"ip": "192.168.0.1", "size": size, "xid": XID, "reserved_null": true,
+               "ctx_in": 0, "process_it_in": 1, "ctx_out": ctx_json}),
+    );
+    assert_fields(
+        &lines[3],
+        json!({"size": size, "xid": XID, "reserved_null": true, "ctx": ctx_json, "ctx_valid": true,
+               "message_type": 3, "subnet_mask": "255.255.255.0",
+               "requested_address": "192.168.0.50", "request_lease_time": 3600,
+               "overlay_fields": 1, "router_address": "192.168.0.254", "server": "192.168.0.1",
+               "prl": [1, 3, 6, 15, 51], "machine_name": "pc-test", "hw_type": 1, "hw_len": 6,
+               "hw_address": "02:00:5e:10:20:30", "class_id": "userclass",
+               "vendor_class": "MSFT 5.0", "dns_flags": 1, "dns_name": "pc-test.example.com",
+               "ds_domain_name_requested": false, "ds_domain_name_null": true,
+               "ds_domain_name_len": 0, "scope_id": "192.168.0.0"}),
+    );
+    assert_fields(
+        &lines[4],
+        json!({"code": 0x3000_0001u32, "ip": "192.168.0.1", "alt": "192.168.0.50",
+               "addr_type": 0x3000_0004u32, "lease": 3600, "size": size, "xid": XID,
+               "reserved_null": true, "ctx": ctx_json, "ctx_valid": true}),
+    );
+    assert_fields(
+        &lines[5],
+        json!({"code": 0x1000_0000u32, "ip": "192.168.0.1", "size": reply_len, "xid": XID,
+               "ctx": ctx_json, "ctx_valid": true}),
+    );
+    assert_fields(
+        &lines[6],
+        json!({"code": 0x2000_0003u32, "ip": "192.168.0.1", "alt": "192.168.0.50", "size": size,
+               "ctx": ctx_json, "ctx_valid": true}),
+    );
+    assert_fields(
+        &lines[7],
+        json!({"code": 0xA, "ctx": ctx_json, "ctx_valid": true}),
+    );
+    assert_fields(
+        &lines[8],
+        json!({"code": 0xB, "ctx": ctx_json, "ctx_valid": true}),
+    );
+    assert_fields(
+        &lines[9],
+        json!({"ip": "192.168.0.50", "hw_address": "02:00:5e:10:20:30", "hw_len": 6,
+               "reserved": 0, "client_type": 0}),
+    );
+    assert_fields(&lines[10], json!({"code": 2}));
+
+    // What calloutd recorded.
+    sink.flush().unwrap();
+    let ours: Vec<TraceRecord> = std::fs::read_to_string(&our_trace)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let summary: Vec<(u64, HookName, Option<u32>, HeldLocks)> = ours
+        .iter()
+        .map(|r| (r.seq, r.hook, r.code, r.locks))
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            (1, HookName::Control, Some(1), HeldLocks::Service),
+            (2, HookName::NewPkt, None, HeldLocks::None),
+            (3, HookName::HandleOptions, None, HeldLocks::None),
+            (
+                4,
+                HookName::AddressOffer,
+                Some(0x3000_0001),
+                HeldLocks::Lease
+            ),
+            (5, HookName::PktSend, Some(0x1000_0000), HeldLocks::None),
+            (6, HookName::AddressDel, Some(0x2000_0003), HeldLocks::Lease),
+            (7, HookName::PktDrop, Some(0xA), HeldLocks::None),
+            (8, HookName::PktDrop, Some(0xB), HeldLocks::None),
+            (9, HookName::DeleteClient, None, HeldLocks::Lease),
+            (10, HookName::Control, Some(2), HeldLocks::Service),
+        ]
+    );
+    assert!(ours.iter().all(|r| r.ret == 0 && r.fault.is_none()));
+    assert_eq!(ours[3].alt, Some(client));
+    assert_eq!(ours[3].ip, Some(SERVER_IP));
+    assert_eq!(ours[1].xid, Some(XID));
+    assert_eq!(ours[8].xid, None);
+    let stats = callout.stats();
+    assert_eq!(stats.get(HookName::PktDrop).calls, 2);
+    assert_eq!(stats.get(HookName::Control).calls, 2);
+    assert_eq!(stats.get(HookName::NewPkt).calls, 1);
+}
+
+#[test]
+fn handle_options_without_options_or_scope_passes_nulls() {
+    let dir = tempfile::tempdir().unwrap();
+    let dll_trace = dir.path().join("dll.jsonl");
+    let callout = load_one(
+        dir.path(),
+        "trace",
+        &[("CALLOUT_TRACE_FILE", &s(&dll_trace))],
+    );
+    // Truncated after the message type: option 50 claims 4 bytes but only 2 follow.
+    let mut packet = Packet::request(1, MAC).bytes;
+    packet.extend_from_slice(&[50, 4, 10, 0]);
+    callout
+        .handle_options(&packet, 0, None, HeldLocks::None)
+        .unwrap();
+    let line = &lines_for(&dll_trace, "trace", "HandleOptions")[0];
+    assert_fields(
+        line,
+        json!({"message_type": 1, "requested_address": null, "server": null, "prl": null,
+               "machine_name": null, "class_id": null, "vendor_class": null, "dns_name": null,
+               "dns_flags": 0, "scope_id": null, "ctx": 0, "ctx_valid": false,
+               "hw_address": "02:00:5e:10:20:30"}),
+    );
+}
+
+#[test]
+fn the_chain_callout_forwards_every_hook_to_both_chained_dlls() {
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("trace.jsonl");
+    let chain = copy_fixture(dir.path(), "chain", "a_chain.so");
+    let t2 = copy_fixture(dir.path(), "trace2", "b_trace2.so");
+    let t3 = copy_fixture(dir.path(), "trace3", "c_trace3.so");
+    let result = load_with_env(
+        &enabled(&[&t3, &chain, &t2], LoadOrder::Alphabetical),
+        &[("CALLOUT_TRACE_FILE", &s(&trace))],
+    );
+    let loaded = result.report.loaded.clone().unwrap();
+    assert_eq!(loaded.entry, s(&chain));
+    assert_eq!(loaded.chain_dlls, vec![s(&t2), s(&t3)]);
+    assert_eq!(loaded.hooks, HookName::ALL.to_vec());
+    let callout = result.callout.unwrap();
+
+    // The chain DLL called each entry with the rest of the chain after it.
+    let chain_entry = &lines_for(&trace, "chain", "Entry")[0];
+    assert_eq!(
+        chain_entry["children"],
+        json!([{"name": s(&t2), "result": 0}, {"name": s(&t3), "result": 0}])
+    );
+    assert_eq!(
+        lines_for(&trace, "trace2", "Entry")[0]["chain"],
+        json!([s(&t3)])
+    );
+    assert_eq!(lines_for(&trace, "trace3", "Entry")[0]["chain"], json!([]));
+
+    let mut packet = full_request();
+    let mut ctx = 0usize;
+    let client = Ipv4Addr::new(192, 168, 0, 50);
+    callout.control(ControlCode::Start, HeldLocks::Service);
+    assert_eq!(
+        callout.new_pkt(&mut packet, SERVER_IP, &mut ctx, HeldLocks::None),
+        Ok(true)
+    );
+    callout
+        .handle_options(&packet, ctx, None, HeldLocks::None)
+        .unwrap();
+    callout
+        .address_offer(
+            &packet,
+            GiveCode::Old,
+            SERVER_IP,
+            client,
+            ClientType::Dhcp,
+            60,
+            ctx,
+            HeldLocks::Lease,
+        )
+        .unwrap();
+    callout
+        .address_del(
+            &packet,
+            ProbCode::Decline,
+            SERVER_IP,
+            client,
+            ctx,
+            HeldLocks::Lease,
+        )
+        .unwrap();
+    let mut reply = packet.clone();
+    callout
+        .pkt_send(&mut reply, SERVER_IP, ctx, HeldLocks::None)
+        .unwrap();
+    callout
+        .pkt_drop(
+            &mut packet,
+            DropReason::Processed,
+            SERVER_IP,
+            ctx,
+            HeldLocks::None,
+        )
+        .unwrap();
+    callout
+        .delete_client(client, &MAC, HeldLocks::Lease)
+        .unwrap();
+
+    for dll in ["trace2", "trace3"] {
+        for hook in [
+            "Control",
+            "NewPkt",
+            "HandleOptions",
+            "AddressOffer",
+            "AddressDel",
+            "PktSend",
+            "PktDrop",
+            "DeleteClient",
+        ] {
+            let lines = lines_for(&trace, dll, hook);
+            assert_eq!(lines.len(), 1, "{dll} saw {hook} {} times", lines.len());
+            if lines[0].get("ctx_valid").is_some() {
+                assert_eq!(
+                    lines[0]["ctx_valid"], true,
+                    "{dll} {hook} got its own context"
+                );
+            }
+        }
+        // Each child gets its own context, not the chain's.
+        let own = &lines_for(&trace, dll, "NewPkt")[0]["ctx_out"];
+        assert_eq!(&lines_for(&trace, dll, "PktDrop")[0]["ctx"], own);
+        assert_ne!(own, &json!(ctx as u64));
+    }
+}
+
+#[test]
+fn the_rewrite_callout_swaps_in_a_grown_packet_and_grows_the_reply_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let callout = load_one(dir.path(), "rewrite", &[]);
+    let original = Packet::request(1, MAC).finish();
+    let mut packet = original.clone();
+    let mut ctx = 0;
+    assert_eq!(
+        callout.new_pkt(&mut packet, SERVER_IP, &mut ctx, HeldLocks::None),
+        Ok(true)
+    );
+    assert_eq!(packet.len(), original.len() + 2 + 16);
+    assert_eq!(&packet[..240], &original[..240]);
+    assert_eq!(
+        options_of(&packet),
+        vec![
+            (53, vec![1]),
+            (224, b"calloutd-rewrite".to_vec()),
+            (255, vec![])
+        ]
+    );
+
+    let mut reply = Packet::request(2, MAC).finish();
+    let before = reply.len();
+    callout
+        .pkt_send(&mut reply, SERVER_IP, ctx, HeldLocks::None)
+        .unwrap();
+    assert_eq!(reply.len(), before + 2 + 15);
+    assert_eq!(
+        options_of(&reply),
+        vec![
+            (53, vec![2]),
+            (225, b"sent-by-rewrite".to_vec()),
+            (255, vec![])
+        ]
+    );
+}
+
+#[test]
+fn a_size_larger_than_the_buffer_is_a_fault_and_leaves_the_packet_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("ours.jsonl");
+    let sink = Arc::new(TraceSink::create(&trace).unwrap());
+    let callout = load_one(
+        dir.path(),
+        "faulty",
+        &[("CALLOUT_FAULTY_OVERSIZE_HOOK", "NewPkt")],
+    )
+    .with_trace(Some(sink.clone()));
+    let original = Packet::request(1, MAC).finish();
+    let mut packet = original.clone();
+    let mut ctx = 0;
+    let fault = callout
+        .new_pkt(&mut packet, SERVER_IP, &mut ctx, HeldLocks::None)
+        .unwrap_err();
+    assert_eq!(
+        fault,
+        HookFault::SizeAboveCapacity {
+            hook: HookName::NewPkt,
+            size: 4096 + 512,
+            capacity: MIN_BUFFER
+        }
+    );
+    assert_eq!(packet, original);
+    assert_eq!(callout.stats().get(HookName::NewPkt).faults, 1);
+    sink.flush().unwrap();
+    let record: TraceRecord = serde_json::from_str(
+        std::fs::read_to_string(&trace)
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(record
+        .fault
+        .unwrap()
+        .contains("larger than the 4096-byte buffer"));
+    // Hooks not configured to misbehave still work.
+    assert_eq!(
+        callout.pkt_send(&mut packet, SERVER_IP, ctx, HeldLocks::None),
+        Ok(())
+    );
+}
+
+#[test]
+fn writing_past_the_buffer_is_reported_and_the_buffer_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let callout = load_one(
+        dir.path(),
+        "faulty",
+        &[("CALLOUT_FAULTY_OVERRUN_HOOK", "PktSend")],
+    );
+    let mut reply = Packet::request(5, MAC).finish();
+    let fault = callout
+        .pkt_send(&mut reply, SERVER_IP, 0, HeldLocks::None)
+        .unwrap_err();
+    assert_eq!(
+        fault,
+        HookFault::WrotePastBuffer {
+            hook: HookName::PktSend,
+            zone: GuardZone::After
+        }
+    );
+    assert!(fault.to_string().contains("wrote past the buffer"));
+    // The same thread's buffer is repaired: a well-behaved hook on it succeeds.
+    let mut packet = reply.clone();
+    let mut ctx = 0;
+    assert_eq!(
+        callout.new_pkt(&mut packet, SERVER_IP, &mut ctx, HeldLocks::None),
+        Ok(true)
+    );
+    assert_eq!(packet, reply);
+}
+
+#[test]
+fn the_macfilter_callout_drops_discover_and_request_from_the_prefix_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let callout = load_one(
+        dir.path(),
+        "macfilter",
+        &[("CALLOUT_MACFILTER_PREFIX", "02:00:5E")],
+    );
+    assert_eq!(callout.hooks_set(), vec![HookName::NewPkt]);
+    let other = [0x00, 0x11, 0x22, 0x33, 0x44, 0x55];
+    let cases = [
+        (1, MAC, false),
+        (3, MAC, false),
+        (8, MAC, true),
+        (1, other, true),
+        (3, other, true),
+    ];
+    for (msg_type, mac, expected) in cases {
+        let mut packet = Packet::request(msg_type, mac).finish();
+        let mut ctx = 0;
+        assert_eq!(
+            callout.new_pkt(&mut packet, SERVER_IP, &mut ctx, HeldLocks::None),
+            Ok(expected),
+            "type {msg_type} mac {mac:02x?}"
+        );
+    }
+    // Hooks the DLL did not set are skipped.
+    assert_eq!(
+        callout.control(ControlCode::Start, HeldLocks::Service),
+        None
+    );
+    assert_eq!(callout.stats().get(HookName::Control).calls, 0);
+}
+
+/// A `tracing` writer the test can read.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_slow_hook_under_the_lease_lock_is_warned_about() {
+    let dir = tempfile::tempdir().unwrap();
+    let callout = load_one(
+        dir.path(),
+        "faulty",
+        &[
+            ("CALLOUT_FAULTY_SLEEP_HOOK", "AddressOffer"),
+            ("CALLOUT_FAULTY_SLEEP_MS", "20"),
+        ],
+    )
+    .with_slow_threshold(Duration::from_millis(1));
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let packet = full_request();
+    let client = Ipv4Addr::new(192, 168, 0, 50);
+    tracing::subscriber::with_default(subscriber, || {
+        callout
+            .address_offer(
+                &packet,
+                GiveCode::New,
+                SERVER_IP,
+                client,
+                ClientType::Dhcp,
+                60,
+                0,
+                HeldLocks::None,
+            )
+            .unwrap();
+        assert!(
+            captured.0.lock().unwrap().is_empty(),
+            "no lock held: no warning"
+        );
+        callout
+            .address_offer(
+                &packet,
+                GiveCode::New,
+                SERVER_IP,
+                client,
+                ClientType::Dhcp,
+                60,
+                0,
+                HeldLocks::Lease,
+            )
+            .unwrap();
+    });
+    let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert!(text.contains("slow under the lease lock"), "{text}");
+    assert!(text.contains("AddressOffer"), "{text}");
+    assert!(callout.stats().get(HookName::AddressOffer).max_us >= 20_000);
+}
+
+#[test]
+fn concurrent_hook_calls_from_many_threads_are_all_traced() {
+    let dir = tempfile::tempdir().unwrap();
+    let dll_trace = dir.path().join("dll.jsonl");
+    let our_trace = dir.path().join("ours.jsonl");
+    let sink = Arc::new(TraceSink::create(&our_trace).unwrap());
+    let callout = Arc::new(
+        load_one(
+            dir.path(),
+            "trace",
+            &[("CALLOUT_TRACE_FILE", &s(&dll_trace))],
+        )
+        .with_trace(Some(sink.clone())),
+    );
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let callout = callout.clone();
+            std::thread::spawn(move || {
+                for _ in 0..25 {
+                    let mut packet = full_request();
+                    let mut ctx = 0;
+                    assert_eq!(
+                        callout.new_pkt(&mut packet, SERVER_IP, &mut ctx, HeldLocks::None),
+                        Ok(true)
+                    );
+                    callout
+                        .pkt_drop(
+                            &mut packet,
+                            DropReason::Processed,
+                            SERVER_IP,
+                            ctx,
+                            HeldLocks::None,
+                        )
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    sink.flush().unwrap();
+    let ours: Vec<TraceRecord> = std::fs::read_to_string(&our_trace)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(ours.len(), 200);
+    let mut seqs: Vec<u64> = ours.iter().map(|r| r.seq).collect();
+    seqs.sort_unstable();
+    assert_eq!(seqs, (1..=200).collect::<Vec<_>>());
+    let threads: std::collections::HashSet<u32> = ours.iter().map(|r| r.thread).collect();
+    assert_eq!(threads.len(), 4);
+    assert_eq!(lines_for(&dll_trace, "trace", "PktDrop").len(), 100);
+    assert!(lines_for(&dll_trace, "trace", "PktDrop")
+        .iter()
+        .all(|l| l["ctx_valid"] == true));
+    assert_eq!(callout.stats().get(HookName::NewPkt).calls, 100);
+}
