@@ -133,6 +133,16 @@ fn read_text(
     file: &str,
 ) -> Result<Loaded, ConfigErrors> {
     let mut diags = diag::Diags::new(file);
+    if text
+        .trim_matches(|c: char| c.is_whitespace() || c == '\u{feff}')
+        .is_empty()
+    {
+        diags.error(&diag::Pos::default(), "empty", "the file is empty");
+        return Err(ConfigErrors {
+            errors: diags.errors,
+            warnings: diags.warnings,
+        });
+    }
     match (how, format) {
         (text::Decoded::Clean, _) => {}
         (text::Decoded::GuessedUtf16, _) => diags.warning(

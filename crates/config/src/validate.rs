@@ -389,7 +389,7 @@ impl Validator<'_> {
         })
     }
 
-    fn scope(&mut self, at: &At<RawScope>) -> Option<(Scope, Option<Subnet>)> {
+    fn scope(&mut self, at: &At<RawScope>) -> (Option<Scope>, Option<Subnet>) {
         let raw = &at.item;
         let subnet = self.subnet_of(at);
         let mut ok = subnet.is_some();
@@ -554,7 +554,7 @@ impl Validator<'_> {
             policies,
             leases,
         };
-        ok.then_some((scope, subnet))
+        (ok.then_some(scope), subnet)
     }
 }
 
@@ -657,34 +657,28 @@ pub(crate) fn validate(raw: RawConfig, diags: &mut Diags) -> ServerConfig {
         }
     }
     v.config.policies = policies;
+    // Overlaps are checked over every scope with a usable subnet, valid or not otherwise.
     let mut spans: Vec<(u32, u32, usize)> = Vec::new();
-    for at in &raw.scopes {
-        if let Some((scope, subnet)) = v.scope(at) {
-            if let Some(net) = subnet {
-                spans.push((net.first, net.last, v.config.scopes.len()));
-            }
-            v.config.scopes.push(scope);
+    for (index, at) in raw.scopes.iter().enumerate() {
+        let (scope, subnet) = v.scope(at);
+        if let Some(net) = subnet {
+            spans.push((net.first, net.last, index));
         }
+        v.config.scopes.extend(scope);
     }
-    // Overlap check in O(n log n): sort by first address, compare with the furthest end seen so far.
+    // O(n log n): sort by first address, compare with the furthest end seen so far.
     spans.sort_unstable();
     let mut widest: Option<(u32, usize)> = None;
     for &(first, last, index) in &spans {
         if let Some((end, other)) = widest {
             if first <= end {
-                let (a, b) = (&v.config.scopes[other], &v.config.scopes[index]);
-                let pos = raw
-                    .scopes
-                    .iter()
-                    .find(|s| s.item.scope_id == b.scope_id)
-                    .map(|s| s.pos.clone())
-                    .unwrap_or_default();
+                let (a, b) = (&raw.scopes[other].item, &raw.scopes[index]);
                 v.diags.error(
-                    &pos,
+                    &b.pos,
                     "overlapping-scopes",
                     format!(
                         "scope {}/{} overlaps scope {}/{}",
-                        b.scope_id, b.subnet_mask, a.scope_id, a.subnet_mask
+                        b.item.scope_id, b.item.subnet_mask, a.scope_id, a.subnet_mask
                     ),
                 );
             }

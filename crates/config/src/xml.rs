@@ -64,10 +64,14 @@ fn parse_tree(text: &str) -> Result<Node, (u32, String)> {
     loop {
         let before = reader.buffer_position();
         let event = reader.read_event().map_err(|e| {
-            (
-                lines.line_of(reader.error_position()),
-                format!("malformed XML: {e}"),
-            )
+            let at = reader.error_position();
+            // quick-xml's syntax errors are all "... not found before end of input".
+            let hint = if matches!(e, quick_xml::Error::Syntax(s) if s != quick_xml::errors::SyntaxError::InvalidBangMarkup) {
+                " (file truncated?)"
+            } else {
+                ""
+            };
+            (lines.line_of(at), format!("malformed XML: {e}{hint}"))
         })?;
         let line = lines.line_of(before + 1);
         let open =
