@@ -100,6 +100,64 @@ fn options_offsets() -> Vec<(&'static str, usize)> {
     ]
 }
 
+/// The contract's x64 offsets of `DHCP_SERVER_OPTIONS` (callout-api.md section 2).
+const X64_OPTIONS: [(&str, usize); 25] = [
+    ("MessageType", 0),
+    ("SubnetMask", 8),
+    ("RequestedAddress", 16),
+    ("RequestLeaseTime", 24),
+    ("OverlayFields", 32),
+    ("RouterAddress", 40),
+    ("Server", 48),
+    ("ParameterRequestList", 56),
+    ("ParameterRequestListLength", 64),
+    ("MachineName", 72),
+    ("MachineNameLength", 80),
+    ("ClientHardwareAddressType", 84),
+    ("ClientHardwareAddressLength", 85),
+    ("ClientHardwareAddress", 88),
+    ("ClassIdentifier", 96),
+    ("ClassIdentifierLength", 104),
+    ("VendorClass", 112),
+    ("VendorClassLength", 120),
+    ("DNSFlags", 124),
+    ("DNSNameLength", 128),
+    ("DNSName", 136),
+    ("DSDomainNameRequested", 144),
+    ("DSDomainName", 152),
+    ("DSDomainNameLen", 160),
+    ("ScopeId", 168),
+];
+
+/// The x86 offsets of `DHCP_SERVER_OPTIONS` (4-byte pointers, natural alignment).
+const X86_OPTIONS: [(&str, usize); 25] = [
+    ("MessageType", 0),
+    ("SubnetMask", 4),
+    ("RequestedAddress", 8),
+    ("RequestLeaseTime", 12),
+    ("OverlayFields", 16),
+    ("RouterAddress", 20),
+    ("Server", 24),
+    ("ParameterRequestList", 28),
+    ("ParameterRequestListLength", 32),
+    ("MachineName", 36),
+    ("MachineNameLength", 40),
+    ("ClientHardwareAddressType", 44),
+    ("ClientHardwareAddressLength", 45),
+    ("ClientHardwareAddress", 48),
+    ("ClassIdentifier", 52),
+    ("ClassIdentifierLength", 56),
+    ("VendorClass", 60),
+    ("VendorClassLength", 64),
+    ("DNSFlags", 68),
+    ("DNSNameLength", 72),
+    ("DNSName", 76),
+    ("DSDomainNameRequested", 80),
+    ("DSDomainName", 84),
+    ("DSDomainNameLen", 88),
+    ("ScopeId", 92),
+];
+
 #[cfg(target_pointer_width = "64")]
 mod x64 {
     use super::*;
@@ -115,33 +173,7 @@ mod x64 {
     #[test]
     fn server_options_match_the_x64_offsets_of_the_contract() {
         assert_eq!(size_of::<DHCP_SERVER_OPTIONS>(), 176);
-        let expected = [
-            ("MessageType", 0),
-            ("SubnetMask", 8),
-            ("RequestedAddress", 16),
-            ("RequestLeaseTime", 24),
-            ("OverlayFields", 32),
-            ("RouterAddress", 40),
-            ("Server", 48),
-            ("ParameterRequestList", 56),
-            ("ParameterRequestListLength", 64),
-            ("MachineName", 72),
-            ("MachineNameLength", 80),
-            ("ClientHardwareAddressType", 84),
-            ("ClientHardwareAddressLength", 85),
-            ("ClientHardwareAddress", 88),
-            ("ClassIdentifier", 96),
-            ("ClassIdentifierLength", 104),
-            ("VendorClass", 112),
-            ("VendorClassLength", 120),
-            ("DNSFlags", 124),
-            ("DNSNameLength", 128),
-            ("DNSName", 136),
-            ("DSDomainNameRequested", 144),
-            ("DSDomainName", 152),
-            ("DSDomainNameLen", 160),
-            ("ScopeId", 168),
-        ];
+        let expected = X64_OPTIONS;
         assert_eq!(options_offsets(), expected.to_vec());
     }
 }
@@ -161,33 +193,7 @@ mod x86 {
     #[test]
     fn server_options_match_the_x86_offsets() {
         assert_eq!(size_of::<DHCP_SERVER_OPTIONS>(), 96);
-        let expected = [
-            ("MessageType", 0),
-            ("SubnetMask", 4),
-            ("RequestedAddress", 8),
-            ("RequestLeaseTime", 12),
-            ("OverlayFields", 16),
-            ("RouterAddress", 20),
-            ("Server", 24),
-            ("ParameterRequestList", 28),
-            ("ParameterRequestListLength", 32),
-            ("MachineName", 36),
-            ("MachineNameLength", 40),
-            ("ClientHardwareAddressType", 44),
-            ("ClientHardwareAddressLength", 45),
-            ("ClientHardwareAddress", 48),
-            ("ClassIdentifier", 52),
-            ("ClassIdentifierLength", 56),
-            ("VendorClass", 60),
-            ("VendorClassLength", 64),
-            ("DNSFlags", 68),
-            ("DNSNameLength", 72),
-            ("DNSName", 76),
-            ("DSDomainNameRequested", 80),
-            ("DSDomainName", 84),
-            ("DSDomainNameLen", 88),
-            ("ScopeId", 92),
-        ];
+        let expected = X86_OPTIONS;
         assert_eq!(options_offsets(), expected.to_vec());
     }
 }
@@ -346,5 +352,76 @@ fn the_c_header_compiles_for_windows_with_mingw_when_installed() {
     match result {
         Ok(status) => assert!(status.success(), "mingw-w64 compile of dhcpssdk.h failed"),
         Err(e) => eprintln!("note: {mingw} not usable ({e}); Windows header check skipped"),
+    }
+}
+
+/// C source asserting (at compile time) the given sizes and `DHCP_SERVER_OPTIONS` offsets, and
+/// pointer-sized table slots.
+fn c_static_asserts(table_size: usize, options_size: usize, options: &[(&str, usize)]) -> String {
+    let mut src = String::from("#include \"dhcpssdk.h\"\n");
+    src += &format!(
+        "_Static_assert(sizeof(DHCP_CALLOUT_TABLE) == {table_size}, \"table size\");\n\
+         _Static_assert(sizeof(DHCP_SERVER_OPTIONS) == {options_size}, \"options size\");\n"
+    );
+    let slot = table_size / 10;
+    for (i, (name, _)) in table_offsets().iter().enumerate() {
+        src += &format!(
+            "_Static_assert(offsetof(DHCP_CALLOUT_TABLE, {name}) == {}, \"{name}\");\n",
+            i * slot
+        );
+    }
+    for (name, offset) in options {
+        src += &format!(
+            "_Static_assert(offsetof(DHCP_SERVER_OPTIONS, {name}) == {offset}, \"{name}\");\n"
+        );
+    }
+    src
+}
+
+/// Compiles `source` with `compiler args`; `None` when the compiler (or the target) is unavailable.
+fn compile_check(compiler: &str, args: &[&str], source: &str) -> Option<std::process::Output> {
+    let dir = tempfile::tempdir().unwrap();
+    let c_file = dir.path().join("asserts.c");
+    std::fs::write(&c_file, source).unwrap();
+    std::process::Command::new(compiler)
+        .args(args)
+        .args(["-std=c11", "-fsyntax-only", "-I", INCLUDE_DIR])
+        .arg(&c_file)
+        .output()
+        .ok()
+}
+
+/// The header's x86 layout (40 / 96 bytes) checked by a 32-bit C compile, where the host compiler
+/// can target x86 (freestanding: no 32-bit libc needed).
+#[test]
+fn the_c_header_has_the_x86_layout_when_compiled_for_32_bits() {
+    let source = c_static_asserts(40, 96, &X86_OPTIONS);
+    match compile_check("cc", &["-m32", "-ffreestanding"], &source) {
+        Some(out) if out.status.success() => {}
+        Some(out) if String::from_utf8_lossy(&out.stderr).contains("static assertion failed") => {
+            panic!(
+                "x86 layout mismatch:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        }
+        Some(out) => eprintln!(
+            "note: cc cannot target 32-bit x86 here; x86 header check skipped:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        ),
+        None => eprintln!("note: no cc; x86 header check skipped"),
+    }
+}
+
+/// The header's x64 layout under mingw-w64 (the `<windows.h>` path), when installed.
+#[test]
+fn the_c_header_has_the_x64_layout_under_mingw_when_installed() {
+    let source = c_static_asserts(80, 176, &X64_OPTIONS);
+    match compile_check("x86_64-w64-mingw32-gcc", &[], &source) {
+        Some(out) => assert!(
+            out.status.success(),
+            "mingw-w64 layout check failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        ),
+        None => eprintln!("note: x86_64-w64-mingw32-gcc not installed; check skipped"),
     }
 }
