@@ -627,7 +627,7 @@ impl Engine {
         }
         let reservation = self.reservation(x, false);
         let request = x.request;
-        let mut tickets = (None, None);
+        let mut ticket = None;
         let verdict = {
             let mut table = self.lock();
             let record = table.client(x.key);
@@ -661,11 +661,7 @@ impl Engine {
                 let ip = u32::from(requested);
                 if !x.scope.in_subnet(ip) {
                     Err(ip)
-                } else if reservation.is_none()
-                    && record.active.is_none()
-                    && record.offer.is_none()
-                    && record.previous.is_none()
-                {
+                } else if reservation.is_none() && record.is_empty() {
                     // No record of this client: it may be another server's (RFC 2131 4.3.2).
                     return Err(DropReason::WrongServer);
                 } else {
@@ -683,6 +679,10 @@ impl Engine {
                     if rebinding { "REBINDING" } else { "RENEWING" },
                     request.ciaddr
                 );
+                if rebinding && reservation.is_none() && record.is_empty() {
+                    // A broadcast from a client we never served: another server's, stay silent.
+                    return Err(DropReason::WrongServer);
+                }
                 let known = match reservation {
                     Some(r) => r.ip == ip,
                     None => record.active == Some(ip),
@@ -704,7 +704,7 @@ impl Engine {
                     // A reservation (or any new address) replaces the client's older lease.
                     if let Some(old) = record.active.filter(|old| *old != ip) {
                         table.drop_slot(old);
-                        tickets.1 = Some(self.store.remove(Ipv4Addr::from(old)));
+                        self.store.remove(Ipv4Addr::from(old));
                     }
                     let renewed = table.claim(
                         ip,
@@ -717,7 +717,7 @@ impl Engine {
                         request.host_name,
                     );
                     if let Some(slot) = table.slots.get(&ip) {
-                        tickets.0 = Some(self.note_ticket(self.store.put(&slot.to_lease(ip))));
+                        ticket = Some(self.note_ticket(self.store.put(slot.to_lease(ip))));
                     }
                     self.hooks.address_offer(
                         &lock_token(&table),
@@ -756,7 +756,7 @@ impl Engine {
         match verdict {
             Verdict::Ack { ip, lease_secs } => {
                 // Wait for durability outside the lease lock: the ACK goes out only once committed.
-                if let Some(ticket) = tickets.0 {
+                if let Some(ticket) = ticket {
                     self.store.commit(ticket).map_err(|error| {
                         tracing::error!("lease for {} not committed: {error}", Ipv4Addr::from(ip));
                         DropReason::InternalError
@@ -874,7 +874,7 @@ impl Engine {
             let ticket = table
                 .slots
                 .get(&ip)
-                .map(|slot| self.note_ticket(self.store.put(&slot.to_lease(ip))));
+                .map(|slot| self.note_ticket(self.store.put(slot.to_lease(ip))));
             self.hooks.address_offer(
                 &lock_token(&table),
                 x.packet,
@@ -983,6 +983,13 @@ impl Engine {
             };
             let source =
                 OptionSource::for_client(&self.config, x.scope_index, x.scope, reservation, &facts);
+            // Boot server (66) and file (67) also go in sname/file, and a server given as an address
+            // in siaddr, for BOOTP and PXE clients that read only the header.
+            let boot_server = source.get(66);
+            let next_server = boot_server
+                .and_then(|s| std::str::from_utf8(s).ok())
+                .and_then(|s| s.trim_end_matches('\0').parse::<Ipv4Addr>().ok());
+            writer.boot_fields(next_server, boot_server, source.get(67));
             writer.option(1, &x.scope.mask.to_be_bytes(), reserve);
             let mut written = [false; 256];
             let mut send = |writer: &mut ReplyWriter, code: u8| {

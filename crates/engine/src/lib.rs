@@ -37,4 +37,4 @@ pub use engine::{
 };
 pub use hooks::{HookFault, Hooks, LeaseLockHeld, NoHooks, PktContext};
 pub use io::{Admission, Datagram, Outcome, PacketHandler, Reply};
-pub use store::{CommitTicket, Lease, LeaseStore, SqliteLeaseStore, StoreError};
+pub use store::{CommitTicket, Lease, LeaseStore, MemoryLeaseStore, SqliteLeaseStore, StoreError};

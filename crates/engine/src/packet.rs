@@ -258,6 +258,25 @@ impl ReplyWriter {
         Self { buf, limit, vendor }
     }
 
+    /// Fills the boot fields: `sname` (64 bytes) and `file` (128 bytes), each kept NUL-terminated,
+    /// and `siaddr` (the next server).
+    pub fn boot_fields(
+        &mut self,
+        siaddr: Option<Ipv4Addr>,
+        sname: Option<&[u8]>,
+        file: Option<&[u8]>,
+    ) {
+        if let Some(siaddr) = siaddr {
+            self.buf[20..24].copy_from_slice(&siaddr.octets());
+        }
+        for (value, start, len) in [(sname, 44, 64), (file, 108, 128)] {
+            if let Some(value) = value {
+                let value = &value[..value.len().min(len - 1)];
+                self.buf[start..start + value.len()].copy_from_slice(value);
+            }
+        }
+    }
+
     /// Room left for options, keeping `reserve` bytes (for options that must still come, and END).
     pub fn room(&self, reserve: usize) -> usize {
         self.limit.saturating_sub(self.buf.len() + reserve)

@@ -83,11 +83,67 @@ pub trait LeaseStore: Send + Sync {
     fn load_all(&self) -> Result<Vec<Lease>, StoreError>;
     /// Queues "this lease now exists" (insert or replace by address). Must not do disk I/O: it is called
     /// under the lease lock.
-    fn put(&self, lease: &Lease) -> CommitTicket;
+    fn put(&self, lease: Lease) -> CommitTicket;
     /// Queues "no lease on this address any more". Must not do disk I/O.
     fn remove(&self, ip: Ipv4Addr) -> CommitTicket;
     /// Waits until the change `ticket` (and everything queued before it) is durable.
     fn commit(&self, ticket: CommitTicket) -> Result<(), StoreError>;
+}
+
+/// A lease store that keeps leases in memory only (tests, benchmarks, `--lease-db :memory:`-style
+/// runs): every change is "durable" at once, and nothing survives the process.
+#[derive(Debug, Default)]
+pub struct MemoryLeaseStore {
+    leases: Mutex<std::collections::BTreeMap<Ipv4Addr, Lease>>,
+    issued: std::sync::atomic::AtomicU64,
+}
+
+impl MemoryLeaseStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A store holding `leases` (as if loaded from disk).
+    pub fn with_leases(leases: impl IntoIterator<Item = Lease>) -> Self {
+        let store = Self::default();
+        store
+            .lock()
+            .extend(leases.into_iter().map(|lease| (lease.ip, lease)));
+        store
+    }
+
+    fn lock(&self) -> MutexGuard<'_, std::collections::BTreeMap<Ipv4Addr, Lease>> {
+        self.leases.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn ticket(&self) -> CommitTicket {
+        CommitTicket(
+            self.issued
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                + 1,
+        )
+    }
+}
+
+impl LeaseStore for MemoryLeaseStore {
+    fn load_all(&self) -> Result<Vec<Lease>, StoreError> {
+        Ok(self.lock().values().cloned().collect())
+    }
+
+    fn put(&self, lease: Lease) -> CommitTicket {
+        self.lock().insert(lease.ip, lease);
+        self.ticket()
+    }
+
+    fn remove(&self, ip: Ipv4Addr) -> CommitTicket {
+        self.lock().remove(&ip);
+        self.ticket()
+    }
+
+    fn commit(&self, _: CommitTicket) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 enum Change {
@@ -286,8 +342,8 @@ impl LeaseStore for SqliteLeaseStore {
         Ok(leases)
     }
 
-    fn put(&self, lease: &Lease) -> CommitTicket {
-        self.enqueue(Change::Put(lease.clone()))
+    fn put(&self, lease: Lease) -> CommitTicket {
+        self.enqueue(Change::Put(lease))
     }
 
     fn remove(&self, ip: Ipv4Addr) -> CommitTicket {
@@ -417,12 +473,12 @@ mod tests {
         {
             let store = SqliteLeaseStore::open(&path).unwrap();
             assert!(store.load_all().unwrap().is_empty());
-            store.put(&lease(10));
-            store.put(&lease(11));
+            store.put(lease(10));
+            store.put(lease(11));
             let mut infinite = lease(12);
             infinite.expires = None;
             infinite.client_type = ClientType::Bootp;
-            store.put(&infinite);
+            store.put(infinite);
             let last = store.remove(Ipv4Addr::new(198, 18, 0, 11));
             store.commit(last).unwrap();
         }
@@ -444,7 +500,7 @@ mod tests {
                 let store = Arc::clone(&store);
                 std::thread::spawn(move || {
                     for i in 0..25u8 {
-                        let ticket = store.put(&lease(t * 25 + i + 1));
+                        let ticket = store.put(lease(t * 25 + i + 1));
                         store.commit(ticket).unwrap();
                     }
                 })

@@ -73,7 +73,7 @@ pub(crate) struct ClientRecord {
 }
 
 impl ClientRecord {
-    fn is_empty(&self) -> bool {
+    pub fn is_empty(&self) -> bool {
         self.active.is_none() && self.offer.is_none() && self.previous.is_none()
     }
 

@@ -1354,3 +1354,73 @@ fn precomputed_options_equal_effective_options() {
         }
     }
 }
+
+#[test]
+fn boot_options_fill_the_header_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config();
+    cfg.scopes[0].kind = ScopeType::Both;
+    for (id, text) in [(66, "198.18.0.5"), (67, "pxelinux.0")] {
+        cfg.scopes[0].option_values.push(OptionValue {
+            option_id: id,
+            value: vec![OptionElement::String(text.into())],
+            vendor_class: None,
+            user_class: None,
+        });
+    }
+    let h = harness(cfg, &dir.path().join("leases.db"));
+    let outcome = h.engine.handle(
+        datagram_bytes(bootp_request(1, false), Ipv4Addr::BROADCAST),
+        Admission::Process,
+    );
+    let bytes = outcome.reply.unwrap().bytes;
+    assert_eq!(&bytes[20..24], &ip(5).octets(), "siaddr");
+    assert_eq!(&bytes[44..55], b"198.18.0.5\0", "sname");
+    assert_eq!(&bytes[108..119], b"pxelinux.0\0", "file");
+}
+
+#[test]
+fn rebinding_from_an_unknown_client_is_ignored_renewing_is_nacked() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = harness(config(), &dir.path().join("leases.db"));
+    let rebind = h.engine.handle(
+        datagram(&renewal(5, ip(30)), Ipv4Addr::BROADCAST),
+        Admission::Process,
+    );
+    assert!(rebind.reply.is_none());
+    assert_eq!(rebind.dropped, Some(DropReason::WrongServer));
+    let renew = h
+        .engine
+        .handle(datagram(&renewal(5, ip(30)), SERVER), Admission::Process);
+    assert_eq!(renew.reply_type, Some(6));
+}
+
+#[test]
+fn memory_store_restores_too() {
+    let store = MemoryLeaseStore::new();
+    let lease = Lease {
+        ip: ip(20),
+        client_id: vec![1, 2, 0, 0, 0, 0, 1],
+        hw_type: 1,
+        hw_address: mac(1).to_vec(),
+        host_name: None,
+        expires: None,
+        client_type: ClientType::Dhcp,
+    };
+    store.put(lease.clone());
+    let engine = Engine::new(
+        config(),
+        EngineOptions::default(),
+        Arc::new(NoHooks),
+        Box::new(MemoryLeaseStore::with_leases(store.load_all().unwrap())),
+        Arc::new(NoProber),
+    )
+    .unwrap();
+    assert_eq!(engine.leases(), vec![lease]);
+    // The restored client's INIT-REBOOT for its address is acknowledged with an infinite lease.
+    let outcome = engine.handle(
+        datagram(&init_reboot(1, ip(20)), Ipv4Addr::BROADCAST),
+        Admission::Process,
+    );
+    assert_eq!(outcome.reply_type, Some(5));
+}
