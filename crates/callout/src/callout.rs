@@ -297,7 +297,8 @@ impl Callout {
     /// the result; `ctx` receives the context the DLL stored (pass it to every later hook of this
     /// packet). Returns `Ok(false)` when the DLL set `ProcessIt = FALSE` (drop the packet), and a
     /// [`HookFault`] (drop with `DHCP_DROP_INVALID`; `packet` unchanged) when it broke the buffer
-    /// rules. With the hook not set: `Ok(true)`, nothing changed.
+    /// rules (`ctx` is still updated so the context reaches PktDrop). With the hook not set: `Ok(true)`,
+    /// nothing changed.
     pub fn new_pkt(
         &self,
         packet: &mut Vec<u8>,
@@ -318,7 +319,7 @@ impl Callout {
         };
         let mut process_it: BOOL = 1;
         let mut context: LPVOID = *ctx as LPVOID;
-        self.call_in_out(info, packet, |packet_ptr, size_ptr| {
+        let result = self.call_in_out(info, packet, |packet_ptr, size_ptr| {
             // SAFETY: the pointers reference live locals and this thread's buffer, valid for the
             // whole call; the buffer holds at least 4096 writable bytes between guard zones; the
             // DLL set this hook for this signature and stays loaded while `self` lives.
@@ -332,9 +333,11 @@ impl Callout {
                     &mut process_it,
                 )
             }
-        })?;
+        });
+        // Even after a fault the DLL may have stored a context: the engine passes it on to
+        // PktDrop(INVALID) and PktDrop(PROCESSED), where the DLL frees it.
         *ctx = context as usize;
-        Ok(process_it != 0)
+        result.map(|()| process_it != 0)
     }
 
     /// `DhcpHandleOptionsHook(Packet, PacketSize, NULL, PktContext, &ServerOptions)`: once per packet

@@ -659,3 +659,55 @@ fn concurrent_hook_calls_from_many_threads_are_all_traced() {
         .all(|l| l["ctx_valid"] == true));
     assert_eq!(callout.stats().get(HookName::NewPkt).calls, 100);
 }
+
+#[test]
+fn a_context_stored_before_a_fault_still_reaches_pkt_drop() {
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("trace.jsonl");
+    let chain = copy_fixture(dir.path(), "chain", "a_chain.so");
+    let faulty = copy_fixture(dir.path(), "faulty", "b_faulty.so");
+    let t2 = copy_fixture(dir.path(), "trace2", "c_trace2.so");
+    let result = load_with_env(
+        &enabled(&[&chain, &faulty, &t2], LoadOrder::Alphabetical),
+        &[
+            ("CALLOUT_TRACE_FILE", &s(&trace)),
+            ("CALLOUT_FAULTY_OVERSIZE_HOOK", "NewPkt"),
+        ],
+    );
+    let callout = result.callout.unwrap();
+    let original = full_request();
+    let mut packet = original.clone();
+    let mut ctx = 0;
+    let fault = callout.new_pkt(&mut packet, SERVER_IP, &mut ctx, HeldLocks::None);
+    assert!(
+        matches!(fault, Err(HookFault::SizeAboveCapacity { .. })),
+        "{fault:?}"
+    );
+    assert_eq!(packet, original);
+    assert_ne!(
+        ctx, 0,
+        "the chain's context is handed back despite the fault"
+    );
+    callout
+        .pkt_drop(
+            &mut packet,
+            DropReason::Invalid,
+            SERVER_IP,
+            ctx,
+            HeldLocks::None,
+        )
+        .unwrap();
+    callout
+        .pkt_drop(
+            &mut packet,
+            DropReason::Processed,
+            SERVER_IP,
+            ctx,
+            HeldLocks::None,
+        )
+        .unwrap();
+    let drops = lines_for(&trace, "trace2", "PktDrop");
+    assert_eq!(drops.len(), 2);
+    assert_eq!(drops[0]["code"], 8);
+    assert!(drops.iter().all(|d| d["ctx_valid"] == true));
+}
