@@ -14,6 +14,9 @@
 //! - [`build_windows`] does the same with `x86_64-w64-mingw32-gcc` into `.../windows` and returns
 //!   `Ok(None)` (printing a note) when that compiler is not installed.
 //!
+//! From a shell (e.g. the benchmark script): `cargo run -q -p calloutd-callout --example
+//! build-fixtures` builds both sets and prints the Linux directory (and the Windows one, if built).
+//!
 //! Fixtures: `trace` (plus `trace2`, `trace3`: the same source with another `CALLOUT_TAG`, so chain
 //! tests can tell copies apart), `macfilter`, `chain`, `rewrite`, `faulty`, `noop`. Their behaviour
 //! and the env vars they read are documented at the top of each `.c` file. Callouts keep global
@@ -228,15 +231,7 @@ fn build_into(
         ));
         let mut command = Command::new(compiler);
         command
-            .args([
-                "-std=gnu11",
-                "-O2",
-                "-g",
-                "-Wall",
-                "-Wextra",
-                "-Werror",
-                "-shared",
-            ])
+            .args(["-std=gnu11", "-O2", "-g", "-Wall", "-Wextra", "-shared"])
             .args(flags)
             .arg("-I")
             .arg(dhcpssdk::INCLUDE_DIR)
@@ -250,6 +245,14 @@ fn build_into(
             compiler: compiler.to_string(),
             error: e.to_string(),
         })?;
+        if out.status.success() && !out.stderr.is_empty() {
+            // Warnings do not fail the build (a newer compiler may add some), but stay visible.
+            eprintln!(
+                "{compiler} warnings for {}:\n{}",
+                source.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
         if !out.status.success() {
             let _ = std::fs::remove_file(&temp);
             return Err(FixtureError::CompileFailed {
