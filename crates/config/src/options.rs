@@ -156,6 +156,14 @@ const CLASSES: &[(&str, ClassKind, &[u8], &str)] = &[
     ),
 ];
 
+/// Windows' predefined classes as (name, kind, data), without allocating (for the per-packet path).
+pub(crate) fn builtin_class_refs() -> impl Iterator<Item = (&'static str, ClassKind, &'static [u8])>
+{
+    CLASSES
+        .iter()
+        .map(|(name, kind, data, _)| (*name, *kind, *data))
+}
+
 /// The name of the user class Microsoft assigns to BOOTP clients (data `BOOTP.Microsoft`).
 pub const DEFAULT_BOOTP_CLASS: &str = "Default BOOTP Class";
 

@@ -121,39 +121,41 @@ pub fn encode_elements(elements: &[OptionElement]) -> Vec<u8> {
 }
 
 /// The client's class memberships, worked out once per resolution.
-struct ClientClasses {
+struct ClientClasses<'c> {
     /// Names of the user classes whose data the client sent in option 77.
-    user: Vec<String>,
+    user: Vec<&'c str>,
     /// The vendor class whose data is the longest prefix of the client's option 60.
-    vendor: Option<String>,
+    vendor: Option<&'c str>,
 }
 
-impl ClientClasses {
-    fn of(config: &ServerConfig, client: &ClientFacts<'_>) -> Self {
-        let mut user = Vec::new();
-        let mut vendor: Option<(usize, String)> = None;
-        let builtin = crate::options::builtin_classes();
+impl<'c> ClientClasses<'c> {
+    fn of(config: &'c ServerConfig, client: &ClientFacts<'_>) -> Self {
+        let mut user: Vec<&'c str> = Vec::new();
+        let mut vendor: Option<(usize, &'c str)> = None;
         // File classes first so a file class shadows a built-in one of the same name.
-        for class in config.classes.iter().chain(builtin.iter()) {
-            match class.kind {
+        let file = config.classes.iter().map(
+            |c: &'c crate::model::Class| -> (&'c str, ClassKind, &'c [u8]) {
+                (c.name.as_str(), c.kind, c.data.as_slice())
+            },
+        );
+        let builtin = crate::options::builtin_class_refs()
+            .map(|(n, k, d)| -> (&'c str, ClassKind, &'c [u8]) { (n, k, d) });
+        for (name, kind, data) in file.chain(builtin) {
+            match kind {
                 ClassKind::User => {
                     if let Some(sent) = client.user_class {
-                        if user_class_matches(sent, &class.data)
-                            && !user
-                                .iter()
-                                .any(|n: &String| n.eq_ignore_ascii_case(&class.name))
+                        if user_class_matches(sent, data)
+                            && !user.iter().any(|n| n.eq_ignore_ascii_case(name))
                         {
-                            user.push(class.name.clone());
+                            user.push(name);
                         }
                     }
                 }
                 ClassKind::Vendor => {
                     if let Some(sent) = client.vendor_class {
-                        let longer = vendor
-                            .as_ref()
-                            .is_none_or(|(len, _)| class.data.len() > *len);
-                        if vendor_class_matches(sent, &class.data) && longer {
-                            vendor = Some((class.data.len(), class.name.clone()));
+                        let longer = vendor.is_none_or(|(len, _)| data.len() > len);
+                        if vendor_class_matches(sent, data) && longer {
+                            vendor = Some((data.len(), name));
                         }
                     }
                 }
@@ -229,7 +231,7 @@ fn sources<'c>(
 /// Within one source: the value for option `id` the client gets (its user class first, then default).
 fn pick_in_source<'v>(
     values: &'v [OptionValue],
-    classes: &ClientClasses,
+    classes: &ClientClasses<'_>,
     vendor: Option<&str>,
 ) -> BTreeMap<u8, &'v OptionValue> {
     let mut best: BTreeMap<u8, &'v OptionValue> = BTreeMap::new();
@@ -278,7 +280,7 @@ pub fn effective_options(
             });
         }
     }
-    if let Some(vendor) = classes.vendor.as_deref() {
+    if let Some(vendor) = classes.vendor {
         let mut subs: BTreeMap<u8, (OptionLevel, Vec<u8>)> = BTreeMap::new();
         for (level, values) in &sources {
             for (id, v) in pick_in_source(values, &classes, Some(vendor)) {
