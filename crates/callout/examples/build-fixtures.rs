@@ -6,7 +6,11 @@ use std::io::Write;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut out = std::io::stdout().lock();
-    writeln!(out, "{}", calloutd_callout::fixtures::build_all()?.display())?;
+    writeln!(
+        out,
+        "{}",
+        calloutd_callout::fixtures::build_all()?.display()
+    )?;
     if let Some(windows) = calloutd_callout::fixtures::build_windows()? {
         writeln!(out, "{}", windows.display())?;
     }

@@ -223,12 +223,15 @@ fn build_into(
             }
         }
         let source = Path::new(SOURCE_DIR).join(fixture.source);
-        let temp = out_dir.join(format!(
-            ".{}.{}.{}.tmp",
-            fixture.name,
+        // Compile under the final file name (a DLL records it in its export table) in a private
+        // folder, then rename into place: parallel test processes never see a partial file.
+        let temp_dir = out_dir.join(format!(
+            ".build-{}-{}",
             std::process::id(),
             UNIQUE.fetch_add(1, Ordering::Relaxed)
         ));
+        std::fs::create_dir_all(&temp_dir).map_err(|e| io_error(&temp_dir, e))?;
+        let temp = temp_dir.join(format!("{}{suffix}", fixture.name));
         let mut command = Command::new(compiler);
         command
             .args(["-std=gnu11", "-O2", "-g", "-Wall", "-Wextra", "-shared"])
@@ -254,14 +257,16 @@ fn build_into(
             );
         }
         if !out.status.success() {
-            let _ = std::fs::remove_file(&temp);
+            let _ = std::fs::remove_dir_all(&temp_dir);
             return Err(FixtureError::CompileFailed {
                 compiler: compiler.to_string(),
                 source_file: source.display().to_string(),
                 stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
             });
         }
-        std::fs::rename(&temp, &output).map_err(|e| io_error(&output, e))?;
+        let renamed = std::fs::rename(&temp, &output).map_err(|e| io_error(&output, e));
+        let _ = std::fs::remove_dir_all(&temp_dir);
+        renamed?;
     }
     Ok(out_dir.to_path_buf())
 }

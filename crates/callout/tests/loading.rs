@@ -246,12 +246,29 @@ fn windows_dlls_build_from_the_same_sources_when_mingw_is_installed() {
             for fixture in calloutd_callout::fixtures::FIXTURES {
                 let bytes = std::fs::read(dir.join(format!("{}.dll", fixture.name))).unwrap();
                 assert_eq!(&bytes[..2], b"MZ", "{} is not a PE file", fixture.name);
-                let export = b"DhcpServerCalloutEntry";
-                assert!(
-                    bytes.windows(export.len()).any(|w| w == export),
-                    "{} does not name the entry point",
-                    fixture.name
-                );
+                let path = dir.join(format!("{}.dll", fixture.name));
+                match std::process::Command::new("x86_64-w64-mingw32-objdump")
+                    .arg("-p")
+                    .arg(&path)
+                    .output()
+                {
+                    Ok(out) => {
+                        let text = String::from_utf8_lossy(&out.stdout);
+                        let exports = text.split("[Ordinal/Name Pointer] Table").nth(1);
+                        assert!(
+                            exports.is_some_and(|t| t.contains("] DhcpServerCalloutEntry")),
+                            "{} does not export DhcpServerCalloutEntry undecorated:\n{text}",
+                            fixture.name
+                        );
+                        let name = format!(" {}\n", path.file_name().unwrap().to_string_lossy());
+                        let dll_name = text.lines().find(|l| l.starts_with("Name ")).unwrap_or("");
+                        assert!(
+                            format!("{dll_name}\n").ends_with(&name),
+                            "export table names the DLL {dll_name:?}"
+                        );
+                    }
+                    Err(e) => eprintln!("note: no mingw objdump ({e}); export table not checked"),
+                }
             }
         }
     }
