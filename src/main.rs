@@ -1,5 +1,74 @@
-//! calloutd: a DHCPv4 server that runs Microsoft DHCP Server callout DLLs.
+//! calloutd: a DHCPv4 server that runs Microsoft DHCP Server callout DLLs outside Windows Server.
+//!
+//! This binary only parses arguments and wires the crates together; each subcommand's logic lives in
+//! its crate.
 
-fn main() {
-    println!("calloutd");
+mod callout_hooks;
+mod check;
+mod config_sources;
+mod serve;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// calloutd: run, test and trust Microsoft DHCP Server callout DLLs outside Windows Server.
+#[derive(Debug, Parser)]
+#[command(name = "calloutd", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve DHCP on UDP/67 with the configured callout in the loop.
+    Serve(serve::ServeArgs),
+    /// Validate the configuration, load the callout and report what would run.
+    Check(check::CheckArgs),
+    /// Run one DHCP client exchange (for scripts and tests).
+    Client(calloutd_client::cli::ClientCommand),
+    /// Generate DHCP load against a server (4-way exchanges in relay mode).
+    Bench(calloutd_client::bench::BenchCommand),
+}
+
+/// The registry and callout options shared by `serve` and `check`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RegArgs {
+    /// A `.reg` file with the DHCPServer Parameters (CalloutDlls, CalloutEnabled...). Several apply in
+    /// order, as if each were `reg import`ed.
+    #[arg(long = "reg", value_name = "FILE")]
+    pub reg: Vec<PathBuf>,
+    /// The order in which CalloutDlls entries are tried.
+    #[arg(long, value_enum, default_value_t = LoadOrderArg::Alphabetical)]
+    pub load_order: LoadOrderArg,
+}
+
+/// `--load-order`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LoadOrderArg {
+    /// Case-insensitive alphabetical order of the full strings (Microsoft's documented behaviour).
+    Alphabetical,
+    /// The order the multi-sz lists them in.
+    Listed,
+}
+
+impl From<LoadOrderArg> for calloutd_callout::LoadOrder {
+    fn from(order: LoadOrderArg) -> Self {
+        match order {
+            LoadOrderArg::Alphabetical => calloutd_callout::LoadOrder::Alphabetical,
+            LoadOrderArg::Listed => calloutd_callout::LoadOrder::Listed,
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => serve::run(args),
+        Command::Check(args) => check::run(args),
+        Command::Client(cmd) => calloutd_client::cli::run(cmd),
+        Command::Bench(cmd) => calloutd_client::bench::run_bench(cmd),
+    }
 }

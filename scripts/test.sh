@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Runs every test of calloutd from a fresh clone: installs what the tests need (as root, from Debian's
+# packages), builds the C test callouts, checks formatting and lints, and runs the whole suite.
+# Usage: scripts/test.sh            (CI calls exactly this through .ci/run)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Debian packages the tests use: a C compiler for the test callouts, mingw-w64 for their Windows DLLs,
+# iproute2 for the network-namespace tests.
+packages=(gcc libc6-dev gcc-mingw-w64-x86-64 mingw-w64-common iproute2)
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    if [ "$(id -u)" = 0 ]; then
+        echo "test.sh: installing ${missing[*]}"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq
+        apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    else
+        echo "test.sh: missing Debian packages: ${missing[*]} (run as root to install them, or apt-get install them)" >&2
+    fi
+fi
+if [ "$(id -u)" != 0 ]; then
+    echo "test.sh: not root: the network-namespace end-to-end tests will report themselves skipped" >&2
+fi
+
+# One target dir for everything, so the build is reused by every step below.
+export CARGO_TERM_COLOR=never
+echo "test.sh: cargo fmt --check"
+cargo fmt --all -- --check
+echo "test.sh: cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "test.sh: cargo test"
+cargo test --workspace --locked

@@ -1,0 +1,106 @@
+//! `calloutd check`: validate the configuration, load the callout, report what would run.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use calloutd_callout::{load_callout, LoadStatus};
+
+use crate::config_sources::{callout_config, callouts_off_reason, read_registry};
+use crate::RegArgs;
+
+/// `calloutd check --reg FILE... [--scopes FILE]`.
+#[derive(Debug, clap::Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    reg: RegArgs,
+    /// A scope file: Export-DhcpServer XML or a `netsh dhcp server dump`.
+    #[arg(long, value_name = "FILE")]
+    scopes: Option<PathBuf>,
+}
+
+/// Runs the check; exit 0 only when everything given is valid (and, with `--reg`, a callout loaded).
+pub fn run(args: CheckArgs) -> ExitCode {
+    if args.reg.reg.is_empty() && args.scopes.is_none() {
+        eprintln!("calloutd check: nothing to check: give --reg FILE and/or --scopes FILE");
+        return ExitCode::from(2);
+    }
+    let mut failure: Option<String> = None;
+    if !args.reg.reg.is_empty() {
+        if let Err(reason) = check_registry(&args.reg) {
+            failure.get_or_insert(reason);
+        }
+    }
+    if let Some(scopes) = &args.scopes {
+        match calloutd_config::load_scopes(scopes) {
+            Ok(loaded) => {
+                for w in &loaded.warnings {
+                    println!("warning: {w}");
+                }
+                print!("{}", calloutd_config::scope_report(&loaded.config));
+            }
+            Err(errors) => {
+                for w in &errors.warnings {
+                    println!("warning: {w}");
+                }
+                for e in &errors.errors {
+                    println!("error: {e}");
+                }
+                failure.get_or_insert(format!(
+                    "{}: {} error(s) in the scope configuration",
+                    scopes.display(),
+                    errors.errors.len()
+                ));
+            }
+        }
+    }
+    match failure {
+        None => {
+            println!("check: OK");
+            ExitCode::SUCCESS
+        }
+        Some(reason) => {
+            eprintln!("calloutd check: {reason}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Reads the `.reg` files and loads the callout, printing what happened; `Err` is the one-line reason.
+fn check_registry(args: &RegArgs) -> Result<(), String> {
+    let registry = read_registry(args)?;
+    for w in &registry.warnings {
+        println!("warning: {w}");
+    }
+    if let Some(reason) = callouts_off_reason(&registry.params) {
+        return Err(reason);
+    }
+    let result = load_callout(&callout_config(&registry.params, args));
+    let report = &result.report;
+    if let Some(d) = &registry.params.callout_dlls {
+        println!("CalloutDlls ({}): {}", d.location(), d.value.join(", "));
+    }
+    println!("load order: {}", report.candidates.join(", "));
+    for attempt in report.failed_attempts() {
+        println!("warning: {attempt}");
+    }
+    match (report.status, &report.loaded) {
+        (LoadStatus::Loaded, Some(dll)) => {
+            println!("loaded: {} ({})", dll.entry, dll.path.display());
+            println!("ChainDlls: [{}]", dll.chain_dlls.join(", "));
+            let hooks: Vec<&str> = dll.hooks.iter().map(|h| h.table_slot()).collect();
+            println!("hooks: {}", hooks.join(", "));
+            Ok(())
+        }
+        _ => {
+            let why: Vec<String> = report
+                .attempts
+                .iter()
+                .map(|a| format!("{}: {}", a.entry, a.outcome))
+                .collect();
+            Err(format!(
+                "no callout DLL could be loaded: {}",
+                why.join("; ")
+            ))
+        }
+    }
+}

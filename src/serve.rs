@@ -1,0 +1,233 @@
+//! `calloutd serve`: wire the registry, scopes, callout, engine and runtime together and serve.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use calloutd_callout::{load_callout, TraceSink};
+use calloutd_engine::{Engine, EngineOptions, Hooks, NoHooks, NoProber, SqliteLeaseStore};
+use calloutd_server::{parse_listen, Server, ServerConfig};
+use tracing::{error, info, warn};
+
+use crate::callout_hooks::CalloutHooks;
+use crate::config_sources::{callout_config, callouts_off_reason, read_registry};
+use crate::RegArgs;
+
+/// `calloutd serve --reg FILE... --scopes FILE [--listen ADDR[:PORT]]... [--interface IF]...`.
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    reg: RegArgs,
+    /// The scope configuration: Export-DhcpServer XML or a `netsh dhcp server dump`.
+    #[arg(long, value_name = "FILE")]
+    scopes: PathBuf,
+    /// Bind this address (port 67 unless given). Repeatable.
+    #[arg(long, value_name = "ADDR[:PORT]")]
+    listen: Vec<String>,
+    /// Serve on this interface (0.0.0.0:67 with SO_BINDTODEVICE). Repeatable.
+    #[arg(long, value_name = "IF")]
+    interface: Vec<String>,
+    /// The lease database (SQLite). Default: `<DatabasePath>/<DatabaseName stem>.sqlite3` under the
+    /// data directory.
+    #[arg(long, value_name = "PATH")]
+    lease_db: Option<PathBuf>,
+    /// Where Windows paths from the registry (DatabasePath, DhcpLogFilePath) are mapped on this host.
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Write one JSON line per hook call to FILE (schema in the README).
+    #[arg(long, value_name = "FILE")]
+    trace: Option<PathBuf>,
+    /// Worker threads (default: one per CPU).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    workers: usize,
+    /// Capacity of the receive queue; one more datagram is dropped with DHCP_DROP_NOMEM.
+    #[arg(long, value_name = "N", default_value_t = calloutd_server::DEFAULT_QUEUE_CAPACITY)]
+    queue: usize,
+    /// Log a warning when a hook runs longer than this many milliseconds under a server lock.
+    #[arg(long, value_name = "MS", default_value_t = 10)]
+    slow_hook_ms: u64,
+}
+
+/// The default data directory: system-wide for root, per-user otherwise.
+fn default_data_dir() -> PathBuf {
+    if let Some(xdg) = std::env::var_os("XDG_DATA_HOME") {
+        return PathBuf::from(xdg).join("calloutd");
+    }
+    match std::env::var_os("HOME") {
+        Some(home) if !is_root() => PathBuf::from(home).join(".local/share/calloutd"),
+        _ => PathBuf::from("/var/lib/calloutd"),
+    }
+}
+
+fn is_root() -> bool {
+    std::env::var("USER").map(|u| u == "root").unwrap_or(false)
+        || std::env::var("HOME").map(|h| h == "/root").unwrap_or(false)
+}
+
+/// Runs the server until SIGINT/SIGTERM; exit 0 after a clean stop.
+pub fn run(args: ServeArgs) -> ExitCode {
+    init_logging();
+    match serve(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(reason) => {
+            error!("{reason}");
+            eprintln!("calloutd serve: {reason}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CALLOUTD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+}
+
+fn serve(args: ServeArgs) -> Result<(), String> {
+    let registry = read_registry(&args.reg)?;
+    for w in &registry.warnings {
+        warn!("{w}");
+    }
+    let params = &registry.params;
+    let scopes = calloutd_config::load_scopes(&args.scopes).map_err(|errors| {
+        for e in &errors.errors {
+            error!("{e}");
+        }
+        format!(
+            "{}: {} error(s) in the scope configuration",
+            args.scopes.display(),
+            errors.errors.len()
+        )
+    })?;
+    for w in &scopes.warnings {
+        warn!("{w}");
+    }
+
+    let trace = match &args.trace {
+        Some(path) => {
+            Some(Arc::new(TraceSink::create(path).map_err(|e| {
+                format!("{}: cannot create trace: {e}", path.display())
+            })?))
+        }
+        None => None,
+    };
+    let callout = match callouts_off_reason(params) {
+        Some(reason) => {
+            info!("{reason}");
+            None
+        }
+        None => {
+            let loaded = load_callout(&callout_config(params, &args.reg));
+            for attempt in loaded.report.failed_attempts() {
+                warn!("{attempt}");
+            }
+            info!("{}", loaded.report.summary());
+            if loaded.callout.is_none() {
+                return Err(loaded.report.summary());
+            }
+            loaded.callout.map(|c| {
+                Arc::new(
+                    c.with_trace(trace.clone())
+                        .with_slow_threshold(std::time::Duration::from_millis(args.slow_hook_ms)),
+                )
+            })
+        }
+    };
+    let hooks: Arc<dyn Hooks> = match &callout {
+        Some(c) => Arc::new(CalloutHooks(c.clone())),
+        None => Arc::new(NoHooks),
+    };
+
+    let data_dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
+    let lease_db = match &args.lease_db {
+        Some(p) => p.clone(),
+        None => default_lease_db(params, &data_dir),
+    };
+    if let Some(dir) = lease_db.parent() {
+        if !dir.as_os_str().is_empty() {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                format!(
+                    "{}: cannot create the lease database folder: {e}",
+                    dir.display()
+                )
+            })?;
+        }
+    }
+    info!("lease database: {}", lease_db.display());
+    let store = SqliteLeaseStore::open(&lease_db).map_err(|e| {
+        format!(
+            "{}: cannot open the lease database: {e}",
+            lease_db.display()
+        )
+    })?;
+    let options = EngineOptions {
+        ignore_broadcast_flag: params.ignore_broadcast(),
+        ..EngineOptions::default()
+    };
+    let engine = Arc::new(
+        Engine::new(
+            scopes.config,
+            options,
+            hooks.clone(),
+            Box::new(store),
+            Arc::new(NoProber),
+        )
+        .map_err(|e| e.to_string())?,
+    );
+
+    let listen = args
+        .listen
+        .iter()
+        .map(|l| parse_listen(l).map_err(|e| e.to_string()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let config = ServerConfig {
+        listen,
+        interfaces: args.interface.clone(),
+        workers: args.workers,
+        queue_capacity: args.queue,
+        handle_signals: true,
+        ..ServerConfig::default()
+    };
+    let server = Server::start(config, engine.clone(), hooks).map_err(|e| e.to_string())?;
+    let addrs: Vec<String> = server.local_addrs().iter().map(|a| a.to_string()).collect();
+    info!(
+        "serving on {}{}",
+        addrs.join(", "),
+        if args.interface.is_empty() {
+            String::new()
+        } else {
+            format!(" (interfaces {})", args.interface.join(", "))
+        }
+    );
+    let counters = server.wait();
+    info!("stopped: {counters}");
+    engine
+        .flush()
+        .map_err(|e| format!("flushing leases: {e}"))?;
+    if let Some(c) = &callout {
+        c.flush_trace()
+            .map_err(|e| format!("flushing the trace: {e}"))?;
+    }
+    Ok(())
+}
+
+/// `<DatabasePath>/<DatabaseName stem>.sqlite3`, with Windows paths mapped under the data directory.
+fn default_lease_db(params: &calloutd_registry::Parameters, data_dir: &Path) -> PathBuf {
+    let folder = calloutd_registry::expand_path(params.database_path_or_default(), data_dir);
+    if folder.mapped {
+        info!(
+            "DatabasePath {} is mapped to {}",
+            folder.original,
+            folder.path.display()
+        );
+    }
+    let stem = Path::new(params.database_name_or_default())
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "dhcp".into());
+    folder.path.join(format!("{stem}.sqlite3"))
+}
