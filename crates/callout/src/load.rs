@@ -147,6 +147,8 @@ pub enum LoadStatus {
 pub struct LoadReport {
     /// The overall result.
     pub status: LoadStatus,
+    /// The `CalloutEnabled` value read (absent = `None`).
+    pub enabled: Option<u32>,
     /// The order used.
     pub order: LoadOrder,
     /// The candidates in the order they are tried.
@@ -161,9 +163,12 @@ impl LoadReport {
     /// One clear line saying what happened.
     pub fn summary(&self) -> String {
         match (&self.status, &self.loaded) {
-            (LoadStatus::Disabled, _) => {
-                "callouts disabled: CalloutEnabled is absent or 0, no callout DLL loaded".into()
-            }
+            (LoadStatus::Disabled, _) => match self.enabled {
+                None => "callouts disabled: CalloutEnabled is absent (Microsoft DHCP Server needs \
+                         CalloutDlls and CalloutEnabled = 1); no callout DLL loaded"
+                    .into(),
+                Some(_) => "callouts disabled: CalloutEnabled is 0; no callout DLL loaded".into(),
+            },
             (LoadStatus::NoDlls, _) => {
                 "callouts enabled but CalloutDlls lists no DLL: no callout DLL loaded".into()
             }
@@ -208,6 +213,7 @@ pub fn load_callout(config: &CalloutConfig) -> LoadResult {
     let candidates = ordered(&config.dlls, config.order);
     let mut report = LoadReport {
         status: LoadStatus::AllFailed,
+        enabled: config.enabled,
         order: config.order,
         candidates: candidates.clone(),
         attempts: Vec::new(),
@@ -420,7 +426,16 @@ mod tests {
             assert_eq!(result.report.status, LoadStatus::Disabled);
             assert!(result.report.attempts.is_empty());
             assert!(result.callout.is_none());
-            assert!(result.report.summary().contains("CalloutEnabled"));
+            let expected = if enabled.is_none() {
+                "CalloutEnabled is absent"
+            } else {
+                "CalloutEnabled is 0"
+            };
+            assert!(
+                result.report.summary().contains(expected),
+                "{}",
+                result.report.summary()
+            );
         }
     }
 }
