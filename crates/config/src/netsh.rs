@@ -307,7 +307,7 @@ impl Reader<'_> {
         self.raw.classes.push(At::new(
             pos.clone(),
             Class {
-                name: p[0].text.clone(),
+                name: p[0].text.trim().to_string(),
                 kind,
                 data,
                 description: p[1].text.clone(),
@@ -339,7 +339,10 @@ impl Reader<'_> {
                 name: p[1].text.clone(),
                 kind,
                 multi_valued,
-                vendor_class: named.get("vendor").cloned(),
+                vendor_class: named
+                    .get("vendor")
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty()),
                 description: named.get("comment").cloned().unwrap_or_default(),
                 default_value: p[4..].iter().map(|t| t.text.clone()).collect(),
             },
@@ -564,9 +567,9 @@ impl Reader<'_> {
             ("set", "superscope") => {
                 let name = a
                     .first()
-                    .map(|t| t.text.clone())
-                    .ok_or(("netsh-syntax", "set superscope needs a name".to_string()))?;
-                scope.superscope_name = Some(name);
+                    .map(|t| t.text.trim().to_string())
+                    .unwrap_or_default();
+                scope.superscope_name = (!name.is_empty()).then_some(name);
             }
             ("set", "delayoffer") => {
                 scope.delay = Duration::from_millis(number(a.first(), "delay")?)
@@ -607,7 +610,8 @@ fn option_value(toks: &[Tok]) -> Res<RawOptionValue> {
     ))?;
     let kind = netsh_type(&p[1].text)
         .ok_or(("bad-type", format!("unknown option type `{}`", p[1].text)))?;
-    let empty_is_default = |v: Option<&String>| v.filter(|s| !s.is_empty()).cloned();
+    let empty_is_default =
+        |v: Option<&String>| v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
     Ok(RawOptionValue {
         option_id,
         declared_type: Some(kind),

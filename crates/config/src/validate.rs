@@ -18,6 +18,8 @@ use crate::text::{parse_hex, parse_u64, UNLIMITED_SECS};
 pub(crate) const MAX_OPTION_BYTES: usize = 1200;
 /// A vendor sub-option's length is one byte.
 const MAX_VENDOR_OPTION_BYTES: usize = 255;
+/// Windows accepts offer delays of 0-1000 ms.
+const MAX_DELAY: Duration = Duration::from_millis(1000);
 /// Lease used when a netsh scope gives no option 51 (Windows' default for a new scope).
 pub(crate) const DEFAULT_LEASE: Duration = Duration::from_secs(8 * 86_400);
 
@@ -422,6 +424,17 @@ impl Validator<'_> {
                 (r.item.start, r.item.end)
             }
         };
+        if raw.delay > MAX_DELAY {
+            self.diags.error(
+                &at.pos,
+                "bad-delay",
+                format!(
+                    "{label}: offer delay {} ms is not 0-1000",
+                    raw.delay.as_millis()
+                ),
+            );
+            ok = false;
+        }
         let mut exclusion_ranges = Vec::new();
         for e in &raw.exclusions {
             match self.range(e, subnet, &format!("{label} exclusion")) {
@@ -578,6 +591,11 @@ pub(crate) fn validate(raw: RawConfig, diags: &mut Diags) -> ServerConfig {
                 "duplicate-class",
                 format!("class `{}` is defined twice", c.item.name),
             );
+            continue;
+        }
+        if c.item.name.is_empty() {
+            v.diags
+                .error(&c.pos, "class-name", "a class has an empty name");
             continue;
         }
         if c.item.data.is_empty() {

@@ -5,7 +5,10 @@
 
 use std::fmt::Write as _;
 
-use quick_xml::escape::escape;
+/// XML-escapes text; a CR becomes `&#13;` since a literal one would be read back as a line feed.
+fn escape(text: &str) -> String {
+    quick_xml::escape::escape(text).replace('\r', "&#13;")
+}
 
 use crate::model::{
     ClassKind, ExclusionRange, OptionElement, OptionType, OptionValue, Policy, PolicyCondition,
@@ -135,7 +138,7 @@ fn option_values(out: &mut Out, values: &[OptionValue]) {
             if text.is_empty() {
                 out.buf.push_str("<Value></Value>\n");
             } else {
-                let _ = writeln!(out.buf, "<Value>{}</Value>", escape(text.as_str()));
+                let _ = writeln!(out.buf, "<Value>{}</Value>", escape(&text));
             }
         }
         out.opt_leaf("VendorClass", v.vendor_class.as_deref());

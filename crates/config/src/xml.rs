@@ -431,8 +431,8 @@ impl Walker<'_> {
             &["Name", "Type", "Data", "Description"],
             &["AsciiData"],
         );
-        self.required(cur, "Name")?;
-        let name = cur.free_text("Name");
+        // Class names are references: compared trimmed, as netsh's are.
+        let name = self.required(cur, "Name")?;
         let kind = match self.required(cur, "Type")?.to_ascii_lowercase().as_str() {
             "user" => ClassKind::User,
             "vendor" => ClassKind::Vendor,
