@@ -47,7 +47,7 @@ pub struct BenchConfig {
     pub max_drop: Option<MaxDrop>,
     /// An exchange without its OFFER or ACK after this long is a drop.
     pub timeout: Duration,
-    /// Most exchanges in flight at once; `None`: rate × timeout + 1024 (1024 when `rate` is 0).
+    /// Most exchanges in flight at once; `None`: rate × timeout + 1024 (256 when `rate` is 0).
     pub max_outstanding: Option<u32>,
 }
 
@@ -475,6 +475,10 @@ pub fn run(
         return Err(BenchError::Invalid("timeout must be positive".into()));
     }
     let window = u64::from(config.max_outstanding.unwrap_or_else(|| {
+        if config.rate == 0 {
+            // Closed loop: enough to keep the server busy, few enough not to measure queueing.
+            return 256;
+        }
         let in_flight = f64::from(config.rate) * config.timeout.as_secs_f64();
         (in_flight.min(f64::from(1u32 << 20)) as u32).saturating_add(1024)
     }))
@@ -780,7 +784,7 @@ pub struct BenchCommand {
     /// Seconds after which an unanswered exchange counts as dropped.
     #[arg(long, default_value_t = 1.0)]
     pub timeout: f64,
-    /// Most exchanges in flight (default: rate × timeout + 1024).
+    /// Most exchanges in flight (default: rate × timeout + 1024, or 256 with --rate 0).
     #[arg(long, value_name = "N")]
     pub max_outstanding: Option<u32>,
     /// Print the report as JSON.

@@ -128,3 +128,37 @@ fn cli_json_report_shape() {
         .unwrap()
         .starts_with("error: --giaddr"));
 }
+
+/// Throughput of the generator itself against a responder that keeps up. A measurement, not a
+/// check: run with `cargo test --release -p calloutd-client --test bench -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn throughput_against_a_fast_responder() {
+    for rate in [0, 30_000, 40_000] {
+        let server = support::FastResponder::start();
+        let config = BenchConfig {
+            server: server.addr(),
+            giaddr: "127.0.0.11:0".parse().unwrap(),
+            rate,
+            clients: 10_000,
+            duration: Duration::from_secs(3),
+            max_drop: None,
+            timeout: Duration::from_secs(1),
+            max_outstanding: None,
+        };
+        let cpu_before = support::process_cpu_seconds();
+        let report = bench::run(&config, &mut |_| {}).unwrap();
+        let responder_cpu = server.stop();
+        let bench_cpu = support::process_cpu_seconds() - cpu_before - responder_cpu;
+        println!(
+            "rate {rate}: {:.0} exchanges/s, drops {:?}, latency p50 {:.0} µs; bench CPU {:.2}s = {:.1} µs/exchange, responder CPU {:.2}s",
+            report.exchanges_per_s,
+            report.drops,
+            report.latency_us.p50,
+            bench_cpu,
+            bench_cpu * 1e6 / report.acks.max(1) as f64,
+            responder_cpu
+        );
+        assert!(report.acks > 0);
+    }
+}

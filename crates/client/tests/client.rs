@@ -64,7 +64,7 @@ fn dora_in_relay_mode_sets_giaddr_and_receives_on_it() {
     assert_eq!(dora.offer.message_type, Some(MessageType::Offer));
     assert_eq!(dora.reply.message_type, Some(MessageType::Ack));
     assert_eq!(dora.reply.xid, dora.offer.xid);
-    assert_eq!(dora.reply.yiaddr, Ipv4Addr::new(10, 0, 0, 17));
+    assert_eq!(dora.reply.yiaddr, Ipv4Addr::new(198, 18, 0, 17));
     assert_eq!(dora.reply.server_id, Some(SERVER_ID));
     assert_eq!(
         (dora.reply.lease_time, dora.reply.t1, dora.reply.t2),
@@ -94,7 +94,7 @@ fn dora_in_relay_mode_sets_giaddr_and_receives_on_it() {
     assert_eq!(raw_option(discover, 60).unwrap(), b"MSFT 5.0");
     assert_eq!(raw_option(discover, 77).unwrap(), b"lab");
     assert_eq!(raw_codes(request), vec![53, 61, 50, 54, 12, 60, 77, 55]);
-    assert_eq!(raw_option(request, 50).unwrap(), vec![10, 0, 0, 17]);
+    assert_eq!(raw_option(request, 50).unwrap(), vec![198, 18, 0, 17]);
     assert_eq!(raw_option(request, 54).unwrap(), SERVER_ID.octets());
     assert_eq!(received[1].message.ciaddr(), Ipv4Addr::UNSPECIFIED);
 }
@@ -112,12 +112,12 @@ fn nak_exits_1_with_one_line_reason() {
         "--requested-ip",
         &FORBIDDEN.to_string(),
         "--server-id",
-        "10.0.0.1",
+        "198.18.0.1",
         "--json",
     ]);
     assert_eq!(code, EXIT_NAK, "{err}");
     assert_eq!(err.lines().count(), 1);
-    assert!(err.starts_with("NAK from 10.0.0.1"), "{err}");
+    assert!(err.starts_with("NAK from 198.18.0.1"), "{err}");
     assert!(err.contains("address not available"), "{err}");
     let json: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(json["message_type"], "NAK");
@@ -165,7 +165,7 @@ fn release_and_decline_carry_the_right_fields() {
         "--bind",
         "127.0.0.1:0",
         "--ciaddr",
-        "10.0.0.20",
+        "198.18.0.20",
         "--client-id",
         "01:02:00:00:00:00:20",
         "--mac",
@@ -182,9 +182,9 @@ fn release_and_decline_carry_the_right_fields() {
         "--bind",
         "127.0.0.1:0",
         "--requested-ip",
-        "10.0.0.21",
+        "198.18.0.21",
         "--server-id",
-        "10.0.0.9",
+        "198.18.0.9",
         "--json",
     ]);
     assert_eq!(code, EXIT_OK, "{err}");
@@ -193,7 +193,7 @@ fn release_and_decline_carry_the_right_fields() {
 
     server.wait_received(2);
     let release = &server.received_of(MessageType::Release)[0];
-    assert_eq!(release.message.ciaddr(), Ipv4Addr::new(10, 0, 0, 20));
+    assert_eq!(release.message.ciaddr(), Ipv4Addr::new(198, 18, 0, 20));
     assert_eq!(raw_codes(&release.raw), vec![53, 61, 54]);
     // Server id defaults to the --server address.
     assert_eq!(raw_option(&release.raw, 54).unwrap(), [127, 0, 0, 1]);
@@ -201,8 +201,8 @@ fn release_and_decline_carry_the_right_fields() {
     let decline = &server.received_of(MessageType::Decline)[0];
     assert_eq!(decline.message.ciaddr(), Ipv4Addr::UNSPECIFIED);
     assert_eq!(raw_codes(&decline.raw), vec![53, 50, 54]);
-    assert_eq!(raw_option(&decline.raw, 50).unwrap(), [10, 0, 0, 21]);
-    assert_eq!(raw_option(&decline.raw, 54).unwrap(), [10, 0, 0, 9]);
+    assert_eq!(raw_option(&decline.raw, 50).unwrap(), [198, 18, 0, 21]);
+    assert_eq!(raw_option(&decline.raw, 54).unwrap(), [198, 18, 0, 9]);
     assert!(decline.replied_to.is_none() && release.replied_to.is_none());
 }
 
@@ -215,11 +215,11 @@ fn bootp_with_and_without_cookie() {
     assert_eq!(with.type_name(), "BOOTREPLY");
     assert!(with.magic_cookie);
     assert_eq!(with.option(1).unwrap().value, "255.255.255.0");
-    assert_eq!(with.yiaddr, Ipv4Addr::new(10, 0, 0, 13));
+    assert_eq!(with.yiaddr, Ipv4Addr::new(198, 18, 0, 13));
     let without = client.bootp(false).unwrap();
     assert!(!without.magic_cookie);
     assert!(without.options.is_empty());
-    assert_eq!(without.yiaddr, Ipv4Addr::new(10, 0, 0, 13));
+    assert_eq!(without.yiaddr, Ipv4Addr::new(198, 18, 0, 13));
 
     let received = server.received();
     assert_eq!(&received[0].raw[236..240], &[99, 130, 83, 99]);
@@ -263,7 +263,7 @@ fn option_flags_reach_the_wire() {
         "--prl",
         "1,3,252",
         "--requested-ip",
-        "10.0.0.77",
+        "198.18.0.77",
     ]);
     assert_eq!(code, EXIT_OK, "{err}");
     let discover = &server.received()[0].raw;
@@ -274,7 +274,7 @@ fn option_flags_reach_the_wire() {
     assert_eq!(raw_option(discover, 224).unwrap(), Vec::<u8>::new());
     assert_eq!(raw_option(discover, 60).unwrap(), b"AB");
     assert_eq!(raw_option(discover, 55).unwrap(), vec![1, 3, 252]);
-    assert_eq!(raw_option(discover, 50).unwrap(), vec![10, 0, 0, 77]);
+    assert_eq!(raw_option(discover, 50).unwrap(), vec![198, 18, 0, 77]);
     assert_eq!(raw_codes(discover), vec![53, 50, 60, 55, 82, 224]);
 
     let (code, _, err) = run_cli(&["discover", "--server", &addr, "--option", "82=xyz"]);
@@ -301,8 +301,8 @@ fn json_output_shape() {
     assert_eq!(out.lines().count(), 1);
     let json: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(json["message_type"], "ACK");
-    assert_eq!(json["yiaddr"], "10.0.0.19");
-    assert_eq!(json["server_id"], "10.0.0.1");
+    assert_eq!(json["yiaddr"], "198.18.0.19");
+    assert_eq!(json["server_id"], "198.18.0.1");
     assert_eq!(json["lease_time"], LEASE);
     assert_eq!(json["t1"], LEASE / 2);
     assert_eq!(json["t2"], LEASE * 7 / 8);
@@ -314,7 +314,7 @@ fn json_output_shape() {
     assert_eq!(by_code(53)["value"], "ACK");
     assert_eq!(by_code(53)["name"], "MessageType");
     assert_eq!(by_code(51)["hex"], "00000e10");
-    assert_eq!(by_code(3)["value"], "10.0.0.1");
+    assert_eq!(by_code(3)["value"], "198.18.0.1");
     assert_eq!(
         json["raw"].as_str().unwrap().len(),
         2 * json["length"].as_u64().unwrap() as usize
@@ -334,7 +334,7 @@ fn json_output_shape() {
         out.lines()
             .nth(1)
             .unwrap()
-            .starts_with("ACK 10.0.0.19 server 10.0.0.1 lease 3600s"),
+            .starts_with("ACK 198.18.0.19 server 198.18.0.1 lease 3600s"),
         "{out}"
     );
 }
@@ -347,7 +347,7 @@ fn renew_rebind_inform_and_init_reboot() {
         server: server.addr(),
     };
     let mut client = Client::new(unicast, settings(30)).unwrap();
-    let ciaddr = Ipv4Addr::new(10, 0, 0, 30);
+    let ciaddr = Ipv4Addr::new(198, 18, 0, 30);
 
     let renew = client.renew(ciaddr).unwrap();
     assert_eq!(
@@ -359,8 +359,8 @@ fn renew_rebind_inform_and_init_reboot() {
     let inform = client.inform(ciaddr).unwrap();
     assert_eq!(inform.message_type, Some(MessageType::Ack));
     assert_eq!(inform.lease_time, None);
-    let reboot = client.init_reboot(Ipv4Addr::new(10, 0, 0, 31)).unwrap();
-    assert_eq!(reboot.yiaddr, Ipv4Addr::new(10, 0, 0, 31));
+    let reboot = client.init_reboot(Ipv4Addr::new(198, 18, 0, 31)).unwrap();
+    assert_eq!(reboot.yiaddr, Ipv4Addr::new(198, 18, 0, 31));
     let wrong_net = client.init_reboot(Ipv4Addr::new(192, 0, 2, 1)).unwrap();
     assert!(wrong_net.is_nak());
 
@@ -371,7 +371,7 @@ fn renew_rebind_inform_and_init_reboot() {
         assert!(raw_option(&r.raw, 50).is_none() && raw_option(&r.raw, 54).is_none());
     }
     assert_eq!(requests[2].message.ciaddr(), Ipv4Addr::UNSPECIFIED);
-    assert_eq!(raw_option(&requests[2].raw, 50).unwrap(), [10, 0, 0, 31]);
+    assert_eq!(raw_option(&requests[2].raw, 50).unwrap(), [198, 18, 0, 31]);
     assert!(raw_option(&requests[2].raw, 54).is_none());
     let inform = &server.received_of(MessageType::Inform)[0];
     assert_eq!(inform.message.ciaddr(), ciaddr);
@@ -386,10 +386,10 @@ fn renew_rebind_inform_and_init_reboot() {
         "--bind",
         "127.0.0.1:0",
         "--ciaddr",
-        "10.0.0.40",
+        "198.18.0.40",
     ]);
     assert_eq!(code, EXIT_OK, "{err}");
-    assert!(out.starts_with("ACK 10.0.0.40"), "{out}");
+    assert!(out.starts_with("ACK 198.18.0.40"), "{out}");
     let (code, _, err) = run_cli(&["rebind", "--server", &addr, "--bind", "127.0.0.1:0"]);
     assert_eq!(code, EXIT_ERROR);
     assert_eq!(err.trim(), "error: rebind needs --ciaddr");

@@ -12,9 +12,9 @@ use std::time::Duration;
 use dhcproto::v4::{DhcpOption, Message, MessageType, Opcode, OptionCode};
 use dhcproto::{Decodable, Decoder, Encodable, Encoder};
 
-pub const SERVER_ID: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+pub const SERVER_ID: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
 /// Requests for this address get a NAK.
-pub const FORBIDDEN: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 250);
+pub const FORBIDDEN: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 250);
 pub const LEASE: u32 = 3600;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,8 +49,21 @@ impl Responder {
 
     /// Starts on `bind`; `record` keeps every datagram (off for load tests).
     pub fn start_on(bind: SocketAddrV4, policy: Policy, record: bool) -> Responder {
+        Self::start_on_device(bind, None, policy, record)
+    }
+
+    /// Starts on `bind`, bound to `device` (SO_BINDTODEVICE) when given.
+    pub fn start_on_device(
+        bind: SocketAddrV4,
+        device: Option<&str>,
+        policy: Policy,
+        record: bool,
+    ) -> Responder {
         let socket =
             socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None).unwrap();
+        if let Some(device) = device {
+            socket.bind_device(Some(device.as_bytes())).unwrap();
+        }
         // Room for bursts while this thread waits for a core (the machine is shared).
         socket.set_recv_buffer_size(4 << 20).unwrap();
         socket.bind(&SocketAddr::V4(bind).into()).unwrap();
@@ -135,11 +148,16 @@ fn serve(
         } else {
             None
         };
-        // Relayed: back to the relay (giaddr, at the port it sent from); else to the sender.
-        let to = if message.giaddr().is_unspecified() {
-            from
-        } else {
+        // RFC 2131 4.1, loosely: relayed → the relay (giaddr, at the port it sent from); a client
+        // with no address → broadcast to port 68; otherwise back to the sender.
+        let to = if !message.giaddr().is_unspecified() {
             SocketAddr::new(message.giaddr().into(), from.port())
+        } else if from.ip().is_unspecified()
+            || message.flags().broadcast() && message.ciaddr().is_unspecified()
+        {
+            SocketAddr::new(Ipv4Addr::BROADCAST.into(), 68)
+        } else {
+            from
         };
         let replied_to = reply.as_ref().map(|_| to);
         // Recorded before replying, so a client holding the reply always finds its request here.
@@ -159,8 +177,8 @@ fn serve(
 
 fn pool_address(message: &Message) -> Ipv4Addr {
     Ipv4Addr::new(
-        10,
-        0,
+        198,
+        18,
         0,
         10 + message.chaddr().last().copied().unwrap_or(0) % 200,
     )
@@ -227,7 +245,7 @@ fn answer(raw: &[u8], request: &Message) -> Option<Vec<u8>> {
                 Some(request.ciaddr())
             };
             match address {
-                Some(ip) if ip != FORBIDDEN && ip.octets()[..3] == [10, 0, 0] => {
+                Some(ip) if ip != FORBIDDEN && ip.octets()[..3] == [198, 18, 0] => {
                     reply.set_yiaddr(ip);
                     lease(&mut reply);
                     MessageType::Ack
@@ -301,4 +319,118 @@ pub fn raw_codes(raw: &[u8]) -> Vec<u8> {
         }
     }
     codes
+}
+
+/// A stateless responder that patches each request into a reply in place (no decoding), fast
+/// enough that the load generator, not it, is what a throughput run measures.
+pub struct FastResponder {
+    addr: SocketAddrV4,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<f64>>,
+}
+
+impl FastResponder {
+    pub fn start() -> FastResponder {
+        let socket =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None).unwrap();
+        socket.set_recv_buffer_size(4 << 20).unwrap();
+        socket
+            .bind(&SocketAddr::V4("127.0.0.1:0".parse().unwrap()).into())
+            .unwrap();
+        let socket: UdpSocket = socket.into();
+        socket
+            .set_read_timeout(Some(Duration::from_millis(20)))
+            .unwrap();
+        let addr = match socket.local_addr().unwrap() {
+            SocketAddr::V4(a) => a,
+            SocketAddr::V6(_) => unreachable!(),
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut buffer = [0u8; 1500];
+                let mut answered = 0;
+                while !stop.load(Ordering::Acquire) {
+                    let Ok((len, from)) = socket.recv_from(&mut buffer) else {
+                        continue;
+                    };
+                    if len < 243 || buffer[240] != 53 {
+                        continue;
+                    }
+                    let reply_type = match buffer[242] {
+                        1 => 2,
+                        3 => 5,
+                        _ => continue,
+                    };
+                    buffer[0] = 2;
+                    let yiaddr = [198, 18, buffer[33], buffer[32]];
+                    buffer[16..20].copy_from_slice(&yiaddr);
+                    let options = [
+                        53, 1, reply_type, 54, 4, 198, 18, 0, 1, 51, 4, 0, 0, 14, 16, 255,
+                    ];
+                    buffer[240..256].copy_from_slice(&options);
+                    buffer[256..300].fill(0);
+                    let to = SocketAddr::new(
+                        Ipv4Addr::new(buffer[24], buffer[25], buffer[26], buffer[27]).into(),
+                        from.port(),
+                    );
+                    if socket.send_to(&buffer[..300], to).is_ok() {
+                        answered += 1;
+                    }
+                }
+                let _ = answered;
+                thread_cpu_seconds()
+            })
+        };
+        FastResponder {
+            addr,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddrV4 {
+        self.addr
+    }
+
+    /// Stops the responder; returns the CPU seconds its thread used.
+    pub fn stop(mut self) -> f64 {
+        self.stop.store(true, Ordering::Release);
+        self.thread
+            .take()
+            .map(|t| t.join().unwrap())
+            .unwrap_or_default()
+    }
+}
+
+/// utime + stime in seconds from a /proc stat line.
+fn stat_cpu_seconds(path: &str) -> f64 {
+    let stat = std::fs::read_to_string(path).unwrap_or_default();
+    let after_name = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks: f64 = fields
+        .get(11..13)
+        .map(|f| f.iter().filter_map(|v| v.parse::<f64>().ok()).sum())
+        .unwrap_or(0.0);
+    ticks / 100.0
+}
+
+/// CPU seconds the calling thread has used.
+pub fn thread_cpu_seconds() -> f64 {
+    stat_cpu_seconds("/proc/thread-self/stat")
+}
+
+/// CPU seconds the whole process has used.
+pub fn process_cpu_seconds() -> f64 {
+    stat_cpu_seconds("/proc/self/stat")
+}
+
+impl Drop for FastResponder {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
