@@ -421,11 +421,6 @@ pub fn thread_cpu_seconds() -> f64 {
     stat_cpu_seconds("/proc/thread-self/stat")
 }
 
-/// CPU seconds the whole process has used.
-pub fn process_cpu_seconds() -> f64 {
-    stat_cpu_seconds("/proc/self/stat")
-}
-
 impl Drop for FastResponder {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Release);
