@@ -2,7 +2,7 @@
 
 use crate::buffer::{with_thread_buffer, GuardedBuffer};
 use crate::options::OptionSpans;
-use crate::trace::{thread_id, HookStats, TraceRecord, TraceSink};
+use crate::trace::{thread_id, trace_epoch, HookStats, TraceRecord, TraceSink};
 use crate::{HeldLocks, HookFault, HookName};
 use dhcpssdk::{
     ClientType, ControlCode, DropReason, GiveCode, ProbCode, BOOL, DHCP_CALLOUT_TABLE,
@@ -116,6 +116,8 @@ impl Callout {
         chain_dlls: Vec<u16>,
         library: libloading::Library,
     ) -> Callout {
+        // Trace timestamps count from the load, so the first hook call is not at 0 by definition.
+        trace_epoch();
         Callout {
             hooks,
             entry,
@@ -205,6 +207,8 @@ impl Callout {
                 thread: thread_id(),
                 ret,
                 dur_us,
+                ts_us: u64::try_from(started.saturating_duration_since(trace_epoch()).as_micros())
+                    .unwrap_or(u64::MAX),
                 fault: fault.map(|f| f.to_string()),
             });
         }

@@ -53,7 +53,7 @@ pub use load::{
     LoadStatus, LoadedDll,
 };
 pub use options::{OptionSpans, Span};
-pub use trace::{HookStat, HookStats, TraceRecord, TraceSink};
+pub use trace::{trace_epoch, HookStat, HookStats, TraceRecord, TraceSink};
 
 use serde::{Deserialize, Serialize};
 

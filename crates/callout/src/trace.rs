@@ -14,6 +14,7 @@
 //! | `thread` | number | a small stable id of the calling thread (1, 2, ...) |
 //! | `ret` | number | the DWORD the hook returned (recorded, otherwise ignored) |
 //! | `dur_us` | number | wall time of the call in microseconds |
+//! | `ts_us` | number | when the call started, in microseconds since the process's first hook call (monotonic clock): with `dur_us` it shows which calls overlapped |
 //! | `fault` | string | only when calloutd detected a DLL fault during the call |
 
 use crate::{HeldLocks, HookName};
@@ -47,9 +48,17 @@ pub struct TraceRecord {
     pub ret: u32,
     /// Duration of the call in microseconds.
     pub dur_us: u64,
+    /// Start of the call, microseconds since [`trace_epoch`] (monotonic).
+    pub ts_us: u64,
     /// A DLL fault calloutd detected during this call.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fault: Option<String>,
+}
+
+/// The instant trace timestamps count from: the first time any caller asks (the first hook call).
+pub fn trace_epoch() -> std::time::Instant {
+    static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    *EPOCH.get_or_init(std::time::Instant::now)
 }
 
 /// A small stable id for the current thread (1 for the first thread that asks, then 2, ...).
@@ -235,6 +244,7 @@ mod tests {
             thread: 3,
             ret: 0,
             dur_us: 17,
+            ts_us: 0,
             fault: None,
         }
     }
@@ -253,7 +263,7 @@ mod tests {
         assert_eq!(
             first,
             serde_json::json!({"seq":1,"hook":"PktDrop","code":11,"ip":"192.168.0.1","alt":null,
-                "xid":0x1234_5678u32,"locks":["lease"],"thread":3,"ret":0,"dur_us":17})
+                "xid":0x1234_5678u32,"locks":["lease"],"thread":3,"ret":0,"dur_us":17,"ts_us":0})
         );
         let second: TraceRecord = serde_json::from_str(lines[1]).unwrap();
         assert_eq!(second.seq, 2);
