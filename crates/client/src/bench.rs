@@ -789,7 +789,7 @@ fn receive_loop(shared: &Shared, mut request: Template) -> Latencies {
     latencies
 }
 
-/// `calloutd bench`: 4-way exchanges against a server, as a relay on loopback.
+/// calloutd bench: 4-way exchanges against a server, as a relay on loopback.
 #[derive(Debug, Clone, Args)]
 pub struct BenchCommand {
     /// The server's address (port 67 unless given).
@@ -936,10 +936,11 @@ fn render(r: &BenchReport) -> String {
         latency("discover-offer", &r.discover_offer_us),
         latency("request-ack", &r.request_ack_us),
         match r.generator_cpu_s {
-            Some(cpu) => format!(
+            Some(cpu) if r.acks > 0 => format!(
                 "generator CPU    {cpu:.2}s ({:.1} µs per exchange)",
-                cpu * 1e6 / r.acks.max(1) as f64
+                cpu * 1e6 / r.acks as f64
             ),
+            Some(cpu) => format!("generator CPU    {cpu:.2}s"),
             None => "generator CPU    unknown".into(),
         },
     ]

@@ -28,7 +28,7 @@ pub const EXIT_TIMEOUT: u8 = 2;
 /// Exit code: bad arguments or another error.
 pub const EXIT_ERROR: u8 = 3;
 
-/// `calloutd client`: run one DHCP exchange and print the reply.
+/// calloutd client: run one DHCP exchange and print the reply.
 #[derive(Debug, Clone, Args)]
 pub struct ClientCommand {
     /// The exchange to run.
@@ -476,6 +476,18 @@ mod tests {
         Cli::try_parse_from(std::iter::once("client").chain(args.iter().copied()))
             .unwrap()
             .verb
+    }
+
+    #[test]
+    fn clap_definitions_are_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+        #[derive(Parser)]
+        struct Bench {
+            #[command(flatten)]
+            bench: crate::bench::BenchCommand,
+        }
+        Bench::command().debug_assert();
     }
 
     #[test]
