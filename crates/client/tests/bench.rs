@@ -23,10 +23,9 @@ fn short_run_completes_every_exchange() {
         timeout: Duration::from_secs(5),
         max_outstanding: None,
     };
-    let mut progress_calls = 0;
-    let report = bench::run(&config, &mut |_| progress_calls += 1).unwrap();
-    // The schedule starts rate × duration exchanges, give or take the last tick.
-    assert!((1900..=2000).contains(&report.discovers), "{report:?}");
+    let report = bench::run(&config, &mut |_| {}).unwrap();
+    // The schedule starts rate × duration exchanges (fewer if this thread is starved of CPU).
+    assert!((1000..=2000).contains(&report.discovers), "{report:?}");
     assert_eq!(report.offers, report.discovers);
     assert_eq!(report.requests, report.discovers);
     assert_eq!(report.acks, report.discovers);
@@ -56,7 +55,6 @@ fn short_run_completes_every_exchange() {
     assert!(received
         .iter()
         .all(|r| r.message.giaddr() == std::net::Ipv4Addr::new(127, 0, 0, 8)));
-    let _ = progress_calls;
 }
 
 #[test]
@@ -90,7 +88,7 @@ fn cli_json_report_shape() {
         clients: 5,
         duration: 0.3,
         max_drop: Some("1%".into()),
-        timeout: 0.5,
+        timeout: 5.0,
         max_outstanding: None,
         json: true,
     };
