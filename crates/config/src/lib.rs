@@ -17,6 +17,13 @@
 //! assert_eq!(options.encoded(3), Some(vec![198, 18, 0, 1]));
 //! ```
 
+//!
+//! Fuzzing: `crates/config/fuzz` is a cargo-fuzz project (outside the workspace) with one target per
+//! reader; on the stable toolchain run it as
+//! `cd crates/config/fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run xml_reader -- -max_total_time=120`
+//! (likewise `netsh_reader`). Each target also checks that a model that loads writes back as XML that
+//! loads to the same model. `tests/roundtrip.rs` runs the same property over bounded mutations in CI.
+
 #![warn(missing_docs)]
 
 mod diag;
