@@ -801,17 +801,19 @@ impl Engine {
             return Err(DropReason::Invalid);
         };
         let key = u32::from(ip);
-        let mut table = self.lock();
-        let owned = table.slots.get(&key).and_then(|s| {
-            (s.owner.as_deref() == Some(x.key)
-                && matches!(s.state, SlotState::Offered | SlotState::Active))
-            .then_some(s.state)
-        });
-        if let Some(state) = owned {
+        let ticket = {
+            let mut table = self.lock();
+            let owned = table.slots.get(&key).and_then(|s| {
+                (s.owner.as_deref() == Some(x.key)
+                    && matches!(s.state, SlotState::Offered | SlotState::Active))
+                .then_some(s.state)
+            });
+            let Some(state) = owned else {
+                return Ok(None);
+            };
             table.probation(key, x.now.saturating_add(self.options.probation.as_secs()));
-            if state == SlotState::Active {
-                self.note_ticket(self.store.remove(ip));
-            }
+            let ticket =
+                (state == SlotState::Active).then(|| self.note_ticket(self.store.remove(ip)));
             self.hooks.address_del(
                 &lock_token(&table),
                 x.packet,
@@ -820,22 +822,36 @@ impl Engine {
                 ip,
                 x.ctx,
             );
-        }
+            ticket
+        };
+        self.commit_quietly(ticket);
         Ok(None)
+    }
+
+    /// Commits a change no reply waits for (RELEASE, DECLINE): a failure is logged, not a drop.
+    fn commit_quietly(&self, ticket: Option<CommitTicket>) {
+        if let Some(ticket) = ticket {
+            if let Err(error) = self.store.commit(ticket) {
+                tracing::error!("{error}");
+            }
+        }
     }
 
     fn release(&self, x: &Exchange<'_>) -> Result<Option<Built>, DropReason> {
         self.check_server_id(x)?;
         let ip = x.request.ciaddr;
         let key = u32::from(ip);
-        let mut table = self.lock();
-        let owned = table
-            .slots
-            .get(&key)
-            .is_some_and(|s| s.owner.as_deref() == Some(x.key) && s.state == SlotState::Active);
-        if owned {
+        let ticket = {
+            let mut table = self.lock();
+            let owned = table
+                .slots
+                .get(&key)
+                .is_some_and(|s| s.owner.as_deref() == Some(x.key) && s.state == SlotState::Active);
+            if !owned {
+                return Ok(None);
+            }
             table.release(key);
-            self.note_ticket(self.store.remove(ip));
+            let ticket = self.note_ticket(self.store.remove(ip));
             self.hooks.address_del(
                 &lock_token(&table),
                 x.packet,
@@ -844,7 +860,9 @@ impl Engine {
                 ip,
                 x.ctx,
             );
-        }
+            ticket
+        };
+        self.commit_quietly(Some(ticket));
         Ok(None)
     }
 

@@ -2,18 +2,17 @@
 //!
 //! The in-memory lease table is the allocation authority; a store only makes it survive a restart.
 //! Changes are queued with [`LeaseStore::put`] / [`LeaseStore::remove`] (cheap, called under the lease
-//! lock so the queue order is the table's order) and made durable by a writer that commits everything
-//! pending in one transaction (group commit). [`LeaseStore::commit`] waits for a change's batch and is
-//! called outside the lease lock.
+//! lock so the queue order is the table's order) and made durable in batches: everything pending goes
+//! into one transaction (group commit). [`LeaseStore::commit`] waits for a change's batch and is called
+//! outside the lease lock.
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::thread::JoinHandle;
+use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::SystemTime;
 
 use dhcpssdk::ClientType;
-use rusqlite::{params, Connection, OpenFlags};
+use rusqlite::{params, Connection};
 
 use crate::clock::{from_unix_secs, unix_secs};
 
@@ -64,12 +63,6 @@ pub enum StoreError {
         path: PathBuf,
         /// The failure of the batch.
         message: String,
-    },
-    /// The writer thread is gone (store shut down or panicked).
-    #[error("lease database {path}: the writer thread has stopped")]
-    WriterStopped {
-        /// The database file.
-        path: PathBuf,
     },
 }
 
@@ -154,37 +147,39 @@ enum Change {
 #[derive(Default)]
 struct Queue {
     pending: Vec<Change>,
+    /// An empty batch buffer kept for reuse.
+    spare: Vec<Change>,
     /// The ticket of the last queued change.
     issued: u64,
     /// Every ticket up to this one has been through a transaction.
     committed: u64,
+    /// A worker is running a transaction right now.
+    committing: bool,
     /// The last failed batch: its ticket range and error.
     failure: Option<(u64, u64, String)>,
-    shutdown: bool,
-    writer_gone: bool,
 }
 
-struct Shared {
-    queue: Mutex<Queue>,
-    work: Condvar,
-    done: Condvar,
-}
-
-impl Shared {
-    fn lock(&self) -> MutexGuard<'_, Queue> {
-        self.queue.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
-/// The embedded SQLite lease store (WAL journal, prepared statements, one writer thread doing group
-/// commits).
+/// The embedded SQLite lease store: WAL journal, prepared statements, group commit.
+///
+/// Group commit without a writer thread: the first worker that waits in [`LeaseStore::commit`] while
+/// no transaction runs becomes the committer. It takes every pending change (its own and any queued by
+/// other workers meanwhile), commits them in one transaction, then wakes every waiter; workers that
+/// arrive during a transaction wait and are covered by the next one. So a single worker pays no thread
+/// hand-off, and concurrent workers share one transaction (one WAL write) per batch.
 ///
 /// Durability: `synchronous = NORMAL` in WAL mode, so a committed lease survives a crash of calloutd;
-/// a power loss may lose the last batches.
+/// a power loss may lose the last batches. The connection holds the database exclusively
+/// (`locking_mode = EXCLUSIVE`): a second server on the same file fails to open it, and the sqlite3
+/// shell can read it only after calloutd stops.
 pub struct SqliteLeaseStore {
     path: PathBuf,
-    shared: Arc<Shared>,
-    writer: Option<JoinHandle<()>>,
+    /// The leases stored when the database was opened ([`LeaseStore::load_all`]).
+    loaded: Vec<Lease>,
+    queue: Mutex<Queue>,
+    /// Signalled after every transaction.
+    done: Condvar,
+    /// Used only by the worker that is committing.
+    conn: Mutex<Connection>,
 }
 
 impl std::fmt::Debug for SqliteLeaseStore {
@@ -212,7 +207,7 @@ const PUT_SQL: &str = "INSERT OR REPLACE INTO leases \
 const REMOVE_SQL: &str = "DELETE FROM leases WHERE ip = ?1";
 
 impl SqliteLeaseStore {
-    /// Opens (creating if needed) the lease database at `path` and starts its writer thread.
+    /// Opens (creating if needed) the lease database at `path` and reads its leases.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
         let path = path.as_ref().to_path_buf();
         let sql_err = |source| StoreError::Sqlite {
@@ -220,32 +215,27 @@ impl SqliteLeaseStore {
             source,
         };
         let conn = Connection::open(&path).map_err(sql_err)?;
+        // Another process holding the file: give up after a second rather than SQLite's default 5 s.
+        conn.busy_timeout(std::time::Duration::from_secs(1))
+            .map_err(sql_err)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(sql_err)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(sql_err)?;
+        // One process owns the database: no per-transaction file locking or shared-memory index.
+        conn.pragma_update(None, "locking_mode", "EXCLUSIVE")
             .map_err(sql_err)?;
         conn.execute_batch(SCHEMA).map_err(sql_err)?;
         // Prepare once here so a bad schema fails at open, not at the first commit.
         conn.prepare_cached(PUT_SQL).map_err(sql_err)?;
         conn.prepare_cached(REMOVE_SQL).map_err(sql_err)?;
-
-        let shared = Arc::new(Shared {
-            queue: Mutex::new(Queue::default()),
-            work: Condvar::new(),
-            done: Condvar::new(),
-        });
-        let writer_shared = Arc::clone(&shared);
-        let writer = std::thread::Builder::new()
-            .name("lease-writer".into())
-            .spawn(move || write_loop(conn, &writer_shared))
-            .map_err(|e| StoreError::CommitFailed {
-                path: path.clone(),
-                message: format!("cannot start the writer thread: {e}"),
-            })?;
+        let loaded = read_leases(&conn, &path)?;
         Ok(Self {
             path,
-            shared,
-            writer: Some(writer),
+            loaded,
+            queue: Mutex::new(Queue::default()),
+            done: Condvar::new(),
+            conn: Mutex::new(conn),
         })
     }
 
@@ -254,92 +244,21 @@ impl SqliteLeaseStore {
         &self.path
     }
 
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn enqueue(&self, change: Change) -> CommitTicket {
-        let mut queue = self.shared.lock();
+        let mut queue = self.lock();
         queue.issued += 1;
         queue.pending.push(change);
-        let ticket = CommitTicket(queue.issued);
-        drop(queue);
-        self.shared.work.notify_one();
-        ticket
+        CommitTicket(queue.issued)
     }
 }
 
 impl LeaseStore for SqliteLeaseStore {
     fn load_all(&self) -> Result<Vec<Lease>, StoreError> {
-        let sql_err = |source| StoreError::Sqlite {
-            path: self.path.clone(),
-            source,
-        };
-        // A separate read connection: WAL lets it run beside the writer.
-        let conn = Connection::open_with_flags(
-            &self.path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(sql_err)?;
-        let mut stmt = conn
-            .prepare(
-                "SELECT ip, client_id, hw_type, hw_address, host_name, expires, client_type \
-                 FROM leases ORDER BY ip",
-            )
-            .map_err(sql_err)?;
-        let rows = stmt
-            .query_map([], |row| {
-                Ok((
-                    row.get::<_, i64>(0)?,
-                    row.get::<_, Vec<u8>>(1)?,
-                    row.get::<_, i64>(2)?,
-                    row.get::<_, Vec<u8>>(3)?,
-                    row.get::<_, Option<String>>(4)?,
-                    row.get::<_, Option<i64>>(5)?,
-                    row.get::<_, i64>(6)?,
-                ))
-            })
-            .map_err(sql_err)?;
-        let mut leases = Vec::new();
-        for row in rows {
-            let (ip, client_id, hw_type, hw_address, host_name, expires, client_type) =
-                row.map_err(sql_err)?;
-            let ip_num = u32::try_from(ip).map_err(|_| StoreError::BadRow {
-                path: self.path.clone(),
-                ip: Ipv4Addr::UNSPECIFIED,
-                what: format!("address {ip} is not an IPv4 address"),
-            })?;
-            let ip = Ipv4Addr::from(ip_num);
-            let bad = |what: String| StoreError::BadRow {
-                path: self.path.clone(),
-                ip,
-                what,
-            };
-            let client_type = u32::try_from(client_type)
-                .ok()
-                .and_then(ClientType::from_code)
-                .ok_or_else(|| bad(format!("unknown client type {client_type}")))?;
-            let hw_type =
-                u8::try_from(hw_type).map_err(|_| bad(format!("hardware type {hw_type}")))?;
-            if hw_address.len() > 16 {
-                return Err(bad(format!(
-                    "hardware address of {} bytes",
-                    hw_address.len()
-                )));
-            }
-            let expires = match expires {
-                None => None,
-                Some(secs) => Some(from_unix_secs(
-                    u64::try_from(secs).map_err(|_| bad(format!("expiry {secs}")))?,
-                )),
-            };
-            leases.push(Lease {
-                ip,
-                client_id,
-                hw_type,
-                hw_address,
-                host_name,
-                expires,
-                client_type,
-            });
-        }
-        Ok(leases)
+        Ok(self.loaded.clone())
     }
 
     fn put(&self, lease: Lease) -> CommitTicket {
@@ -351,73 +270,129 @@ impl LeaseStore for SqliteLeaseStore {
     }
 
     fn commit(&self, ticket: CommitTicket) -> Result<(), StoreError> {
-        let mut queue = self.shared.lock();
-        while queue.committed < ticket.0 {
-            if queue.writer_gone {
-                return Err(StoreError::WriterStopped {
-                    path: self.path.clone(),
-                });
+        let mut queue = self.lock();
+        loop {
+            if queue.committed >= ticket.0 {
+                return match &queue.failure {
+                    Some((low, high, message)) if (*low..=*high).contains(&ticket.0) => {
+                        Err(StoreError::CommitFailed {
+                            path: self.path.clone(),
+                            message: message.clone(),
+                        })
+                    }
+                    _ => Ok(()),
+                };
             }
-            queue = self
-                .shared
-                .done
-                .wait(queue)
-                .unwrap_or_else(|p| p.into_inner());
-        }
-        match &queue.failure {
-            Some((low, high, message)) if (*low..=*high).contains(&ticket.0) => {
-                Err(StoreError::CommitFailed {
-                    path: self.path.clone(),
-                    message: message.clone(),
-                })
+            if queue.committing {
+                queue = self.done.wait(queue).unwrap_or_else(|p| p.into_inner());
+                continue;
             }
-            _ => Ok(()),
+            // Become the committer for everything pending (this worker's change included).
+            queue.committing = true;
+            let mut batch = std::mem::take(&mut queue.spare);
+            std::mem::swap(&mut batch, &mut queue.pending);
+            let high = queue.issued;
+            drop(queue);
+            let result = {
+                let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+                apply_batch(&mut conn, &batch)
+            };
+            batch.clear();
+            queue = self.lock();
+            queue.spare = batch;
+            let low = queue.committed + 1;
+            queue.committed = high;
+            queue.committing = false;
+            if let Err(error) = result {
+                tracing::error!(
+                    "lease database {}: commit failed: {error}",
+                    self.path.display()
+                );
+                queue.failure = Some((low, high, error.to_string()));
+            }
+            self.done.notify_all();
         }
     }
 }
 
 impl Drop for SqliteLeaseStore {
     fn drop(&mut self) {
-        self.shared.lock().shutdown = true;
-        self.shared.work.notify_all();
-        if let Some(writer) = self.writer.take() {
-            // The writer drains what is pending before it exits; a panic there has nothing to add.
-            let _ = writer.join();
+        // Commit what nobody waited for (e.g. the last RELEASE).
+        let last = CommitTicket(self.lock().issued);
+        if let Err(error) = self.commit(last) {
+            tracing::error!("{error}");
         }
     }
 }
 
-/// The writer thread: waits for changes, commits all that are pending in one transaction, then wakes
-/// every waiter. Exits after draining once shutdown is asked for.
-fn write_loop(mut conn: Connection, shared: &Shared) {
-    let mut batch = Vec::new();
-    loop {
-        let high = {
-            let mut queue = shared.lock();
-            while queue.pending.is_empty() && !queue.shutdown {
-                queue = shared.work.wait(queue).unwrap_or_else(|p| p.into_inner());
-            }
-            if queue.pending.is_empty() {
-                queue.writer_gone = true;
-                drop(queue);
-                shared.done.notify_all();
-                return;
-            }
-            std::mem::swap(&mut batch, &mut queue.pending);
-            queue.issued
+/// Reads every stored lease.
+fn read_leases(conn: &Connection, path: &Path) -> Result<Vec<Lease>, StoreError> {
+    let sql_err = |source| StoreError::Sqlite {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut stmt = conn
+        .prepare(
+            "SELECT ip, client_id, hw_type, hw_address, host_name, expires, client_type \
+             FROM leases ORDER BY ip",
+        )
+        .map_err(sql_err)?;
+    let rows = stmt
+        .query_map([], |row| {
+            Ok((
+                row.get::<_, i64>(0)?,
+                row.get::<_, Vec<u8>>(1)?,
+                row.get::<_, i64>(2)?,
+                row.get::<_, Vec<u8>>(3)?,
+                row.get::<_, Option<String>>(4)?,
+                row.get::<_, Option<i64>>(5)?,
+                row.get::<_, i64>(6)?,
+            ))
+        })
+        .map_err(sql_err)?;
+    let mut leases = Vec::new();
+    for row in rows {
+        let (ip, client_id, hw_type, hw_address, host_name, expires, client_type) =
+            row.map_err(sql_err)?;
+        let ip_num = u32::try_from(ip).map_err(|_| StoreError::BadRow {
+            path: path.to_path_buf(),
+            ip: Ipv4Addr::UNSPECIFIED,
+            what: format!("address {ip} is not an IPv4 address"),
+        })?;
+        let ip = Ipv4Addr::from(ip_num);
+        let bad = |what: String| StoreError::BadRow {
+            path: path.to_path_buf(),
+            ip,
+            what,
         };
-        let result = apply_batch(&mut conn, &batch);
-        batch.clear();
-        let mut queue = shared.lock();
-        let low = queue.committed + 1;
-        queue.committed = high;
-        if let Err(error) = result {
-            tracing::error!("lease database commit failed: {error}");
-            queue.failure = Some((low, high, error.to_string()));
+        let client_type = u32::try_from(client_type)
+            .ok()
+            .and_then(ClientType::from_code)
+            .ok_or_else(|| bad(format!("unknown client type {client_type}")))?;
+        let hw_type = u8::try_from(hw_type).map_err(|_| bad(format!("hardware type {hw_type}")))?;
+        if hw_address.len() > 16 {
+            return Err(bad(format!(
+                "hardware address of {} bytes",
+                hw_address.len()
+            )));
         }
-        drop(queue);
-        shared.done.notify_all();
+        let expires = match expires {
+            None => None,
+            Some(secs) => Some(from_unix_secs(
+                u64::try_from(secs).map_err(|_| bad(format!("expiry {secs}")))?,
+            )),
+        };
+        leases.push(Lease {
+            ip,
+            client_id,
+            hw_type,
+            hw_address,
+            host_name,
+            expires,
+            client_type,
+        });
     }
+    Ok(leases)
 }
 
 fn apply_batch(conn: &mut Connection, batch: &[Change]) -> rusqlite::Result<()> {
@@ -453,6 +428,7 @@ fn apply_batch(conn: &mut Connection, batch: &[Change]) -> rusqlite::Result<()> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
     fn lease(last: u8) -> Lease {
         Lease {
@@ -491,6 +467,25 @@ mod tests {
     }
 
     #[test]
+    fn a_second_store_cannot_take_an_open_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("leases.db");
+        let first = SqliteLeaseStore::open(&path).unwrap();
+        first.commit(first.put(lease(1))).unwrap();
+        let second = SqliteLeaseStore::open(&path);
+        assert!(second.is_err(), "opened a database another store holds");
+        drop(first);
+        assert_eq!(
+            SqliteLeaseStore::open(&path)
+                .unwrap()
+                .load_all()
+                .unwrap()
+                .len(),
+            1
+        );
+    }
+
+    #[test]
     fn concurrent_commits_all_land() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("leases.db");
@@ -509,6 +504,8 @@ mod tests {
         for thread in threads {
             thread.join().unwrap();
         }
-        assert_eq!(store.load_all().unwrap().len(), 100);
+        drop(store);
+        let reopened = SqliteLeaseStore::open(&path).unwrap();
+        assert_eq!(reopened.load_all().unwrap().len(), 100);
     }
 }
