@@ -430,6 +430,10 @@ impl Engine {
             if !self.config.filters.allows(request.chaddr) {
                 return Err(DropReason::Unauth);
             }
+            if request.chaddr.is_empty() && request.client_id.is_none_or(<[u8]>::is_empty) {
+                // Neither chaddr nor option 61: nothing to tell this client from any other.
+                return Err(DropReason::Invalid);
+            }
             // Identity: option 61, else htype + chaddr (on the stack: no allocation per packet).
             let mut key_buf = [0u8; 17];
             let key: &[u8] = match request.client_id {

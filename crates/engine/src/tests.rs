@@ -1424,3 +1424,30 @@ fn memory_store_restores_too() {
     );
     assert_eq!(outcome.reply_type, Some(5));
 }
+
+#[test]
+fn overloaded_request_and_anonymous_client() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = harness(config(), &dir.path().join("leases.db"));
+    let leased = h.dora(1);
+    // INIT-REBOOT whose option 50 sits in the overloaded file field.
+    let mut m = message(MessageType::Request, 1);
+    m.opts_mut().insert(DhcpOption::OptionOverload(1));
+    let mut bytes = m.to_vec().unwrap();
+    bytes[108..115].copy_from_slice(&[50, 4, 198, 18, 0, leased.octets()[3], 255]);
+    let outcome = h.engine.handle(
+        datagram_bytes(bytes, Ipv4Addr::BROADCAST),
+        Admission::Process,
+    );
+    assert_eq!(outcome.reply_type, Some(5));
+    assert_eq!(decode(&outcome).yiaddr(), leased);
+
+    // hlen 0 and no client identifier: nobody to serve.
+    let mut anonymous = message(MessageType::Discover, 2).to_vec().unwrap();
+    anonymous[2] = 0;
+    let outcome = h.engine.handle(
+        datagram_bytes(anonymous, Ipv4Addr::BROADCAST),
+        Admission::Process,
+    );
+    assert_eq!(outcome.dropped, Some(DropReason::Invalid));
+}
