@@ -1,0 +1,1232 @@
+//! End-to-end tests of `calloutd serve` (issue 4) against the real binary over UDP, each inside a
+//! network namespace of its own: the server on 127.0.0.1:67, a test relay (the client in relay mode)
+//! on 198.18.0.1:67 on the namespace's `lo`, the `trace` callout loaded. For every exchange the trace
+//! callout's log must show the exact hook sequence per packet with the right codes and arguments,
+//! and the server's `--trace` file must agree with it and show the lock model.
+//!
+//! Tests skip (with a printed reason) when not run as root.
+
+mod support;
+
+use std::fs;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::Value;
+use support::*;
+
+const RELAY: &str = "198.18.0.1";
+const SERVER: &str = "127.0.0.1";
+const LAB_SCOPES: &str = "fixtures/config/lab-netsh.txt";
+const LAB_LEASE: u64 = 691_200;
+const GIVE_NEW: u64 = 0x3000_0001;
+const GIVE_OLD: u64 = 0x3000_0002;
+const CLIENT_BOOTP: u64 = 0x3000_0003;
+const CLIENT_DHCP: u64 = 0x3000_0004;
+
+/// The hook signatures `PacketCalls::signature` produces for the common calls.
+const NEW_PKT: &str = "NewPkt";
+const HANDLE_OPTIONS: &str = "HandleOptions";
+const PKT_SEND: &str = "PktSend(0x10000000)";
+const PROCESSED: &str = "PktDrop(0xb)";
+const OFFER_NEW: &str = "AddressOffer(0x30000001)";
+const OFFER_OLD: &str = "AddressOffer(0x30000002)";
+const DEL_DECLINE: &str = "AddressDel(0x20000002)";
+const DEL_RELEASE: &str = "AddressDel(0x20000003)";
+const DEL_NACKED: &str = "AddressDel(0x20000004)";
+const DROP_INVALID: &str = "PktDrop(0x8)";
+const DROP_WRONG_SERVER: &str = "PktDrop(0x9)";
+const DROP_NOADDRESS: &str = "PktDrop(0xa)";
+
+/// A namespace with the relay address, a running server with the trace callout, and its files.
+struct Lab {
+    ns: NetNs,
+    dir: tempfile::TempDir,
+    server: Option<ServerProcess>,
+    reg: PathBuf,
+    scopes: PathBuf,
+    /// The trace callout's log (CALLOUT_TRACE_FILE).
+    callout_log: PathBuf,
+    /// The server's `--trace` file of the current run.
+    server_trace: PathBuf,
+    lease_db: PathBuf,
+    runs: usize,
+    extra_args: Vec<String>,
+    envs: Vec<(String, String)>,
+}
+
+/// What a client command did.
+struct ClientRun {
+    code: i32,
+    json: Value,
+    stderr: String,
+}
+
+impl Lab {
+    /// Starts the server with the trace callout and `scopes` (relative to the repository root).
+    fn start(tag: &str, scopes: &str) -> Lab {
+        let trace_so =
+            calloutd_callout::fixtures::library("trace").expect("build the trace callout");
+        Lab::start_with(tag, scopes, &[trace_so], &[], &[])
+    }
+
+    fn start_with(
+        tag: &str,
+        scopes: &str,
+        dlls: &[PathBuf],
+        extra_args: &[&str],
+        envs: &[(&str, &str)],
+    ) -> Lab {
+        let ns = NetNs::new(tag).expect("create the namespace");
+        ns.add_addr(&format!("{RELAY}/24"), "lo")
+            .expect("relay address");
+        let dir = tempfile::tempdir().unwrap();
+        let reg = dir.path().join("callout.reg");
+        write_callout_reg(&reg, dlls);
+        let mut lab = Lab {
+            ns,
+            reg,
+            scopes: repo_root().join(scopes),
+            callout_log: dir.path().join("callout.jsonl"),
+            server_trace: PathBuf::new(),
+            lease_db: dir.path().join("leases.sqlite3"),
+            dir,
+            server: None,
+            runs: 0,
+            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            envs: envs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        };
+        lab.start_server();
+        lab
+    }
+
+    /// (Re)starts the server on the same lease database; each run gets its own trace files.
+    fn start_server(&mut self) {
+        self.runs += 1;
+        let run = self.runs;
+        self.server_trace = self.dir.path().join(format!("server-trace-{run}.jsonl"));
+        self.callout_log = self.dir.path().join(format!("callout-{run}.jsonl"));
+        let mut args: Vec<String> = [
+            "--reg",
+            self.reg.to_str().unwrap(),
+            "--scopes",
+            self.scopes.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:67",
+            "--lease-db",
+            self.lease_db.to_str().unwrap(),
+            "--trace",
+            self.server_trace.to_str().unwrap(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        if !self.extra_args.iter().any(|a| a == "--workers") {
+            args.extend(["--workers".to_string(), "2".to_string()]);
+        }
+        args.extend(self.extra_args.iter().cloned());
+        let log_file = self.callout_log.to_str().unwrap().to_string();
+        let mut envs: Vec<(&str, &str)> = vec![("CALLOUT_TRACE_FILE", log_file.as_str())];
+        envs.extend(self.envs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let log = self.dir.path().join(format!("server-{run}.log"));
+        self.server =
+            Some(ServerProcess::start(&self.ns, &args, log, &envs).expect("start calloutd serve"));
+    }
+
+    /// Runs `calloutd client VERB` as the test relay (giaddr 198.18.0.1:67, server 127.0.0.1:67)
+    /// with `--json`, no retransmission and a timeout of `timeout_s` seconds.
+    fn client(&self, verb: &str, args: &[&str], timeout_s: u64) -> ClientRun {
+        self.client_via(
+            verb,
+            &["--server", "127.0.0.1:67", "--giaddr", "198.18.0.1:67"],
+            args,
+            timeout_s,
+        )
+    }
+
+    fn client_via(
+        &self,
+        verb: &str,
+        transport: &[&str],
+        args: &[&str],
+        timeout_s: u64,
+    ) -> ClientRun {
+        let mut cmd = self.ns.command(&calloutd_bin());
+        cmd.args([
+            "client",
+            verb,
+            "--json",
+            "--retries",
+            "0",
+            "--timeout",
+            &timeout_s.to_string(),
+        ])
+        .args(transport)
+        .args(args);
+        let out = run_bounded(cmd, Duration::from_secs(timeout_s * 3 + 10));
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        let json = stdout
+            .lines()
+            .rev()
+            .find(|l| l.starts_with('{'))
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("client JSON: {e}: {l}")))
+            .unwrap_or(Value::Null);
+        ClientRun {
+            code: out.status.code().unwrap_or(-1),
+            json,
+            stderr: String::from_utf8_lossy(&out.stderr).to_string(),
+        }
+    }
+
+    /// A client exchange that must succeed (exit 0); returns its JSON.
+    fn ok(&self, verb: &str, args: &[&str]) -> Value {
+        let run = self.client(verb, args, 5);
+        assert_eq!(
+            run.code,
+            0,
+            "client {verb} {args:?} failed: {}\nserver log:\n{}",
+            run.stderr,
+            self.server_log()
+        );
+        run.json
+    }
+
+    /// Waits until the trace callout has logged `n` finished packets (PktDrop PROCESSED).
+    fn wait_processed(&self, n: usize) -> Vec<Value> {
+        wait_for_jsonl(
+            &self.callout_log,
+            Duration::from_secs(10),
+            &format!("{n} packets processed"),
+            |r| processed_count(r) >= n,
+        )
+    }
+
+    fn server_log(&self) -> String {
+        self.server
+            .as_ref()
+            .map(|s| s.log_text())
+            .unwrap_or_default()
+    }
+
+    /// Stops the server with SIGTERM (must exit 0) and returns (callout log, server trace) after
+    /// checking the invariants both must show: Control START first and STOP last in each, the lock
+    /// model in the server trace, the same calls in the same order in both (calls here are
+    /// sequential unless `concurrent`), and per-packet invariants with `ip` = 127.0.0.1.
+    fn stop(&mut self, concurrent: bool) -> (Vec<Value>, Vec<Value>, Vec<PacketCalls>) {
+        let mut server = self.server.take().expect("server running");
+        let status = server.stop().expect("stop");
+        assert!(
+            status.success(),
+            "calloutd serve exit status {status}:\n{}",
+            server.log_text()
+        );
+        let log = read_jsonl(&self.callout_log);
+        let trace = read_jsonl(&self.server_trace);
+        check_server_trace(&trace);
+        assert_eq!(log[0]["hook"], "Entry", "{:?}", log[0]);
+        let controls: Vec<&Value> = log.iter().filter(|r| r["hook"] == "Control").collect();
+        assert_eq!(
+            controls.len(),
+            2,
+            "Control START and STOP only: {controls:?}"
+        );
+        assert_eq!(log[1]["hook"], "Control");
+        assert_eq!(log[1]["code"], 1, "Control START before the first packet");
+        assert_eq!(log[log.len() - 1]["hook"], "Control");
+        assert_eq!(
+            log[log.len() - 1]["code"],
+            2,
+            "Control STOP after the last packet"
+        );
+        if !concurrent {
+            assert_eq!(
+                call_projection(&trace, None),
+                call_projection(&log, Some("trace")),
+                "server trace and callout log agree"
+            );
+        }
+        let packets = callout_packets(&log, "trace");
+        for p in &packets {
+            check_packet(p, SERVER);
+        }
+        assert_eq!(
+            trace
+                .iter()
+                .filter(|r| r["hook"] == "PktDrop" && r["code"] == 11)
+                .count(),
+            packets.len(),
+            "one PROCESSED per packet in the server trace too"
+        );
+        (log, trace, packets)
+    }
+}
+
+fn skip(test: &str) -> bool {
+    !have_root(test)
+}
+
+fn xid_of(reply: &Value) -> u64 {
+    let text = reply["xid"].as_str().expect("xid");
+    u64::from_str_radix(text.trim_start_matches("0x"), 16).unwrap()
+}
+
+fn sig(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+/// Checks a DISCOVER packet: NewPkt, HandleOptions (DISCOVER from `mac` in scope 198.18.0.0), PktSend, PROCESSED.
+fn check_discover(p: &PacketCalls, mac: &str) {
+    assert_eq!(
+        p.signature(),
+        sig(&[NEW_PKT, HANDLE_OPTIONS, PKT_SEND, PROCESSED]),
+        "DISCOVER"
+    );
+    let opts = p.call("HandleOptions");
+    assert_eq!(opts["message_type"], 1);
+    assert_eq!(opts["hw_address"], mac);
+    assert_eq!(opts["hw_type"], 1);
+    assert_eq!(opts["hw_len"], 6);
+    assert_eq!(opts["scope_id"], "198.18.0.0");
+    assert!(
+        p.call("PktSend")["size"].as_u64().unwrap() >= 300,
+        "replies are padded to 300 bytes"
+    );
+}
+
+/// Checks a REQUEST that got an ACK: NewPkt, HandleOptions, AddressOffer(code, alt = ip, DHCP,
+/// lease), PktSend, PROCESSED.
+fn check_acked_request(p: &PacketCalls, code: u64, ip: &str, lease: u64) {
+    let offer = if code == GIVE_NEW {
+        OFFER_NEW
+    } else {
+        OFFER_OLD
+    };
+    assert_eq!(
+        p.signature(),
+        sig(&[NEW_PKT, HANDLE_OPTIONS, offer, PKT_SEND, PROCESSED]),
+        "acked REQUEST"
+    );
+    assert_eq!(p.call("HandleOptions")["message_type"], 3);
+    let give = p.call("AddressOffer");
+    assert_eq!(give["alt"], ip, "AddressOffer alt = the address");
+    assert_eq!(give["addr_type"], CLIENT_DHCP);
+    assert_eq!(give["lease"], lease);
+    assert_eq!(
+        give["size"], p.calls[0]["size"],
+        "AddressOffer gets the client's request"
+    );
+}
+
+/// Checks the ACK of a DORA or REQUEST as the client printed it.
+fn check_ack(reply: &Value, ip: &str, lease: u64) {
+    assert_eq!(reply["message_type"], "ACK", "{reply}");
+    assert_eq!(reply["yiaddr"], ip);
+    assert_eq!(reply["server_id"], SERVER);
+    assert_eq!(reply["lease_time"], lease);
+    assert_eq!(reply["t1"], lease / 2);
+    assert_eq!(reply["t2"], lease * 7 / 8);
+    assert_eq!(reply["giaddr"], RELAY);
+}
+
+#[test]
+fn full_dora() {
+    if skip("full_dora") {
+        return;
+    }
+    let mut lab = Lab::start("dora", LAB_SCOPES);
+    let mac = "02:00:00:00:00:01";
+    let ack = lab.ok(
+        "dora",
+        &["--mac", mac, "--xid", "0x0d0a0001", "--hostname", "pc1"],
+    );
+    check_ack(&ack, "198.18.0.20", LAB_LEASE);
+    assert_eq!(ack["offer"]["message_type"], "OFFER");
+    assert_eq!(
+        ack["offer"]["yiaddr"], "198.18.0.20",
+        "first address after the exclusion .10-.19"
+    );
+    assert_eq!(ack["offer"]["lease_time"], LAB_LEASE);
+    assert_eq!(xid_of(&ack), 0x0d0a_0001);
+
+    lab.wait_processed(2);
+    let (_, trace, packets) = lab.stop(false);
+    assert_eq!(packets.len(), 2, "DISCOVER and REQUEST");
+    check_discover(&packets[0], mac);
+    assert_eq!(packets[0].xid, 0x0d0a_0001);
+    check_acked_request(&packets[1], GIVE_NEW, "198.18.0.20", LAB_LEASE);
+    let opts = packets[1].call("HandleOptions");
+    assert_eq!(opts["requested_address"], "198.18.0.20");
+    assert_eq!(opts["server"], SERVER);
+    assert_eq!(opts["machine_name"], "pc1");
+    // The server trace has the same AddressOffer, under the lease lock.
+    let give: Vec<&Value> = trace
+        .iter()
+        .filter(|r| r["hook"] == "AddressOffer")
+        .collect();
+    assert_eq!(give.len(), 1);
+    assert_eq!(give[0]["ip"], SERVER);
+    assert_eq!(give[0]["alt"], "198.18.0.20");
+    assert_eq!(give[0]["code"], GIVE_NEW);
+    assert_eq!(give[0]["xid"], 0x0d0a_0001);
+}
+
+#[test]
+fn renew_extends_the_lease_with_address_offer_old() {
+    if skip("renew") {
+        return;
+    }
+    let mut lab = Lab::start("renew", LAB_SCOPES);
+    let mac = "02:00:00:00:00:02";
+    let ip = lab.ok("dora", &["--mac", mac])["yiaddr"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // A relayed renewal (ciaddr set, giaddr the relay): ACK, AddressOffer OLD.
+    let renewed = lab.ok(
+        "renew",
+        &["--mac", mac, "--ciaddr", &ip, "--xid", "0x0e0e0001"],
+    );
+    check_ack(&renewed, &ip, LAB_LEASE);
+    assert_eq!(renewed["ciaddr"], ip.as_str());
+    lab.wait_processed(3);
+    let (_, _, packets) = lab.stop(false);
+    assert_eq!(packets.len(), 3);
+    check_acked_request(&packets[1], GIVE_NEW, &ip, LAB_LEASE);
+    check_acked_request(&packets[2], GIVE_OLD, &ip, LAB_LEASE);
+    assert_eq!(packets[2].xid, 0x0e0e_0001);
+    assert_eq!(
+        packets[2].call("HandleOptions")["requested_address"],
+        Value::Null,
+        "RENEWING sends no option 50"
+    );
+
+    // A real RENEWING client: unicast from its leased address (port 68) to the server's address in
+    // the scope, no relay. The ACK comes back unicast to ciaddr:68, and the hooks' IpAddress is the
+    // receiving address 198.18.0.2. (Restarted on the same lease database to add the listener.)
+    lab.ns.add_addr(&format!("{ip}/32"), "lo").unwrap();
+    lab.ns.add_addr("198.18.0.2/32", "lo").unwrap();
+    lab.extra_args = vec!["--listen".into(), "198.18.0.2:67".into()];
+    lab.start_server();
+    let unicast = lab.client_via(
+        "renew",
+        &["--server", "198.18.0.2:67", "--bind", &format!("{ip}:68")],
+        &["--mac", mac, "--ciaddr", &ip, "--xid", "0x0e0e0002"],
+        5,
+    );
+    assert_eq!(
+        unicast.code,
+        0,
+        "unicast renew: {}\n{}",
+        unicast.stderr,
+        lab.server_log()
+    );
+    assert_eq!(unicast.json["message_type"], "ACK");
+    assert_eq!(unicast.json["yiaddr"], ip.as_str());
+    assert_eq!(unicast.json["server_id"], "198.18.0.2");
+    assert_eq!(unicast.json["giaddr"], "0.0.0.0");
+    lab.wait_processed(1);
+    let mut server = lab.server.take().unwrap();
+    assert!(server.stop().unwrap().success());
+    check_server_trace(&read_jsonl(&lab.server_trace));
+    let packets = callout_packets(&read_jsonl(&lab.callout_log), "trace");
+    assert_eq!(packets.len(), 1);
+    check_packet(&packets[0], "198.18.0.2");
+    check_acked_request(&packets[0], GIVE_OLD, &ip, LAB_LEASE);
+    assert_eq!(packets[0].call("HandleOptions")["scope_id"], "198.18.0.0");
+}
+
+#[test]
+fn rebind_is_acked_with_address_offer_old() {
+    if skip("rebind") {
+        return;
+    }
+    let mut lab = Lab::start("rebind", LAB_SCOPES);
+    let mac = "02:00:00:00:00:03";
+    let ip = lab.ok("dora", &["--mac", mac])["yiaddr"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let rebound = lab.ok(
+        "rebind",
+        &["--mac", mac, "--ciaddr", &ip, "--xid", "0x0e0e0004"],
+    );
+    check_ack(&rebound, &ip, LAB_LEASE);
+    lab.wait_processed(3);
+    let (_, _, packets) = lab.stop(false);
+    assert_eq!(packets.len(), 3);
+    check_acked_request(&packets[2], GIVE_OLD, &ip, LAB_LEASE);
+    assert_eq!(packets[2].xid, 0x0e0e_0004);
+    assert_eq!(
+        packets[2].call("HandleOptions")["requested_address"],
+        Value::Null
+    );
+}
+
+#[test]
+fn init_reboot_with_a_wrong_address_is_nacked() {
+    if skip("init_reboot_nak") {
+        return;
+    }
+    let mut lab = Lab::start("nak", LAB_SCOPES);
+    let mac = "02:00:00:00:00:04";
+    let ip = lab.ok("dora", &["--mac", mac])["yiaddr"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_ne!(ip, "198.18.0.77");
+    // INIT-REBOOT (no server id) for an address that is not the client's.
+    let nak = lab.client(
+        "request",
+        &[
+            "--mac",
+            mac,
+            "--requested-ip",
+            "198.18.0.77",
+            "--xid",
+            "0x0bad0001",
+        ],
+        5,
+    );
+    assert_eq!(nak.code, 1, "exit 1 = NAK: {}", nak.stderr);
+    assert_eq!(nak.json["message_type"], "NAK");
+    assert_eq!(nak.json["yiaddr"], "0.0.0.0");
+    assert_eq!(nak.json["lease_time"], Value::Null);
+    assert_eq!(nak.json["server_id"], SERVER);
+    assert_eq!(
+        nak.json["broadcast_flag"], true,
+        "a NAK through a relay has the broadcast flag"
+    );
+    // Its own address is still ACKed.
+    check_ack(
+        &lab.ok("request", &["--mac", mac, "--requested-ip", &ip]),
+        &ip,
+        LAB_LEASE,
+    );
+
+    lab.wait_processed(4);
+    let (_, trace, packets) = lab.stop(false);
+    assert_eq!(packets.len(), 4);
+    let p = &packets[2];
+    assert_eq!(
+        p.signature(),
+        sig(&[NEW_PKT, HANDLE_OPTIONS, DEL_NACKED, PKT_SEND, PROCESSED])
+    );
+    assert_eq!(p.xid, 0x0bad_0001);
+    assert_eq!(p.call("HandleOptions")["requested_address"], "198.18.0.77");
+    assert_eq!(
+        p.call("HandleOptions")["server"],
+        Value::Null,
+        "INIT-REBOOT has no server id"
+    );
+    let del = p.call("AddressDel");
+    assert_eq!(
+        del["alt"], "198.18.0.77",
+        "AddressDel alt = the requested address"
+    );
+    assert_eq!(del["size"], p.calls[0]["size"]);
+    check_acked_request(&packets[3], GIVE_OLD, &ip, LAB_LEASE);
+    let dels: Vec<&Value> = trace.iter().filter(|r| r["hook"] == "AddressDel").collect();
+    assert_eq!(dels.len(), 1);
+    assert_eq!(dels[0]["code"], 0x2000_0004u64);
+    assert_eq!(dels[0]["alt"], "198.18.0.77");
+}
+
+#[test]
+fn decline_puts_the_address_aside() {
+    if skip("decline") {
+        return;
+    }
+    let mut lab = Lab::start("decline", LAB_SCOPES);
+    let ip = lab.ok("dora", &["--mac", "02:00:00:00:00:05"])["yiaddr"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let sent = lab.client(
+        "decline",
+        &[
+            "--mac",
+            "02:00:00:00:00:05",
+            "--requested-ip",
+            &ip,
+            "--xid",
+            "0x0dec0001",
+        ],
+        5,
+    );
+    assert_eq!(sent.code, 0, "{}", sent.stderr);
+    lab.wait_processed(3);
+    // Neither another client nor the same one is offered the declined address.
+    let other = lab.ok("dora", &["--mac", "02:00:00:00:00:06"]);
+    assert_ne!(other["yiaddr"], ip.as_str());
+    let again = lab.ok(
+        "discover",
+        &["--mac", "02:00:00:00:00:05", "--requested-ip", &ip],
+    );
+    assert_eq!(again["message_type"], "OFFER");
+    assert_ne!(
+        again["yiaddr"],
+        ip.as_str(),
+        "the declined address is on probation"
+    );
+
+    lab.wait_processed(6);
+    let (_, _, packets) = lab.stop(false);
+    assert_eq!(packets.len(), 6);
+    let p = &packets[2];
+    assert_eq!(
+        p.signature(),
+        sig(&[NEW_PKT, HANDLE_OPTIONS, DEL_DECLINE, PROCESSED]),
+        "no reply to a DECLINE"
+    );
+    assert_eq!(p.xid, 0x0dec_0001);
+    assert_eq!(p.call("HandleOptions")["message_type"], 4);
+    assert_eq!(p.call("AddressDel")["alt"], ip.as_str());
+    check_acked_request(
+        &packets[4],
+        GIVE_NEW,
+        other["yiaddr"].as_str().unwrap(),
+        LAB_LEASE,
+    );
+}
+
+#[test]
+fn release_frees_the_binding() {
+    if skip("release") {
+        return;
+    }
+    let mut lab = Lab::start("release", LAB_SCOPES);
+    let mac = "02:00:00:00:00:07";
+    let ip = lab.ok("dora", &["--mac", mac])["yiaddr"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let sent = lab.client(
+        "release",
+        &["--mac", mac, "--ciaddr", &ip, "--xid", "0x0e1e0001"],
+        5,
+    );
+    assert_eq!(sent.code, 0, "{}", sent.stderr);
+    lab.wait_processed(3);
+    // A renewal of the released address is refused now.
+    let renew = lab.client("renew", &["--mac", mac, "--ciaddr", &ip], 5);
+    assert_eq!(
+        renew.code, 1,
+        "renewing a released lease: NAK; {}",
+        renew.stderr
+    );
+
+    lab.wait_processed(4);
+    let (_, _, packets) = lab.stop(false);
+    assert_eq!(packets.len(), 4);
+    let p = &packets[2];
+    assert_eq!(
+        p.signature(),
+        sig(&[NEW_PKT, HANDLE_OPTIONS, DEL_RELEASE, PROCESSED]),
+        "no reply to a RELEASE"
+    );
+    assert_eq!(p.xid, 0x0e1e_0001);
+    assert_eq!(p.call("HandleOptions")["message_type"], 7);
+    assert_eq!(p.call("AddressDel")["alt"], ip.as_str());
+    assert_eq!(
+        packets[3].signature(),
+        sig(&[NEW_PKT, HANDLE_OPTIONS, DEL_NACKED, PKT_SEND, PROCESSED])
+    );
+}
+
+#[test]
+fn inform_gets_an_ack_without_lease_time() {
+    if skip("inform") {
+        return;
+    }
+    let mut lab = Lab::start("inform", LAB_SCOPES);
+    let ack = lab.ok(
+        "inform",
+        &[
+            "--mac",
+            "02:00:00:00:00:08",
+            "--ciaddr",
+            "198.18.0.222",
+            "--xid",
+            "0x1f0e0001",
+            "--prl",
+            "1,3,6,15",
+        ],
+    );
+    assert_eq!(ack["message_type"], "ACK");
+    assert_eq!(ack["yiaddr"], "0.0.0.0");
+    assert_eq!(ack["ciaddr"], "198.18.0.222");
+    for field in ["lease_time", "t1", "t2"] {
+        assert_eq!(ack[field], Value::Null, "no {field} in an INFORM ACK");
+    }
+    let codes: Vec<u64> = ack["options"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["code"].as_u64().unwrap())
+        .collect();
+    assert!(
+        codes.contains(&3) && codes.contains(&6) && codes.contains(&15),
+        "asked-for options: {codes:?}"
+    );
+
+    lab.wait_processed(1);
+    let (_, trace, packets) = lab.stop(false);
+    assert_eq!(packets.len(), 1);
+    assert_eq!(
+        packets[0].signature(),
+        sig(&[NEW_PKT, HANDLE_OPTIONS, PKT_SEND, PROCESSED]),
+        "no AddressOffer for INFORM"
+    );
+    assert_eq!(packets[0].call("HandleOptions")["message_type"], 8);
+    assert_eq!(
+        packets[0].call("HandleOptions")["prl"],
+        serde_json::json!([1, 3, 6, 15])
+    );
+    assert!(!trace.iter().any(|r| r["hook"] == "AddressOffer"));
+}
+
+#[test]
+fn bootp_client_gets_an_address_with_address_offer_bootp() {
+    if skip("bootp") {
+        return;
+    }
+    let mut lab = Lab::start("bootp", "fixtures/scenarios/bootp-scope.txt");
+    let reply = lab.ok(
+        "bootp",
+        &["--mac", "02:00:00:00:00:09", "--xid", "0x0b007001"],
+    );
+    assert_eq!(reply["message_type"], "BOOTREPLY");
+    assert_eq!(reply["yiaddr"], "198.18.0.20");
+    assert_eq!(reply["giaddr"], RELAY);
+    assert_eq!(reply["magic_cookie"], true);
+    let plain = lab.ok("bootp", &["--mac", "02:00:00:00:00:0a", "--no-cookie"]);
+    assert_eq!(plain["yiaddr"], "198.18.0.21");
+    assert_eq!(
+        plain["magic_cookie"], false,
+        "no vendor extensions for an RFC 951 request"
+    );
+
+    lab.wait_processed(2);
+    let (_, _, packets) = lab.stop(false);
+    assert_eq!(packets.len(), 2);
+    for (p, ip) in packets.iter().zip(["198.18.0.20", "198.18.0.21"]) {
+        assert_eq!(
+            p.signature(),
+            sig(&[NEW_PKT, HANDLE_OPTIONS, OFFER_NEW, PKT_SEND, PROCESSED])
+        );
+        assert_eq!(
+            p.call("HandleOptions")["message_type"],
+            Value::Null,
+            "BOOTP has no option 53"
+        );
+        let give = p.call("AddressOffer");
+        assert_eq!(give["alt"], ip);
+        assert_eq!(give["addr_type"], CLIENT_BOOTP);
+        assert_eq!(
+            give["lease"], 0xFFFF_FFFFu64,
+            "dynamic BOOTP leases are permanent"
+        );
+        assert!(p.call("PktSend")["size"].as_u64().unwrap() >= 300);
+    }
+}
+
+#[test]
+fn reservation_is_given_to_its_mac() {
+    if skip("reservation") {
+        return;
+    }
+    // The XML export of the same lab configuration.
+    let mut lab = Lab::start("resv", "fixtures/config/lab.xml");
+    let mac = "00:15:5d:01:02:03";
+    let ack = lab.ok("dora", &["--mac", mac, "--requested-ip", "198.18.0.30"]);
+    check_ack(&ack, "198.18.0.50", LAB_LEASE);
+    assert_eq!(
+        ack["offer"]["yiaddr"], "198.18.0.50",
+        "the reservation beats the requested address"
+    );
+    // Nobody else gets the reserved address, even asking for it.
+    let other = lab.ok(
+        "dora",
+        &[
+            "--mac",
+            "02:00:00:00:00:0b",
+            "--requested-ip",
+            "198.18.0.50",
+        ],
+    );
+    assert_ne!(other["yiaddr"], "198.18.0.50");
+
+    lab.wait_processed(4);
+    let (_, _, packets) = lab.stop(false);
+    assert_eq!(packets.len(), 4);
+    check_discover(&packets[0], mac);
+    check_acked_request(&packets[1], GIVE_NEW, "198.18.0.50", LAB_LEASE);
+    check_acked_request(
+        &packets[3],
+        GIVE_NEW,
+        other["yiaddr"].as_str().unwrap(),
+        LAB_LEASE,
+    );
+}
+
+/// The addresses excluded in fixtures/scenarios/exclusions.txt.
+fn excluded(ip: &str) -> bool {
+    let last: u8 = ip.strip_prefix("198.18.0.").unwrap().parse().unwrap();
+    (10..=19).contains(&last) || (22..=27).contains(&last)
+}
+
+#[test]
+fn excluded_addresses_are_never_offered() {
+    if skip("exclusion") {
+        return;
+    }
+    let mut lab = Lab::start("excl", "fixtures/scenarios/exclusions.txt");
+    let mut leased = Vec::new();
+    // Five clients, each asking for an excluded address: they get the five free ones.
+    for (n, wish) in [
+        "198.18.0.10",
+        "198.18.0.15",
+        "198.18.0.22",
+        "198.18.0.25",
+        "198.18.0.27",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let ack = lab.ok(
+            "dora",
+            &[
+                "--mac",
+                &format!("02:00:00:00:01:{n:02x}"),
+                "--requested-ip",
+                wish,
+            ],
+        );
+        let ip = ack["yiaddr"].as_str().unwrap().to_string();
+        assert!(!excluded(&ip), "{ip} is excluded");
+        assert_eq!(ack["offer"]["yiaddr"], ip.as_str());
+        leased.push(ip);
+    }
+    leased.sort();
+    assert_eq!(
+        leased,
+        [
+            "198.18.0.20",
+            "198.18.0.21",
+            "198.18.0.28",
+            "198.18.0.29",
+            "198.18.0.30"
+        ]
+    );
+    // The sixth finds no address although 16 of the range's are excluded and unused.
+    let none = lab.client(
+        "discover",
+        &[
+            "--mac",
+            "02:00:00:00:01:05",
+            "--requested-ip",
+            "198.18.0.12",
+        ],
+        1,
+    );
+    assert_eq!(none.code, 2, "no offer: {}", none.stderr);
+
+    lab.wait_processed(11);
+    let (_, trace, packets) = lab.stop(false);
+    assert_eq!(packets.len(), 11);
+    for p in &packets[..10] {
+        assert!(
+            p.signature() == sig(&[NEW_PKT, HANDLE_OPTIONS, PKT_SEND, PROCESSED])
+                || p.signature()[2] == OFFER_NEW,
+            "{:?}",
+            p.signature()
+        );
+    }
+    assert_eq!(
+        packets[10].signature(),
+        sig(&[NEW_PKT, HANDLE_OPTIONS, DROP_NOADDRESS, PROCESSED])
+    );
+    for give in trace.iter().filter(|r| r["hook"] == "AddressOffer") {
+        assert!(!excluded(give["alt"].as_str().unwrap()), "{give}");
+    }
+}
+
+#[test]
+fn pool_exhaustion_drops_noaddress() {
+    if skip("exhaustion") {
+        return;
+    }
+    let mut lab = Lab::start("exhaust", "fixtures/scenarios/tiny-pool.txt");
+    let a = lab.ok("dora", &["--mac", "02:00:00:00:02:01"]);
+    let b = lab.ok("dora", &["--mac", "02:00:00:00:02:02"]);
+    let mut got = [a["yiaddr"].as_str().unwrap(), b["yiaddr"].as_str().unwrap()];
+    got.sort();
+    assert_eq!(got, ["198.18.0.10", "198.18.0.11"]);
+    let none = lab.client(
+        "discover",
+        &["--mac", "02:00:00:00:02:03", "--xid", "0x0e0a0003"],
+        1,
+    );
+    assert_eq!(
+        none.code, 2,
+        "no OFFER when the pool is exhausted: {}",
+        none.stderr
+    );
+
+    lab.wait_processed(5);
+    let (_, trace, packets) = lab.stop(false);
+    assert_eq!(packets.len(), 5);
+    let p = &packets[4];
+    assert_eq!(
+        p.signature(),
+        sig(&[NEW_PKT, HANDLE_OPTIONS, DROP_NOADDRESS, PROCESSED])
+    );
+    assert_eq!(p.xid, 0x0e0a_0003);
+    assert_eq!(p.call("HandleOptions")["message_type"], 1);
+    assert!(!trace
+        .iter()
+        .any(|r| r["hook"] == "PktSend" && r["xid"] == 0x0e0a_0003u64));
+}
+
+#[test]
+fn garbage_datagram_is_invalid_and_the_server_keeps_serving() {
+    if skip("garbage") {
+        return;
+    }
+    let mut lab = Lab::start("garbage", LAB_SCOPES);
+    // 12 bytes: too short for BOOTP; bytes 4..8 make the xid 0xdeadbeef.
+    let mut cmd = std::process::Command::new("ip");
+    cmd.args(["netns", "exec", &lab.ns.name, "python3", "-c"])
+        .arg(
+            "import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); \
+         s.sendto(bytes.fromhex('01010600deadbeef6a756e6b'), ('127.0.0.1', 67))",
+        );
+    let out = run_bounded(cmd, Duration::from_secs(10));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    lab.wait_processed(1);
+    let ack = lab.ok("dora", &["--mac", "02:00:00:00:03:01"]);
+    check_ack(&ack, "198.18.0.20", LAB_LEASE);
+
+    lab.wait_processed(3);
+    let (_, _, packets) = lab.stop(false);
+    assert_eq!(packets.len(), 3);
+    let p = &packets[0];
+    assert_eq!(
+        p.signature(),
+        sig(&[NEW_PKT, DROP_INVALID, PROCESSED]),
+        "no HandleOptions for an unparsable datagram"
+    );
+    assert_eq!(p.xid, 0xdead_beefu64);
+    assert_eq!(p.calls[0]["size"], 12);
+    check_acked_request(&packets[2], GIVE_NEW, "198.18.0.20", LAB_LEASE);
+}
+
+#[test]
+fn request_for_another_server_is_dropped_wrong_server() {
+    if skip("wrong_server") {
+        return;
+    }
+    // Two addresses: the first client's offer holds one, a second client takes the other.
+    let mut lab = Lab::start("wrongsrv", "fixtures/scenarios/tiny-pool.txt");
+    let mac = "02:00:00:00:04:01";
+    let offer = lab.ok("discover", &["--mac", mac, "--xid", "0x05e40001"]);
+    assert_eq!(offer["message_type"], "OFFER");
+    let offered = offer["yiaddr"].as_str().unwrap().to_string();
+    let second = lab.ok("dora", &["--mac", "02:00:00:00:04:02"]);
+    assert_ne!(second["yiaddr"], offered.as_str());
+    // The first client chose another server's offer: REQUEST with that server's id.
+    let silent = lab.client(
+        "request",
+        &[
+            "--mac",
+            mac,
+            "--xid",
+            "0x05e40001",
+            "--requested-ip",
+            "198.18.0.140",
+            "--server-id",
+            "198.18.0.254",
+        ],
+        1,
+    );
+    assert_eq!(
+        silent.code, 2,
+        "no reply to a REQUEST for another server: {}",
+        silent.stderr
+    );
+    // Our offer was freed at once: a third client gets that address (otherwise the pool is empty).
+    let third = lab.ok("dora", &["--mac", "02:00:00:00:04:03"]);
+    assert_eq!(
+        third["yiaddr"],
+        offered.as_str(),
+        "the offer to the first client was freed"
+    );
+
+    lab.wait_processed(6);
+    let (_, trace, packets) = lab.stop(false);
+    assert_eq!(packets.len(), 6);
+    let p = &packets[3];
+    assert_eq!(
+        p.signature(),
+        sig(&[NEW_PKT, HANDLE_OPTIONS, DROP_WRONG_SERVER, PROCESSED])
+    );
+    assert_eq!(p.xid, 0x05e4_0001);
+    assert_eq!(p.call("HandleOptions")["server"], "198.18.0.254");
+    assert_eq!(p.call("HandleOptions")["requested_address"], "198.18.0.140");
+    assert!(
+        !trace.iter().any(|r| r["hook"] == "AddressDel"),
+        "no AddressDel for a REQUEST to another server"
+    );
+}
+
+#[test]
+fn restart_keeps_leases() {
+    if skip("restart") {
+        return;
+    }
+    let mut lab = Lab::start("restart", LAB_SCOPES);
+    let mac = "02:00:00:00:05:01";
+    let ip = lab.ok("dora", &["--mac", mac])["yiaddr"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    lab.wait_processed(2);
+    lab.stop(false);
+
+    lab.start_server();
+    // INIT-REBOOT for its address: ACK, AddressOffer OLD (the lease came back from the database).
+    let again = lab.ok(
+        "request",
+        &["--mac", mac, "--requested-ip", &ip, "--xid", "0x4e500001"],
+    );
+    check_ack(&again, &ip, LAB_LEASE);
+    let renewed = lab.ok(
+        "renew",
+        &["--mac", mac, "--ciaddr", &ip, "--xid", "0x4e500002"],
+    );
+    check_ack(&renewed, &ip, LAB_LEASE);
+    // Another client does not get the restored address.
+    let other = lab.ok("dora", &["--mac", "02:00:00:00:05:02"]);
+    assert_ne!(other["yiaddr"], ip.as_str());
+
+    lab.wait_processed(4);
+    let (_, _, packets) = lab.stop(false);
+    assert_eq!(packets.len(), 4);
+    check_acked_request(&packets[0], GIVE_OLD, &ip, LAB_LEASE);
+    check_acked_request(&packets[1], GIVE_OLD, &ip, LAB_LEASE);
+    check_acked_request(
+        &packets[3],
+        GIVE_NEW,
+        other["yiaddr"].as_str().unwrap(),
+        LAB_LEASE,
+    );
+}
+
+/// One hook call as seen by two copies of the trace callout around a sleeping `faulty` in a chain:
+/// its position in the log when it started (trace2's line) and when it ended (trace3's line).
+#[derive(Debug, Clone, Copy)]
+struct Interval {
+    xid: u64,
+    start: usize,
+    end: usize,
+}
+
+/// Pairs trace2 (before faulty) and trace3 (after faulty) lines of `hook` into intervals of log
+/// positions: the log is one file both append to, so its order is the order of events in time.
+fn intervals(log: &[Value], hook: &str) -> Vec<Interval> {
+    let mut open: Vec<(u64, usize)> = Vec::new();
+    let mut done = Vec::new();
+    for (i, r) in log.iter().enumerate().filter(|(_, r)| r["hook"] == hook) {
+        let xid = r["xid"].as_u64().unwrap();
+        match r["dll"].as_str() {
+            Some("trace2") => open.push((xid, i)),
+            Some("trace3") => {
+                let at = open
+                    .iter()
+                    .position(|(x, _)| *x == xid)
+                    .unwrap_or_else(|| panic!("end without start: {r}"));
+                let (_, start) = open.remove(at);
+                done.push(Interval { xid, start, end: i });
+            }
+            _ => {}
+        }
+    }
+    assert!(open.is_empty(), "{hook} calls that never ended: {open:?}");
+    done.sort_by_key(|iv| iv.start);
+    done
+}
+
+fn overlapping_pairs(list: &[Interval]) -> Vec<(Interval, Interval)> {
+    let mut pairs = Vec::new();
+    for (i, a) in list.iter().enumerate() {
+        for b in &list[i + 1..] {
+            if b.start < a.end && a.start < b.end {
+                pairs.push((*a, *b));
+            }
+        }
+    }
+    pairs
+}
+
+/// Runs `clients` concurrent DORAs (one relay address each) against a server with 4 workers whose
+/// callout is chain → trace2, faulty (sleeping 50 ms in `sleep_hook`), trace3, and returns the
+/// chain's shared log and the server trace.
+fn stalled_run(tag: &str, sleep_hook: &str, clients: usize) -> (Vec<Value>, Vec<Value>) {
+    let dir = tempfile::tempdir().unwrap();
+    // Alphabetical load order: the chain loads first and gets the other three, in this order.
+    let mut dlls = Vec::new();
+    for (name, fixture) in [
+        ("a-chain", "chain"),
+        ("b-start", "trace2"),
+        ("c-faulty", "faulty"),
+        ("d-end", "trace3"),
+    ] {
+        let to = dir.path().join(format!("{name}.so"));
+        fs::copy(calloutd_callout::fixtures::library(fixture).unwrap(), &to).unwrap();
+        dlls.push(to);
+    }
+    let mut lab = Lab::start_with(
+        tag,
+        LAB_SCOPES,
+        &dlls,
+        &["--workers", "4"],
+        &[
+            ("CALLOUT_FAULTY_SLEEP_HOOK", sleep_hook),
+            ("CALLOUT_FAULTY_SLEEP_MS", "50"),
+        ],
+    );
+    for n in 0..clients {
+        lab.ns
+            .add_addr(&format!("198.18.0.{}/32", 2 + n), "lo")
+            .unwrap();
+    }
+    let children: Vec<_> = (0..clients)
+        .map(|n| {
+            let mut cmd = lab.ns.command(&calloutd_bin());
+            cmd.args([
+                "client",
+                "dora",
+                "--retries",
+                "0",
+                "--timeout",
+                "10",
+                "--server",
+                "127.0.0.1:67",
+            ])
+            .args(["--giaddr", &format!("198.18.0.{}:67", 2 + n)])
+            .args([
+                "--mac",
+                &format!("02:00:00:00:06:{n:02x}"),
+                "--xid",
+                &format!("0x5a{n:06x}"),
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+            cmd.spawn().unwrap()
+        })
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "client: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    lab.wait_processed(2 * clients * 2);
+    let mut server = lab.server.take().unwrap();
+    assert!(server.stop().unwrap().success(), "{}", server.log_text());
+    let trace = read_jsonl(&lab.server_trace);
+    check_server_trace(&trace);
+    (read_jsonl(&lab.callout_log), trace)
+}
+
+#[test]
+fn slow_address_offer_stalls_other_workers_slow_new_pkt_does_not() {
+    if skip("stall") {
+        return;
+    }
+    const CLIENTS: usize = 6;
+    // Both runs at once, in two namespaces.
+    let offer_run = std::thread::spawn(|| stalled_run("stall-o", "AddressOffer", CLIENTS));
+    let (pkt_log, pkt_trace) = stalled_run("stall-n", "NewPkt", CLIENTS);
+    let (offer_log, offer_trace) = offer_run.join().unwrap();
+
+    // Sleeping in AddressOffer (under the lease lock): while one worker sleeps, no other worker's
+    // AddressOffer starts - even though REQUESTs were being processed concurrently.
+    let offers = intervals(&offer_log, "AddressOffer");
+    assert_eq!(offers.len(), CLIENTS, "{offers:?}");
+    assert!(
+        overlapping_pairs(&offers).is_empty(),
+        "AddressOffer calls overlapped: {:?}",
+        overlapping_pairs(&offers)
+    );
+    let requests: Vec<Interval> = {
+        // A REQUEST packet's span: from its NewPkt start to its PktDrop(PROCESSED) end.
+        let starts = intervals(&offer_log, "NewPkt");
+        let ends = intervals(&offer_log, "PktDrop");
+        let mut spans = Vec::new();
+        for give in &offers {
+            let start = starts
+                .iter()
+                .filter(|s| s.xid == give.xid && s.start < give.start)
+                .map(|s| s.start)
+                .max()
+                .unwrap();
+            let end = ends
+                .iter()
+                .filter(|e| e.xid == give.xid && e.end > give.end)
+                .map(|e| e.end)
+                .min()
+                .unwrap();
+            spans.push(Interval {
+                xid: give.xid,
+                start,
+                end,
+            });
+        }
+        spans.sort_by_key(|s| s.start);
+        spans
+    };
+    assert!(
+        !overlapping_pairs(&requests).is_empty(),
+        "no two REQUESTs were in flight at once, so the run shows nothing: {requests:?}"
+    );
+    // The stalled calls ran on several worker threads, all under the lease lock.
+    let give: Vec<&Value> = offer_trace
+        .iter()
+        .filter(|r| r["hook"] == "AddressOffer")
+        .collect();
+    assert_eq!(give.len(), CLIENTS);
+    let threads: std::collections::BTreeSet<u64> =
+        give.iter().map(|r| r["thread"].as_u64().unwrap()).collect();
+    assert!(
+        threads.len() >= 2,
+        "AddressOffer on one thread only: {give:?}"
+    );
+
+    // Sleeping in NewPkt (no server lock): NewPkt calls of different packets overlap, on different
+    // worker threads.
+    let new_pkts = intervals(&pkt_log, "NewPkt");
+    assert_eq!(new_pkts.len(), 2 * CLIENTS);
+    let overlaps = overlapping_pairs(&new_pkts);
+    assert!(
+        !overlaps.is_empty(),
+        "no NewPkt calls overlapped: {new_pkts:?}"
+    );
+    assert!(overlaps.iter().any(|(a, b)| a.xid != b.xid));
+    let threads: std::collections::BTreeSet<u64> = pkt_trace
+        .iter()
+        .filter(|r| r["hook"] == "NewPkt")
+        .map(|r| r["thread"].as_u64().unwrap())
+        .collect();
+    assert!(threads.len() >= 2, "NewPkt on one thread only");
+}
