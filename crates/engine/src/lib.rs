@@ -1,6 +1,14 @@
 //! The DHCP server logic without sockets: the packet pipeline in Microsoft's hook order, scope
 //! selection, allocation, reservations, options, BOOTP, relays, conflict detection and the lease store.
 //!
+//! Per datagram, [`Engine`] (the runtime's [`PacketHandler`]) runs, in Microsoft's order: NewPkt on the
+//! raw bytes; parse (bad → PktDrop INVALID); scope pre-selection by giaddr or the receiving address;
+//! HandleOptions; the runtime's admission verdict; the DHCP/BOOTP state machine, whose lease changes
+//! call AddressOffer / AddressDel under the lease lock ([`LeaseLockHeld`]); the reply, after its lease
+//! is committed to the [`LeaseStore`]; PktSend; PktDrop(reason) for a drop; and always
+//! PktDrop(PROCESSED) last. NewPkt, HandleOptions, PktSend and PktDrop run with no engine lock held,
+//! and no lock is held across disk I/O or conflict-detection probes ([`Prober`]).
+//!
 //! Not for: opening sockets (the runtime does that and hands datagrams in), or calling a DLL except
 //! through the [`Hooks`] trait.
 //!
