@@ -237,6 +237,7 @@ impl Engine {
             .map_err(EngineError::Config)?;
         let mut table = LeaseTable {
             cursors: scopes.iter().map(|s| s.start).collect(),
+            exhausted: vec![None; scopes.len()],
             ..LeaseTable::default()
         };
         for lease in store.load_all()? {
@@ -307,7 +308,7 @@ impl Engine {
             let lease = slot.to_lease(key);
             self.hooks
                 .delete_client(&lock_token(&table), ip, &lease.hw_address);
-            table.drop_slot(key);
+            table.free_slot(key);
             (lease, self.note_ticket(self.store.remove(ip)))
         };
         self.store.commit(ticket)?;
@@ -342,7 +343,7 @@ impl Engine {
                     last = Some(self.note_ticket(self.store.remove(Ipv4Addr::from(ip))));
                     purged += 1;
                 } else {
-                    table.drop_slot(ip);
+                    table.free_slot(ip);
                 }
             }
         }
@@ -571,16 +572,33 @@ impl Engine {
             }
         }
         let scope = x.scope;
+        if let Some((freed, retry_at)) = table.exhausted[x.scope_index] {
+            // Nothing was free last time and nothing has been freed since: skip the full scan.
+            if freed == table.freed && x.now < retry_at {
+                return Err(DropReason::NoAddress);
+            }
+        }
         let size = u64::from(scope.end - scope.start) + 1;
         let cursor = table.cursors[x.scope_index].clamp(scope.start, scope.end);
         let offset = u64::from(cursor - scope.start);
+        let mut next_lapse = u64::MAX;
         for step in 0..size {
             let ip = scope.start + ((offset + step) % size) as u32;
-            if scope.is_pool_address(ip) && table.is_free_for(ip, x.key, x.now) {
+            if !scope.is_pool_address(ip) {
+                continue;
+            }
+            if table.is_free_for(ip, x.key, x.now) {
                 table.cursors[x.scope_index] = if ip == scope.end { scope.start } else { ip + 1 };
+                table.exhausted[x.scope_index] = None;
                 return Ok(ip);
             }
+            if let Some(slot) = table.slots.get(&ip) {
+                if matches!(slot.state, SlotState::Offered | SlotState::Probation) {
+                    next_lapse = next_lapse.min(slot.until);
+                }
+            }
         }
+        table.exhausted[x.scope_index] = Some((table.freed, next_lapse));
         Err(DropReason::NoAddress)
     }
 
@@ -647,7 +665,7 @@ impl Engine {
                 // SELECTING.
                 if server_id != x.server_id {
                     if let Some(offer) = record.offer {
-                        table.drop_slot(offer);
+                        table.free_slot(offer);
                     }
                     return Err(DropReason::WrongServer);
                 }
@@ -707,7 +725,7 @@ impl Engine {
                     };
                     // A reservation (or any new address) replaces the client's older lease.
                     if let Some(old) = record.active.filter(|old| *old != ip) {
-                        table.drop_slot(old);
+                        table.free_slot(old);
                         self.store.remove(Ipv4Addr::from(old));
                     }
                     let renewed = table.claim(
@@ -741,7 +759,7 @@ impl Engine {
                 }
                 Err(ip) => {
                     if let Some(offer) = record.offer {
-                        table.drop_slot(offer);
+                        table.free_slot(offer);
                     }
                     self.hooks.address_del(
                         &lock_token(&table),

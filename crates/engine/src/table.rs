@@ -93,6 +93,12 @@ pub(crate) struct LeaseTable {
     pub clients: HashMap<Arc<[u8]>, ClientRecord>,
     /// Per scope (config index): where the next free-address search starts.
     pub cursors: Vec<u32>,
+    /// Per scope: the last pool search found nothing; it need not run again while `freed` is
+    /// unchanged and the clock is before the second value (the earliest lapse of a blocking offer or
+    /// probation).
+    pub exhausted: Vec<Option<(u64, u64)>>,
+    /// Counts events that free an address (release, removal), invalidating `exhausted`.
+    pub freed: u64,
 }
 
 impl LeaseTable {
@@ -122,8 +128,14 @@ impl LeaseTable {
         }
     }
 
+    /// Frees an address: removes its slot (offer, lease, probation) and its owner's reference.
+    pub fn free_slot(&mut self, ip: u32) -> Option<Slot> {
+        self.freed += 1;
+        self.drop_slot(ip)
+    }
+
     /// Removes a slot and the reference its owner holds to it.
-    pub fn drop_slot(&mut self, ip: u32) -> Option<Slot> {
+    fn drop_slot(&mut self, ip: u32) -> Option<Slot> {
         let slot = self.slots.remove(&ip)?;
         if let Some(owner) = &slot.owner {
             if let Some(record) = self.clients.get_mut(&owner[..]) {
@@ -156,6 +168,18 @@ impl LeaseTable {
             self.slots.get(&ip),
             Some(slot) if slot.state == SlotState::Active && slot.owner.as_deref() == Some(&key[..])
         );
+        // A client holds one offer: a new offer or lease on another address ends the old offer.
+        if matches!(state, SlotState::Offered | SlotState::Active) {
+            let old_offer = self.client(&key).offer.filter(|offer| *offer != ip);
+            if let Some(old_offer) = old_offer {
+                let owned_offer = self.slots.get(&old_offer).is_some_and(|slot| {
+                    slot.state == SlotState::Offered && slot.owner.as_deref() == Some(&key[..])
+                });
+                if owned_offer {
+                    self.free_slot(old_offer);
+                }
+            }
+        }
         let old_host = match self.slots.get(&ip) {
             Some(slot) if slot.owner.as_deref() == Some(&key[..]) => slot.host_name.clone(),
             _ => None,
@@ -222,6 +246,7 @@ impl LeaseTable {
 
     /// Turns the client's Active lease on `ip` into a Released slot (its preferred address).
     pub fn release(&mut self, ip: u32) {
+        self.freed += 1;
         if let Some(slot) = self.slots.get_mut(&ip) {
             slot.state = SlotState::Released;
             if let Some(owner) = slot.owner.clone() {
@@ -285,5 +310,34 @@ mod tests {
         );
         assert!(!table.is_free_for(10, b"c", 59));
         assert!(table.is_free_for(10, b"c", 60), "offer hold ran out");
+    }
+
+    #[test]
+    fn a_new_offer_ends_the_old_one() {
+        let mut table = LeaseTable::default();
+        table.claim(
+            10,
+            b"a",
+            SlotState::Offered,
+            60,
+            1,
+            &[1],
+            ClientType::Dhcp,
+            None,
+        );
+        let freed = table.freed;
+        table.claim(
+            11,
+            b"a",
+            SlotState::Offered,
+            60,
+            1,
+            &[1],
+            ClientType::Dhcp,
+            None,
+        );
+        assert!(!table.slots.contains_key(&10));
+        assert_eq!(table.client(b"a").offer, Some(11));
+        assert_eq!(table.freed, freed + 1);
     }
 }

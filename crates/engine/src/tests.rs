@@ -1451,3 +1451,29 @@ fn overloaded_request_and_anonymous_client() {
     );
     assert_eq!(outcome.dropped, Some(DropReason::Invalid));
 }
+
+#[test]
+fn exhausted_pool_recovers_when_an_address_is_freed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config();
+    cfg.scopes[0].end_range = ip(14);
+    let h = harness(cfg, &dir.path().join("leases.db"));
+    let first = h.dora(1);
+    h.dora(2);
+    for _ in 0..3 {
+        assert_eq!(
+            h.send(&message(MessageType::Discover, 3)).dropped,
+            Some(DropReason::NoAddress)
+        );
+    }
+    let mut release = renewal(1, first);
+    release
+        .opts_mut()
+        .insert(DhcpOption::MessageType(MessageType::Release));
+    h.engine
+        .handle(datagram(&release, SERVER), Admission::Process);
+    assert_eq!(
+        decode(&h.send(&message(MessageType::Discover, 3))).yiaddr(),
+        first
+    );
+}
