@@ -504,16 +504,24 @@ pub fn run(
 
     let sender_cpu_before = thread_cpu_seconds();
     let (sender, received) = std::thread::scope(|scope| {
-        let receiver = scope.spawn(|| {
-            let latencies = receive_loop(&shared, request);
-            (latencies, thread_cpu_seconds())
-        });
+        let receiver = std::thread::Builder::new()
+            .name("bench-receiver".into())
+            .spawn_scoped(scope, || {
+                let latencies = receive_loop(&shared, request);
+                (latencies, thread_cpu_seconds())
+            })
+            .map_err(|source| BenchError::Io {
+                context: "start the receiver thread".into(),
+                source,
+            })?;
         let sender = send_loop(&shared, config, window, discover, progress);
         shared.stop.store(true, Ordering::Release);
-        (sender, receiver.join())
-    });
-    let (latencies, receiver_cpu) =
-        received.map_err(|_| BenchError::Invalid("the receiver thread panicked".into()))?;
+        let received = receiver
+            .join()
+            .map_err(|_| BenchError::Invalid("the receiver thread panicked".into()))?;
+        Ok::<_, BenchError>((sender, received))
+    })?;
+    let (latencies, receiver_cpu) = received;
     let generator_cpu_s = match (sender_cpu_before, thread_cpu_seconds(), receiver_cpu) {
         (Some(before), Some(after), Some(receiver)) => Some(after - before + receiver),
         _ => None,

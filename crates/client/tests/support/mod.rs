@@ -348,40 +348,43 @@ impl FastResponder {
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
             let stop = stop.clone();
-            std::thread::spawn(move || {
-                let mut buffer = [0u8; 1500];
-                let mut answered = 0;
-                while !stop.load(Ordering::Acquire) {
-                    let Ok((len, from)) = socket.recv_from(&mut buffer) else {
-                        continue;
-                    };
-                    if len < 243 || buffer[240] != 53 {
-                        continue;
+            std::thread::Builder::new()
+                .name("fast-responder".into())
+                .spawn(move || {
+                    let mut buffer = [0u8; 1500];
+                    let mut answered = 0;
+                    while !stop.load(Ordering::Acquire) {
+                        let Ok((len, from)) = socket.recv_from(&mut buffer) else {
+                            continue;
+                        };
+                        if len < 243 || buffer[240] != 53 {
+                            continue;
+                        }
+                        let reply_type = match buffer[242] {
+                            1 => 2,
+                            3 => 5,
+                            _ => continue,
+                        };
+                        buffer[0] = 2;
+                        let yiaddr = [198, 18, buffer[33], buffer[32]];
+                        buffer[16..20].copy_from_slice(&yiaddr);
+                        let options = [
+                            53, 1, reply_type, 54, 4, 198, 18, 0, 1, 51, 4, 0, 0, 14, 16, 255,
+                        ];
+                        buffer[240..256].copy_from_slice(&options);
+                        buffer[256..300].fill(0);
+                        let to = SocketAddr::new(
+                            Ipv4Addr::new(buffer[24], buffer[25], buffer[26], buffer[27]).into(),
+                            from.port(),
+                        );
+                        if socket.send_to(&buffer[..300], to).is_ok() {
+                            answered += 1;
+                        }
                     }
-                    let reply_type = match buffer[242] {
-                        1 => 2,
-                        3 => 5,
-                        _ => continue,
-                    };
-                    buffer[0] = 2;
-                    let yiaddr = [198, 18, buffer[33], buffer[32]];
-                    buffer[16..20].copy_from_slice(&yiaddr);
-                    let options = [
-                        53, 1, reply_type, 54, 4, 198, 18, 0, 1, 51, 4, 0, 0, 14, 16, 255,
-                    ];
-                    buffer[240..256].copy_from_slice(&options);
-                    buffer[256..300].fill(0);
-                    let to = SocketAddr::new(
-                        Ipv4Addr::new(buffer[24], buffer[25], buffer[26], buffer[27]).into(),
-                        from.port(),
-                    );
-                    if socket.send_to(&buffer[..300], to).is_ok() {
-                        answered += 1;
-                    }
-                }
-                let _ = answered;
-                thread_cpu_seconds()
-            })
+                    let _ = answered;
+                    thread_cpu_seconds()
+                })
+                .unwrap()
         };
         FastResponder {
             addr,
