@@ -1,4 +1,4 @@
-//! `calloutd client <verb>`: the command line over [`Client`](crate::Client).
+//! `calloutd client <verb>`: the command line over [`Client`].
 //!
 //! Exit codes: [`EXIT_OK`] 0 success (ACK, OFFER, BOOTREPLY, or RELEASE/DECLINE sent),
 //! [`EXIT_NAK`] 1 the server answered NAK, [`EXIT_TIMEOUT`] 2 no reply in time, [`EXIT_ERROR`] 3 bad

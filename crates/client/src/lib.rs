@@ -8,7 +8,7 @@
 //!   plain unicast. Replies come back as [`Reply`]: message type, yiaddr, server id, lease, T1/T2,
 //!   every option decoded in wire order, and the raw bytes.
 //! - [`cli`]: the `calloutd client <verb>` command line (exit 0 success, 1 NAK, 2 timeout, 3 other).
-//! - [`bench`]: `calloutd bench`, 4-way exchanges at a given rate in relay mode, in the spirit of
+//! - [`bench`](mod@bench): `calloutd bench`, 4-way exchanges at a given rate in relay mode, in the spirit of
 //!   Kea's perfdhcp.
 //!
 //! Not for: serving. This crate must not depend on the calloutd server crates, so that it tests the
