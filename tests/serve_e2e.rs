@@ -352,7 +352,12 @@ fn full_dora() {
     assert_eq!(xid_of(&ack), 0x0d0a_0001);
 
     lab.wait_processed(2);
-    let (_, trace, packets) = lab.stop(false);
+    let (log, trace, packets) = lab.stop(false);
+    if std::env::var_os("E2E_DUMP").is_some() {
+        for r in log.iter().chain(trace.iter()) {
+            eprintln!("{r}");
+        }
+    }
     assert_eq!(packets.len(), 2, "DISCOVER and REQUEST");
     check_discover(&packets[0], mac);
     assert_eq!(packets[0].xid, 0x0d0a_0001);
@@ -1076,6 +1081,41 @@ fn overlapping_pairs(list: &[Interval]) -> Vec<(Interval, Interval)> {
     pairs
 }
 
+/// A hook call from the server's trace: [ts_us, ts_us + dur_us) on a worker thread.
+#[derive(Debug, Clone, Copy)]
+struct TimedCall {
+    start: u64,
+    end: u64,
+    thread: u64,
+}
+
+fn timed_calls(trace: &[Value], hook: &str) -> Vec<TimedCall> {
+    trace
+        .iter()
+        .filter(|r| r["hook"] == hook)
+        .map(|r| {
+            let start = r["ts_us"].as_u64().expect("ts_us in the server trace");
+            TimedCall {
+                start,
+                end: start + r["dur_us"].as_u64().unwrap(),
+                thread: r["thread"].as_u64().unwrap(),
+            }
+        })
+        .collect()
+}
+
+fn overlapping_timed(list: &[TimedCall]) -> Vec<(TimedCall, TimedCall)> {
+    let mut pairs = Vec::new();
+    for (i, a) in list.iter().enumerate() {
+        for b in &list[i + 1..] {
+            if b.start < a.end && a.start < b.end {
+                pairs.push((*a, *b));
+            }
+        }
+    }
+    pairs
+}
+
 /// Runs `clients` concurrent DORAs (one relay address each) against a server with 4 workers whose
 /// callout is chain → trace2, faulty (sleeping 50 ms in `sleep_hook`), trace3, and returns the
 /// chain's shared log and the server trace.
@@ -1163,6 +1203,7 @@ fn slow_address_offer_stalls_other_workers_slow_new_pkt_does_not() {
     // Sleeping in AddressOffer (under the lease lock): while one worker sleeps, no other worker's
     // AddressOffer starts - even though REQUESTs were being processed concurrently.
     let offers = intervals(&offer_log, "AddressOffer");
+    eprintln!("AddressOffer calls (log positions) with AddressOffer sleeping: {offers:?}");
     assert_eq!(offers.len(), CLIENTS, "{offers:?}");
     assert!(
         overlapping_pairs(&offers).is_empty(),
@@ -1216,6 +1257,7 @@ fn slow_address_offer_stalls_other_workers_slow_new_pkt_does_not() {
     // Sleeping in NewPkt (no server lock): NewPkt calls of different packets overlap, on different
     // worker threads.
     let new_pkts = intervals(&pkt_log, "NewPkt");
+    eprintln!("NewPkt calls (log positions) with NewPkt sleeping: {new_pkts:?}");
     assert_eq!(new_pkts.len(), 2 * CLIENTS);
     let overlaps = overlapping_pairs(&new_pkts);
     assert!(
@@ -1229,4 +1271,11 @@ fn slow_address_offer_stalls_other_workers_slow_new_pkt_does_not() {
         .map(|r| r["thread"].as_u64().unwrap())
         .collect();
     assert!(threads.len() >= 2, "NewPkt on one thread only");
+    let timed = timed_calls(&pkt_trace, "NewPkt");
+    assert!(
+        overlapping_timed(&timed)
+            .iter()
+            .any(|(a, b)| a.thread != b.thread),
+        "no NewPkt calls on different threads overlap in the server trace: {timed:?}"
+    );
 }
