@@ -81,7 +81,12 @@ impl Counters {
         }
     }
 
-    pub(crate) fn snapshot(&self, queue_depth: usize, in_progress: usize) -> CountersSnapshot {
+    pub(crate) fn snapshot(
+        &self,
+        queue_depth: usize,
+        in_progress: usize,
+        kernel_drops: u64,
+    ) -> CountersSnapshot {
         let load = |counters: &[AtomicU64]| -> Vec<u64> {
             counters.iter().map(|c| c.load(Relaxed)).collect()
         };
@@ -102,6 +107,7 @@ impl Counters {
             send_errors: self.send_errors.load(Relaxed),
             handler_panics: self.handler_panics.load(Relaxed),
             runtime_drops: pairs(&self.runtime_drops),
+            kernel_drops,
             queue_depth: queue_depth as u64,
             in_progress: in_progress as u64,
             requests_by_type,
@@ -128,6 +134,9 @@ pub struct CountersSnapshot {
     /// Drops the runtime decided, per reason in [`DropReason::ALL`] order (only `NoMem`, `Duplicate`,
     /// `Timeout` and `Paused` can be non-zero).
     pub runtime_drops: Vec<(DropReason, u64)>,
+    /// Datagrams the kernel dropped because a socket's receive buffer was full (SO_RXQ_OVFL): they
+    /// never reached the engine. As last reported with a received datagram.
+    pub kernel_drops: u64,
     /// Datagrams waiting in the queue now.
     pub queue_depth: u64,
     /// Datagrams a worker is processing now.
@@ -193,10 +202,11 @@ impl fmt::Display for CountersSnapshot {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "received {}  sent {}  send errors {}  queue {}  in progress {}  handler panics {}",
+            "received {}  sent {}  send errors {}  kernel drops {}  queue {}  in progress {}  handler panics {}",
             self.received,
             self.sent,
             self.send_errors,
+            self.kernel_drops,
             self.queue_depth,
             self.in_progress,
             self.handler_panics
@@ -288,7 +298,7 @@ mod tests {
             reply_type: Some(201),
             ..Outcome::default()
         });
-        let snapshot = counters.snapshot(3, 1);
+        let snapshot = counters.snapshot(3, 1, 0);
         assert_eq!((snapshot.received, snapshot.sent), (2, 1));
         assert_eq!((snapshot.queue_depth, snapshot.in_progress), (3, 1));
         assert_eq!(snapshot.runtime_dropped(DropReason::Paused), 1);

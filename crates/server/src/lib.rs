@@ -6,21 +6,29 @@
 //! [`calloutd_engine::PacketHandler`]), or calling a DLL (the Control hook is reached only through
 //! [`calloutd_engine::Hooks`]).
 //!
-//! The way of a datagram: one receiver thread per socket reads it with `recvmsg` (learning the
-//! receiving interface's address and the destination address from IP_PKTINFO), and queues it for the
-//! workers. A copy of a datagram already queued or in progress (same xid, chaddr and message type) is
-//! not queued but handled at once on the receiver thread with `Admission::Drop(Duplicate)`; so is a
-//! datagram that finds the queue full, with `Drop(NoMem)`. Handling these inline keeps them bounded:
-//! while the receiver is busy with one, further datagrams wait in the socket's kernel buffer, which
-//! drops what does not fit. A worker takes the next datagram and handles it with `Drop(Paused)` while
-//! the service is paused, `Drop(Timeout)` if it waited longer than [`ServerConfig::queue_timeout`],
-//! else `Process`; it sends the reply from the socket that received the request, or leaves it to the
-//! timer thread when the reply has a delay.
+//! The way of a datagram: worker threads receive themselves. Each socket has its share of the
+//! workers blocked in `recvmsg` on it, and the kernel wakes exactly one of them per datagram, which
+//! then runs it through the engine and sends the reply from the same socket: no thread hand-off per
+//! datagram. IP_PKTINFO gives the receiving interface's address and the destination address;
+//! SO_TIMESTAMPNS gives the kernel's receive time, so a datagram's wait counts from its arrival.
+//!
+//! The queue: while some worker is waiting in `recvmsg`, nothing queues. When every worker was busy,
+//! datagrams wait in the socket's kernel buffer; the next worker to read one that waited there longer
+//! than [`BACKLOG_AGE`] reads the backlog (up to [`ServerConfig::queue_capacity`] datagrams) into the
+//! bounded queue, which workers empty before they receive again. A datagram that finds the queue full
+//! is dropped with `NoMem`, and one that is a copy of a datagram in flight (same xid, chaddr and
+//! message type, or the same bytes, that arrived before the earlier copy finished) with `Duplicate`;
+//! both still go through the engine (NewPkt, PktDrop) on the reading worker, right after the read, so
+//! this drop path cannot back up: one read stops after `queue_capacity` refusals, and whatever
+//! arrives meanwhile waits in (or overflows) the kernel buffer, whose drops are counted
+//! (`kernel_drops`). A worker handles a datagram with `Drop(Paused)` while the service is paused,
+//! `Drop(Timeout)` if it waited longer than [`ServerConfig::queue_timeout`] since its arrival, else
+//! `Process`. A reply with a delay goes to the timer thread, so no worker sleeps.
 //!
 //! Control hooks, all under the service state lock: START after the sockets are bound and before any
 //! thread that could handle a packet exists; PAUSE before the service starts dropping packets as
-//! paused, CONTINUE after it stopped; STOP after the receivers have stopped, the queue is drained, every
-//! worker has finished and every delayed reply is sent: the very last hook call.
+//! paused, CONTINUE after it stopped; STOP after receiving stopped, the queue is drained, every worker
+//! has finished and every delayed reply is sent: the very last hook call.
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -49,10 +57,10 @@
 
 #![warn(missing_docs)]
 
+mod backlog;
 mod counters;
 mod delayed;
 mod duplicate;
-mod queue;
 mod socket;
 
 use std::fmt;
@@ -62,7 +70,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use calloutd_engine::{Admission, Datagram, Hooks, PacketHandler, Reply};
 use dhcpssdk::{ControlCode, DropReason};
@@ -71,20 +79,24 @@ use tracing::{error, info, warn};
 pub use counters::{CountersSnapshot, MESSAGE_TYPE_SLOTS};
 pub use socket::parse_listen;
 
+use backlog::{Backlog, Job, Pushed};
 use counters::Counters;
 use delayed::DelayedReplies;
 use duplicate::DuplicateKey;
-use queue::{Job, JobQueue, Pushed};
 use socket::ServerSocket;
 
 /// The DHCP server port: the default for `--listen` and `--interface`.
 pub const DHCP_SERVER_PORT: u16 = 67;
-/// Default capacity of the queue between receivers and workers.
+/// Default capacity of the queue of datagrams waiting for a worker.
 pub const DEFAULT_QUEUE_CAPACITY: usize = 1024;
 /// Default longest wait in the queue before a datagram is dropped with `DHCP_DROP_TIMEOUT`.
 pub const DEFAULT_QUEUE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Receive buffer per receiver thread: the largest possible UDP payload over IPv4 fits.
+/// A datagram that waited in the socket buffer longer than this shows that every worker was busy:
+/// the worker that reads it reads the backlog into the queue.
+pub const BACKLOG_AGE: Duration = Duration::from_millis(1);
+
+/// Receive buffer per worker thread: the largest possible UDP payload over IPv4 fits.
 const RECV_BUFFER: usize = 65_536;
 
 /// A function that logs the one-screen summary (SIGUSR1); it gets the runtime's counters and may add
@@ -101,7 +113,8 @@ pub struct ServerConfig {
     pub interfaces: Vec<String>,
     /// Port bound for each `--interface` (67; tests use a high port).
     pub interface_port: u16,
-    /// Worker threads (`--workers`); 0 means one per CPU.
+    /// Worker threads (`--workers`); 0 means one per CPU. They are shared out among the sockets, at
+    /// least one each.
     pub workers: usize,
     /// Datagrams that may wait for a worker; one more is dropped with `DHCP_DROP_NOMEM`.
     pub queue_capacity: usize,
@@ -214,7 +227,7 @@ struct Service {
     changed: Condvar,
     /// Mirrors `state == Paused` for the workers' admission check (no lock per packet).
     paused: AtomicBool,
-    /// Mirrors `state >= Stopping` for the receivers.
+    /// Mirrors `state >= Stopping` for the workers' receive loop.
     stopping: AtomicBool,
     hooks: Arc<dyn Hooks>,
 }
@@ -228,7 +241,7 @@ impl Service {
 /// Everything the threads share that does not depend on the handler type.
 struct Runtime {
     sockets: Vec<ServerSocket>,
-    queue: JobQueue,
+    backlog: Backlog,
     delayed: DelayedReplies,
     counters: Counters,
     service: Service,
@@ -237,8 +250,11 @@ struct Runtime {
 
 impl Runtime {
     fn snapshot(&self) -> CountersSnapshot {
-        self.counters
-            .snapshot(self.queue.depth(), self.queue.in_progress())
+        self.counters.snapshot(
+            self.backlog.depth(),
+            self.backlog.in_progress(),
+            self.kernel_drops(),
+        )
     }
 
     /// Control(START), under the service state lock.
@@ -285,7 +301,12 @@ impl Runtime {
         }
     }
 
-    /// Asks for a stop: receivers stop at once; [`Server::wait`] does the rest.
+    /// Datagrams the kernel dropped on all sockets for want of buffer space.
+    fn kernel_drops(&self) -> u64 {
+        self.sockets.iter().map(ServerSocket::kernel_drops).sum()
+    }
+
+    /// Asks for a stop: receiving stops at once; [`Server::wait`] does the rest.
     fn stop(&self) {
         let mut state = self.service.lock();
         if matches!(*state, ServiceState::Running | ServiceState::Paused) {
@@ -320,29 +341,42 @@ impl Runtime {
         }
     }
 
-    /// The admission of a datagram a worker took from the queue.
+    /// The admission of a datagram a worker is about to process (duplicates are decided earlier).
     fn admission(&self, job: &Job) -> Admission {
         if self.service.paused.load(Ordering::Relaxed) {
             Admission::Drop(DropReason::Paused)
-        } else if job.received_at.elapsed() > self.queue_timeout {
+        } else if job.arrived.elapsed() > self.queue_timeout {
             Admission::Drop(DropReason::Timeout)
         } else {
             Admission::Process
         }
     }
 
-    /// Runs one datagram through the engine and sends (or schedules) its reply.
-    fn process<H: PacketHandler + ?Sized>(&self, handler: &H, job: Job, admission: Admission) {
+    /// Runs one datagram through the engine and sends (or schedules) its reply. A datagram that was
+    /// claimed or queued (`in_flight`) stops being in flight when the engine is done with it, before
+    /// the reply leaves, so a client's next datagram always arrives after that.
+    fn process<H: PacketHandler + ?Sized>(
+        &self,
+        handler: &H,
+        job: Job,
+        admission: Admission,
+        in_flight: bool,
+    ) {
         self.counters.admitted(admission);
         let Job {
             datagram,
             socket,
             ifindex,
+            key,
             ..
         } = job;
         let peer = datagram.peer;
         // An engine bug must not take a worker (and with it the server) down.
-        match catch_unwind(AssertUnwindSafe(|| handler.handle(datagram, admission))) {
+        let outcome = catch_unwind(AssertUnwindSafe(|| handler.handle(datagram, admission)));
+        if in_flight {
+            self.backlog.finish(key);
+        }
+        match outcome {
             Ok(outcome) => {
                 self.counters.outcome(&outcome);
                 if let Some(reply) = outcome.reply {
@@ -373,72 +407,123 @@ impl Runtime {
         }
     }
 
-    /// A receiver thread: reads datagrams from socket `index` until stop.
-    fn receive<H: PacketHandler + ?Sized>(&self, handler: &H, index: usize) {
+    /// A worker thread on socket `index`: takes queued datagrams first, else receives one itself;
+    /// until stop, and then until the queue is empty.
+    fn serve<H: PacketHandler + ?Sized>(&self, handler: &H, index: usize) {
         let Some(socket) = self.sockets.get(index) else {
             return;
         };
         let mut buf = vec![0u8; RECV_BUFFER];
         let mut cmsg = socket::control_buffer();
-        while !self.service.stopping.load(Ordering::Relaxed) {
-            let received = match socket.recv(&mut buf, &mut cmsg) {
-                Ok(received) => received,
-                Err(err)
-                    if matches!(
-                        err.kind(),
-                        io::ErrorKind::WouldBlock
-                            | io::ErrorKind::TimedOut
-                            | io::ErrorKind::Interrupted
-                    ) =>
-                {
-                    continue
-                }
-                Err(err) => {
-                    warn!(socket = %socket.local, "receiving failed: {err}");
-                    // Do not spin on a persistent error.
-                    thread::sleep(Duration::from_millis(100));
-                    continue;
-                }
-            };
-            // The wake-up from stop's shutdown, or a datagram that raced it: stop means stop receiving.
+        loop {
+            if let Some(job) = self.backlog.pop() {
+                let admission = self.admission(&job);
+                self.process(handler, job, admission, true);
+                continue;
+            }
             if self.service.stopping.load(Ordering::Relaxed) {
                 break;
             }
-            let Some(bytes) = buf.get(..received.len) else {
+            let Some(job) = self.receive(socket, index, &mut buf, &mut cmsg, true) else {
                 continue;
             };
-            self.counters.received();
-            let job = Job {
-                key: DuplicateKey::of(bytes),
-                datagram: Datagram {
-                    bytes: bytes.to_vec(),
-                    if_addr: received.if_addr,
-                    dst_addr: received.dst_addr,
-                    peer: received.peer,
-                },
-                socket: index,
-                ifindex: received.ifindex,
-                received_at: Instant::now(),
-            };
-            match self.queue.push(job) {
-                Pushed::Queued => {}
-                Pushed::Duplicate(job) => {
-                    self.process(handler, *job, Admission::Drop(DropReason::Duplicate))
-                }
-                Pushed::Full(job) => {
-                    self.process(handler, *job, Admission::Drop(DropReason::NoMem))
-                }
+
+            if job.arrived.elapsed() > BACKLOG_AGE {
+                self.read_backlog(handler, socket, index, &mut buf, &mut cmsg);
+            }
+            if self.backlog.claim(job.key, job.arrived) {
+                let admission = self.admission(&job);
+                self.process(handler, job, admission, true);
+            } else {
+                self.process(handler, job, Admission::Drop(DropReason::Duplicate), false);
             }
         }
     }
 
-    /// A worker thread: handles queued datagrams until the queue is closed and empty.
-    fn work<H: PacketHandler + ?Sized>(&self, handler: &H) {
-        let mut finished = None;
-        while let Some(job) = self.queue.next(finished.take()) {
-            finished = Some(job.key);
-            let admission = self.admission(&job);
-            self.process(handler, job, admission);
+    /// Reads one datagram from `socket`, waiting for it or not. `None` when nothing came, on an
+    /// error (logged), and once stopping.
+    fn receive(
+        &self,
+        socket: &ServerSocket,
+        index: usize,
+        buf: &mut [u8],
+        cmsg: &mut [u8],
+        wait: bool,
+    ) -> Option<Job> {
+        let received = match socket.recv(buf, cmsg, wait) {
+            Ok(received) => received,
+            Err(err)
+                if matches!(
+                    err.kind(),
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
+                ) =>
+            {
+                return None
+            }
+            Err(err) => {
+                warn!(socket = %socket.local, "receiving failed: {err}");
+                if wait {
+                    // Do not spin on a persistent error.
+                    thread::sleep(Duration::from_millis(100));
+                }
+                return None;
+            }
+        };
+        // The wake-up from stop's shutdown, or a datagram that raced it: stop means stop receiving.
+        if self.service.stopping.load(Ordering::Relaxed) {
+            return None;
+        }
+        if let Some(dropped) = received.kernel_drops {
+            socket.note_kernel_drops(dropped);
+        }
+        let bytes = buf.get(..received.len)?;
+        self.counters.received();
+        let now = Instant::now();
+        let waited = received
+            .arrived
+            .and_then(|arrived| SystemTime::now().duration_since(arrived).ok())
+            .unwrap_or_default();
+        Some(Job {
+            key: DuplicateKey::of(bytes),
+            datagram: Datagram {
+                bytes: bytes.to_vec(),
+                if_addr: received.if_addr,
+                dst_addr: received.dst_addr,
+                peer: received.peer,
+            },
+            socket: index,
+            ifindex: received.ifindex,
+            arrived: now.checked_sub(waited).unwrap_or(now),
+        })
+    }
+
+    /// Reads what waits in `socket` into the queue; what is refused (duplicates, no room) goes through
+    /// the engine with its drop reason right here. Stops when the socket is empty or after as many
+    /// refusals as the queue holds, so one read is bounded work.
+    fn read_backlog<H: PacketHandler + ?Sized>(
+        &self,
+        handler: &H,
+        socket: &ServerSocket,
+        index: usize,
+        buf: &mut [u8],
+        cmsg: &mut [u8],
+    ) {
+        let mut refused = Vec::new();
+        // Until the socket is empty, or as many refused as the queue holds: bounded work per read.
+        while refused.len() < self.backlog.capacity() {
+            let Some(job) = self.receive(socket, index, buf, cmsg, false) else {
+                break;
+            };
+            match self.backlog.push(job) {
+                Pushed::Queued => {}
+                Pushed::Duplicate(job) => refused.push((job, DropReason::Duplicate)),
+                Pushed::Full(job) => refused.push((job, DropReason::NoMem)),
+            }
+        }
+        for (job, reason) in refused {
+            self.process(handler, *job, Admission::Drop(reason), false);
         }
     }
 }
@@ -496,7 +581,6 @@ struct SignalThread {
 /// A started server. [`Server::wait`] (or dropping it, which stops it first) shuts it down.
 pub struct Server {
     runtime: Arc<Runtime>,
-    receivers: Vec<JoinHandle<()>>,
     workers: Vec<JoinHandle<()>>,
     timer: Option<JoinHandle<()>>,
     signals: Option<SignalThread>,
@@ -513,8 +597,8 @@ impl fmt::Debug for Server {
 }
 
 impl Server {
-    /// Binds every socket, calls Control(START), then starts the timer, the workers, the receivers
-    /// and (if asked) the signal thread. A datagram is handled only after Control(START) returned.
+    /// Binds every socket, calls Control(START), then starts the timer, the workers and (if asked)
+    /// the signal thread. A datagram is handled only after Control(START) returned.
     pub fn start<H: PacketHandler + ?Sized>(
         config: ServerConfig,
         handler: Arc<H>,
@@ -536,7 +620,7 @@ impl Server {
         }
         let runtime = Arc::new(Runtime {
             sockets,
-            queue: JobQueue::new(config.queue_capacity),
+            backlog: Backlog::new(config.queue_capacity.max(1), config.queue_timeout),
             delayed: DelayedReplies::default(),
             counters: Counters::default(),
             service: Service {
@@ -551,7 +635,6 @@ impl Server {
         runtime.start();
         let mut server = Server {
             runtime,
-            receivers: Vec::new(),
             workers: Vec::new(),
             timer: None,
             signals: None,
@@ -594,23 +677,19 @@ impl Server {
         } else {
             config.workers
         };
-        for n in 0..workers {
-            let runtime = Arc::clone(&self.runtime);
-            let handler = Arc::clone(&handler);
-            self.workers.push(spawn(
-                format!("calloutd-worker-{n}"),
-                "worker",
-                Box::new(move || runtime.work(&*handler)),
-            )?);
-        }
-        for index in 0..self.runtime.sockets.len() {
-            let runtime = Arc::clone(&self.runtime);
-            let handler = Arc::clone(&handler);
-            self.receivers.push(spawn(
-                format!("calloutd-recv-{index}"),
-                "receiver",
-                Box::new(move || runtime.receive(&*handler, index)),
-            )?);
+        let sockets = self.runtime.sockets.len();
+        for index in 0..sockets {
+            // An even share of the workers, at least one per socket.
+            let share = (workers / sockets + usize::from(index < workers % sockets)).max(1);
+            for n in 0..share {
+                let runtime = Arc::clone(&self.runtime);
+                let handler = Arc::clone(&handler);
+                self.workers.push(spawn(
+                    format!("calloutd-w{index}.{n}"),
+                    "worker",
+                    Box::new(move || runtime.serve(&*handler, index)),
+                )?);
+            }
         }
         if config.handle_signals {
             self.signals = Some(spawn_signals(
@@ -654,8 +733,6 @@ impl Server {
                 error!("a runtime thread panicked");
             }
         };
-        self.receivers.drain(..).for_each(join);
-        self.runtime.queue.close();
         self.workers.drain(..).for_each(join);
         self.runtime.delayed.close();
         if let Some(timer) = self.timer.take() {

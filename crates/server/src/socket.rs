@@ -5,7 +5,8 @@
 use std::io::{self, IoSlice, IoSliceMut};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::fd::AsRawFd;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use nix::sys::socket::{
     recvmsg, sendmsg, setsockopt, sockopt, ControlMessage, ControlMessageOwned, MsgFlags,
@@ -27,6 +28,8 @@ pub(crate) struct ServerSocket {
     pub(crate) local: SocketAddrV4,
     /// The device it is bound to (`--interface`), if any.
     pub(crate) device: Option<String>,
+    /// The kernel's last reported count of datagrams dropped on this socket (SO_RXQ_OVFL).
+    kernel_drops: AtomicU32,
 }
 
 /// One received datagram's addressing.
@@ -40,6 +43,10 @@ pub(crate) struct Received {
     pub(crate) dst_addr: Ipv4Addr,
     /// The receiving interface (0 when unknown): broadcast replies leave through it.
     pub(crate) ifindex: i32,
+    /// When the kernel received it (SO_TIMESTAMPNS), if it said.
+    pub(crate) arrived: Option<SystemTime>,
+    /// The socket's count of datagrams the kernel dropped for want of buffer space (SO_RXQ_OVFL).
+    pub(crate) kernel_drops: Option<u32>,
 }
 
 impl ServerSocket {
@@ -85,6 +92,11 @@ impl ServerSocket {
         socket.set_broadcast(true).map_err(fail("SO_BROADCAST"))?;
         setsockopt(&socket, sockopt::Ipv4PacketInfo, &true)
             .map_err(|errno| fail("IP_PKTINFO")(io::Error::from(errno)))?;
+        // The kernel's receive time says how long a datagram waited in the socket buffer.
+        setsockopt(&socket, sockopt::ReceiveTimestampns, &true)
+            .map_err(|errno| fail("SO_TIMESTAMPNS")(io::Error::from(errno)))?;
+        setsockopt(&socket, sockopt::RxqOvfl, &1)
+            .map_err(|errno| fail("SO_RXQ_OVFL")(io::Error::from(errno)))?;
         if let Some(name) = device {
             socket
                 .bind_device(Some(name.as_bytes()))
@@ -108,20 +120,22 @@ impl ServerSocket {
             socket,
             local,
             device: device.map(str::to_owned),
+            kernel_drops: AtomicU32::new(0),
         })
     }
 
-    /// Waits for one datagram into `buf`. `cmsg` is the reusable control buffer from
-    /// [`control_buffer`]. Times out after [`RECV_POLL`] with `WouldBlock`/`TimedOut`.
-    pub(crate) fn recv(&self, buf: &mut [u8], cmsg: &mut [u8]) -> io::Result<Received> {
+    /// Reads one datagram into `buf`; `cmsg` is the reusable control buffer from [`control_buffer`].
+    /// With `wait`, blocks (up to [`RECV_POLL`], then `WouldBlock`); without, returns `WouldBlock` at
+    /// once when nothing is waiting.
+    pub(crate) fn recv(&self, buf: &mut [u8], cmsg: &mut [u8], wait: bool) -> io::Result<Received> {
+        let flags = if wait {
+            MsgFlags::empty()
+        } else {
+            MsgFlags::MSG_DONTWAIT
+        };
         let mut iov = [IoSliceMut::new(buf)];
-        let msg = recvmsg::<SockaddrIn>(
-            self.socket.as_raw_fd(),
-            &mut iov,
-            Some(cmsg),
-            MsgFlags::empty(),
-        )
-        .map_err(io::Error::from)?;
+        let msg = recvmsg::<SockaddrIn>(self.socket.as_raw_fd(), &mut iov, Some(cmsg), flags)
+            .map_err(io::Error::from)?;
         let peer = msg
             .address
             .map(SocketAddrV4::from)
@@ -133,16 +147,31 @@ impl ServerSocket {
             if_addr: bound,
             dst_addr: bound,
             ifindex: 0,
+            arrived: None,
+            kernel_drops: None,
         };
         // A truncated control buffer only loses the packet info; the datagram itself is fine.
         if let Ok(cmsgs) = msg.cmsgs() {
             for cmsg in cmsgs {
-                if let ControlMessageOwned::Ipv4PacketInfo(info) = cmsg {
-                    if bound.is_unspecified() {
-                        received.if_addr = Ipv4Addr::from(u32::from_be(info.ipi_spec_dst.s_addr));
+                match cmsg {
+                    ControlMessageOwned::Ipv4PacketInfo(info) => {
+                        if bound.is_unspecified() {
+                            received.if_addr =
+                                Ipv4Addr::from(u32::from_be(info.ipi_spec_dst.s_addr));
+                        }
+                        received.dst_addr = Ipv4Addr::from(u32::from_be(info.ipi_addr.s_addr));
+                        received.ifindex = info.ipi_ifindex;
                     }
-                    received.dst_addr = Ipv4Addr::from(u32::from_be(info.ipi_addr.s_addr));
-                    received.ifindex = info.ipi_ifindex;
+                    ControlMessageOwned::ScmTimestampns(time) => {
+                        received.arrived = u64::try_from(time.tv_sec())
+                            .ok()
+                            .zip(u32::try_from(time.tv_nsec()).ok())
+                            .and_then(|(secs, nanos)| {
+                                UNIX_EPOCH.checked_add(Duration::new(secs, nanos))
+                            });
+                    }
+                    ControlMessageOwned::RxqOvfl(dropped) => received.kernel_drops = Some(dropped),
+                    _ => {}
                 }
             }
         }
@@ -191,6 +220,16 @@ impl ServerSocket {
         .map_err(io::Error::from)
     }
 
+    /// Records the kernel's drop count that came with a datagram.
+    pub(crate) fn note_kernel_drops(&self, dropped: u32) {
+        self.kernel_drops.fetch_max(dropped, Ordering::Relaxed);
+    }
+
+    /// Datagrams the kernel dropped on this socket for want of buffer space, as last reported.
+    pub(crate) fn kernel_drops(&self) -> u64 {
+        u64::from(self.kernel_drops.load(Ordering::Relaxed))
+    }
+
     /// Wakes a receiver blocked on this socket (stop): later receives return at once.
     pub(crate) fn shutdown_read(&self) {
         // Linux wakes blocked readers of an unconnected UDP socket even though it reports ENOTCONN.
@@ -198,9 +237,9 @@ impl ServerSocket {
     }
 }
 
-/// A control buffer big enough for one IP_PKTINFO message.
+/// A control buffer big enough for the packet info, the receive time and the drop count.
 pub(crate) fn control_buffer() -> Vec<u8> {
-    nix::cmsg_space!(libc::in_pktinfo)
+    nix::cmsg_space!(libc::in_pktinfo, libc::timespec, u32)
 }
 
 /// Parses a `--listen` value: `ADDR` or `ADDR:PORT` (port 67 unless given).
@@ -246,5 +285,49 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod recv_tests {
+    use super::*;
+    use std::net::UdpSocket;
+
+    #[test]
+    fn recv_reports_addresses_and_the_kernel_receive_time() {
+        let server =
+            ServerSocket::bind_address(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0), None).unwrap();
+        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let client_addr = match client.local_addr().unwrap() {
+            std::net::SocketAddr::V4(addr) => addr,
+            other => panic!("{other}"),
+        };
+        let mut buf = [0u8; 64];
+        let mut cmsg = control_buffer();
+        // The kernel turns receive timestamps on a moment after the first socket asks (a deferred
+        // static key); until then the time is the read's. So allow a few tries.
+        let mut waited = Duration::ZERO;
+        for _ in 0..50 {
+            client.send_to(b"ping", server.local).unwrap();
+            std::thread::sleep(Duration::from_millis(20));
+            let received = server.recv(&mut buf, &mut cmsg, true).unwrap();
+            assert_eq!(&buf[..received.len], b"ping");
+            assert_eq!(received.peer, client_addr);
+            assert_eq!(
+                (received.if_addr, received.dst_addr),
+                (Ipv4Addr::LOCALHOST, Ipv4Addr::LOCALHOST)
+            );
+            assert!(received.ifindex > 0);
+            let arrived = received.arrived.expect("no SO_TIMESTAMPNS time");
+            waited = SystemTime::now()
+                .duration_since(arrived)
+                .unwrap_or_default();
+            if waited >= Duration::from_millis(20) {
+                break;
+            }
+        }
+        assert!(waited >= Duration::from_millis(20), "{waited:?}");
+        let nothing = server.recv(&mut buf, &mut cmsg, false).unwrap_err();
+        assert_eq!(nothing.kind(), io::ErrorKind::WouldBlock);
     }
 }

@@ -128,6 +128,7 @@ fn interface_socket_learns_interface_and_destination_addresses_from_pktinfo() {
 
 #[test]
 fn full_queue_drops_with_nomem_after_running_the_packet_through_the_handler() {
+    keep_kernel_timestamps_on();
     let log = Log::default();
     let gate = Gate::closed();
     let handler = EchoHandler {
@@ -142,18 +143,17 @@ fn full_queue_drops_with_nomem_after_running_the_packet_through_the_handler() {
     let client = client();
     client.send_to(b"p1", addr).unwrap();
     gate.wait_waiting(1);
-    for payload in [b"p2", b"p3", b"p4", b"p5"] {
+    // The only worker is busy: these wait in the socket. The worker reads p2 next, sees it waited,
+    // and reads the backlog: p3 and p4 fill the queue, p5 and p6 find it full.
+    for payload in [b"p2", b"p3", b"p4", b"p5", b"p6"] {
         client.send_to(payload, addr).unwrap();
     }
-    log.wait_for("two NOMEM drops", |events| Log::handled_count(events) == 3);
-    let counters = server.handle().counters();
-    assert_eq!(counters.queue_depth, 2);
-    assert_eq!(counters.runtime_dropped(DropReason::NoMem), 2);
+    let_backlog_age();
     gate.open();
-    for _ in 0..3 {
+    for _ in 0..4 {
         recv(&client);
     }
-    drop(server);
+    let counters = stop(server);
     let mut admissions = log.admissions();
     admissions.sort_by(|a, b| a.0.cmp(&b.0));
     assert_eq!(
@@ -162,14 +162,19 @@ fn full_queue_drops_with_nomem_after_running_the_packet_through_the_handler() {
             (b"p1".to_vec(), Admission::Process),
             (b"p2".to_vec(), Admission::Process),
             (b"p3".to_vec(), Admission::Process),
-            (b"p4".to_vec(), Admission::Drop(DropReason::NoMem)),
+            (b"p4".to_vec(), Admission::Process),
             (b"p5".to_vec(), Admission::Drop(DropReason::NoMem)),
+            (b"p6".to_vec(), Admission::Drop(DropReason::NoMem)),
         ]
     );
+    assert_eq!(counters.runtime_dropped(DropReason::NoMem), 2);
+    assert_eq!((counters.received, counters.sent), (6, 4));
+    assert_eq!((counters.queue_depth, counters.in_progress), (0, 0));
 }
 
 #[test]
-fn copy_in_flight_is_a_duplicate_but_request_with_the_same_xid_is_not() {
+fn copy_arriving_while_in_flight_is_a_duplicate_but_request_with_the_same_xid_is_not() {
+    keep_kernel_timestamps_on();
     let log = Log::default();
     let gate = Gate::closed();
     let handler = EchoHandler {
@@ -183,17 +188,18 @@ fn copy_in_flight_is_a_duplicate_but_request_with_the_same_xid_is_not() {
     let garbage = b"garbage".to_vec();
     client.send_to(&discover, addr).unwrap();
     gate.wait_waiting(1);
-    client.send_to(&discover, addr).unwrap(); // in progress: duplicate
-    client.send_to(&request, addr).unwrap(); // same xid, other type: queued
-    client.send_to(&request, addr).unwrap(); // queued copy: duplicate
+    // All of these arrive while the DISCOVER is in progress; the only worker reads them afterwards.
+    client.send_to(&discover, addr).unwrap(); // copy of the one in progress: duplicate
+    client.send_to(&request, addr).unwrap(); // same xid, other message type: queued
+    client.send_to(&request, addr).unwrap(); // copy of a queued one: duplicate
     client.send_to(&garbage, addr).unwrap(); // queued
     client.send_to(&garbage, addr).unwrap(); // identical bytes: duplicate
-    log.wait_for("three duplicates", |events| Log::handled_count(events) == 4);
+    let_backlog_age();
     gate.open();
     for _ in 0..3 {
         recv(&client);
     }
-    // Once finished, the same datagram is new again.
+    // Arriving after the earlier copy finished, the same datagram is new again.
     client.send_to(&discover, addr).unwrap();
     recv(&client);
     let counters = stop(server);
@@ -202,9 +208,9 @@ fn copy_in_flight_is_a_duplicate_but_request_with_the_same_xid_is_not() {
         log.admissions(),
         vec![
             (discover.clone(), Admission::Process),
-            (discover.clone(), duplicate),
             (request.clone(), duplicate),
             (garbage.clone(), duplicate),
+            (discover.clone(), duplicate),
             (request, Admission::Process),
             (garbage, Admission::Process),
             (discover, Admission::Process),
@@ -216,7 +222,41 @@ fn copy_in_flight_is_a_duplicate_but_request_with_the_same_xid_is_not() {
 }
 
 #[test]
+fn copy_read_by_an_idle_worker_while_the_first_is_in_progress_is_a_duplicate() {
+    let log = Log::default();
+    let gate = Gate::closed();
+    let handler = EchoHandler {
+        gate: Some(Arc::clone(&gate)),
+        ..EchoHandler::new(log.clone())
+    };
+    let (server, addr) = start(loopback_config(2), handler, &log);
+    let client = client();
+    let discover = dhcp_message(9, MAC, DISCOVER);
+    let request = dhcp_message(9, MAC, REQUEST);
+    client.send_to(&discover, addr).unwrap();
+    gate.wait_waiting(1);
+    client.send_to(&discover, addr).unwrap();
+    log.wait_for("the duplicate", |events| Log::handled_count(events) == 2);
+    client.send_to(&request, addr).unwrap();
+    gate.wait_waiting(2);
+    gate.open();
+    recv(&client);
+    recv(&client);
+    let counters = stop(server);
+    assert_eq!(
+        log.admissions(),
+        vec![
+            (discover.clone(), Admission::Process),
+            (discover, Admission::Drop(DropReason::Duplicate)),
+            (request, Admission::Process),
+        ]
+    );
+    assert_eq!((counters.received, counters.sent), (3, 2));
+}
+
+#[test]
 fn datagram_that_waited_too_long_is_dropped_with_timeout() {
+    keep_kernel_timestamps_on();
     let log = Log::default();
     let gate = Gate::closed();
     let handler = EchoHandler {
@@ -232,11 +272,6 @@ fn datagram_that_waited_too_long_is_dropped_with_timeout() {
     client.send_to(b"first", addr).unwrap();
     gate.wait_waiting(1);
     client.send_to(b"late", addr).unwrap();
-    let queued = Instant::now();
-    while server.handle().counters().queue_depth < 1 {
-        assert!(queued.elapsed() < PATIENCE);
-        std::thread::sleep(Duration::from_millis(1));
-    }
     // Well past the limit before the worker gets to it.
     std::thread::sleep(Duration::from_millis(800));
     gate.open();
@@ -316,6 +351,7 @@ fn paused_service_drops_with_paused_between_control_pause_and_continue() {
 
 #[test]
 fn stop_drains_queued_and_in_progress_datagrams_then_calls_control_stop_last() {
+    keep_kernel_timestamps_on();
     let log = Log::default();
     let gate = Gate::closed();
     let handler = EchoHandler {
@@ -326,14 +362,16 @@ fn stop_drains_queued_and_in_progress_datagrams_then_calls_control_stop_last() {
     let (server, addr) = start(loopback_config(1), handler, &log);
     let handle = server.handle();
     let client = client();
-    client.send_to(b"in-progress", addr).unwrap();
+    client.send_to(b"p1", addr).unwrap();
     gate.wait_waiting(1);
-    client.send_to(b"queued", addr).unwrap();
-    let start = Instant::now();
-    while handle.counters().queue_depth < 1 {
-        assert!(start.elapsed() < PATIENCE);
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    client.send_to(b"p2", addr).unwrap();
+    client.send_to(b"p3", addr).unwrap();
+    let_backlog_age();
+    // p1 passes; the worker reads p2, queues p3 from the backlog, and is held with p2.
+    gate.allow(1);
+    log.wait_for("p2 in progress", |events| Log::handled_count(events) == 2);
+    gate.wait_waiting(1);
+    assert_eq!(handle.counters().queue_depth, 1);
     let waiter = std::thread::spawn(move || server.wait());
     handle.stop();
     assert_eq!(handle.state(), ServiceState::Stopping);
@@ -344,19 +382,21 @@ fn stop_drains_queued_and_in_progress_datagrams_then_calls_control_stop_last() {
     gate.open();
     let counters = waiter.join().unwrap();
     assert_eq!(handle.state(), ServiceState::Stopped);
-    // Both delayed replies went out before wait returned.
-    assert_eq!((counters.received, counters.sent), (2, 2));
+    // Every delayed reply went out before wait returned.
+    assert_eq!((counters.received, counters.sent), (3, 3));
     let events = log.events();
     assert_eq!(events.last(), Some(&Event::Control(ControlCode::Stop)));
     assert_eq!(
         log.admissions(),
         vec![
-            (b"in-progress".to_vec(), Admission::Process),
-            (b"queued".to_vec(), Admission::Process),
+            (b"p1".to_vec(), Admission::Process),
+            (b"p2".to_vec(), Admission::Process),
+            (b"p3".to_vec(), Admission::Process),
         ]
     );
-    assert_eq!(recv(&client).0, b"re:in-progress");
-    assert_eq!(recv(&client).0, b"re:queued");
+    for expected in [b"re:p1", b"re:p2", b"re:p3"] {
+        assert_eq!(recv(&client).0, expected);
+    }
     handle.stop(); // again: nothing happens
     assert_eq!(log.events().len(), events.len());
 }

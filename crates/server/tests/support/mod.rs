@@ -131,7 +131,8 @@ impl Hooks for RecordingHooks {
     }
 }
 
-/// Holds every worker that handles a datagram with `Admission::Process` until opened.
+/// Holds every worker that handles a datagram with `Admission::Process` until opened, or lets a
+/// counted number through.
 #[derive(Debug, Default)]
 pub struct Gate {
     state: Mutex<GateState>,
@@ -140,19 +141,27 @@ pub struct Gate {
 
 #[derive(Debug, Default)]
 struct GateState {
-    closed: bool,
+    /// `None`: open. `Some(n)`: closed, with `n` passes left.
+    permits: Option<usize>,
     waiting: usize,
 }
 
 impl Gate {
     pub fn closed() -> Arc<Gate> {
         let gate = Gate::default();
-        gate.state.lock().unwrap().closed = true;
+        gate.state.lock().unwrap().permits = Some(0);
         Arc::new(gate)
     }
 
     pub fn open(&self) {
-        self.state.lock().unwrap().closed = false;
+        self.state.lock().unwrap().permits = None;
+        self.changed.notify_all();
+    }
+
+    /// Lets `n` more workers through a closed gate.
+    pub fn allow(&self, n: usize) {
+        let mut state = self.state.lock().unwrap();
+        state.permits = state.permits.map(|left| left + n);
         self.changed.notify_all();
     }
 
@@ -161,22 +170,26 @@ impl Gate {
         state.waiting += 1;
         self.changed.notify_all();
         let start = Instant::now();
-        while state.closed && start.elapsed() < PATIENCE * 2 {
+        while state.permits == Some(0) && start.elapsed() < PATIENCE * 2 {
             state = self
                 .changed
                 .wait_timeout(state, Duration::from_millis(50))
                 .unwrap()
                 .0;
         }
+        if let Some(left) = state.permits.as_mut() {
+            *left = left.saturating_sub(1);
+        }
         state.waiting -= 1;
+        self.changed.notify_all();
     }
 
-    /// Waits until `n` workers are held.
+    /// Waits until exactly `n` workers are held.
     pub fn wait_waiting(&self, n: usize) {
         let start = Instant::now();
         let mut state = self.state.lock().unwrap();
-        while state.waiting < n {
-            assert!(start.elapsed() < PATIENCE, "no worker reached the gate");
+        while state.waiting != n {
+            assert!(start.elapsed() < PATIENCE, "not {n} workers at the gate");
             state = self
                 .changed
                 .wait_timeout(state, Duration::from_millis(50))
@@ -184,6 +197,60 @@ impl Gate {
                 .0;
         }
     }
+}
+
+/// Makes sure the kernel stamps datagrams on arrival before a test depends on it: it turns receive
+/// timestamps on (a static key) a moment after the first socket asks, and off when the last one
+/// closes. A socket kept open for the life of the test process keeps them on.
+pub fn keep_kernel_timestamps_on() {
+    static KEEPER: std::sync::OnceLock<UdpSocket> = std::sync::OnceLock::new();
+    let socket = KEEPER.get_or_init(|| {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        nix::sys::socket::setsockopt(
+            &socket,
+            nix::sys::socket::sockopt::ReceiveTimestampns,
+            &true,
+        )
+        .unwrap();
+        socket
+    });
+    let addr = socket.local_addr().unwrap();
+    let start = Instant::now();
+    loop {
+        let sent = std::time::SystemTime::now();
+        socket.send_to(b"t", addr).unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+        let mut buf = [0u8; 8];
+        let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+        let mut cmsg = nix::cmsg_space!(nix::sys::time::TimeSpec);
+        let msg = nix::sys::socket::recvmsg::<()>(
+            std::os::fd::AsRawFd::as_raw_fd(socket),
+            &mut iov,
+            Some(&mut cmsg),
+            nix::sys::socket::MsgFlags::empty(),
+        )
+        .unwrap();
+        let stamped_on_arrival = msg.cmsgs().unwrap().any(|cmsg| match cmsg {
+            nix::sys::socket::ControlMessageOwned::ScmTimestampns(time) => {
+                let at = std::time::UNIX_EPOCH
+                    + Duration::new(time.tv_sec() as u64, time.tv_nsec() as u32);
+                at < sent + Duration::from_millis(4)
+            }
+            _ => false,
+        });
+        if stamped_on_arrival {
+            return;
+        }
+        assert!(
+            start.elapsed() < PATIENCE,
+            "kernel receive timestamps never came on"
+        );
+    }
+}
+
+/// Long enough for a datagram to count as backlog (`BACKLOG_AGE`) before a worker reads it.
+pub fn let_backlog_age() {
+    std::thread::sleep(calloutd_server::BACKLOG_AGE * 20);
 }
 
 /// Answers every processed datagram with `"re:" + bytes` to the sender (or to `reply_to`), from the
