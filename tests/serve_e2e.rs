@@ -1376,3 +1376,128 @@ fn conflict_detection_skips_an_address_in_use() {
     assert_eq!(packets[0].call("AddressDel")["alt"], "198.18.0.20");
     check_acked_request(&packets[1], GIVE_NEW, "198.18.0.21", LAB_LEASE);
 }
+
+#[test]
+fn process_it_false_drops_the_packet() {
+    if skip("macfilter") {
+        return;
+    }
+    // chain → macfilter (ProcessIt = FALSE for DISCOVER/REQUEST from 02:00:5e:...), trace.
+    let dir = tempfile::tempdir().unwrap();
+    let mut dlls = Vec::new();
+    for (name, fixture) in [
+        ("a-chain", "chain"),
+        ("b-macfilter", "macfilter"),
+        ("c-trace", "trace"),
+    ] {
+        let to = dir.path().join(format!("{name}.so"));
+        fs::copy(calloutd_callout::fixtures::library(fixture).unwrap(), &to).unwrap();
+        dlls.push(to);
+    }
+    let mut lab = Lab::start_with(
+        "macfilt",
+        LAB_SCOPES,
+        &dlls,
+        &[],
+        &[("CALLOUT_MACFILTER_PREFIX", "02:00:5e")],
+    );
+    let refused = lab.client(
+        "discover",
+        &["--mac", "02:00:5e:00:00:01", "--xid", "0x0f1e0001"],
+        1,
+    );
+    assert_eq!(
+        refused.code, 2,
+        "no OFFER for a filtered MAC: {}",
+        refused.stderr
+    );
+    check_ack(
+        &lab.ok("dora", &["--mac", "02:00:00:00:0b:01"]),
+        "198.18.0.20",
+        LAB_LEASE,
+    );
+
+    lab.wait_processed(3);
+    let mut server = lab.server.take().unwrap();
+    assert!(server.stop().unwrap().success());
+    let trace = read_jsonl(&lab.server_trace);
+    check_server_trace(&trace);
+    let packets = callout_packets(&read_jsonl(&lab.callout_log), "trace");
+    assert_eq!(packets.len(), 3);
+    for p in &packets {
+        check_packet(p, SERVER);
+    }
+    assert_eq!(
+        packets[0].signature(),
+        sig(&[NEW_PKT, PROCESSED]),
+        "ProcessIt = FALSE: nothing but PROCESSED after NewPkt"
+    );
+    assert_eq!(packets[0].xid, 0x0f1e_0001);
+    check_acked_request(&packets[2], GIVE_NEW, "198.18.0.20", LAB_LEASE);
+}
+
+#[test]
+fn relay_outside_every_scope_is_dropped_no_subnets() {
+    if skip("no_subnets") {
+        return;
+    }
+    let mut lab = Lab::start("nosubnet", LAB_SCOPES);
+    lab.ns.add_addr("198.19.5.1/32", "lo").unwrap();
+    let none = lab.client_via(
+        "discover",
+        &["--server", "127.0.0.1:67", "--giaddr", "198.19.5.1:67"],
+        &["--mac", "02:00:00:00:0c:01", "--xid", "0x05c00001"],
+        1,
+    );
+    assert_eq!(
+        none.code, 2,
+        "no OFFER for a relay outside every scope: {}",
+        none.stderr
+    );
+    lab.wait_processed(1);
+    let (_, _, packets) = lab.stop(false);
+    assert_eq!(packets.len(), 1);
+    assert_eq!(
+        packets[0].signature(),
+        sig(&[NEW_PKT, HANDLE_OPTIONS, "PktDrop(0x7)", PROCESSED])
+    );
+    assert_eq!(
+        packets[0].call("HandleOptions")["scope_id"],
+        Value::Null,
+        "no scope: ScopeId NULL"
+    );
+}
+
+#[test]
+fn sigint_stops_cleanly_with_control_stop_last() {
+    if skip("sigint") {
+        return;
+    }
+    let mut lab = Lab::start("sigint", LAB_SCOPES);
+    let ip = lab.ok("dora", &["--mac", "02:00:00:00:0d:01"])["yiaddr"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    lab.wait_processed(2);
+    let mut server = lab.server.take().unwrap();
+    let status = server.stop_with("INT").unwrap();
+    assert!(
+        status.success(),
+        "exit status after SIGINT {status}:\n{}",
+        server.log_text()
+    );
+    let log = read_jsonl(&lab.callout_log);
+    assert_eq!(log.last().unwrap()["hook"], "Control");
+    assert_eq!(log.last().unwrap()["code"], 2, "Control STOP last");
+    check_server_trace(&read_jsonl(&lab.server_trace));
+    // The lease was flushed: a restart knows it.
+    lab.start_server();
+    let again = lab.ok(
+        "request",
+        &["--mac", "02:00:00:00:0d:01", "--requested-ip", &ip],
+    );
+    check_ack(&again, &ip, LAB_LEASE);
+    lab.wait_processed(1);
+    let (_, _, packets) = lab.stop(false);
+    check_acked_request(&packets[0], GIVE_OLD, &ip, LAB_LEASE);
+}

@@ -519,3 +519,31 @@ pub fn call_projection(records: &[serde_json::Value], dll: Option<&str>) -> Vec<
         })
         .collect()
 }
+
+impl ServerProcess {
+    /// Sends `signal` (e.g. "INT") and waits (bounded) for the exit; returns the exit status.
+    pub fn stop_with(&mut self, signal: &str) -> io::Result<ExitStatus> {
+        let mut child = self
+            .child
+            .take()
+            .ok_or_else(|| io::Error::other("already stopped"))?;
+        let _ = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(status) = child.try_wait()? {
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(io::Error::other(format!(
+                    "server did not stop within 15 s of SIG{signal}"
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
