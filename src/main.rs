@@ -64,11 +64,34 @@ impl From<LoadOrderArg> for calloutd_callout::LoadOrder {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e),
+    };
     match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Check(args) => check::run(args),
         Command::Client(cmd) => calloutd_client::cli::run(cmd),
         Command::Bench(cmd) => calloutd_client::bench::run_bench(cmd),
+    }
+}
+
+/// Prints a clap error. Exit 2 is clap's usage code, but `calloutd client` reserves 2 for "timeout",
+/// so its usage errors exit 3 (its "bad arguments" code); help and version exit 0.
+fn usage_error(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    let _ = e.print();
+    let informational = matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    );
+    if informational {
+        ExitCode::SUCCESS
+    } else if std::env::args().nth(1).as_deref() == Some("client") {
+        ExitCode::from(calloutd_client::cli::EXIT_ERROR)
+    } else {
+        ExitCode::from(2)
     }
 }
