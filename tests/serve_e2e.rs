@@ -350,6 +350,10 @@ fn full_dora() {
     );
     assert_eq!(ack["offer"]["lease_time"], LAB_LEASE);
     assert_eq!(xid_of(&ack), 0x0d0a_0001);
+    assert_eq!(
+        ack["from"], "127.0.0.1:67",
+        "the reply comes from the server's port 67"
+    );
 
     lab.wait_processed(2);
     let (log, trace, packets) = lab.stop(false);
@@ -1247,6 +1251,13 @@ fn slow_address_offer_stalls_other_workers_slow_new_pkt_does_not() {
         .filter(|r| r["hook"] == "AddressOffer")
         .collect();
     assert_eq!(give.len(), CLIENTS);
+    let granted: std::collections::BTreeSet<&str> =
+        give.iter().map(|r| r["alt"].as_str().unwrap()).collect();
+    assert_eq!(
+        granted.len(),
+        CLIENTS,
+        "concurrent clients got distinct addresses: {give:?}"
+    );
     let threads: std::collections::BTreeSet<u64> =
         give.iter().map(|r| r["thread"].as_u64().unwrap()).collect();
     assert!(
