@@ -203,8 +203,10 @@ impl ServerSocket {
         };
         let addr = SockaddrIn::from(dest);
         let cmsgs = [ControlMessage::Ipv4PacketInfo(&info)];
-        // Nothing to pin down: let the kernel choose, as a plain sendto would.
-        let cmsgs: &[ControlMessage<'_>] = if info.ipi_ifindex == 0 && spec_dst.is_unspecified() {
+        // Only when there is something to pin down that the socket does not already: the source of a
+        // wildcard-bound socket, or the way out for a broadcast.
+        let pin_source = bound.is_unspecified() && !spec_dst.is_unspecified();
+        let cmsgs: &[ControlMessage<'_>] = if info.ipi_ifindex == 0 && !pin_source {
             &[]
         } else {
             &cmsgs
