@@ -28,9 +28,9 @@ enum Command {
     /// Validate the configuration, load the callout and report what would run.
     Check(check::CheckArgs),
     /// Run one DHCP client exchange (for scripts and tests).
-    Client(calloutd_client::cli::ClientCommand),
+    Client(Box<calloutd_client::cli::ClientCommand>),
     /// Generate DHCP load against a server (4-way exchanges in relay mode).
-    Bench(calloutd_client::bench::BenchCommand),
+    Bench(Box<calloutd_client::bench::BenchCommand>),
 }
 
 /// The registry and callout options shared by `serve` and `check`.
@@ -71,8 +71,8 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Check(args) => check::run(args),
-        Command::Client(cmd) => calloutd_client::cli::run(cmd),
-        Command::Bench(cmd) => calloutd_client::bench::run_bench(cmd),
+        Command::Client(cmd) => calloutd_client::cli::run(*cmd),
+        Command::Bench(cmd) => calloutd_client::bench::run_bench(*cmd),
     }
 }
 
