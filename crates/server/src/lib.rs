@@ -61,6 +61,7 @@ mod backlog;
 mod counters;
 mod delayed;
 mod duplicate;
+mod prober;
 mod socket;
 
 use std::fmt;
@@ -77,6 +78,7 @@ use dhcpssdk::{ControlCode, DropReason};
 use tracing::{error, info, warn};
 
 pub use counters::{CountersSnapshot, MESSAGE_TYPE_SLOTS};
+pub use prober::{IcmpProber, DEFAULT_PROBE_TIMEOUT};
 pub use socket::parse_listen;
 
 use backlog::{Backlog, Job, Pushed};

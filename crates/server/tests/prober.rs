@@ -1,0 +1,116 @@
+//! ICMP conflict detection on loopback and inside a network namespace the test creates (198.18.0.0/15
+//! addresses only), so no probe leaves the machine.
+
+mod support;
+
+use std::net::Ipv4Addr;
+use std::process::Command;
+use std::time::Duration;
+
+use calloutd_engine::Prober;
+use calloutd_server::IcmpProber;
+use support::is_root;
+
+/// A network namespace with lo up and a veth pair, one end holding 198.18.0.1/24 and the other no
+/// address (nobody there answers); deleted on drop.
+struct Namespace {
+    name: String,
+}
+
+impl Namespace {
+    fn create() -> Namespace {
+        let namespace = Namespace {
+            name: format!("calloutd-probe-{}", std::process::id()),
+        };
+        namespace.ip(&["netns", "add", &namespace.name]);
+        for args in [
+            &["link", "set", "lo", "up"][..],
+            &[
+                "link", "add", "probe0", "type", "veth", "peer", "name", "probe1",
+            ],
+            &["addr", "add", "198.18.0.1/24", "dev", "probe0"],
+            &["link", "set", "probe0", "up"],
+            &["link", "set", "probe1", "up"],
+        ] {
+            let mut full = vec!["-n", namespace.name.as_str()];
+            full.extend_from_slice(args);
+            namespace.ip(&full);
+        }
+        namespace
+    }
+
+    fn ip(&self, args: &[&str]) {
+        let status = Command::new("ip").args(args).status().unwrap();
+        assert!(status.success(), "ip {args:?} failed");
+    }
+
+    /// Runs `body` on a thread that has entered the namespace (sockets it opens live there).
+    fn run<T: Send + 'static>(&self, body: impl FnOnce() -> T + Send + 'static) -> T {
+        let path = format!("/var/run/netns/{}", self.name);
+        std::thread::spawn(move || {
+            let file = std::fs::File::open(path).unwrap();
+            nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+            body()
+        })
+        .join()
+        .unwrap()
+    }
+}
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+#[test]
+fn loopback_answers_and_a_silent_address_does_not() {
+    if !is_root() {
+        eprintln!("skipped: needs root for a raw ICMP socket and a network namespace");
+        return;
+    }
+    let prober = IcmpProber::new(Duration::from_millis(300));
+    assert!(
+        prober.probe(Ipv4Addr::LOCALHOST, 2),
+        "127.0.0.1 did not answer"
+    );
+    assert!(
+        !prober.probe(Ipv4Addr::LOCALHOST, 0),
+        "zero attempts probe nothing"
+    );
+
+    let namespace = Namespace::create();
+    let (own, silent) = namespace.run(|| {
+        let prober = IcmpProber::new(Duration::from_millis(200));
+        // The namespace's own address answers; an address nobody holds on the link never does.
+        (
+            prober.probe(Ipv4Addr::new(198, 18, 0, 1), 1),
+            prober.probe(Ipv4Addr::new(198, 18, 0, 77), 2),
+        )
+    });
+    assert!(
+        own,
+        "198.18.0.1 (the namespace's own address) did not answer"
+    );
+    assert!(!silent, "198.18.0.77 answered, though nobody holds it");
+}
+
+#[test]
+fn concurrent_probes_do_not_take_each_others_replies() {
+    if !is_root() {
+        eprintln!("skipped: needs root for a raw ICMP socket");
+        return;
+    }
+    let prober = std::sync::Arc::new(IcmpProber::new(Duration::from_millis(300)));
+    let threads: Vec<_> = (1..=4u8)
+        .map(|n| {
+            let prober = std::sync::Arc::clone(&prober);
+            std::thread::spawn(move || prober.probe(Ipv4Addr::new(127, 0, 0, n), 1))
+        })
+        .collect();
+    for thread in threads {
+        assert!(thread.join().unwrap());
+    }
+}
