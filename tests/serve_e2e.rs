@@ -1607,3 +1607,59 @@ fn user_class_gets_its_option_values() {
     lab.wait_processed(4);
     lab.stop(false);
 }
+
+#[test]
+fn handle_options_maps_the_request_options() {
+    if skip("handle_options") {
+        return;
+    }
+    let mut lab = Lab::start("hopts", LAB_SCOPES);
+    let fqdn: String = b"pc9.lab.example"
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let discover = lab.ok(
+        "discover",
+        &[
+            "--mac",
+            "02:00:00:00:0f:01",
+            "--hostname",
+            "pc9",
+            "--vendor-class",
+            "MSFT 5.0",
+            "--user-class",
+            "LABPRN",
+            "--prl",
+            "1,3,6,15",
+            "--option",
+            "51=00000e10",
+            "--option",
+            "1=ffffff00",
+            "--option",
+            "3=c6120001",
+            "--option",
+            &format!("81=010000{fqdn}"),
+        ],
+    );
+    assert_eq!(discover["message_type"], "OFFER");
+    lab.wait_processed(1);
+    let (_, _, packets) = lab.stop(false);
+    let o = packets[0].call("HandleOptions");
+    assert_eq!(o["message_type"], 1);
+    assert_eq!(o["request_lease_time"], 3600);
+    assert_eq!(o["subnet_mask"], "255.255.255.0");
+    assert_eq!(o["router_address"], "198.18.0.1");
+    assert_eq!(o["prl"], serde_json::json!([1, 3, 6, 15]));
+    assert_eq!(o["machine_name"], "pc9");
+    assert_eq!(o["vendor_class"], "MSFT 5.0");
+    assert_eq!(
+        o["class_id"], "LABPRN",
+        "ClassIdentifier = the user class (77)"
+    );
+    assert_eq!(o["dns_flags"], 1);
+    assert_eq!(o["dns_name"], "pc9.lab.example");
+    assert_eq!(o["ds_domain_name_null"], true);
+    assert_eq!(o["requested_address"], Value::Null);
+    assert_eq!(o["server"], Value::Null);
+    assert_eq!(o["scope_id"], "198.18.0.0");
+}
