@@ -515,10 +515,26 @@ fn init_reboot_with_a_wrong_address_is_nacked() {
         &ip,
         LAB_LEASE,
     );
+    // An address on another network: NAK even for an unknown client.
+    let foreign = lab.client(
+        "request",
+        &["--mac", "02:00:00:00:00:44", "--requested-ip", "10.1.2.3"],
+        5,
+    );
+    assert_eq!(
+        foreign.code, 1,
+        "NAK for a foreign network: {}",
+        foreign.stderr
+    );
 
-    lab.wait_processed(4);
+    lab.wait_processed(5);
     let (_, trace, packets) = lab.stop(false);
-    assert_eq!(packets.len(), 4);
+    assert_eq!(packets.len(), 5);
+    assert_eq!(
+        packets[4].signature(),
+        sig(&[NEW_PKT, HANDLE_OPTIONS, DEL_NACKED, PKT_SEND, PROCESSED])
+    );
+    assert_eq!(packets[4].call("AddressDel")["alt"], "10.1.2.3");
     let p = &packets[2];
     assert_eq!(
         p.signature(),
@@ -539,9 +555,10 @@ fn init_reboot_with_a_wrong_address_is_nacked() {
     assert_eq!(del["size"], p.calls[0]["size"]);
     check_acked_request(&packets[3], GIVE_OLD, &ip, LAB_LEASE);
     let dels: Vec<&Value> = trace.iter().filter(|r| r["hook"] == "AddressDel").collect();
-    assert_eq!(dels.len(), 1);
+    assert_eq!(dels.len(), 2);
     assert_eq!(dels[0]["code"], 0x2000_0004u64);
     assert_eq!(dels[0]["alt"], "198.18.0.77");
+    assert_eq!(dels[1]["alt"], "10.1.2.3");
 }
 
 #[test]
