@@ -14,8 +14,10 @@
 //!
 //! The queue: while some worker is waiting in `recvmsg`, nothing queues. When every worker was busy,
 //! datagrams wait in the socket's kernel buffer; the next worker to read one that waited there longer
-//! than [`BACKLOG_AGE`] reads the backlog (up to [`ServerConfig::queue_capacity`] datagrams) into the
-//! bounded queue, which workers empty before they receive again. A datagram that finds the queue full
+//! than [`BACKLOG_AGE`] reads the backlog into the bounded queue ([`ServerConfig::queue_capacity`]),
+//! which workers empty before they receive again. (The kernel turns receive timestamps on a moment
+//! after the first socket asks for them; a datagram in that moment counts as not having waited.)
+//! A datagram that finds the queue full
 //! is dropped with `NoMem`, and one that is a copy of a datagram in flight (same xid, chaddr and
 //! message type, or the same bytes, that arrived before the earlier copy finished) with `Duplicate`;
 //! both still go through the engine (NewPkt, PktDrop) on the reading worker, right after the read, so
@@ -29,6 +31,9 @@
 //! thread that could handle a packet exists; PAUSE before the service starts dropping packets as
 //! paused, CONTINUE after it stopped; STOP after receiving stopped, the queue is drained, every worker
 //! has finished and every delayed reply is sent: the very last hook call.
+//!
+//! [`IcmpProber`] implements the engine's conflict detection (`calloutd_engine::Prober`) with ICMP
+//! echo.
 //!
 //! ```no_run
 //! use std::sync::Arc;

@@ -4,66 +4,11 @@
 mod support;
 
 use std::net::Ipv4Addr;
-use std::process::Command;
 use std::time::Duration;
 
 use calloutd_engine::Prober;
 use calloutd_server::IcmpProber;
-use support::is_root;
-
-/// A network namespace with lo up and a veth pair, one end holding 198.18.0.1/24 and the other no
-/// address (nobody there answers); deleted on drop.
-struct Namespace {
-    name: String,
-}
-
-impl Namespace {
-    fn create() -> Namespace {
-        let namespace = Namespace {
-            name: format!("calloutd-probe-{}", std::process::id()),
-        };
-        namespace.ip(&["netns", "add", &namespace.name]);
-        for args in [
-            &["link", "set", "lo", "up"][..],
-            &[
-                "link", "add", "probe0", "type", "veth", "peer", "name", "probe1",
-            ],
-            &["addr", "add", "198.18.0.1/24", "dev", "probe0"],
-            &["link", "set", "probe0", "up"],
-            &["link", "set", "probe1", "up"],
-        ] {
-            let mut full = vec!["-n", namespace.name.as_str()];
-            full.extend_from_slice(args);
-            namespace.ip(&full);
-        }
-        namespace
-    }
-
-    fn ip(&self, args: &[&str]) {
-        let status = Command::new("ip").args(args).status().unwrap();
-        assert!(status.success(), "ip {args:?} failed");
-    }
-
-    /// Runs `body` on a thread that has entered the namespace (sockets it opens live there).
-    fn run<T: Send + 'static>(&self, body: impl FnOnce() -> T + Send + 'static) -> T {
-        let path = format!("/var/run/netns/{}", self.name);
-        std::thread::spawn(move || {
-            let file = std::fs::File::open(path).unwrap();
-            nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
-            body()
-        })
-        .join()
-        .unwrap()
-    }
-}
-
-impl Drop for Namespace {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
-    }
-}
+use support::{is_root, Namespace};
 
 #[test]
 fn loopback_answers_and_a_silent_address_does_not() {

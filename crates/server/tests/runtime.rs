@@ -560,3 +560,70 @@ fn port_67_on_loopback_when_root() {
     assert_eq!(recv(&client).0, b"re:sixty-seven");
     drop(server);
 }
+
+/// A UDP socket on 0.0.0.0:`port` that only hears `device`.
+fn device_listener(device: &str, port: u16) -> std::net::UdpSocket {
+    let socket = socket2::Socket::new(
+        socket2::Domain::IPV4,
+        socket2::Type::DGRAM,
+        Some(socket2::Protocol::UDP),
+    )
+    .unwrap();
+    socket.set_reuse_address(true).unwrap();
+    socket.bind_device(Some(device.as_bytes())).unwrap();
+    socket
+        .bind(&SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port).into())
+        .unwrap();
+    let socket: std::net::UdpSocket = socket.into();
+    socket.set_read_timeout(Some(PATIENCE)).unwrap();
+    socket
+}
+
+#[test]
+fn broadcast_reply_leaves_through_the_interface_the_request_came_in_on() {
+    if !is_root() {
+        eprintln!("skipped: needs root for a network namespace");
+        return;
+    }
+    // In a namespace of its own with a second link (probe0 <-> probe1), so a broadcast that took the
+    // wrong way stays inside the test.
+    let namespace = Namespace::create();
+    let (on_lo, on_other_link, counters) = namespace.run(|| {
+        let listener_lo = device_listener("lo", 0);
+        let port = local_v4(&listener_lo).port();
+        let listener_other = device_listener("probe1", port);
+        listener_other
+            .set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        let log = Log::default();
+        // No source address to go by, and a socket bound to neither an address nor a device: only
+        // the receiving interface remembered from the request's packet info steers the broadcast.
+        let handler = EchoHandler {
+            reply_to: Some(SocketAddrV4::new(Ipv4Addr::BROADCAST, port)),
+            source: Some(Ipv4Addr::UNSPECIFIED),
+            ..EchoHandler::new(log.clone())
+        };
+        let config = ServerConfig {
+            listen: vec![SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0)],
+            workers: 1,
+            ..ServerConfig::default()
+        };
+        let (server, addr) = start(config, handler, &log);
+        client()
+            .send_to(
+                b"which-way",
+                SocketAddrV4::new(Ipv4Addr::LOCALHOST, addr.port()),
+            )
+            .unwrap();
+        let on_lo = recv(&listener_lo).0;
+        let mut buf = [0u8; 64];
+        let on_other_link = listener_other.recv_from(&mut buf).is_ok();
+        (on_lo, on_other_link, stop(server))
+    });
+    assert_eq!(on_lo, b"re:which-way");
+    assert!(
+        !on_other_link,
+        "the broadcast also left through another link"
+    );
+    assert_eq!((counters.sent, counters.send_errors), (1, 0));
+}

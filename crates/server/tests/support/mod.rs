@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
+use std::process::Command;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -262,6 +263,8 @@ pub struct EchoHandler {
     pub reply_to: Option<SocketAddrV4>,
     /// A datagram starting with this byte panics the handler (an engine bug).
     pub panic_on: Option<u8>,
+    /// Reply from this address instead of the receiving interface's.
+    pub source: Option<Ipv4Addr>,
 }
 
 impl EchoHandler {
@@ -272,6 +275,7 @@ impl EchoHandler {
             delay: Duration::ZERO,
             reply_to: None,
             panic_on: None,
+            source: None,
         }
     }
 }
@@ -299,7 +303,7 @@ impl PacketHandler for EchoHandler {
                     reply: Some(Reply {
                         bytes,
                         dest: self.reply_to.unwrap_or(datagram.peer),
-                        source: datagram.if_addr,
+                        source: self.source.unwrap_or(datagram.if_addr),
                         delay: self.delay,
                     }),
                     dropped: None,
@@ -356,4 +360,65 @@ pub fn recv(socket: &UdpSocket) -> (Vec<u8>, std::net::SocketAddr) {
 
 pub fn is_root() -> bool {
     nix::unistd::Uid::effective().is_root()
+}
+
+/// A network namespace with lo up and a veth pair, one end holding 198.18.0.1/24 and the other no
+/// address (nobody there answers); deleted on drop.
+pub struct Namespace {
+    name: String,
+}
+
+/// Numbers the namespaces of one test process.
+static NAMESPACES: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+impl Namespace {
+    pub fn create() -> Namespace {
+        let namespace = Namespace {
+            name: format!(
+                "calloutd-test-{}-{}",
+                std::process::id(),
+                NAMESPACES.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            ),
+        };
+        namespace.ip(&["netns", "add", &namespace.name]);
+        for args in [
+            &["link", "set", "lo", "up"][..],
+            &[
+                "link", "add", "probe0", "type", "veth", "peer", "name", "probe1",
+            ],
+            &["addr", "add", "198.18.0.1/24", "dev", "probe0"],
+            &["link", "set", "probe0", "up"],
+            &["link", "set", "probe1", "up"],
+        ] {
+            let mut full = vec!["-n", namespace.name.as_str()];
+            full.extend_from_slice(args);
+            namespace.ip(&full);
+        }
+        namespace
+    }
+
+    pub fn ip(&self, args: &[&str]) {
+        let status = Command::new("ip").args(args).status().unwrap();
+        assert!(status.success(), "ip {args:?} failed");
+    }
+
+    /// Runs `body` on a thread that has entered the namespace (sockets it opens live there).
+    pub fn run<T: Send + 'static>(&self, body: impl FnOnce() -> T + Send + 'static) -> T {
+        let path = format!("/var/run/netns/{}", self.name);
+        std::thread::spawn(move || {
+            let file = std::fs::File::open(path).unwrap();
+            nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+            body()
+        })
+        .join()
+        .unwrap()
+    }
+}
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
 }
