@@ -1680,3 +1680,32 @@ fn handle_options_maps_the_request_options() {
     assert_eq!(o["server"], Value::Null);
     assert_eq!(o["scope_id"], "198.18.0.0");
 }
+
+#[test]
+fn an_acked_lease_survives_sigkill() {
+    if skip("sigkill") {
+        return;
+    }
+    // An ACK is sent only after its lease is committed: killing the server right after the ACK
+    // (no clean stop, no flush) must not lose the lease.
+    let mut lab = Lab::start("sigkill", LAB_SCOPES);
+    let mac = "02:00:00:00:10:01";
+    let ip = lab.ok("dora", &["--mac", mac])["yiaddr"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    drop(lab.server.take()); // SIGKILL
+    lab.start_server();
+    // Another client must not get the address; the owner's INIT-REBOOT is ACKed as OLD.
+    let other = lab.ok("dora", &["--mac", "02:00:00:00:10:02"]);
+    assert_ne!(
+        other["yiaddr"],
+        ip.as_str(),
+        "the killed server's lease was lost"
+    );
+    let again = lab.ok("request", &["--mac", mac, "--requested-ip", &ip]);
+    check_ack(&again, &ip, LAB_LEASE);
+    lab.wait_processed(3);
+    let (_, _, packets) = lab.stop(false);
+    check_acked_request(&packets[2], GIVE_OLD, &ip, LAB_LEASE);
+}
