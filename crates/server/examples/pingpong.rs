@@ -1,6 +1,12 @@
-//! Measures the runtime's CPU cost per datagram against a floor (one thread: recv, answer, send).
-//! Run: `cargo run --release -p calloutd-server --example pingpong -- runtime|floor PORT COUNT [WORKERS]`
-//! and drive it with any UDP client that sends a datagram to 127.0.0.1:PORT and waits for the answer.
+//! Measures the runtime's CPU cost per datagram against a floor (one thread: recv, answer, send), on
+//! loopback. In two shells (or with `&`):
+//!
+//! ```text
+//! pingpong runtime|floor PORT COUNT [WORKERS]   # the server; prints its CPU µs per datagram
+//! pingpong client PORT COUNT                    # sends a 300-byte datagram, waits for the answer
+//! ```
+//!
+//! Build with `cargo build --release -p calloutd-server --example pingpong`. A benchmark, not a test.
 
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -52,6 +58,25 @@ fn main() {
     let addr = SocketAddrV4::new(Ipv4Addr::LOCALHOST, port);
     let mut start = None;
     match mode {
+        "client" => {
+            let socket = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
+            socket
+                .set_read_timeout(Some(std::time::Duration::from_secs(2)))
+                .expect("timeout");
+            let request = [0x42u8; 300];
+            let mut buf = [0u8; 2048];
+            let started = std::time::Instant::now();
+            for n in 0..count {
+                socket.send_to(&request, addr).expect("send");
+                if socket.recv_from(&mut buf).is_err() {
+                    println!("no answer to datagram {n}");
+                    return;
+                }
+            }
+            let rate = count as f64 / started.elapsed().as_secs_f64();
+            println!("client: {rate:.0} round trips/s");
+            return;
+        }
         "floor" => {
             let socket = UdpSocket::bind(addr).expect("bind");
             let mut buf = [0u8; 2048];
