@@ -4,6 +4,12 @@
 //! callout's log must show the exact hook sequence per packet with the right codes and arguments,
 //! and the server's `--trace` file must agree with it and show the lock model.
 //!
+//! The lock-model test proves "a hook sleeping under the lease lock stalls other workers, one
+//! sleeping in NewPkt does not" without timing assertions: the callout is the `chain` fixture
+//! calling trace2, faulty (which sleeps) and trace3, so each hook call leaves a start line and an end
+//! line in one shared log whose order is the order of events; the server trace's `ts_us`/`dur_us`
+//! intervals must agree.
+//!
 //! Tests skip (with a printed reason) when not run as root.
 
 mod support;
@@ -357,6 +363,7 @@ fn full_dora() {
 
     lab.wait_processed(2);
     let (log, trace, packets) = lab.stop(false);
+    // E2E_DUMP=1 prints both logs of a complete DORA (handy when reading the schema).
     if std::env::var_os("E2E_DUMP").is_some() {
         for r in log.iter().chain(trace.iter()) {
             eprintln!("{r}");
