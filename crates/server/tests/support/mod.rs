@@ -362,8 +362,8 @@ pub fn is_root() -> bool {
     nix::unistd::Uid::effective().is_root()
 }
 
-/// A network namespace with lo up and a veth pair, one end holding 198.18.0.1/24 and the other no
-/// address (nobody there answers); deleted on drop.
+/// A network namespace made by a test, deleted on drop. [`Namespace::create`]: lo up and a veth pair,
+/// one end holding 198.18.0.1/24 and the other no address (nobody there answers).
 pub struct Namespace {
     name: String,
 }
@@ -372,7 +372,7 @@ pub struct Namespace {
 static NAMESPACES: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
 impl Namespace {
-    pub fn create() -> Namespace {
+    fn bare() -> Namespace {
         let namespace = Namespace {
             name: format!(
                 "calloutd-test-{}-{}",
@@ -381,20 +381,53 @@ impl Namespace {
             ),
         };
         namespace.ip(&["netns", "add", &namespace.name]);
+        namespace.ip_in(&["link", "set", "lo", "up"]);
+        namespace
+    }
+
+    pub fn create() -> Namespace {
+        let namespace = Namespace::bare();
         for args in [
-            &["link", "set", "lo", "up"][..],
             &[
                 "link", "add", "probe0", "type", "veth", "peer", "name", "probe1",
-            ],
+            ][..],
             &["addr", "add", "198.18.0.1/24", "dev", "probe0"],
             &["link", "set", "probe0", "up"],
             &["link", "set", "probe1", "up"],
         ] {
-            let mut full = vec!["-n", namespace.name.as_str()];
-            full.extend_from_slice(args);
-            namespace.ip(&full);
+            namespace.ip_in(args);
         }
         namespace
+    }
+
+    /// Two namespaces joined by a veth link: `probe0` with 198.18.0.1/24 in the first, `probe1`
+    /// without any address in the second (a client that has none yet).
+    pub fn pair() -> (Namespace, Namespace) {
+        let server = Namespace::bare();
+        let client = Namespace::bare();
+        server.ip_in(&[
+            "link",
+            "add",
+            "probe0",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "probe1",
+            "netns",
+            &client.name,
+        ]);
+        server.ip_in(&["addr", "add", "198.18.0.1/24", "dev", "probe0"]);
+        server.ip_in(&["link", "set", "probe0", "up"]);
+        client.ip_in(&["link", "set", "probe1", "up"]);
+        (server, client)
+    }
+
+    /// Runs `ip -n <this namespace> args`.
+    fn ip_in(&self, args: &[&str]) {
+        let mut full = vec!["-n", self.name.as_str()];
+        full.extend_from_slice(args);
+        self.ip(&full);
     }
 
     pub fn ip(&self, args: &[&str]) {
@@ -404,14 +437,20 @@ impl Namespace {
 
     /// Runs `body` on a thread that has entered the namespace (sockets it opens live there).
     pub fn run<T: Send + 'static>(&self, body: impl FnOnce() -> T + Send + 'static) -> T {
+        self.spawn(body).join().unwrap()
+    }
+
+    /// Starts `body` on a thread that has entered the namespace.
+    pub fn spawn<T: Send + 'static>(
+        &self,
+        body: impl FnOnce() -> T + Send + 'static,
+    ) -> std::thread::JoinHandle<T> {
         let path = format!("/var/run/netns/{}", self.name);
         std::thread::spawn(move || {
             let file = std::fs::File::open(path).unwrap();
             nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
             body()
         })
-        .join()
-        .unwrap()
     }
 }
 
