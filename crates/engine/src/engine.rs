@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime};
 use calloutd_config::{ClientFacts, ScopeType, ServerConfig};
 use dhcpssdk::{ClientType, DropReason, GiveCode, ProbCode};
 
+use crate::audit::{AuditEventId, AuditLog, AuditRecord};
 use crate::clock::{unix_secs, Clock, SystemClock};
 use crate::hooks::{Hooks, LeaseLockHeld, PktContext};
 use crate::io::{Admission, Datagram, Outcome, PacketHandler, Reply};
@@ -73,6 +74,8 @@ pub struct EngineOptions {
     pub always_send: Vec<u8>,
     /// Where time comes from.
     pub clock: Arc<dyn Clock>,
+    /// Microsoft's audit log (`DhcpSrvLog-<Day>.log`), when on.
+    pub audit: Option<Arc<AuditLog>>,
 }
 
 impl Default for EngineOptions {
@@ -84,6 +87,7 @@ impl Default for EngineOptions {
             probation: Duration::from_secs(3600),
             always_send: Vec::new(),
             clock: Arc::new(SystemClock),
+            audit: None,
         }
     }
 }
@@ -96,6 +100,7 @@ impl std::fmt::Debug for EngineOptions {
             .field("offer_hold", &self.offer_hold)
             .field("probation", &self.probation)
             .field("always_send", &self.always_send)
+            .field("audit", &self.audit)
             .finish_non_exhaustive()
     }
 }
@@ -187,8 +192,14 @@ impl std::fmt::Debug for Engine {
 
 /// What the lease transaction of a REQUEST decided.
 enum Verdict {
-    Ack { ip: u32, lease_secs: u32 },
-    Nak { alt: Ipv4Addr },
+    Ack {
+        ip: u32,
+        lease_secs: u32,
+        renewed: bool,
+    },
+    Nak {
+        alt: Ipv4Addr,
+    },
 }
 
 /// Everything about one request the handlers need.
@@ -261,6 +272,47 @@ impl Engine {
         &self.config
     }
 
+    /// The audit log, when on (the runtime writes 00/01/02 to it: [`AuditLog::started`] …).
+    pub fn audit_log(&self) -> Option<&Arc<AuditLog>> {
+        self.options.audit.as_ref()
+    }
+
+    /// Writes an audit event about the request in `x` (never called under the lease lock).
+    fn audit_packet(
+        &self,
+        x: &Exchange<'_>,
+        id: AuditEventId,
+        ip: Option<Ipv4Addr>,
+        description: Option<&str>,
+    ) {
+        if let Some(audit) = &self.options.audit {
+            let request = x.request;
+            audit.record(&AuditRecord {
+                id,
+                description,
+                ip,
+                host_name: request.host_name,
+                mac: request.chaddr,
+                transaction_id: Some(request.xid),
+                vendor_class: request.vendor_class,
+                user_class: request.user_class,
+                relay_agent: request.relay_agent,
+            });
+        }
+    }
+
+    /// Writes an audit event about a lease (administrative delete, expiry).
+    fn audit_lease(&self, id: AuditEventId, lease: &Lease) {
+        if let Some(audit) = &self.options.audit {
+            audit.record(&AuditRecord {
+                ip: Some(lease.ip),
+                host_name: lease.host_name.as_deref().map(str::as_bytes),
+                mac: &lease.hw_address,
+                ..AuditRecord::new(id)
+            });
+        }
+    }
+
     /// A handle that tells whether the lease lock is held (for tests and diagnostics).
     pub fn lease_lock_probe(&self) -> LeaseLockProbe {
         LeaseLockProbe(Arc::clone(&self.table))
@@ -311,6 +363,7 @@ impl Engine {
             table.free_slot(key);
             (lease, self.note_ticket(self.store.remove(ip)))
         };
+        self.audit_lease(AuditEventId::Deleted, &lease);
         self.store.commit(ticket)?;
         Ok(Some(lease))
     }
@@ -318,10 +371,15 @@ impl Engine {
     /// Removes every lease that expired at or before `now` (DeleteClient for each, under the lease
     /// lock; the address stays its client's preferred one) and forgets lapsed offers and probations.
     /// Returns how many leases were removed.
+    ///
+    /// Audit: 24 (cleanup begins), 17 for each removed lease, 25 (the statistics).
     pub fn purge_expired(&self, now: SystemTime) -> Result<usize, EngineError> {
         let now = unix_secs(now);
         let mut last = None;
-        let mut purged = 0;
+        let mut purged = Vec::new();
+        if let Some(audit) = &self.options.audit {
+            audit.record(&AuditRecord::new(AuditEventId::CleanupBegin));
+        }
         {
             let mut table = self.lock();
             let mut expired: Vec<(u32, SlotState)> = table
@@ -333,24 +391,36 @@ impl Engine {
             expired.sort_unstable_by_key(|(ip, _)| *ip);
             for (ip, state) in expired {
                 if state == SlotState::Active {
-                    let hw = table.slots.get(&ip).map(|s| s.hw_address().to_vec());
-                    self.hooks.delete_client(
-                        &lock_token(&table),
-                        Ipv4Addr::from(ip),
-                        hw.as_deref().unwrap_or_default(),
-                    );
+                    let Some(lease) = table.slots.get(&ip).map(|s| s.to_lease(ip)) else {
+                        continue;
+                    };
+                    self.hooks
+                        .delete_client(&lock_token(&table), lease.ip, &lease.hw_address);
                     table.release(ip);
-                    last = Some(self.note_ticket(self.store.remove(Ipv4Addr::from(ip))));
-                    purged += 1;
+                    last = Some(self.note_ticket(self.store.remove(lease.ip)));
+                    purged.push(lease);
                 } else {
                     table.free_slot(ip);
                 }
             }
         }
+        if let Some(audit) = &self.options.audit {
+            for lease in &purged {
+                self.audit_lease(AuditEventId::Expired, lease);
+            }
+            let stats = format!(
+                "{n} leases expired and {n} leases deleted",
+                n = purged.len()
+            );
+            audit.record(&AuditRecord {
+                description: Some(&stats),
+                ..AuditRecord::new(AuditEventId::CleanupStats)
+            });
+        }
         if let Some(ticket) = last {
             self.store.commit(ticket)?;
         }
-        Ok(purged)
+        Ok(purged.len())
     }
 
     /// Waits until every lease change made so far is durable (call before exiting).
@@ -528,17 +598,20 @@ impl Engine {
             };
             let probe = attempts > 0 && !own_lease && reservation.is_none();
             if probe && self.prober.probe(Ipv4Addr::from(ip), attempts) {
-                let mut table = self.lock();
-                let until = x.now.saturating_add(self.options.probation.as_secs());
-                table.probation(ip, until);
-                self.hooks.address_del(
-                    &lock_token(&table),
-                    x.packet,
-                    ProbCode::Conflict,
-                    x.if_addr,
-                    Ipv4Addr::from(ip),
-                    x.ctx,
-                );
+                {
+                    let mut table = self.lock();
+                    let until = x.now.saturating_add(self.options.probation.as_secs());
+                    table.probation(ip, until);
+                    self.hooks.address_del(
+                        &lock_token(&table),
+                        x.packet,
+                        ProbCode::Conflict,
+                        x.if_addr,
+                        Ipv4Addr::from(ip),
+                        x.ctx,
+                    );
+                }
+                self.audit_packet(x, AuditEventId::Conflict, Some(Ipv4Addr::from(ip)), None);
                 continue;
             }
             return Ok((ip, own_lease));
@@ -632,7 +705,13 @@ impl Engine {
             return Err(DropReason::NoAddress);
         }
         let reservation = self.reservation(x, false);
-        let (ip, _) = self.pick_address(x, reservation, ClientType::Dhcp)?;
+        let (ip, _) = self
+            .pick_address(x, reservation, ClientType::Dhcp)
+            .inspect_err(|reason| {
+                if *reason == DropReason::NoAddress {
+                    self.audit_packet(x, AuditEventId::ScopeFull, None, None);
+                }
+            })?;
         let lease = self.lease_secs(x);
         Ok(self.build_reply(x, reservation, OFFER, Ipv4Addr::from(ip), Some(lease)))
     }
@@ -755,7 +834,11 @@ impl Engine {
                         lease_secs,
                         x.ctx,
                     );
-                    Verdict::Ack { ip, lease_secs }
+                    Verdict::Ack {
+                        ip,
+                        lease_secs,
+                        renewed,
+                    }
                 }
                 Err(ip) => {
                     if let Some(offer) = record.offer {
@@ -776,7 +859,11 @@ impl Engine {
             }
         };
         match verdict {
-            Verdict::Ack { ip, lease_secs } => {
+            Verdict::Ack {
+                ip,
+                lease_secs,
+                renewed,
+            } => {
                 // Wait for durability outside the lease lock: the ACK goes out only once committed.
                 if let Some(ticket) = ticket {
                     self.store.commit(ticket).map_err(|error| {
@@ -784,6 +871,12 @@ impl Engine {
                         DropReason::InternalError
                     })?;
                 }
+                let id = if renewed {
+                    AuditEventId::Renew
+                } else {
+                    AuditEventId::Assign
+                };
+                self.audit_packet(x, id, Some(Ipv4Addr::from(ip)), None);
                 Ok(Some(self.build_reply(
                     x,
                     reservation,
@@ -794,6 +887,7 @@ impl Engine {
             }
             Verdict::Nak { alt } => {
                 tracing::debug!("NAK {alt} to xid {:#x}", request.xid);
+                self.audit_packet(x, AuditEventId::Nack, Some(alt), None);
                 Ok(Some(self.build_reply(
                     x,
                     None,
@@ -846,6 +940,8 @@ impl Engine {
             );
             ticket
         };
+        // The client found the address in use: Microsoft's event 13.
+        self.audit_packet(x, AuditEventId::Conflict, Some(ip), Some("Declined"));
         self.commit_quietly(ticket);
         Ok(None)
     }
@@ -884,6 +980,7 @@ impl Engine {
             );
             ticket
         };
+        self.audit_packet(x, AuditEventId::Release, Some(ip), None);
         self.commit_quietly(Some(ticket));
         Ok(None)
     }
@@ -898,7 +995,13 @@ impl Engine {
             return Err(DropReason::NoAddress);
         }
         let reservation = self.reservation(x, true);
-        let (ip, own_lease) = self.pick_address(x, reservation, ClientType::Bootp)?;
+        let (ip, own_lease) = self
+            .pick_address(x, reservation, ClientType::Bootp)
+            .inspect_err(|reason| {
+                if *reason == DropReason::NoAddress {
+                    self.audit_packet(x, AuditEventId::BootpScopeFull, None, None);
+                }
+            })?;
         let ticket = {
             let mut table = self.lock();
             table.claim(
@@ -940,6 +1043,12 @@ impl Engine {
                 DropReason::InternalError
             })?;
         }
+        let id = if reservation.is_some() {
+            AuditEventId::BootpAssign
+        } else {
+            AuditEventId::DynamicBootpAssign
+        };
+        self.audit_packet(x, id, Some(Ipv4Addr::from(ip)), None);
         Ok(Some(self.build_reply(
             x,
             reservation,

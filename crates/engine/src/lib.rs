@@ -6,7 +6,8 @@
 //! HandleOptions; the runtime's admission verdict; the DHCP/BOOTP state machine, whose lease changes
 //! call AddressOffer / AddressDel under the lease lock ([`LeaseLockHeld`]); the reply, after its lease
 //! is committed to the [`LeaseStore`]; PktSend; PktDrop(reason) for a drop; and always
-//! PktDrop(PROCESSED) last. NewPkt, HandleOptions, PktSend and PktDrop run with no engine lock held,
+//! PktDrop(PROCESSED) last. Lease events also go to Microsoft's audit log ([`AuditLog`]) when
+//! [`EngineOptions::audit`] has one, written after the lease lock is released. NewPkt, HandleOptions, PktSend and PktDrop run with no engine lock held,
 //! and no lock is held across disk I/O or conflict-detection probes ([`Prober`]).
 //!
 //! Not for: opening sockets (the runtime does that and hands datagrams in), or calling a DLL except
@@ -27,6 +28,7 @@
 
 #![warn(missing_docs)]
 
+pub mod audit;
 pub mod clock;
 mod engine;
 pub mod hooks;
@@ -39,6 +41,10 @@ mod table;
 #[cfg(test)]
 mod tests;
 
+pub use audit::{
+    parse_audit_line, parse_audit_log, AuditError, AuditEvent, AuditEventId, AuditLog,
+    AuditOptions, AuditParseError, AuditRecord, AuditZone,
+};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use engine::{
     Engine, EngineError, EngineOptions, EngineStats, LeaseLockProbe, NoProber, Prober,

@@ -1,0 +1,1108 @@
+//! Microsoft DHCP Server's audit log: `DhcpSrvLog-<Day>.log` files, one per weekday (Mon … Sun), each
+//! beginning with Microsoft's banner, event ID legend and CSV column line, then one CSV line per event
+//! (`ID,Date,Time,Description,IP Address,Host Name,MAC Address,…`).
+//!
+//! Rotation is Microsoft's: when the local date changes the next weekday's file is opened; a file last
+//! written more than a day ago (last week's) is truncated, otherwise appended to. `max_total_bytes`
+//! (`DhcpLogFilesMaxSize`) is shared equally by the seven files: a file that reached its seventh takes no
+//! more lines until the next day's file is opened.
+//!
+//! Writing is cheap: a line is formatted without any lock, then appended to a buffered file behind the
+//! log's own mutex (never the lease lock). The buffer is flushed every `flush_lines` lines, by a
+//! background thread every `flush_interval`, by [`AuditLog::flush`], by [`AuditLog::stopped`] and on
+//! drop; there is no fsync. An I/O error is reported once through `tracing` and the log carries on.
+//!
+//! Dates and times are local time (`MM/DD/YY`, `HH:MM:SS`) as Microsoft writes them, from the system's
+//! time zone (`TZ`, else `/etc/localtime`; UTC when neither can be read) unless
+//! [`AuditOptions::zone`] fixes an offset.
+
+use std::fmt::Write as _;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufWriter, Write};
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime};
+
+use chrono::{DateTime, Datelike, FixedOffset, Local, NaiveDate, Offset, Utc};
+
+use crate::clock::{Clock, SystemClock};
+
+/// The block every `DhcpSrvLog-<Day>.log` file begins with (CRLF line ends, as on Windows), ending with
+/// the column line [`COLUMNS`].
+pub const HEADER: &str = "\t\tMicrosoft DHCP Service Activity Log\r\n\
+\r\n\
+\r\n\
+Event ID  Meaning\r\n\
+00\tThe log was started.\r\n\
+01\tThe log was stopped.\r\n\
+02\tThe log was temporarily paused due to low disk space.\r\n\
+10\tA new IP address was leased to a client.\r\n\
+11\tA lease was renewed by a client.\r\n\
+12\tA lease was released by a client.\r\n\
+13\tAn IP address was found to be in use on the network.\r\n\
+14\tA lease request could not be satisfied because the scope's address pool was exhausted.\r\n\
+15\tA lease was denied.\r\n\
+16\tA lease was deleted.\r\n\
+17\tA lease was expired and DNS records for an expired leases have not been deleted.\r\n\
+18\tA lease was expired and DNS records were deleted.\r\n\
+20\tA BOOTP address was leased to a client.\r\n\
+21\tA dynamic BOOTP address was leased to a client.\r\n\
+22\tA BOOTP request could not be satisfied because the scope's address pool for BOOTP was exhausted.\r\n\
+23\tA BOOTP IP address was deleted after checking to see it was not in use.\r\n\
+24\tIP address cleanup operation has began.\r\n\
+25\tIP address cleanup statistics.\r\n\
+30\tDNS update request to the named DNS server.\r\n\
+31\tDNS update failed.\r\n\
+32\tDNS update successful.\r\n\
+33\tPacket dropped due to NAP policy.\r\n\
+34\tDNS update request failed.as the DNS update request queue limit exceeded.\r\n\
+35\tDNS update request failed.\r\n\
+36\tPacket dropped because the server is in failover standby role or the hash of the client ID does not match.\r\n\
+50+\tCodes above 50 are used for Rogue Server Detection information.\r\n\
+\r\n\
+QResult: 0: NoQuarantine, 1:Quarantine, 2:Drop Packet, 3:Probation,6:No Quarantine Information ProbationTime:Year-Month-Day Hour:Minute:Second:MilliSecond.\r\n\
+\r\n\
+ID,Date,Time,Description,IP Address,Host Name,MAC Address,User Name, TransactionID, QResult,Probationtime, CorrelationID,Dhcid,VendorClass(Hex),VendorClass(ASCII),UserClass(Hex),UserClass(ASCII),RelayAgentInformation,DnsRegError.\r\n";
+
+/// The CSV column line (the last line of [`HEADER`]), without its line end.
+pub const COLUMNS: &str = "ID,Date,Time,Description,IP Address,Host Name,MAC Address,User Name, TransactionID, QResult,Probationtime, CorrelationID,Dhcid,VendorClass(Hex),VendorClass(ASCII),UserClass(Hex),UserClass(ASCII),RelayAgentInformation,DnsRegError.";
+
+/// Columns per event line.
+const FIELDS: usize = 19;
+
+/// File name day parts, Monday first.
+pub const DAY_NAMES: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+
+/// Microsoft's default `DhcpLogFilesMaxSize`: 70 MB over all seven files.
+pub const DEFAULT_MAX_TOTAL_BYTES: u64 = 70 * 1024 * 1024;
+
+/// The audit event IDs calloutd writes (Microsoft's numbering; DNS and rogue-detection IDs are not
+/// produced).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AuditEventId {
+    /// 00: the log (service) was started.
+    Started,
+    /// 01: the log (service) was stopped.
+    Stopped,
+    /// 02: the log was paused (written when the service is paused).
+    Paused,
+    /// 10: a new address was leased (ACK of a new binding).
+    Assign,
+    /// 11: a lease was renewed (ACK extending the client's lease).
+    Renew,
+    /// 12: a lease was released by its client.
+    Release,
+    /// 13: an address was found in use on the network (conflict detection or DECLINE).
+    Conflict,
+    /// 14: the scope's pool was exhausted.
+    ScopeFull,
+    /// 15: a lease was denied (NAK).
+    Nack,
+    /// 16: a lease was deleted (administrative delete).
+    Deleted,
+    /// 17: a lease expired (no DNS records were deleted: calloutd registers none).
+    Expired,
+    /// 18: a lease expired and its DNS records were deleted (never produced: no DNS).
+    ExpiredDnsDeleted,
+    /// 20: a reserved BOOTP address was leased.
+    BootpAssign,
+    /// 21: a dynamic BOOTP address was leased.
+    DynamicBootpAssign,
+    /// 22: the scope's BOOTP pool was exhausted.
+    BootpScopeFull,
+    /// 23: a BOOTP address was deleted.
+    BootpDeleted,
+    /// 24: a database cleanup began.
+    CleanupBegin,
+    /// 25: database cleanup statistics.
+    CleanupStats,
+}
+
+impl AuditEventId {
+    /// Every ID, in code order.
+    pub const ALL: [AuditEventId; 18] = [
+        Self::Started,
+        Self::Stopped,
+        Self::Paused,
+        Self::Assign,
+        Self::Renew,
+        Self::Release,
+        Self::Conflict,
+        Self::ScopeFull,
+        Self::Nack,
+        Self::Deleted,
+        Self::Expired,
+        Self::ExpiredDnsDeleted,
+        Self::BootpAssign,
+        Self::DynamicBootpAssign,
+        Self::BootpScopeFull,
+        Self::BootpDeleted,
+        Self::CleanupBegin,
+        Self::CleanupStats,
+    ];
+
+    /// Microsoft's numeric event ID.
+    pub fn code(self) -> u8 {
+        match self {
+            Self::Started => 0,
+            Self::Stopped => 1,
+            Self::Paused => 2,
+            Self::Assign => 10,
+            Self::Renew => 11,
+            Self::Release => 12,
+            Self::Conflict => 13,
+            Self::ScopeFull => 14,
+            Self::Nack => 15,
+            Self::Deleted => 16,
+            Self::Expired => 17,
+            Self::ExpiredDnsDeleted => 18,
+            Self::BootpAssign => 20,
+            Self::DynamicBootpAssign => 21,
+            Self::BootpScopeFull => 22,
+            Self::BootpDeleted => 23,
+            Self::CleanupBegin => 24,
+            Self::CleanupStats => 25,
+        }
+    }
+
+    /// The ID with numeric code `code`, if calloutd knows it.
+    pub fn from_code(code: u8) -> Option<Self> {
+        Self::ALL.into_iter().find(|id| id.code() == code)
+    }
+
+    /// The Description column's default text (Microsoft's words where public samples show them:
+    /// Started, Stopped, Assign, Renew, Release, Database Cleanup Begin; short equivalents otherwise).
+    pub fn description(self) -> &'static str {
+        match self {
+            Self::Started => "Started",
+            Self::Stopped => "Stopped",
+            Self::Paused => "Paused",
+            Self::Assign => "Assign",
+            Self::Renew => "Renew",
+            Self::Release => "Release",
+            Self::Conflict => "Conflict",
+            Self::ScopeFull => "Scope Full",
+            Self::Nack => "NACK",
+            Self::Deleted => "Deleted",
+            Self::Expired => "Expired",
+            Self::ExpiredDnsDeleted => "Expired and DNS records deleted",
+            Self::BootpAssign => "BOOTP Assign",
+            Self::DynamicBootpAssign => "Dynamic BOOTP Assign",
+            Self::BootpScopeFull => "BOOTP Scope Full",
+            Self::BootpDeleted => "BOOTP Deleted",
+            Self::CleanupBegin => "Database Cleanup Begin",
+            Self::CleanupStats => "Database Cleanup Statistics",
+        }
+    }
+}
+
+/// One event to write; byte fields borrow from the packet or lease they describe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuditRecord<'a> {
+    /// The event ID.
+    pub id: AuditEventId,
+    /// Replaces the ID's default description (e.g. the cleanup statistics sentence).
+    pub description: Option<&'a str>,
+    /// The address concerned.
+    pub ip: Option<Ipv4Addr>,
+    /// The client's host name (option 12 or the lease's).
+    pub host_name: Option<&'a [u8]>,
+    /// The client hardware address (chaddr); written as hex digits without separators.
+    pub mac: &'a [u8],
+    /// The request's xid; `None` for events not caused by a packet (QResult is then 6).
+    pub transaction_id: Option<u32>,
+    /// Option 60.
+    pub vendor_class: Option<&'a [u8]>,
+    /// Option 77.
+    pub user_class: Option<&'a [u8]>,
+    /// Option 82.
+    pub relay_agent: Option<&'a [u8]>,
+}
+
+impl AuditRecord<'_> {
+    /// A record with only its ID set.
+    pub fn new(id: AuditEventId) -> Self {
+        AuditRecord {
+            id,
+            description: None,
+            ip: None,
+            host_name: None,
+            mac: &[],
+            transaction_id: None,
+            vendor_class: None,
+            user_class: None,
+            relay_agent: None,
+        }
+    }
+}
+
+/// Which clock face the Date and Time columns show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AuditZone {
+    /// The system's local time zone (UTC when it cannot be determined).
+    #[default]
+    Local,
+    /// A fixed offset east of UTC, in seconds (tests, or a deliberate choice).
+    FixedOffset(i32),
+}
+
+impl AuditZone {
+    fn local_time(self, time: SystemTime) -> DateTime<FixedOffset> {
+        let utc = DateTime::<Utc>::from(time);
+        match self {
+            AuditZone::Local => utc.with_timezone(&Local).fixed_offset(),
+            AuditZone::FixedOffset(secs) => {
+                // An offset beyond ±24 h is no zone at all: UTC.
+                let offset = FixedOffset::east_opt(secs).unwrap_or_else(|| Utc.fix());
+                utc.with_timezone(&offset)
+            }
+        }
+    }
+}
+
+/// How an [`AuditLog`] behaves.
+#[derive(Clone)]
+pub struct AuditOptions {
+    /// `DhcpLogFilesMaxSize` in bytes, over all seven files (each may use a seventh).
+    pub max_total_bytes: u64,
+    /// Where time comes from (day changes, the Date and Time columns).
+    pub clock: Arc<dyn Clock>,
+    /// Local time zone or a fixed offset.
+    pub zone: AuditZone,
+    /// Flush after this many buffered lines.
+    pub flush_lines: usize,
+    /// Flush buffered lines at least this often (background thread); zero = no thread.
+    pub flush_interval: Duration,
+}
+
+impl Default for AuditOptions {
+    fn default() -> Self {
+        AuditOptions {
+            max_total_bytes: DEFAULT_MAX_TOTAL_BYTES,
+            clock: Arc::new(SystemClock),
+            zone: AuditZone::Local,
+            flush_lines: 64,
+            flush_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+impl std::fmt::Debug for AuditOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditOptions")
+            .field("max_total_bytes", &self.max_total_bytes)
+            .field("zone", &self.zone)
+            .field("flush_lines", &self.flush_lines)
+            .field("flush_interval", &self.flush_interval)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The audit log folder cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("audit log folder {dir}: {source}")]
+pub struct AuditError {
+    /// The folder.
+    pub dir: PathBuf,
+    /// What failed.
+    pub source: io::Error,
+}
+
+/// The file being written and what is known about it.
+#[derive(Default)]
+struct Current {
+    /// The local date the file belongs to.
+    day: Option<NaiveDate>,
+    file: Option<BufWriter<File>>,
+    path: PathBuf,
+    /// Bytes in the file (written or buffered).
+    size: u64,
+    /// The file reached its share; lines are dropped until the next day.
+    full: bool,
+    unflushed: usize,
+    /// An I/O error was already reported (report once, not per line).
+    reported: bool,
+}
+
+struct Inner {
+    dir: PathBuf,
+    file_cap: u64,
+    options: AuditOptions,
+    current: Mutex<Current>,
+}
+
+/// Microsoft's DHCP audit log (`DhcpSrvLog-<Day>.log`), safe to share between threads.
+pub struct AuditLog {
+    inner: Arc<Inner>,
+    stop: Arc<(Mutex<bool>, Condvar)>,
+    flusher: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for AuditLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditLog")
+            .field("dir", &self.inner.dir)
+            .field("file_cap", &self.inner.file_cap)
+            .field("options", &self.inner.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AuditLog {
+    /// Opens the audit log in `dir` (created when missing). No file is opened before the first event.
+    pub fn open(dir: impl Into<PathBuf>, options: AuditOptions) -> Result<AuditLog, AuditError> {
+        let dir = dir.into();
+        fs::create_dir_all(&dir).map_err(|source| AuditError {
+            dir: dir.clone(),
+            source,
+        })?;
+        let interval = options.flush_interval;
+        let inner = Arc::new(Inner {
+            file_cap: options.max_total_bytes / 7,
+            dir,
+            options,
+            current: Mutex::new(Current::default()),
+        });
+        let stop = Arc::new((Mutex::new(false), Condvar::new()));
+        let flusher = if interval.is_zero() {
+            None
+        } else {
+            let (inner, stop) = (Arc::clone(&inner), Arc::clone(&stop));
+            let spawned = std::thread::Builder::new()
+                .name("audit-flush".into())
+                .spawn(move || flush_periodically(&inner, &stop, interval));
+            match spawned {
+                Ok(handle) => Some(handle),
+                Err(error) => {
+                    tracing::warn!("audit log: no flush thread ({error}); flushing by line count");
+                    None
+                }
+            }
+        };
+        Ok(AuditLog {
+            inner,
+            stop,
+            flusher,
+        })
+    }
+
+    /// What the server's command line builds from `ActivityLogFlag` (`enabled`), `DhcpLogFilePath`
+    /// (`dir`) and `DhcpLogFilesMaxSize` (`max_megabytes`): `None` when the log is off.
+    pub fn from_settings(
+        enabled: bool,
+        dir: impl Into<PathBuf>,
+        max_megabytes: u32,
+    ) -> Result<Option<Arc<AuditLog>>, AuditError> {
+        if !enabled {
+            return Ok(None);
+        }
+        let options = AuditOptions {
+            max_total_bytes: u64::from(max_megabytes) * 1024 * 1024,
+            ..AuditOptions::default()
+        };
+        Ok(Some(Arc::new(AuditLog::open(dir, options)?)))
+    }
+
+    /// The folder the files are written to.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// The byte share of each day's file (`max_total_bytes / 7`).
+    pub fn file_cap(&self) -> u64 {
+        self.inner.file_cap
+    }
+
+    /// The file events at `time` go to (`<dir>/DhcpSrvLog-<Day>.log`, Day in the log's time zone).
+    pub fn file_for(&self, time: SystemTime) -> PathBuf {
+        let local = self.inner.options.zone.local_time(time);
+        self.inner.dir.join(day_file_name(local.date_naive()))
+    }
+
+    /// Writes event 00 (the service started).
+    pub fn started(&self) {
+        self.record(&AuditRecord::new(AuditEventId::Started));
+    }
+
+    /// Writes event 01 (the service stopped) and flushes.
+    pub fn stopped(&self) {
+        self.record(&AuditRecord::new(AuditEventId::Stopped));
+        self.flush();
+    }
+
+    /// Writes event 02 (the service was paused).
+    pub fn paused(&self) {
+        self.record(&AuditRecord::new(AuditEventId::Paused));
+    }
+
+    /// Writes one event line (dropped when today's file reached its share).
+    pub fn record(&self, record: &AuditRecord<'_>) {
+        self.inner.record(record);
+    }
+
+    /// Writes the buffered lines to the file (no fsync).
+    pub fn flush(&self) {
+        self.inner.flush();
+    }
+}
+
+impl Drop for AuditLog {
+    fn drop(&mut self) {
+        {
+            let (stopped, wake) = &*self.stop;
+            *stopped.lock().unwrap_or_else(|p| p.into_inner()) = true;
+            wake.notify_all();
+        }
+        if let Some(handle) = self.flusher.take() {
+            let _ = handle.join();
+        }
+        self.inner.flush();
+    }
+}
+
+fn flush_periodically(inner: &Inner, stop: &(Mutex<bool>, Condvar), interval: Duration) {
+    let (stopped, wake) = stop;
+    let mut guard = stopped.lock().unwrap_or_else(|p| p.into_inner());
+    while !*guard {
+        guard = wake
+            .wait_timeout(guard, interval)
+            .map(|(g, _)| g)
+            .unwrap_or_else(|p| p.into_inner().0);
+        if !*guard {
+            inner.flush();
+        }
+    }
+}
+
+fn day_file_name(date: NaiveDate) -> String {
+    let day = DAY_NAMES[date.weekday().num_days_from_monday() as usize % 7];
+    format!("DhcpSrvLog-{day}.log")
+}
+
+impl Inner {
+    fn lock(&self) -> MutexGuard<'_, Current> {
+        self.current.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn record(&self, record: &AuditRecord<'_>) {
+        let now = self.options.clock.now();
+        let local = self.options.zone.local_time(now);
+        let mut line = String::with_capacity(160);
+        format_line(&mut line, &local, record);
+        let mut current = self.lock();
+        let day = local.date_naive();
+        if current.day != Some(day) {
+            let rotated = current.day.is_some();
+            self.open_day(&mut current, day, now);
+            if rotated {
+                // The new day's file starts like a fresh log.
+                let mut started = String::with_capacity(64);
+                format_line(
+                    &mut started,
+                    &local,
+                    &AuditRecord::new(AuditEventId::Started),
+                );
+                self.append(&mut current, &started);
+            }
+        }
+        self.append(&mut current, &line);
+    }
+
+    /// Appends one line to the current file, within its share.
+    fn append(&self, current: &mut Current, line: &str) {
+        if current.full {
+            return;
+        }
+        let len = line.len() as u64;
+        if current.size.saturating_add(len) > self.file_cap {
+            current.full = true;
+            tracing::warn!(
+                "audit log {} reached its share of DhcpLogFilesMaxSize ({} bytes); no more lines today",
+                current.path.display(),
+                self.file_cap
+            );
+            return;
+        }
+        let Some(file) = current.file.as_mut() else {
+            return;
+        };
+        match file.write_all(line.as_bytes()) {
+            Ok(()) => {
+                current.size += len;
+                current.unflushed += 1;
+                if current.unflushed >= self.options.flush_lines.max(1) {
+                    flush_current(current);
+                }
+            }
+            Err(error) => report(current, &error),
+        }
+    }
+
+    /// Closes the current file and opens `day`'s: truncated when last written more than a day before
+    /// `now` (last week's file), else appended to.
+    fn open_day(&self, current: &mut Current, day: NaiveDate, now: SystemTime) {
+        flush_current(current);
+        current.file = None;
+        current.day = Some(day);
+        current.full = false;
+        current.unflushed = 0;
+        current.reported = false;
+        current.path = self.dir.join(day_file_name(day));
+        let fresh = fs::metadata(&current.path).ok().and_then(|meta| {
+            let modified = meta.modified().ok()?;
+            // A file "from the future" (clock moved back) counts as recent.
+            let age = now.duration_since(modified).unwrap_or(Duration::ZERO);
+            (age <= Duration::from_secs(24 * 3600)).then_some(meta.len())
+        });
+        let opened = match fresh {
+            Some(len) => OpenOptions::new()
+                .append(true)
+                .open(&current.path)
+                .map(|file| (file, len)),
+            None => File::create(&current.path).map(|file| (file, 0)),
+        };
+        match opened {
+            Ok((file, len)) => {
+                current.file = Some(BufWriter::with_capacity(64 * 1024, file));
+                current.size = len;
+                if len == 0 {
+                    // The header is the file's format: written whatever the share.
+                    if let Some(file) = current.file.as_mut() {
+                        match file.write_all(HEADER.as_bytes()) {
+                            Ok(()) => current.size = HEADER.len() as u64,
+                            Err(error) => report(current, &error),
+                        }
+                    }
+                }
+            }
+            Err(error) => report(current, &error),
+        }
+    }
+
+    fn flush(&self) {
+        flush_current(&mut self.lock());
+    }
+}
+
+fn flush_current(current: &mut Current) {
+    if let Some(file) = current.file.as_mut() {
+        if let Err(error) = file.flush() {
+            report(current, &error);
+        }
+    }
+    current.unflushed = 0;
+}
+
+fn report(current: &mut Current, error: &io::Error) {
+    if !current.reported {
+        current.reported = true;
+        tracing::error!("audit log {}: {error}", current.path.display());
+    }
+}
+
+/// Appends one CSV line (with CRLF) for `record` at `time`.
+fn format_line(out: &mut String, time: &DateTime<FixedOffset>, record: &AuditRecord<'_>) {
+    let _ = write!(
+        out,
+        "{:02},{}",
+        record.id.code(),
+        time.format("%m/%d/%y,%H:%M:%S")
+    );
+    out.push(',');
+    push_text(
+        out,
+        record
+            .description
+            .unwrap_or(record.id.description())
+            .as_bytes(),
+    );
+    out.push(',');
+    if let Some(ip) = record.ip {
+        let _ = write!(out, "{ip}");
+    }
+    out.push(',');
+    if let Some(host) = record.host_name {
+        push_text(out, host.strip_suffix(&[0]).unwrap_or(host));
+    }
+    out.push(',');
+    for byte in record.mac {
+        let _ = write!(out, "{byte:02X}");
+    }
+    // User Name is empty; a packet event has its xid and QResult 0 (NoQuarantine), any other event
+    // 0 and 6 (No Quarantine Information), as Microsoft writes them.
+    match record.transaction_id {
+        Some(xid) => {
+            let _ = write!(out, ",,{xid},0");
+        }
+        None => out.push_str(",,0,6"),
+    }
+    // Probationtime, CorrelationID, Dhcid: empty.
+    out.push_str(",,,");
+    for class in [record.vendor_class, record.user_class] {
+        out.push(',');
+        push_hex(out, class);
+        out.push(',');
+        if let Some(bytes) = class {
+            push_text(out, bytes);
+        }
+    }
+    out.push(',');
+    push_hex(out, record.relay_agent);
+    out.push_str(",0\r\n");
+}
+
+fn push_hex(out: &mut String, bytes: Option<&[u8]>) {
+    if let Some(bytes) = bytes.filter(|b| !b.is_empty()) {
+        out.push_str("0x");
+        for byte in bytes {
+            let _ = write!(out, "{byte:02X}");
+        }
+    }
+}
+
+/// Client-supplied text, made safe for one CSV field: anything but printable ASCII (and the comma)
+/// becomes `.`.
+fn push_text(out: &mut String, bytes: &[u8]) {
+    out.extend(bytes.iter().map(|&b| {
+        if b.is_ascii_graphic() && b != b',' || b == b' ' {
+            char::from(b)
+        } else {
+            '.'
+        }
+    }));
+}
+
+/// One parsed event line of a `DhcpSrvLog-<Day>.log` file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEvent {
+    /// The numeric event ID.
+    pub id: u8,
+    /// `MM/DD/YY`.
+    pub date: String,
+    /// `HH:MM:SS`.
+    pub time: String,
+    /// The Description column.
+    pub description: String,
+    /// The IP Address column, when set.
+    pub ip: Option<Ipv4Addr>,
+    /// The Host Name column.
+    pub host_name: String,
+    /// The MAC Address column (hex digits).
+    pub mac: String,
+    /// The User Name column.
+    pub user_name: String,
+    /// The TransactionID column, when set.
+    pub transaction_id: Option<u32>,
+    /// The QResult column, when set.
+    pub qresult: Option<u8>,
+    /// VendorClass(Hex).
+    pub vendor_class_hex: String,
+    /// VendorClass(ASCII).
+    pub vendor_class_ascii: String,
+    /// UserClass(Hex).
+    pub user_class_hex: String,
+    /// UserClass(ASCII).
+    pub user_class_ascii: String,
+    /// RelayAgentInformation.
+    pub relay_agent: String,
+    /// DnsRegError.
+    pub dns_reg_error: String,
+}
+
+/// A line that is not an audit event line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("audit log line {line}: {message}")]
+pub struct AuditParseError {
+    /// The 1-based line number (1 for [`parse_audit_line`]).
+    pub line: usize,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// Parses one event line (with or without its line end). Older files' shorter lines (at least ID
+/// through MAC Address) are accepted; missing columns are empty.
+pub fn parse_audit_line(line: &str) -> Result<AuditEvent, AuditParseError> {
+    let error = |message: String| AuditParseError { line: 1, message };
+    let line = line.trim_end_matches(['\r', '\n']);
+    let fields: Vec<&str> = line.split(',').collect();
+    if fields.len() < 7 || fields.len() > FIELDS {
+        return Err(error(format!(
+            "{} columns, expected 7 to {FIELDS}",
+            fields.len()
+        )));
+    }
+    let field = |i: usize| fields.get(i).copied().unwrap_or_default();
+    let id = field(0)
+        .parse::<u8>()
+        .map_err(|_| error(format!("event ID `{}` is not a number", field(0))))?;
+    let ip = match field(4) {
+        "" => None,
+        text => Some(
+            text.parse::<Ipv4Addr>()
+                .map_err(|_| error(format!("IP address `{text}` is not IPv4")))?,
+        ),
+    };
+    let number = |i: usize, name: &str| -> Result<Option<u32>, AuditParseError> {
+        match field(i).trim() {
+            "" => Ok(None),
+            text => text
+                .parse::<u32>()
+                .map(Some)
+                .map_err(|_| error(format!("{name} `{text}` is not a number"))),
+        }
+    };
+    let transaction_id = number(8, "TransactionID")?;
+    let qresult = number(9, "QResult")?
+        .map(|q| u8::try_from(q).map_err(|_| error(format!("QResult {q} out of range"))))
+        .transpose()?;
+    Ok(AuditEvent {
+        id,
+        date: field(1).to_owned(),
+        time: field(2).to_owned(),
+        description: field(3).to_owned(),
+        ip,
+        host_name: field(5).to_owned(),
+        mac: field(6).to_owned(),
+        user_name: field(7).to_owned(),
+        transaction_id,
+        qresult,
+        vendor_class_hex: field(13).to_owned(),
+        vendor_class_ascii: field(14).to_owned(),
+        user_class_hex: field(15).to_owned(),
+        user_class_ascii: field(16).to_owned(),
+        relay_agent: field(17).to_owned(),
+        dns_reg_error: field(18).to_owned(),
+    })
+}
+
+/// Parses a whole file's text: the header block up to and including the column line is skipped
+/// (a text without one is taken as event lines only), blank lines are ignored.
+pub fn parse_audit_log(text: &str) -> Result<Vec<AuditEvent>, AuditParseError> {
+    let lines: Vec<&str> = text.lines().collect();
+    let first = lines
+        .iter()
+        .position(|l| l.trim_end() == COLUMNS)
+        .map_or(0, |i| i + 1);
+    lines
+        .iter()
+        .enumerate()
+        .skip(first)
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            parse_audit_line(l).map_err(|e| AuditParseError {
+                line: i + 1,
+                message: e.message,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+
+    /// Monday 2026-11-23 23:59:58 UTC.
+    fn monday_night() -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_478_398)
+    }
+
+    fn log_with(dir: &Path, clock: &Arc<ManualClock>, max_total_bytes: u64) -> AuditLog {
+        let options = AuditOptions {
+            max_total_bytes,
+            clock: clock.clone(),
+            zone: AuditZone::FixedOffset(0),
+            flush_lines: 1000,
+            flush_interval: Duration::ZERO,
+        };
+        AuditLog::open(dir, options).unwrap()
+    }
+
+    fn assign<'a>(mac: &'a [u8], host: &'a [u8]) -> AuditRecord<'a> {
+        AuditRecord {
+            ip: Some(Ipv4Addr::new(198, 18, 0, 20)),
+            host_name: Some(host),
+            mac,
+            transaction_id: Some(3_096_562_285),
+            vendor_class: Some(b"MSFT 5.0"),
+            ..AuditRecord::new(AuditEventId::Assign)
+        }
+    }
+
+    fn read(path: &Path) -> String {
+        fs::read_to_string(path).unwrap()
+    }
+
+    #[test]
+    fn monday_night_is_a_monday() {
+        let local = AuditZone::FixedOffset(0).local_time(monday_night());
+        assert_eq!(local.weekday(), chrono::Weekday::Mon);
+        assert_eq!(local.format("%H:%M:%S").to_string(), "23:59:58");
+    }
+
+    #[test]
+    fn header_and_line_format() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::new(monday_night()));
+        let log = log_with(dir.path(), &clock, DEFAULT_MAX_TOTAL_BYTES);
+        let mac = [0x00, 0x50, 0x56, 0x83, 0x90, 0x1b];
+        log.record(&assign(&mac, b"host,one"));
+        log.record(&AuditRecord {
+            user_class: Some(&[0x01, b'a']),
+            relay_agent: Some(&[1, 2, 0xab, 0xcd]),
+            transaction_id: Some(7),
+            ip: Some(Ipv4Addr::new(198, 18, 0, 21)),
+            mac: &mac,
+            ..AuditRecord::new(AuditEventId::Nack)
+        });
+        log.started();
+        log.flush();
+        let path = dir.path().join("DhcpSrvLog-Mon.log");
+        assert_eq!(log.file_for(monday_night()), path);
+        let text = read(&path);
+        let body = text
+            .strip_prefix(HEADER)
+            .expect("file starts with the header");
+        assert!(HEADER.starts_with("\t\tMicrosoft DHCP Service Activity Log\r\n"));
+        assert!(HEADER.ends_with(&format!("{COLUMNS}\r\n")));
+        assert_eq!(HEADER.lines().count(), 34);
+        assert_eq!(
+            body,
+            "10,11/23/26,23:59:58,Assign,198.18.0.20,host.one,00505683901B,,3096562285,0,,,,\
+             0x4D53465420352E30,MSFT 5.0,,,,0\r\n\
+             15,11/23/26,23:59:58,NACK,198.18.0.21,,00505683901B,,7,0,,,,,,0x0161,.a,0x0102ABCD,0\r\n\
+             00,11/23/26,23:59:58,Started,,,,,0,6,,,,,,,,,0\r\n"
+        );
+        for line in body.lines() {
+            assert_eq!(line.split(',').count(), FIELDS, "{line}");
+        }
+    }
+
+    #[test]
+    fn parse_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::new(monday_night()));
+        let log = log_with(dir.path(), &clock, DEFAULT_MAX_TOTAL_BYTES);
+        let mac = [2, 0, 0, 0, 0, 1];
+        log.record(&assign(&mac, b"pc1"));
+        log.record(&AuditRecord {
+            description: Some("3 leases expired and 3 leases deleted"),
+            ..AuditRecord::new(AuditEventId::CleanupStats)
+        });
+        log.flush();
+        let events = parse_audit_log(&read(&log.file_for(monday_night()))).unwrap();
+        assert_eq!(events.len(), 2);
+        let first = &events[0];
+        assert_eq!(first.id, 10);
+        assert_eq!(
+            (first.date.as_str(), first.time.as_str()),
+            ("11/23/26", "23:59:58")
+        );
+        assert_eq!(first.ip, Some(Ipv4Addr::new(198, 18, 0, 20)));
+        assert_eq!(first.host_name, "pc1");
+        assert_eq!(first.mac, "020000000001");
+        assert_eq!(first.transaction_id, Some(3_096_562_285));
+        assert_eq!(first.qresult, Some(0));
+        assert_eq!(first.vendor_class_hex, "0x4D53465420352E30");
+        assert_eq!(first.vendor_class_ascii, "MSFT 5.0");
+        assert_eq!(first.dns_reg_error, "0");
+        assert_eq!(events[1].id, 25);
+        assert_eq!(
+            events[1].description,
+            "3 leases expired and 3 leases deleted"
+        );
+        assert_eq!(
+            (events[1].transaction_id, events[1].qresult),
+            (Some(0), Some(6))
+        );
+        // An older server's short line parses; garbage does not.
+        let short = parse_audit_line("01,04/19/20,13:11:13,Stopped,,,").unwrap();
+        assert_eq!((short.id, short.description.as_str()), (1, "Stopped"));
+        assert!(parse_audit_line("x,1,2,3,4,5,6").is_err());
+        assert!(parse_audit_line("10,1,2,3,not-an-ip,5,6").is_err());
+        let bad = parse_audit_log(&format!("{HEADER}10,a,b\r\n")).unwrap_err();
+        assert_eq!(bad.line, 35);
+    }
+
+    #[test]
+    fn day_change_opens_the_next_days_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::new(monday_night()));
+        let log = log_with(dir.path(), &clock, DEFAULT_MAX_TOTAL_BYTES);
+        log.started();
+        let mac = [2, 0, 0, 0, 0, 1];
+        log.record(&assign(&mac, b"pc1"));
+        clock.advance(Duration::from_secs(3));
+        log.record(&assign(&mac, b"pc2"));
+        log.flush();
+        let monday = parse_audit_log(&read(&dir.path().join("DhcpSrvLog-Mon.log"))).unwrap();
+        assert_eq!(monday.iter().map(|e| e.id).collect::<Vec<_>>(), [0, 10]);
+        let tuesday_text = read(&dir.path().join("DhcpSrvLog-Tue.log"));
+        assert!(tuesday_text.starts_with(HEADER));
+        let tuesday = parse_audit_log(&tuesday_text).unwrap();
+        assert_eq!(tuesday.iter().map(|e| e.id).collect::<Vec<_>>(), [0, 10]);
+        assert_eq!(tuesday[1].host_name, "pc2");
+        assert_eq!(tuesday[1].date, "11/24/26");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 2);
+    }
+
+    #[test]
+    fn same_day_appends_and_last_weeks_file_is_truncated() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::new(monday_night() - Duration::from_secs(3600)));
+        let path = dir.path().join("DhcpSrvLog-Mon.log");
+        let mac = [2, 0, 0, 0, 0, 1];
+        let set_mtime = |time: SystemTime| {
+            File::options()
+                .write(true)
+                .open(&path)
+                .unwrap()
+                .set_modified(time)
+                .unwrap();
+        };
+        {
+            let log = log_with(dir.path(), &clock, DEFAULT_MAX_TOTAL_BYTES);
+            log.record(&assign(&mac, b"first"));
+        }
+        set_mtime(clock.now());
+        // A restart the same day appends after the existing lines, without a second header.
+        clock.advance(Duration::from_secs(60));
+        {
+            let log = log_with(dir.path(), &clock, DEFAULT_MAX_TOTAL_BYTES);
+            log.record(&assign(&mac, b"second"));
+        }
+        let text = read(&path);
+        assert_eq!(text.matches(COLUMNS).count(), 1);
+        let names: Vec<String> = parse_audit_log(&text)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.host_name)
+            .collect();
+        assert_eq!(names, ["first", "second"]);
+        set_mtime(clock.now());
+        // Next Monday: last week's file is overwritten.
+        clock.advance(Duration::from_secs(7 * 24 * 3600));
+        {
+            let log = log_with(dir.path(), &clock, DEFAULT_MAX_TOTAL_BYTES);
+            log.record(&assign(&mac, b"next-week"));
+        }
+        let text = read(&path);
+        assert!(text.starts_with(HEADER));
+        let events = parse_audit_log(&text).unwrap();
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].host_name, "next-week");
+        assert_eq!(events[0].date, "11/30/26");
+    }
+
+    #[test]
+    fn each_file_is_capped_at_a_seventh_until_the_next_day() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::new(monday_night() - Duration::from_secs(60)));
+        let mac = [2, 0, 0, 0, 0, 1];
+        let mut line = String::new();
+        format_line(
+            &mut line,
+            &AuditZone::FixedOffset(0).local_time(clock.now()),
+            &assign(&mac, b"pc"),
+        );
+        let per_file = HEADER.len() as u64 + 3 * line.len() as u64;
+        let log = log_with(dir.path(), &clock, per_file * 7);
+        assert_eq!(log.file_cap(), per_file);
+        for _ in 0..5 {
+            log.record(&assign(&mac, b"pc"));
+        }
+        log.flush();
+        let monday = dir.path().join("DhcpSrvLog-Mon.log");
+        assert_eq!(fs::metadata(&monday).unwrap().len(), per_file);
+        assert_eq!(parse_audit_log(&read(&monday)).unwrap().len(), 3);
+        // Tuesday's file takes lines again (its own 00 Started, then the event).
+        clock.advance(Duration::from_secs(120));
+        log.record(&assign(&mac, b"pc"));
+        log.flush();
+        let tuesday = parse_audit_log(&read(&dir.path().join("DhcpSrvLog-Tue.log"))).unwrap();
+        assert_eq!(tuesday.iter().map(|e| e.id).collect::<Vec<_>>(), [0, 10]);
+        assert_eq!(parse_audit_log(&read(&monday)).unwrap().len(), 3);
+    }
+
+    #[test]
+    fn lines_reach_the_file_by_count_and_by_timer() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::new(monday_night()));
+        let by_count = AuditLog::open(
+            dir.path().join("count"),
+            AuditOptions {
+                clock: clock.clone(),
+                zone: AuditZone::FixedOffset(0),
+                flush_lines: 2,
+                flush_interval: Duration::ZERO,
+                ..AuditOptions::default()
+            },
+        )
+        .unwrap();
+        let mac = [2, 0, 0, 0, 0, 1];
+        let path = by_count.file_for(clock.now());
+        by_count.record(&assign(&mac, b"a"));
+        // One line: still buffered (the header was written to the buffer too).
+        assert!(fs::metadata(&path).unwrap().len() < HEADER.len() as u64);
+        by_count.record(&assign(&mac, b"b"));
+        assert_eq!(parse_audit_log(&read(&path)).unwrap().len(), 2);
+
+        let by_timer = AuditLog::open(
+            dir.path().join("timer"),
+            AuditOptions {
+                clock: clock.clone(),
+                zone: AuditZone::FixedOffset(0),
+                flush_lines: 1000,
+                flush_interval: Duration::from_millis(20),
+                ..AuditOptions::default()
+            },
+        )
+        .unwrap();
+        let path = by_timer.file_for(clock.now());
+        by_timer.record(&assign(&mac, b"a"));
+        // The flush thread writes it out without any further call (bounded wait).
+        let mut flushed = false;
+        for _ in 0..500 {
+            if fs::read_to_string(&path)
+                .is_ok_and(|t| parse_audit_log(&t).is_ok_and(|e| e.len() == 1))
+            {
+                flushed = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(flushed, "the flush thread never wrote the line");
+        by_timer.stopped();
+        let ids: Vec<u8> = parse_audit_log(&read(&path))
+            .unwrap()
+            .iter()
+            .map(|e| e.id)
+            .collect();
+        assert_eq!(ids, [10, 1]);
+    }
+
+    #[test]
+    fn from_settings_honours_the_flag() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(AuditLog::from_settings(false, dir.path().join("off"), 70)
+            .unwrap()
+            .is_none());
+        assert!(!dir.path().join("off").exists());
+        let log = AuditLog::from_settings(true, dir.path().join("on"), 7)
+            .unwrap()
+            .unwrap();
+        assert_eq!(log.file_cap(), 1024 * 1024);
+        assert!(dir.path().join("on").is_dir());
+    }
+
+    #[test]
+    fn ids_and_codes_agree() {
+        for id in AuditEventId::ALL {
+            assert_eq!(AuditEventId::from_code(id.code()), Some(id));
+            assert!(HEADER.contains(&format!("\r\n{:02}\t", id.code())));
+        }
+        assert_eq!(AuditEventId::from_code(30), None);
+    }
+}
