@@ -5,8 +5,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use calloutd_callout::{load_callout, TraceSink};
-use calloutd_engine::{Engine, EngineOptions, Hooks, NoHooks, NoProber, SqliteLeaseStore};
-use calloutd_server::{parse_listen, Server, ServerConfig};
+use calloutd_engine::{Engine, EngineOptions, Hooks, NoHooks, NoProber, Prober, SqliteLeaseStore};
+use calloutd_server::{parse_listen, IcmpProber, Server, ServerConfig};
 use tracing::{error, info, warn};
 
 use crate::callout_hooks::CalloutHooks;
@@ -168,13 +168,19 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         ignore_broadcast_flag: params.ignore_broadcast(),
         ..EngineOptions::default()
     };
+    // Conflict detection pings before an offer only when the scope file asks for it.
+    let prober: Arc<dyn Prober> = if scopes.config.settings.conflict_detection_attempts > 0 {
+        Arc::new(IcmpProber::default())
+    } else {
+        Arc::new(NoProber)
+    };
     let engine = Arc::new(
         Engine::new(
             scopes.config,
             options,
             hooks.clone(),
             Box::new(store),
-            Arc::new(NoProber),
+            prober,
         )
         .map_err(|e| e.to_string())?,
     );
@@ -190,6 +196,10 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         workers: args.workers,
         queue_capacity: args.queue,
         handle_signals: true,
+        summary: Some(Arc::new({
+            let engine = engine.clone();
+            move |counters| info!("summary:\n{counters}\n{:?}", engine.stats())
+        })),
         ..ServerConfig::default()
     };
     let server = Server::start(config, engine.clone(), hooks).map_err(|e| e.to_string())?;
