@@ -221,9 +221,20 @@ fn harness_with(
     prober: Arc<dyn Prober>,
     clock: Arc<ManualClock>,
 ) -> Harness {
+    harness_audited(config, db, prober, clock, None)
+}
+
+fn harness_audited(
+    config: ServerConfig,
+    db: &Path,
+    prober: Arc<dyn Prober>,
+    clock: Arc<ManualClock>,
+    audit: Option<Arc<AuditLog>>,
+) -> Harness {
     let hooks = Arc::new(Recorder::default());
     let options = EngineOptions {
         clock: clock.clone(),
+        audit,
         ..EngineOptions::default()
     };
     let store = SqliteLeaseStore::open(db).unwrap();
@@ -1476,4 +1487,188 @@ fn exhausted_pool_recovers_when_an_address_is_freed() {
         decode(&h.send(&message(MessageType::Discover, 3))).yiaddr(),
         first
     );
+}
+
+/// An audit log in `dir` on `clock`'s time (UTC faces, flushed only on demand).
+fn audit_log(dir: &Path, clock: &Arc<ManualClock>) -> Arc<AuditLog> {
+    let options = AuditOptions {
+        clock: clock.clone(),
+        zone: AuditZone::FixedOffset(0),
+        flush_interval: Duration::ZERO,
+        ..AuditOptions::default()
+    };
+    Arc::new(AuditLog::open(dir, options).unwrap())
+}
+
+/// The events of the day file for `clock`'s time, after a flush.
+fn audit_events(audit: &AuditLog, clock: &ManualClock) -> Vec<AuditEvent> {
+    audit.flush();
+    let text = std::fs::read_to_string(audit.file_for(clock.now())).unwrap();
+    parse_audit_log(&text).unwrap()
+}
+
+fn mac_hex(n: u8) -> String {
+    mac(n).iter().map(|b| format!("{b:02X}")).collect()
+}
+
+#[test]
+fn audit_log_records_a_scenario() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(start()));
+    let audit = audit_log(&dir.path().join("audit"), &clock);
+    let h = harness_audited(
+        config(),
+        &dir.path().join("leases.db"),
+        Arc::new(NoProber),
+        clock.clone(),
+        Some(audit.clone()),
+    );
+    h.engine.audit_log().unwrap().started();
+
+    // DORA with a host name and vendor class, then a renewal and a release.
+    let offered = decode(&h.send(&message(MessageType::Discover, 1))).yiaddr();
+    let mut request = message(MessageType::Request, 1);
+    request
+        .opts_mut()
+        .insert(DhcpOption::ServerIdentifier(SERVER));
+    request
+        .opts_mut()
+        .insert(DhcpOption::RequestedIpAddress(offered));
+    request
+        .opts_mut()
+        .insert(DhcpOption::Hostname("pc-one".into()));
+    request
+        .opts_mut()
+        .insert(DhcpOption::ClassIdentifier(b"MSFT 5.0".to_vec()));
+    assert_eq!(h.send(&request).reply_type, Some(5));
+    let first = offered;
+    let renew = h
+        .engine
+        .handle(datagram(&renewal(1, first), SERVER), Admission::Process);
+    assert_eq!(renew.reply_type, Some(5));
+    let mut release = renewal(1, first);
+    release
+        .opts_mut()
+        .insert(DhcpOption::MessageType(MessageType::Release));
+    h.engine
+        .handle(datagram(&release, SERVER), Admission::Process);
+
+    // A decline, an administrative delete and a NAK.
+    let second = h.dora(2);
+    let mut decline = message(MessageType::Decline, 2);
+    decline
+        .opts_mut()
+        .insert(DhcpOption::RequestedIpAddress(second));
+    h.send(&decline);
+    let third = h.dora(3);
+    h.engine.delete_lease(third).unwrap().unwrap();
+    let fourth = h.dora(4);
+    assert_eq!(h.send(&init_reboot(4, ip(49))).reply_type, Some(6));
+
+    // Expiry: a purge once the clock passes the leases' end.
+    let fifth = h.dora(5);
+    clock.advance(Duration::from_secs(3601));
+    assert_eq!(h.engine.purge_expired(clock.now()).unwrap(), 2);
+    h.engine.audit_log().unwrap().stopped();
+
+    let events = audit_events(&audit, &clock);
+    let summary: Vec<(u8, Option<Ipv4Addr>, String)> =
+        events.iter().map(|e| (e.id, e.ip, e.mac.clone())).collect();
+    let none = String::new;
+    assert_eq!(
+        summary,
+        vec![
+            (0, None, none()),
+            (10, Some(first), mac_hex(1)),
+            (11, Some(first), mac_hex(1)),
+            (12, Some(first), mac_hex(1)),
+            (10, Some(second), mac_hex(2)),
+            (13, Some(second), mac_hex(2)),
+            (10, Some(third), mac_hex(3)),
+            (16, Some(third), mac_hex(3)),
+            (10, Some(fourth), mac_hex(4)),
+            (15, Some(ip(49)), mac_hex(4)),
+            (10, Some(fifth), mac_hex(5)),
+            (24, None, none()),
+            (17, Some(fourth), mac_hex(4)),
+            (17, Some(fifth), mac_hex(5)),
+            (25, None, none()),
+            (1, None, none()),
+        ]
+    );
+    let assign = &events[1];
+    assert_eq!(assign.description, "Assign");
+    assert_eq!(assign.host_name, "pc-one");
+    assert_eq!(assign.transaction_id, Some(0x1001));
+    assert_eq!(assign.qresult, Some(0));
+    assert_eq!(assign.vendor_class_ascii, "MSFT 5.0");
+    assert_eq!(assign.vendor_class_hex, "0x4D53465420352E30");
+    assert_eq!(assign.date, "01/15/27");
+    assert_eq!(assign.time, "08:00:00");
+    assert_eq!(events[5].description, "Declined");
+    assert_eq!(
+        events[7].transaction_id,
+        Some(0),
+        "an admin delete has no xid"
+    );
+    assert_eq!(events[7].qresult, Some(6));
+    assert_eq!(
+        events[14].description,
+        "2 leases expired and 2 leases deleted"
+    );
+    assert_eq!(events[13].time, "09:00:01");
+}
+
+#[test]
+fn audit_log_records_conflicts_exhaustion_bootp_and_relay_info() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(start()));
+    let audit = audit_log(&dir.path().join("audit"), &clock);
+    let mut cfg = config();
+    // Pool .13-.14 (.10-.12 excluded); .13 answers pings.
+    cfg.scopes[0].end_range = ip(14);
+    cfg.scopes[0].kind = ScopeType::Both;
+    cfg.settings.conflict_detection_attempts = 1;
+    let h = harness_audited(
+        cfg,
+        &dir.path().join("leases.db"),
+        Arc::new(BusyProber(vec![ip(13)])),
+        clock.clone(),
+        Some(audit.clone()),
+    );
+    let bootp = h.engine.handle(
+        datagram_bytes(bootp_request(1, false), Ipv4Addr::BROADCAST),
+        Admission::Process,
+    );
+    assert_eq!(bootp.reply_type, Some(0));
+    // The pool is now used up (.13 on probation, .14 to the BOOTP client).
+    let mut discover = message(MessageType::Discover, 2);
+    discover
+        .opts_mut()
+        .insert(DhcpOption::UserClass(b"lab".to_vec()));
+    let mut relay_info = RelayAgentInformation::default();
+    relay_info.insert(RelayInfo::AgentCircuitId(b"port-7".to_vec()));
+    discover
+        .opts_mut()
+        .insert(DhcpOption::RelayAgentInformation(relay_info));
+    assert_eq!(h.send(&discover).dropped, Some(DropReason::NoAddress));
+    let again = h.engine.handle(
+        datagram_bytes(bootp_request(3, false), Ipv4Addr::BROADCAST),
+        Admission::Process,
+    );
+    assert_eq!(again.dropped, Some(DropReason::NoAddress));
+
+    let events = audit_events(&audit, &clock);
+    let ids: Vec<u8> = events.iter().map(|e| e.id).collect();
+    assert_eq!(ids, [13, 21, 14, 22]);
+    assert_eq!(events[0].ip, Some(ip(13)));
+    assert_eq!(events[0].description, "Conflict");
+    assert_eq!(events[1].ip, Some(ip(14)));
+    assert_eq!(events[1].mac, mac_hex(1));
+    assert_eq!(events[1].transaction_id, Some(0x2001));
+    assert_eq!((events[2].ip, events[2].mac.clone()), (None, mac_hex(2)));
+    assert_eq!(events[2].user_class_hex, "0x6C6162");
+    assert_eq!(events[2].user_class_ascii, "lab");
+    assert_eq!(events[2].relay_agent, "0x0106706F72742D37");
+    assert_eq!(events[3].mac, mac_hex(3));
 }
