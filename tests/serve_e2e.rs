@@ -22,6 +22,8 @@ use serde_json::Value;
 use support::*;
 
 const RELAY: &str = "198.18.0.1";
+/// The interface in each test namespace that holds the relay addresses.
+const RELAY_LINK: &str = "relay0";
 const SERVER: &str = "127.0.0.1";
 const LAB_SCOPES: &str = "fixtures/config/lab-netsh.txt";
 const LAB_LEASE: u64 = 691_200;
@@ -84,7 +86,17 @@ impl Lab {
         envs: &[(&str, &str)],
     ) -> Lab {
         let ns = NetNs::new(tag).expect("create the namespace");
-        ns.add_addr(&format!("{RELAY}/24"), "lo")
+        // The test relay's link: a veth pair inside the namespace (the kernel has no dummy driver),
+        // not `lo`: a /24 on `lo` makes every address of the subnet local, so every
+        // conflict-detection ping (lab-netsh.txt sets DetectConflictRetry 2) would be answered.
+        // Here the scope's addresses are on-link and unanswered, as on a real segment.
+        ns.ip(&[
+            "link", "add", RELAY_LINK, "type", "veth", "peer", "name", "relay1",
+        ])
+        .expect("relay link");
+        ns.ip(&["link", "set", RELAY_LINK, "up"]).unwrap();
+        ns.ip(&["link", "set", "relay1", "up"]).unwrap();
+        ns.add_addr(&format!("{RELAY}/24"), RELAY_LINK)
             .expect("relay address");
         let dir = tempfile::tempdir().unwrap();
         let reg = dir.path().join("callout.reg");
@@ -1385,7 +1397,6 @@ fn pkt_send_edits_go_on_the_wire() {
 }
 
 #[test]
-#[ignore = "reason: conflict detection is not wired: src/serve.rs passes NoProber to Engine::new, so DetectConflictRetry is ignored and no address is ever pinged"]
 fn conflict_detection_skips_an_address_in_use() {
     if skip("conflict") {
         return;
@@ -1558,7 +1569,7 @@ fn second_scope_by_giaddr_with_reservation_and_boot_fields() {
         return;
     }
     let mut lab = Lab::start("scopeb", LAB_SCOPES);
-    lab.ns.add_addr("198.18.1.1/32", "lo").unwrap();
+    lab.ns.add_addr("198.18.1.1/24", RELAY_LINK).unwrap();
     let ack = scope_b_dora(&lab, &["--client-id", "01:00:15:5d:0a:0b:0c"]);
     assert_eq!(ack["message_type"], "ACK");
     assert_eq!(
@@ -1589,7 +1600,7 @@ fn reservation_uid_matches_htype_and_chaddr_without_option_61() {
         return;
     }
     let lab = Lab::start("scopebh", LAB_SCOPES);
-    lab.ns.add_addr("198.18.1.1/32", "lo").unwrap();
+    lab.ns.add_addr("198.18.1.1/24", RELAY_LINK).unwrap();
     let ack = scope_b_dora(&lab, &[]);
     assert_eq!(
         ack["yiaddr"], "198.18.1.30",
