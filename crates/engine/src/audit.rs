@@ -25,7 +25,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
 
-use chrono::{DateTime, Datelike, FixedOffset, Local, NaiveDate, Offset, Utc};
+use chrono::{DateTime, Datelike, FixedOffset, Local, NaiveDate, Offset, Timelike, Utc};
 
 use crate::clock::{Clock, SystemClock};
 
@@ -606,9 +606,14 @@ fn report(current: &mut Current, error: &io::Error) {
 fn format_line(out: &mut String, time: &DateTime<FixedOffset>, record: &AuditRecord<'_>) {
     let _ = write!(
         out,
-        "{:02},{}",
+        "{:02},{:02}/{:02}/{:02},{:02}:{:02}:{:02}",
         record.id.code(),
-        time.format("%m/%d/%y,%H:%M:%S")
+        time.month(),
+        time.day(),
+        time.year().rem_euclid(100),
+        time.hour(),
+        time.minute(),
+        time.second()
     );
     out.push(',');
     push_text(

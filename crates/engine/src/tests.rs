@@ -1489,10 +1489,29 @@ fn exhausted_pool_recovers_when_an_address_is_freed() {
     );
 }
 
+/// `ManualClock` time for the audit log, noting whether the lease lock is held when a line is written
+/// (the audit log reads the clock once per line).
+struct LockWatchingClock {
+    time: Arc<ManualClock>,
+    probe: OnceLock<LeaseLockProbe>,
+    reads: AtomicUsize,
+    reads_under_lock: AtomicUsize,
+}
+
+impl Clock for LockWatchingClock {
+    fn now(&self) -> SystemTime {
+        self.reads.fetch_add(1, Ordering::Relaxed);
+        if self.probe.get().is_some_and(LeaseLockProbe::is_locked) {
+            self.reads_under_lock.fetch_add(1, Ordering::Relaxed);
+        }
+        self.time.now()
+    }
+}
+
 /// An audit log in `dir` on `clock`'s time (UTC faces, flushed only on demand).
-fn audit_log(dir: &Path, clock: &Arc<ManualClock>) -> Arc<AuditLog> {
+fn audit_log(dir: &Path, clock: Arc<dyn Clock>) -> Arc<AuditLog> {
     let options = AuditOptions {
-        clock: clock.clone(),
+        clock,
         zone: AuditZone::FixedOffset(0),
         flush_interval: Duration::ZERO,
         ..AuditOptions::default()
@@ -1515,7 +1534,13 @@ fn mac_hex(n: u8) -> String {
 fn audit_log_records_a_scenario() {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::new(start()));
-    let audit = audit_log(&dir.path().join("audit"), &clock);
+    let watch = Arc::new(LockWatchingClock {
+        time: clock.clone(),
+        probe: OnceLock::new(),
+        reads: AtomicUsize::new(0),
+        reads_under_lock: AtomicUsize::new(0),
+    });
+    let audit = audit_log(&dir.path().join("audit"), watch.clone());
     let h = harness_audited(
         config(),
         &dir.path().join("leases.db"),
@@ -1523,6 +1548,7 @@ fn audit_log_records_a_scenario() {
         clock.clone(),
         Some(audit.clone()),
     );
+    let _ = watch.probe.set(h.engine.lease_lock_probe());
     h.engine.audit_log().unwrap().started();
 
     // DORA with a host name and vendor class, then a renewal and a release.
@@ -1617,13 +1643,16 @@ fn audit_log_records_a_scenario() {
         "2 leases expired and 2 leases deleted"
     );
     assert_eq!(events[13].time, "09:00:01");
+    // Every line was written with the lease lock free.
+    assert_eq!(watch.reads.load(Ordering::Relaxed), events.len());
+    assert_eq!(watch.reads_under_lock.load(Ordering::Relaxed), 0);
 }
 
 #[test]
 fn audit_log_records_conflicts_exhaustion_bootp_and_relay_info() {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::new(start()));
-    let audit = audit_log(&dir.path().join("audit"), &clock);
+    let audit = audit_log(&dir.path().join("audit"), clock.clone());
     let mut cfg = config();
     // Pool .13-.14 (.10-.12 excluded); .13 answers pings.
     cfg.scopes[0].end_range = ip(14);
