@@ -15,6 +15,26 @@
 //! Dates and times are local time (`MM/DD/YY`, `HH:MM:SS`) as Microsoft writes them, from the system's
 //! time zone (`TZ`, else `/etc/localtime`; UTC when neither can be read) unless
 //! [`AuditOptions::zone`] fixes an offset.
+//!
+//! Not for: DNS (IDs 30-35), failover (36) or rogue detection (50+) events, which calloutd never has.
+//!
+//! ```no_run
+//! use calloutd_engine::{parse_audit_log, AuditLog, EngineOptions};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // ActivityLogFlag, DhcpLogFilePath, DhcpLogFilesMaxSize (MB).
+//! let audit = AuditLog::from_settings(true, "/var/log/calloutd", 70)?;
+//! let options = EngineOptions { audit: audit.clone(), ..EngineOptions::default() };
+//! if let Some(audit) = &audit {
+//!     audit.started(); // and `stopped()` at shutdown, `paused()` on PAUSE
+//!     audit.flush();
+//!     let text = std::fs::read_to_string(audit.file_for(std::time::SystemTime::now()))?;
+//!     for event in parse_audit_log(&text)? {
+//!         println!("{} {} {:?}", event.id, event.description, event.ip);
+//!     }
+//! }
+//! # let _ = options; Ok(()) }
+//! ```
 
 use std::fmt::Write as _;
 use std::fs::{self, File, OpenOptions};
