@@ -1,0 +1,367 @@
+#!/usr/bin/env bash
+# The benchmark of issue 6: calloutd against the floor, Kea and dnsmasq under the same perfdhcp load.
+#
+# Creates two network namespaces joined by a veth pair (server 198.18.10.1/16, load generator
+# 198.18.10.2/16; 198.18.0.0/15 addresses only, the host's interfaces are untouched) and measures, each
+# server freshly started with an empty lease store per run:
+#   floor          examples/bench_floor.rs: fixed OFFER/ACK, no state (what the kernel alone costs)
+#   calloutd+noop  calloutd serve with the noop callout (all eight hooks, doing nothing), SQLite leases
+#   calloutd       calloutd serve with CalloutEnabled = 0
+#   kea            kea-dhcp4 (memfile), config written to bench/work
+#   dnsmasq        dnsmasq --no-ping, leasefile in bench/work
+# under perfdhcp (DORA, relay mode) at 1 000, 4 000, 8 000 and 12 000/s with 200 and 10 000 clients,
+# then `calloutd bench --rate 0` against each, then a lease-count scaling run of calloutd+noop with
+# 200, 10 000 and 115 000 pre-existing leases. For each run: achieved rate, drops, average delay and
+# the server's CPU seconds (utime+stime from /proc/PID/stat) per 1 000 exchanges. Prints the table and
+# the ratios calloutd/floor, calloutd/Kea, calloutd/dnsmasq and writes them to bench/results.md.
+#
+# Needs root (namespaces; installs kea-dhcp4-server, kea-admin, dnsmasq-base with apt-get when missing).
+# Environment: BENCH_SECONDS (load period per run, default 5), BENCH_RATES, BENCH_CLIENTS,
+# BENCH_SCALE_LEASES (space-separated lists), BENCH_MAX_OUTSTANDING (calloutd bench, default 64),
+# BENCH_NOISE_NOTE and BENCH_NOTES (text for results.md), BENCH_BUDGET (seconds after which the
+# remaining runs are skipped, default 540, so the whole script stays within 10 minutes).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+
+secs=${BENCH_SECONDS:-5}
+read -r -a rates <<<"${BENCH_RATES:-1000 4000 8000 12000}"
+read -r -a client_counts <<<"${BENCH_CLIENTS:-200 10000}"
+read -r -a scale_leases <<<"${BENCH_SCALE_LEASES:-200 10000 115000}"
+budget=${BENCH_BUDGET:-540}
+# calloutd bench's default with --rate 0 (256 in flight, refilled in bursts) overflows the default
+# 212 992-byte receive buffer of every server here, the floor included, and then paces itself by its
+# 1 s timeouts (a few hundred exchanges/s); 64 in flight measures the servers instead.
+bench_outstanding=${BENCH_MAX_OUTSTANDING:-64}
+scale_rate=8000
+scale_clients=10000
+work=$root/bench/work
+results=$root/bench/results.md
+srv_ip=198.18.10.1
+gen_ip=198.18.10.2
+srv_if=cb-srv
+gen_if=cb-gen
+srv_ns=calloutd-bench-srv-$$
+gen_ns=calloutd-bench-gen-$$
+clk_tck=$(getconf CLK_TCK)
+started_at=$(date +%s)
+
+log() { printf '[bench %3ds] %s\n' "$(($(date +%s) - started_at))" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+[ "$(id -u)" = 0 ] || die "needs root (network namespaces): sudo scripts/bench.sh"
+
+# --- tools --------------------------------------------------------------------------------------
+need=()
+for p in kea-dhcp4-server kea-admin dnsmasq-base iproute2 python3 gcc libc6-dev; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
+done
+if [ ${#need[@]} -gt 0 ]; then
+    log "installing ${need[*]}"
+    apt-get update -qq
+    # Debian would start the kea/dnsmasq services on the host; policy-rc.d (containers) or no
+    # systemd keeps them stopped, and nothing here depends on them.
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+for tool in perfdhcp kea-dhcp4 dnsmasq ip ss python3 cargo; do
+    command -v "$tool" >/dev/null || die "$tool not found"
+done
+
+log "building calloutd and the floor (cargo build --release)"
+cargo build --release --quiet --bin calloutd --example bench_floor
+scripts/build-callouts.sh >/dev/null
+calloutd=$root/target/release/calloutd
+floor=$root/target/release/examples/bench_floor
+[ -f fixtures/callouts/build/linux/noop.so ] || die "noop.so was not built"
+
+# The audit log is another helper's work; turn it on when this build has an option for it.
+audit_opt=$("$calloutd" serve --help | grep -o -- '--audit-log[a-z-]*' | head -1 || true)
+if [ -n "$audit_opt" ]; then audit="on ($audit_opt)"; else audit="off (calloutd serve has no audit-log option in this build)"; fi
+
+rm -rf "$work"
+mkdir -p "$work"
+: >"$work/runs.jsonl"
+
+# --- namespaces -----------------------------------------------------------------------------------
+srv_pid=
+cleanup() {
+    set +e
+    for ns in "$srv_ns" "$gen_ns"; do
+        for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -TERM "$pid" 2>/dev/null; done
+    done
+    for _ in $(seq 30); do
+        [ -z "$(ip netns pids "$srv_ns" 2>/dev/null)$(ip netns pids "$gen_ns" 2>/dev/null)" ] && break
+        sleep 0.1
+    done
+    for ns in "$srv_ns" "$gen_ns"; do
+        for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$pid" 2>/dev/null; done
+        ip netns del "$ns" 2>/dev/null
+    done
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+ip netns add "$srv_ns"
+ip netns add "$gen_ns"
+ip link add "$srv_if" netns "$srv_ns" type veth peer name "$gen_if" netns "$gen_ns"
+ip -n "$srv_ns" link set lo up
+ip -n "$gen_ns" link set lo up
+ip -n "$srv_ns" addr add "$srv_ip/16" dev "$srv_if"
+ip -n "$gen_ns" addr add "$gen_ip/16" dev "$gen_if"
+ip -n "$srv_ns" link set "$srv_if" up
+ip -n "$gen_ns" link set "$gen_if" up
+for _ in $(seq 50); do
+    ip netns exec "$gen_ns" ping -c1 -W1 "$srv_ip" >/dev/null 2>&1 && break
+    sleep 0.1
+done
+
+# (Servers are started with `ip netns exec ... &` directly, not through a function, so that $! is the
+# server's own pid: ip netns exec execs the command.)
+in_srv() { ip netns exec "$srv_ns" "$@"; }
+in_gen() { ip netns exec "$gen_ns" "$@"; }
+# utime + stime of a process in clock ticks (all its threads, live and exited); empty if it is gone.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || true; }
+# UDP datagrams dropped for a full socket receive buffer, in a namespace.
+overflows() { ip netns exec "$1" awk '/^Udp: [0-9]/ {print $6; exit}' /proc/net/snmp; }
+over_budget() { [ $(($(date +%s) - started_at)) -ge "$budget" ]; }
+
+# --- servers --------------------------------------------------------------------------------------
+kea_conf() {
+    cat <<EOF
+{ "Dhcp4": {
+    "interfaces-config": { "interfaces": [ "$srv_if" ], "dhcp-socket-type": "udp" },
+    "lease-database": { "type": "memfile", "persist": true, "name": "$work/kea-leases4.csv", "lfc-interval": 0 },
+    "valid-lifetime": 86400,
+    "subnet4": [ { "id": 1, "subnet": "198.18.0.0/16",
+                   "pools": [ { "pool": "198.18.20.1 - 198.18.254.254" } ] } ],
+    "loggers": [ { "name": "kea-dhcp4", "severity": "WARN",
+                   "output_options": [ { "output": "$work/kea.log" } ] } ]
+} }
+EOF
+}
+
+# wait_ready PID LOGFILE PATTERN TRIES: until the log shows PATTERN (or, with PATTERN "-", something
+# listens on UDP 67 in the server namespace); fails if the process died or TRIES × 0.1 s passed.
+wait_ready() {
+    local pid=$1 logfile=$2 pattern=$3 tries=$4
+    for _ in $(seq "$tries"); do
+        kill -0 "$pid" 2>/dev/null || return 1
+        if [ "$pattern" = - ]; then
+            [ -n "$(in_srv ss -Hlun 'sport = :67')" ] && return 0
+        else
+            grep -q "$pattern" "$logfile" 2>/dev/null && return 0
+        fi
+        sleep 0.1
+    done
+    return 1
+}
+
+# start_server NAME [SCOPES] [LEASE_DB]: starts NAME in the server namespace, sets srv_pid.
+start_server() {
+    local name=$1 scopes=${2:-scripts/bench/scopes.txt} db=${3:-$work/leases.sqlite3}
+    local logfile=$work/server-$name.log
+    : >"$logfile"
+    case $name in
+    floor)
+        ip netns exec "$srv_ns" "$floor" "$srv_ip:67" >>"$logfile" 2>&1 &
+        srv_pid=$!
+        wait_ready "$srv_pid" "$logfile" "serving on" 50
+        ;;
+    calloutd+noop | calloutd)
+        local reg=scripts/bench/noop.reg
+        [ "$name" = calloutd ] && reg=scripts/bench/nocallout.reg
+        local extra=()
+        [ -n "$audit_opt" ] && extra=("$audit_opt" "$work/audit")
+        ip netns exec "$srv_ns" "$calloutd" serve --reg "$reg" --scopes "$scopes" --interface "$srv_if" \
+            --lease-db "$db" "${extra[@]}" >>"$logfile" 2>&1 &
+        srv_pid=$!
+        wait_ready "$srv_pid" "$logfile" "serving on" 600
+        ;;
+    kea)
+        rm -f "$work"/kea-leases4.csv*
+        kea_conf >"$work/kea.json"
+        KEA_PIDFILE_DIR=$work KEA_LOCKFILE_DIR=$work ip netns exec "$srv_ns" kea-dhcp4 -c "$work/kea.json" >>"$logfile" 2>&1 &
+        srv_pid=$!
+        wait_ready "$srv_pid" "$logfile" - 100
+        ;;
+    dnsmasq)
+        rm -f "$work/dnsmasq.leases"
+        ip netns exec "$srv_ns" dnsmasq --keep-in-foreground --no-daemon --conf-file=/dev/null --pid-file= --user=root \
+            --port=0 --no-ping --interface="$srv_if" --bind-interfaces \
+            --dhcp-range=198.18.20.1,198.18.254.254,255.255.0.0,24h --dhcp-lease-max=100000 \
+            --dhcp-leasefile="$work/dnsmasq.leases" --dhcp-authoritative --quiet-dhcp >>"$logfile" 2>&1 &
+        srv_pid=$!
+        wait_ready "$srv_pid" "$logfile" - 100
+        ;;
+    esac
+}
+
+stop_server() {
+    [ -n "$srv_pid" ] || return 0
+    kill -TERM "$srv_pid" 2>/dev/null || true
+    for _ in $(seq 100); do kill -0 "$srv_pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$srv_pid" 2>/dev/null || true
+    wait "$srv_pid" 2>/dev/null || true
+    srv_pid=
+}
+
+# record KEY=VALUE...: one JSON object (numbers stay numbers) appended to runs.jsonl.
+record() {
+    python3 - "$@" >>"$work/runs.jsonl" <<'EOF'
+import json, sys
+run = {}
+for arg in sys.argv[1:]:
+    key, _, value = arg.partition("=")
+    try:
+        run[key] = int(value)
+    except ValueError:
+        try:
+            run[key] = float(value)
+        except ValueError:
+            run[key] = value
+print(json.dumps(run))
+EOF
+}
+
+# measure LOAD SERVER RATE CLIENTS OUTPUT [KEY=VALUE...]: runs the load command in "${load_cmd[@]}"
+# in the generator namespace and records the server's CPU and the namespaces' socket overflows.
+measure() {
+    local load=$1 server=$2 rate=$3 clients=$4 output=$5
+    shift 5
+    local cpu0 cpu1 so0 so1 go0 go1
+    cpu0=$(cpu_ticks "$srv_pid")
+    so0=$(overflows "$srv_ns")
+    go0=$(overflows "$gen_ns")
+    in_gen timeout -k 2 $((secs + 20)) "${load_cmd[@]}" >"$work/$output" 2>&1 || true
+    cpu1=$(cpu_ticks "$srv_pid")
+    so1=$(overflows "$srv_ns")
+    go1=$(overflows "$gen_ns")
+    if [ -z "$cpu0" ] || [ -z "$cpu1" ]; then
+        log "warning: $server exited during the run (see $work/server-$server.log)"
+        record load="$load" server="$server" rate="$rate" clients="$clients" secs="$secs" cpu_ticks=0 \
+            clk_tck="$clk_tck" srv_overflows=0 gen_overflows=0 output= error="server exited during the run" "$@"
+        return
+    fi
+    record load="$load" server="$server" rate="$rate" clients="$clients" secs="$secs" \
+        cpu_ticks=$((cpu1 - cpu0)) clk_tck="$clk_tck" srv_overflows=$((so1 - so0)) \
+        gen_overflows=$((go1 - go0)) output="$output" "$@"
+}
+
+perfdhcp_cmd() { load_cmd=(perfdhcp -4 -l "$gen_if" -r "$1" -R "$2" -p "$secs" -W 500000 "$srv_ip"); }
+
+# --- the perfdhcp matrix --------------------------------------------------------------------------
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+servers=(floor calloutd+noop calloutd kea dnsmasq)
+for clients in "${client_counts[@]}"; do
+    for rate in "${rates[@]}"; do
+        for server in "${servers[@]}"; do
+            out="perfdhcp-$server-$rate-$clients.txt"
+            if over_budget; then
+                log "skipped (time budget): $server $rate/s $clients clients"
+                record load=perfdhcp server="$server" rate="$rate" clients="$clients" secs="$secs" \
+                    cpu_ticks=0 clk_tck="$clk_tck" srv_overflows=0 gen_overflows=0 output= error="skipped (time budget)"
+                continue
+            fi
+            rm -f "$work/leases.sqlite3"*
+            if ! start_server "$server"; then
+                log "$server did not start: $(tail -3 "$work/server-$server.log" | tr '\n' ' ')"
+                stop_server
+                record load=perfdhcp server="$server" rate="$rate" clients="$clients" secs="$secs" \
+                    cpu_ticks=0 clk_tck="$clk_tck" srv_overflows=0 gen_overflows=0 output= error="server did not start"
+                continue
+            fi
+            log "perfdhcp $rate/s, $clients clients -> $server"
+            perfdhcp_cmd "$rate" "$clients"
+            measure perfdhcp "$server" "$rate" "$clients" "$out" audit="${audit%% *}"
+            stop_server
+        done
+    done
+done
+
+# --- calloutd bench at its own maximum ------------------------------------------------------------
+for server in "${servers[@]}"; do
+    over_budget && { log "skipped (time budget): calloutd bench -> $server"; continue; }
+    rm -f "$work/leases.sqlite3"*
+    start_server "$server" || { log "$server did not start"; stop_server; continue; }
+    log "calloutd bench --rate 0 -> $server"
+    load_cmd=("$calloutd" bench --server "$srv_ip" --giaddr "$gen_ip" --rate 0 --duration "$secs" --json
+        --max-outstanding "$bench_outstanding")
+    measure "calloutd bench" "$server" 0 1000 "bench-$server.json" max_outstanding="$bench_outstanding"
+    stop_server
+done
+
+# --- lease-count scaling --------------------------------------------------------------------------
+# The scope is all of 198.18.0.0/15 (126 974 pool addresses); the pre-existing leases fill it from the
+# bottom and leave at least $scale_clients addresses for perfdhcp's clients, so 1 000 000 cannot fit.
+populate() {
+    python3 - "$1" "$2" <<'EOF'
+import ipaddress, sqlite3, sys, time
+path, count = sys.argv[1], int(sys.argv[2])
+conn = sqlite3.connect(path)
+# The schema of crates/engine/src/store.rs (SCHEMA).
+conn.execute("""CREATE TABLE IF NOT EXISTS leases (
+    ip INTEGER PRIMARY KEY, client_id BLOB NOT NULL, hw_type INTEGER NOT NULL,
+    hw_address BLOB NOT NULL, host_name TEXT, expires INTEGER, client_type INTEGER NOT NULL)""")
+first = int(ipaddress.IPv4Address("198.18.16.1"))
+expires = int(time.time()) + 86400
+DHCP_CLIENT_DHCP = 0x30000004
+def rows():
+    for i in range(count):
+        mac = bytes([0x0e, 0xbe]) + i.to_bytes(4, "big")
+        yield (first + i, b"\x01" + mac, 1, mac, None, expires, DHCP_CLIENT_DHCP)
+with conn:
+    conn.executemany("INSERT INTO leases VALUES (?, ?, ?, ?, ?, ?, ?)", rows())
+conn.close()
+last = count - 1
+print("0e:be:" + ":".join(f"{b:02x}" for b in last.to_bytes(4, "big")),
+      ipaddress.IPv4Address(first + last))
+EOF
+}
+max_fit=$((126974 - scale_clients))
+scale_note="Scope 198.18.0.0/15 (pool 198.18.16.1 - 198.19.255.254, 126 974 addresses: the benchmark uses no address outside 198.18.0.0/15), leases pre-populated with python3's sqlite3 in one transaction, then calloutd+noop under perfdhcp at $scale_rate/s with $scale_clients clients. 1 000 000 leases do not fit in 198.18.0.0/15: the largest count is $max_fit at most (the pool minus room for the $scale_clients clients)."
+for n in "${scale_leases[@]}"; do
+    [ "$n" -gt "$max_fit" ] && { log "scaling: $n leases do not fit, using $max_fit"; n=$max_fit; }
+    over_budget && { log "skipped (time budget): scaling with $n leases"; continue; }
+    db=$work/scale-$n.sqlite3
+    rm -f "$db"*
+    read -r probe_mac probe_ip < <(populate "$db" "$n")
+    t0=$(date +%s.%N)
+    if ! start_server calloutd+noop scripts/bench/scopes-scale.txt "$db"; then
+        log "calloutd did not start with $n leases: $(tail -3 "$work/server-calloutd+noop.log" | tr '\n' ' ')"
+        stop_server
+        continue
+    fi
+    startup=$(python3 -c "import sys; print(round($(date +%s.%N) - $t0, 2))")
+    # The last pre-existing lease's client must be offered its own address: the server loaded them.
+    offered=$(in_gen "$calloutd" client discover --giaddr "$gen_ip" --server "$srv_ip" --mac "$probe_mac" \
+        --timeout 2 --json 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin).get("yiaddr",""))' || true)
+    if [ "$offered" = "$probe_ip" ]; then loaded="yes ($probe_mac offered $offered)"; else loaded="NO ($probe_mac offered '${offered}', expected $probe_ip)"; fi
+    log "scaling: $n leases, startup ${startup}s, loaded: $loaded; perfdhcp $scale_rate/s, $scale_clients clients"
+    perfdhcp_cmd "$scale_rate" "$scale_clients"
+    measure scale calloutd+noop "$scale_rate" "$scale_clients" "scale-$n.txt" leases="$n" startup_s="$startup" loaded="$loaded"
+    stop_server
+done
+
+# --- report ---------------------------------------------------------------------------------------
+load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+{
+    echo "date=$(date -u '+%Y-%m-%d %H:%M UTC')"
+    echo "secs=$secs"
+    echo "nproc=$(nproc)"
+    echo "cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
+    echo "kernel=$(uname -r)"
+    echo "load_before=$load_before"
+    echo "load_after=$load_after"
+    echo "calloutd=$(git describe --always --dirty 2>/dev/null || echo unknown)"
+    echo "rustc=$(rustc --version | cut -d' ' -f2)"
+    echo "kea=$(kea-dhcp4 -v 2>/dev/null | head -1)"
+    echo "dnsmasq=$(dnsmasq --version | head -1 | awk '{print $3}')"
+    echo "perfdhcp=$(perfdhcp -v 2>&1 | head -1)"
+    echo "audit=$audit"
+    echo "bench_outstanding=$bench_outstanding"
+    echo "scale_note=$scale_note"
+    echo "noise=${BENCH_NOISE_NOTE:-load average $load_before before and $load_after after the run on $(nproc) CPUs; the server, perfdhcp and anything else running share those CPUs, so rates and drops at 8 000/s and above depend on what else runs and CPU per exchange varies by ±10-20 % between runs.}"
+    echo "notes=${BENCH_NOTES:-}"
+} >"$work/meta.txt"
+python3 scripts/bench/report.py "$work" "$results"
+log "done in $(($(date +%s) - started_at)) s"
