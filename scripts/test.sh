@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 # Debian packages the tests use: a C compiler for the test callouts, mingw-w64 for their Windows DLLs,
 # iproute2 for the network-namespace tests.
-packages=(gcc libc6-dev gcc-mingw-w64-x86-64 mingw-w64-common iproute2)
+packages=(gcc libc6-dev gcc-mingw-w64-x86-64 mingw-w64-common iproute2 isc-dhcp-client udhcpc dhcpcd-base)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,0 +1,820 @@
+//! calloutd against real DHCP clients nobody here wrote (issue 6, item 3): ISC `dhclient`, busybox
+//! `udhcpc` and `dhcpcd`. Each test joins two network namespaces with a veth pair (198.18.4.0/24,
+//! the server at 198.18.4.1), runs `calloutd serve --interface` on one side with the trace callout
+//! loaded, and on the other side gets a lease with the client, then releases it. It checks the lease
+//! the client reported to its hook script, the address on the client's interface, and the hook
+//! sequence in the server's trace and the trace callout's log.
+//!
+//! Nothing outside the test's temp dir and namespaces is touched: every client runs with a hook
+//! script of the test's own (it records its environment and configures only the namespaced
+//! interface, never /etc/resolv.conf), and its lease, pid and config files are in the temp dir.
+//! dhcpcd has compiled-in /run/dhcpcd and /var/lib/dhcpcd, so it runs with temp dirs bind-mounted
+//! over /run and /var/lib inside the private mount namespace `ip netns exec` gives it.
+//!
+//! Tests skip (with a printed reason) when not root, and when a client is missing and cannot be
+//! installed with apt-get; with `CI` or `CALLOUTD_REQUIRE_REAL_CLIENTS` set, a missing client fails.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::net::Ipv4Addr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use support::*;
+
+const SERVER_IP: &str = "198.18.4.1";
+const SCOPES: &str = "fixtures/scenarios/real-clients-scope.txt";
+/// The pool of the scope file.
+const POOL: (Ipv4Addr, Ipv4Addr) = (
+    Ipv4Addr::new(198, 18, 4, 100),
+    Ipv4Addr::new(198, 18, 4, 150),
+);
+const ROUTER: &str = "198.18.4.1";
+const DNS: &str = "198.18.4.53 198.18.4.54";
+const DOMAIN: &str = "realclients.test";
+const LEASE: u64 = 3600;
+
+const PKT_SEND: &str = "PktSend(0x10000000)";
+const PROCESSED: &str = "PktDrop(0xb)";
+const OFFER_NEW: &str = "AddressOffer(0x30000001)";
+const DEL_RELEASE: &str = "AddressDel(0x20000003)";
+const CLIENT_DHCP: u64 = 0x3000_0004;
+
+/// How long a client may take to get its lease or release it.
+const CLIENT_LIMIT: Duration = Duration::from_secs(20);
+
+// ---- Finding (or installing) the clients ----
+
+/// The program's path in PATH or the sbin directories (a test runner's PATH may lack them).
+fn find_program(program: &str) -> Option<PathBuf> {
+    let path = std::env::var("PATH").unwrap_or_default();
+    let found = path
+        .split(':')
+        .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"])
+        .filter(|d| !d.is_empty())
+        .map(|d| Path::new(d).join(program))
+        .find(|p| {
+            fs::metadata(p)
+                .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+                .unwrap_or(false)
+        });
+    found
+}
+
+/// True when a missing client must fail the test rather than skip it.
+fn clients_required() -> bool {
+    std::env::var_os("CI").is_some() || std::env::var_os("CALLOUTD_REQUIRE_REAL_CLIENTS").is_some()
+}
+
+/// The client program, installing its Debian package when it is missing (we are root here).
+/// `None` (with a printed reason) when it cannot be had.
+fn client_program(test: &str, program: &str, package: &str) -> Option<PathBuf> {
+    // One apt-get at a time: the tests run in parallel and apt holds a lock.
+    static INSTALL: Mutex<()> = Mutex::new(());
+    if let Some(p) = find_program(program) {
+        return Some(p);
+    }
+    let _one = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(p) = find_program(program) {
+        return Some(p);
+    }
+    eprintln!("{test}: {program} not found; installing the Debian package {package}");
+    let mut why = String::new();
+    if find_program("apt-get").is_some() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("apt.log");
+        let apt = |args: &[&str]| {
+            let mut cmd = Command::new("apt-get");
+            cmd.args(args).env("DEBIAN_FRONTEND", "noninteractive");
+            matches!(run_logged(cmd, &log, Duration::from_secs(300)), Ok(s) if s.success())
+        };
+        let install = ["install", "-y", "-qq", "--no-install-recommends", package];
+        if !apt(&install) && !(apt(&["update", "-qq"]) && apt(&install)) {
+            why = fs::read_to_string(&log).unwrap_or_default();
+        }
+    } else {
+        why = "no apt-get".into();
+    }
+    match find_program(program) {
+        Some(p) => Some(p),
+        None if clients_required() => {
+            panic!("{test}: {program} (package {package}) is missing and could not be installed: {why}")
+        }
+        None => {
+            eprintln!(
+                "{test}: skipped: {program} (Debian package {package}) is missing and could not be \
+                 installed: {}",
+                why.trim()
+            );
+            None
+        }
+    }
+}
+
+// ---- Processes ----
+
+/// Runs `cmd` with stdout and stderr appended to `log` (a daemonizing client keeps no pipe of ours
+/// open), killing it when it outlives `limit`.
+fn run_logged(mut cmd: Command, log: &Path, limit: Duration) -> std::io::Result<ExitStatus> {
+    let out = fs::OpenOptions::new().create(true).append(true).open(log)?;
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(out.try_clone()?)
+        .stderr(out)
+        .spawn()?;
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(status);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(std::io::Error::other(format!(
+                "{cmd:?} did not finish within {limit:?}:\n{}",
+                fs::read_to_string(log).unwrap_or_default()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A client running in the foreground as our child, killed when dropped.
+struct Daemon {
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Daemon {
+    fn spawn(mut cmd: Command, log: PathBuf) -> Daemon {
+        let out = fs::File::create(&log).unwrap();
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .unwrap();
+        Daemon {
+            child: Some(child),
+            log,
+        }
+    }
+
+    /// The client's pid (`ip netns exec` execs the program, so it is the client itself).
+    fn pid(&self) -> u32 {
+        self.child.as_ref().map(Child::id).unwrap_or(0)
+    }
+
+    /// The exit status if the client has exited.
+    fn exited(&mut self) -> Option<ExitStatus> {
+        self.child.as_mut().and_then(|c| c.try_wait().unwrap())
+    }
+
+    /// Waits (bounded) for the client to exit on its own.
+    fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.exited() {
+                self.child = None;
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "client did not exit within {limit:?}:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Sends `signal` to `pid`.
+fn signal(pid: u32, signal: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -{signal} {pid}");
+}
+
+/// True while a process `pid` exists.
+fn alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Polls `probe` until it gives a value, failing with `what` and `context()` after `limit`.
+fn wait_until<T>(
+    limit: Duration,
+    what: &str,
+    context: impl Fn() -> String,
+    mut probe: impl FnMut() -> Option<T>,
+) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = probe() {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not happen within {limit:?}:\n{}",
+            context()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+// ---- Hook scripts ----
+
+/// One call of a client's hook script: the reason (dhclient, dhcpcd: `$reason`; udhcpc: `$1`) and
+/// the environment it got.
+#[derive(Debug, Clone)]
+struct HookCall {
+    event: String,
+    env: BTreeMap<String, String>,
+}
+
+impl HookCall {
+    fn var(&self, name: &str) -> &str {
+        self.env
+            .get(name)
+            .map(String::as_str)
+            .unwrap_or_else(|| panic!("{} call without {name}: {:?}", self.event, self.env))
+    }
+}
+
+/// Writes an executable hook script that records each call to `record` and then runs `action`
+/// (shell code that may use the client's variables). It touches nothing but `record` and the
+/// namespaced interface.
+fn write_hook_script(path: &Path, record: &Path, client: &str, action: &str) {
+    let text = format!(
+        "#!/bin/sh\n\
+         # Hook script of tests/real_clients.rs for {client}: records the call, then configures\n\
+         # only the (namespaced) interface. Never touches /etc/resolv.conf or another host file.\n\
+         PATH=/usr/sbin:/usr/bin:/sbin:/bin\n\
+         {{ echo \"@@begin ${{reason:-$1}}\"; env; echo \"@@end\"; }} >> '{}'\n\
+         {action}\n",
+        record.display()
+    );
+    fs::write(path, text).unwrap();
+    fs::set_permissions(path, fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// The complete calls in a hook script's record.
+fn hook_calls(record: &Path) -> Vec<HookCall> {
+    let text = fs::read_to_string(record).unwrap_or_default();
+    let mut calls = Vec::new();
+    let mut open: Option<HookCall> = None;
+    for line in text.lines() {
+        if let Some(event) = line.strip_prefix("@@begin ") {
+            open = Some(HookCall {
+                event: event.to_string(),
+                env: BTreeMap::new(),
+            });
+        } else if line == "@@end" {
+            calls.extend(open.take());
+        } else if let (Some(call), Some((k, v))) = (open.as_mut(), line.split_once('=')) {
+            call.env.insert(k.to_string(), v.to_string());
+        }
+    }
+    calls
+}
+
+/// Waits for the hook script's first call with one of `events` after the first `skip` calls.
+fn wait_hook(record: &Path, events: &[&str], skip: usize, log: impl Fn() -> String) -> HookCall {
+    wait_until(
+        CLIENT_LIMIT,
+        &format!("hook script call {events:?}"),
+        || {
+            format!(
+                "client log:\n{}\nhook calls: {:?}",
+                log(),
+                hook_calls(record)
+            )
+        },
+        || {
+            hook_calls(record)
+                .into_iter()
+                .skip(skip)
+                .find(|c| events.contains(&c.event.as_str()))
+        },
+    )
+}
+
+// ---- The segment: server namespace, client namespace, veth pair ----
+
+/// A server namespace and a client namespace joined by a veth pair, the server running with the
+/// trace callout. Fields drop in order: the client namespace first (killing any client daemon left
+/// in it), then the server, its namespace and the files.
+struct Segment {
+    client_ns: NetNs,
+    client_if: String,
+    mac: String,
+    server: Option<ServerProcess>,
+    _server_ns: NetNs,
+    callout_log: PathBuf,
+    server_trace: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+impl Segment {
+    fn start(tag: &str, mac: &str) -> Segment {
+        let server_ns = NetNs::new(&format!("{tag}s")).unwrap();
+        let client_ns = NetNs::new(&format!("{tag}c")).unwrap();
+        let id = format!("{tag}{}", std::process::id() % 10_000);
+        let (server_if, client_if) = (format!("s{id}"), format!("c{id}"));
+        veth(&server_ns, &server_if, &client_ns, &client_if).unwrap();
+        client_ns
+            .ip(&["link", "set", "dev", &client_if, "address", mac])
+            .unwrap();
+        server_ns
+            .add_addr(&format!("{SERVER_IP}/24"), &server_if)
+            .unwrap();
+
+        let dir = tempfile::tempdir().unwrap();
+        let reg = dir.path().join("callout.reg");
+        write_callout_reg(
+            &reg,
+            &[calloutd_callout::fixtures::library("trace").unwrap()],
+        );
+        let callout_log = dir.path().join("callout.jsonl");
+        let server_trace = dir.path().join("server-trace.jsonl");
+        let scopes = repo_root().join(SCOPES);
+        let args: Vec<String> = [
+            "--reg",
+            reg.to_str().unwrap(),
+            "--scopes",
+            scopes.to_str().unwrap(),
+            "--interface",
+            &server_if,
+            "--lease-db",
+            dir.path().join("leases.sqlite3").to_str().unwrap(),
+            "--trace",
+            server_trace.to_str().unwrap(),
+            // One worker: each packet's hooks finish before the next packet's start, so the
+            // whole trace has one exact order.
+            "--workers",
+            "1",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let server = ServerProcess::start(
+            &server_ns,
+            &args,
+            dir.path().join("server.log"),
+            &[("CALLOUT_TRACE_FILE", callout_log.to_str().unwrap())],
+        )
+        .unwrap();
+        Segment {
+            client_ns,
+            client_if,
+            mac: mac.to_string(),
+            server: Some(server),
+            _server_ns: server_ns,
+            callout_log,
+            server_trace,
+            dir,
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn server_log(&self) -> String {
+        self.server
+            .as_ref()
+            .map(ServerProcess::log_text)
+            .unwrap_or_default()
+    }
+
+    /// The IPv4 addresses on the client's interface, as `a.b.c.d/len`.
+    fn client_addrs(&self) -> Vec<String> {
+        let out = self
+            .client_ns
+            .ip(&["-4", "-o", "addr", "show", "dev", &self.client_if])
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| {
+                let mut words = l.split_whitespace();
+                words.find(|w| *w == "inet")?;
+                words.next().map(str::to_string)
+            })
+            .collect()
+    }
+
+    /// Waits until the client's interface holds `ip/24` (`present`) or no longer holds `ip`.
+    fn wait_addr(&self, ip: &str, present: bool) {
+        let want = format!("{ip}/24");
+        wait_until(
+            CLIENT_LIMIT,
+            &format!("address {want} present={present} on the client's interface"),
+            || format!("addresses: {:?}", self.client_addrs()),
+            || {
+                let addrs = self.client_addrs();
+                let has = if present {
+                    addrs.contains(&want)
+                } else {
+                    addrs.iter().any(|a| a.split('/').next() == Some(ip))
+                };
+                (has == present).then_some(())
+            },
+        );
+    }
+
+    /// Waits for the three exchanges (DISCOVER, REQUEST, RELEASE), stops the server with SIGTERM
+    /// and checks both traces for the client that leased `ip`.
+    fn stop_and_check(&mut self, ip: &str) {
+        wait_for_jsonl(
+            &self.callout_log,
+            Duration::from_secs(10),
+            "three packets processed",
+            |r| processed_count(r) >= 3,
+        );
+        let mut server = self.server.take().unwrap();
+        let status = server.stop().unwrap();
+        assert!(
+            status.success(),
+            "server exit status {status}:\n{}",
+            server.log_text()
+        );
+        let trace = read_jsonl(&self.server_trace);
+        let log = read_jsonl(&self.callout_log);
+        check_server_trace(&trace);
+        assert_eq!(
+            call_projection(&trace, None),
+            call_projection(&log, Some("trace")),
+            "the server's trace and the trace callout's log agree"
+        );
+
+        // The whole server trace, in order (one worker): START, DISCOVER, REQUEST, RELEASE, STOP.
+        let sigs: Vec<String> = trace.iter().map(hook_signature).collect();
+        let expected = [
+            "Control(0x1)",
+            "NewPkt",
+            "HandleOptions",
+            PKT_SEND,
+            PROCESSED,
+            "NewPkt",
+            "HandleOptions",
+            OFFER_NEW,
+            PKT_SEND,
+            PROCESSED,
+            "NewPkt",
+            "HandleOptions",
+            DEL_RELEASE,
+            PROCESSED,
+            "Control(0x2)",
+        ];
+        assert_eq!(sigs, expected, "server trace:\n{trace:#?}");
+        let offer = trace.iter().find(|r| r["hook"] == "AddressOffer").unwrap();
+        assert_eq!(offer["alt"], ip, "{offer}");
+        assert_eq!(offer["locks"], serde_json::json!(["lease"]), "{offer}");
+        let del = trace.iter().find(|r| r["hook"] == "AddressDel").unwrap();
+        assert_eq!(del["alt"], ip, "{del}");
+        assert_eq!(del["locks"], serde_json::json!(["lease"]), "{del}");
+
+        // Each packet as the callout saw it.
+        let packets = callout_packets(&log, "trace");
+        assert_eq!(packets.len(), 3, "{packets:#?}");
+        for p in &packets {
+            check_packet(p, SERVER_IP);
+            let opts = p.call("HandleOptions");
+            assert_eq!(opts["hw_address"], self.mac.as_str(), "{opts}");
+            assert_eq!(opts["scope_id"], "198.18.4.0", "{opts}");
+        }
+        let (discover, request, release) = (&packets[0], &packets[1], &packets[2]);
+        assert_eq!(discover.call("HandleOptions")["message_type"], 1);
+        assert_eq!(
+            discover.signature(),
+            ["NewPkt", "HandleOptions", PKT_SEND, PROCESSED]
+        );
+        let req = request.call("HandleOptions");
+        assert_eq!(req["message_type"], 3);
+        assert_eq!(
+            request.xid, discover.xid,
+            "the REQUEST answers the OFFER's xid"
+        );
+        assert_eq!(req["requested_address"], ip, "{req}");
+        assert_eq!(req["server"], SERVER_IP, "{req}");
+        assert_eq!(
+            request.signature(),
+            ["NewPkt", "HandleOptions", OFFER_NEW, PKT_SEND, PROCESSED]
+        );
+        let give = request.call("AddressOffer");
+        assert_eq!(give["alt"], ip, "{give}");
+        assert_eq!(give["addr_type"], CLIENT_DHCP, "{give}");
+        assert_eq!(give["lease"], LEASE, "{give}");
+        assert_eq!(release.call("HandleOptions")["message_type"], 7);
+        assert_eq!(
+            release.signature(),
+            ["NewPkt", "HandleOptions", DEL_RELEASE, PROCESSED]
+        );
+        assert_eq!(release.call("AddressDel")["alt"], ip);
+    }
+}
+
+/// The address must lie in the scope's pool.
+fn check_in_pool(ip: &str) -> Ipv4Addr {
+    let addr: Ipv4Addr = ip
+        .parse()
+        .unwrap_or_else(|_| panic!("not an address: {ip:?}"));
+    assert!(
+        (POOL.0..=POOL.1).contains(&addr),
+        "{addr} is outside the pool {}-{}",
+        POOL.0,
+        POOL.1
+    );
+    addr
+}
+
+/// Checks the lease variables ISC-style clients (dhclient, dhcpcd) give their script with `prefix`
+/// `new_`; returns the address.
+fn check_isc_style_lease(call: &HookCall) -> String {
+    let ip = call.var("new_ip_address").to_string();
+    check_in_pool(&ip);
+    assert_eq!(call.var("new_subnet_mask"), "255.255.255.0");
+    assert_eq!(call.var("new_routers"), ROUTER);
+    assert_eq!(call.var("new_domain_name_servers"), DNS);
+    assert_eq!(call.var("new_domain_name"), DOMAIN);
+    assert_eq!(call.var("new_dhcp_server_identifier"), SERVER_IP);
+    assert_eq!(call.var("new_dhcp_lease_time"), LEASE.to_string());
+    assert_eq!(call.var("new_dhcp_renewal_time"), (LEASE / 2).to_string());
+    assert_eq!(
+        call.var("new_dhcp_rebinding_time"),
+        (LEASE * 7 / 8).to_string()
+    );
+    ip
+}
+
+// ---- The tests ----
+
+#[test]
+fn isc_dhclient_gets_and_releases_a_lease() {
+    let test = "isc_dhclient_gets_and_releases_a_lease";
+    if !have_root(test) {
+        return;
+    }
+    let Some(dhclient) = client_program(test, "dhclient", "isc-dhcp-client") else {
+        return;
+    };
+    let mut seg = Segment::start("dh", "02:00:00:00:04:01");
+    let record = seg.path("hook-calls.txt");
+    let script = seg.path("dhclient-script");
+    write_hook_script(
+        &script,
+        &record,
+        "ISC dhclient",
+        r#"case "$reason" in
+PREINIT) ip link set dev "$interface" up ;;
+BOUND|RENEW|REBIND|REBOOT) ip -4 addr replace "$new_ip_address/$new_subnet_mask" dev "$interface" ;;
+RELEASE|EXPIRE|FAIL|STOP) [ -z "$old_ip_address" ] || ip -4 addr del "$old_ip_address/$old_subnet_mask" dev "$interface" ;;
+esac"#,
+    );
+    let conf = seg.path("dhclient.conf");
+    fs::write(
+        &conf,
+        "# dhclient.conf of tests/real_clients.rs\n\
+         request subnet-mask, broadcast-address, routers, domain-name, domain-name-servers;\n\
+         timeout 15;\n",
+    )
+    .unwrap();
+    let pid_file = seg.path("dhclient.pid");
+    let log = seg.path("dhclient.log");
+    let common: Vec<String> = [
+        "-4",
+        "-v",
+        "-sf",
+        script.to_str().unwrap(),
+        "-lf",
+        seg.path("dhclient.leases").to_str().unwrap(),
+        "-pf",
+        pid_file.to_str().unwrap(),
+        "-cf",
+        conf.to_str().unwrap(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+
+    // `-1`: one try; dhclient returns once bound and leaves a daemon (killed by `-r` below, or
+    // with the namespace).
+    let mut cmd = seg.client_ns.command(&dhclient);
+    cmd.args(&common).args(["-1", &seg.client_if]);
+    let status = run_logged(cmd, &log, CLIENT_LIMIT).unwrap();
+    let dh_log = || fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        status.success(),
+        "dhclient -1: {status}\n{}\nserver log:\n{}",
+        dh_log(),
+        seg.server_log()
+    );
+    let bound = wait_hook(&record, &["BOUND"], 0, dh_log);
+    let ip = check_isc_style_lease(&bound);
+    assert_eq!(bound.var("interface"), seg.client_if);
+    seg.wait_addr(&ip, true);
+    let daemon: u32 = fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(alive(daemon), "dhclient daemon {daemon} runs");
+
+    // `-r`: kills the daemon by its pid file and sends DHCPRELEASE (unicast to the server).
+    let calls_before = hook_calls(&record).len();
+    let mut cmd = seg.client_ns.command(&dhclient);
+    cmd.args(&common).args(["-r", &seg.client_if]);
+    let status = run_logged(cmd, &log, CLIENT_LIMIT).unwrap();
+    assert!(status.success(), "dhclient -r: {status}\n{}", dh_log());
+    let released = wait_hook(&record, &["RELEASE"], calls_before, dh_log);
+    assert_eq!(released.var("old_ip_address"), ip);
+    assert!(
+        dh_log().contains(&format!(
+            "DHCPRELEASE of {ip} on {} to {SERVER_IP}",
+            seg.client_if
+        )),
+        "{}",
+        dh_log()
+    );
+    seg.wait_addr(&ip, false);
+    wait_until(
+        Duration::from_secs(5),
+        "dhclient daemon exit",
+        dh_log,
+        || (!alive(daemon)).then_some(()),
+    );
+    seg.stop_and_check(&ip);
+}
+
+#[test]
+fn busybox_udhcpc_gets_and_releases_a_lease() {
+    let test = "busybox_udhcpc_gets_and_releases_a_lease";
+    if !have_root(test) {
+        return;
+    }
+    let Some(udhcpc) = client_program(test, "udhcpc", "udhcpc") else {
+        return;
+    };
+    let mut seg = Segment::start("ud", "02:00:00:00:04:02");
+    let record = seg.path("hook-calls.txt");
+    let script = seg.path("udhcpc-script");
+    write_hook_script(
+        &script,
+        &record,
+        "busybox udhcpc",
+        r#"case "$1" in
+deconfig) ip -4 addr flush dev "$interface" ;;
+bound|renew) ip -4 addr replace "$ip/$mask" dev "$interface" ;;
+esac"#,
+    );
+    // Foreground (-f), fail if no lease (-n) after 5 one-second tries, release on exit (-R).
+    let mut cmd = seg.client_ns.command(&udhcpc);
+    cmd.args(["-i", &seg.client_if, "-s", script.to_str().unwrap()])
+        .args(["-f", "-n", "-R", "-t", "5", "-T", "1"]);
+    let mut client = Daemon::spawn(cmd, seg.path("udhcpc.log"));
+    let bound = wait_hook(&record, &["bound"], 0, || client.log_text());
+    assert!(client.exited().is_none(), "{}", client.log_text());
+    let ip = bound.var("ip").to_string();
+    check_in_pool(&ip);
+    assert_eq!(bound.var("subnet"), "255.255.255.0");
+    assert_eq!(bound.var("mask"), "24");
+    assert_eq!(bound.var("router"), ROUTER);
+    assert_eq!(bound.var("dns"), DNS);
+    assert_eq!(bound.var("domain"), DOMAIN);
+    assert_eq!(bound.var("serverid"), SERVER_IP);
+    assert_eq!(bound.var("lease"), LEASE.to_string());
+    assert_eq!(bound.var("interface"), seg.client_if);
+    seg.wait_addr(&ip, true);
+
+    // SIGTERM with -R: udhcpc unicasts a DHCPRELEASE, deconfigures and exits.
+    let calls_before = hook_calls(&record).len();
+    signal(client.pid(), "TERM");
+    let status = client.wait_exit(CLIENT_LIMIT);
+    let text = client.log_text();
+    assert!(status.success(), "udhcpc exit {status}:\n{text}");
+    assert!(
+        text.contains(&format!("unicasting a release of {ip} to {SERVER_IP}")),
+        "{text}"
+    );
+    wait_hook(&record, &["deconfig"], calls_before, || client.log_text());
+    seg.wait_addr(&ip, false);
+    seg.stop_and_check(&ip);
+}
+
+/// `dhcpcd ARGS` in the client namespace with the segment's temp dirs over /run and /var/lib
+/// (dhcpcd's compiled-in run and database directories; `ip netns exec` runs it in a private mount
+/// namespace whose mounts do not propagate to the host, and `mount -n` writes no utab).
+fn dhcpcd_command(seg: &Segment, dhcpcd: &Path, args: &[&str]) -> Command {
+    let mut cmd = seg.client_ns.command(Path::new("/bin/sh"));
+    cmd.args([
+        "-c",
+        r#"mount -n --bind "$1" /run && mount -n --bind "$2" /var/lib && shift 2 && exec "$@""#,
+        "sh",
+    ])
+    .arg(seg.path("run"))
+    .arg(seg.path("var-lib"))
+    .arg(dhcpcd)
+    .args(args);
+    cmd
+}
+
+#[test]
+fn dhcpcd_gets_and_releases_a_lease() {
+    let test = "dhcpcd_gets_and_releases_a_lease";
+    if !have_root(test) {
+        return;
+    }
+    let Some(dhcpcd) = client_program(test, "dhcpcd", "dhcpcd-base") else {
+        return;
+    };
+    let mut seg = Segment::start("dc", "02:00:00:00:04:03");
+    fs::create_dir_all(seg.path("run/dhcpcd")).unwrap();
+    fs::create_dir_all(seg.path("var-lib/dhcpcd")).unwrap();
+    let record = seg.path("hook-calls.txt");
+    let script = seg.path("dhcpcd-script");
+    // dhcpcd configures the address itself; the script (which replaces dhcpcd-run-hooks and so all
+    // of its hooks, resolv.conf among them) only records.
+    write_hook_script(&script, &record, "dhcpcd", ":");
+    let conf = seg.path("dhcpcd.conf");
+    fs::write(
+        &conf,
+        "# dhcpcd.conf of tests/real_clients.rs: IPv4 only, no ARP probe, no start delay, the MAC\n\
+         # as client id, no udev\n\
+         ipv4only\nnoarp\nnodelay\nnoipv4ll\nnodev\nclientid\n\
+         option subnet_mask, routers, domain_name_servers, domain_name\n",
+    )
+    .unwrap();
+    let conf_s = conf.to_str().unwrap();
+    let script_s = script.to_str().unwrap();
+    // Foreground (-B), IPv4 (-4), no ARP (-A), give up after 15 s (-t).
+    let cmd = dhcpcd_command(
+        &seg,
+        &dhcpcd,
+        &[
+            "-B",
+            "-4",
+            "-A",
+            "-f",
+            conf_s,
+            "-c",
+            script_s,
+            "-t",
+            "15",
+            &seg.client_if,
+        ],
+    );
+    let mut client = Daemon::spawn(cmd, seg.path("dhcpcd.log"));
+    let bound = wait_hook(&record, &["BOUND"], 0, || client.log_text());
+    assert!(client.exited().is_none(), "{}", client.log_text());
+    let ip = check_isc_style_lease(&bound);
+    assert_eq!(bound.var("interface"), seg.client_if);
+    assert_eq!(bound.var("new_subnet_cidr"), "24");
+    seg.wait_addr(&ip, true);
+    // Its files went to the temp dirs, not the host's.
+    let lease_file = format!("dhcpcd/{}.lease", seg.client_if);
+    assert!(seg.path("var-lib").join(&lease_file).exists());
+    assert!(!Path::new("/var/lib").join(&lease_file).exists());
+    assert!(!Path::new("/run/dhcpcd")
+        .join(format!("{}-4.pid", seg.client_if))
+        .exists());
+
+    // `-k`: the running dhcpcd releases the lease, deconfigures and, with no interface left, exits.
+    let calls_before = hook_calls(&record).len();
+    let release = dhcpcd_command(&seg, &dhcpcd, &["-4", "-f", conf_s, "-k", &seg.client_if]);
+    let status = run_logged(release, &seg.path("dhcpcd-k.log"), CLIENT_LIMIT).unwrap();
+    assert!(
+        status.success(),
+        "dhcpcd -k: {status}\n{}",
+        fs::read_to_string(seg.path("dhcpcd-k.log")).unwrap_or_default()
+    );
+    let status = client.wait_exit(CLIENT_LIMIT);
+    let text = client.log_text();
+    assert!(status.success(), "dhcpcd exit {status}:\n{text}");
+    assert!(text.contains(&format!("releasing lease of {ip}")), "{text}");
+    let stopped = wait_hook(&record, &["RELEASE", "STOP"], calls_before, || {
+        client.log_text()
+    });
+    assert_eq!(stopped.var("old_ip_address"), ip);
+    seg.wait_addr(&ip, false);
+    seg.stop_and_check(&ip);
+}
