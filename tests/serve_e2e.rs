@@ -287,6 +287,22 @@ impl Lab {
                 call_projection(&log, Some("trace")),
                 "server trace and callout log agree"
             );
+            // One packet at a time here, so a packet's calls are contiguous: all on one worker
+            // thread (no hand-off between NewPkt and the final PktDrop).
+            let mut thread = None;
+            for r in trace.iter().filter(|r| r["hook"] != "Control") {
+                if r["hook"] == "NewPkt" {
+                    thread = Some(r["thread"].clone());
+                }
+                assert_eq!(
+                    Some(&r["thread"]),
+                    thread.as_ref(),
+                    "packet moved threads: {r}"
+                );
+                if r["hook"] == "PktDrop" && r["code"] == 11 {
+                    thread = None;
+                }
+            }
         }
         let packets = callout_packets(&log, "trace");
         for p in &packets {
