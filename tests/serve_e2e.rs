@@ -682,7 +682,9 @@ fn release_frees_the_binding() {
     if skip("release") {
         return;
     }
-    let mut lab = Lab::start("release", LAB_QUICK);
+    // A single worker (no hand-off at all) serves as well.
+    let trace_so = calloutd_callout::fixtures::library("trace").unwrap();
+    let mut lab = Lab::start_with("release", LAB_QUICK, &[trace_so], &["--workers", "1"], &[]);
     let mac = "02:00:00:00:00:07";
     let ip = lab.ok("dora", &["--mac", mac])["yiaddr"]
         .as_str()
@@ -704,7 +706,17 @@ fn release_frees_the_binding() {
     );
 
     lab.wait_processed(4);
-    let (_, _, packets) = lab.stop(false);
+    let (_, trace, packets) = lab.stop(false);
+    let threads: std::collections::BTreeSet<u64> = trace
+        .iter()
+        .filter(|r| r["hook"] != "Control")
+        .map(|r| r["thread"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        threads.len(),
+        1,
+        "--workers 1: every packet hook on one thread"
+    );
     assert_eq!(packets.len(), 4);
     let p = &packets[2];
     assert_eq!(
