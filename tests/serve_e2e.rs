@@ -1778,3 +1778,76 @@ fn an_acked_lease_survives_sigkill() {
     let (_, _, packets) = lab.stop(false);
     check_acked_request(&packets[2], GIVE_OLD, &ip, LAB_LEASE);
 }
+
+#[test]
+fn a_copy_of_a_packet_in_flight_is_dropped_duplicate() {
+    if skip("duplicate") {
+        return;
+    }
+    // chain → trace2, faulty (NewPkt sleeps 200 ms), trace3: the first copy is still in NewPkt when
+    // the second arrives.
+    let dir = tempfile::tempdir().unwrap();
+    let mut dlls = Vec::new();
+    for (name, fixture) in [
+        ("a-chain", "chain"),
+        ("b-start", "trace2"),
+        ("c-faulty", "faulty"),
+        ("d-end", "trace3"),
+    ] {
+        let to = dir.path().join(format!("{name}.so"));
+        fs::copy(calloutd_callout::fixtures::library(fixture).unwrap(), &to).unwrap();
+        dlls.push(to);
+    }
+    let mut lab = Lab::start_with(
+        "dup",
+        LAB_QUICK,
+        &dlls,
+        &[],
+        &[
+            ("CALLOUT_FAULTY_SLEEP_HOOK", "NewPkt"),
+            ("CALLOUT_FAULTY_SLEEP_MS", "200"),
+        ],
+    );
+    // The same relayed DISCOVER (xid 0x0d0b0001, giaddr 198.18.0.1, hops 1) sent twice at once.
+    let script = "import socket\n\
+        p = bytearray(240)\n\
+        p[0:4] = bytes([1, 1, 6, 1])\n\
+        p[4:8] = bytes.fromhex('0d0b0001')\n\
+        p[24:28] = bytes([198, 18, 0, 1])\n\
+        p[28:34] = bytes.fromhex('020000001101')\n\
+        p[236:240] = bytes([99, 130, 83, 99])\n\
+        p += bytes([53, 1, 1, 255])\n\
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+        s.sendto(p, ('127.0.0.1', 67))\n\
+        s.sendto(p, ('127.0.0.1', 67))\n";
+    let mut cmd = std::process::Command::new("ip");
+    cmd.args(["netns", "exec", &lab.ns.name, "python3", "-c", script]);
+    let out = run_bounded(cmd, Duration::from_secs(10));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Two packets, each seen by trace2 and trace3.
+    lab.wait_processed(4);
+    let mut server = lab.server.take().unwrap();
+    assert!(server.stop().unwrap().success());
+    check_server_trace(&read_jsonl(&lab.server_trace));
+    let mut signatures: Vec<Vec<String>> = callout_packets(&read_jsonl(&lab.callout_log), "trace2")
+        .iter()
+        .map(|p| {
+            check_packet(p, SERVER);
+            assert_eq!(p.xid, 0x0d0b_0001u64);
+            p.signature()
+        })
+        .collect();
+    signatures.sort();
+    assert_eq!(
+        signatures,
+        [
+            sig(&[NEW_PKT, HANDLE_OPTIONS, "PktDrop(0x1)", PROCESSED]),
+            sig(&[NEW_PKT, HANDLE_OPTIONS, PKT_SEND, PROCESSED]),
+        ],
+        "one copy answered, the other dropped as DUPLICATE"
+    );
+}
