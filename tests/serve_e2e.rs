@@ -251,11 +251,11 @@ impl Lab {
             .unwrap_or_default()
     }
 
-    /// Stops the server with SIGTERM (must exit 0) and returns (callout log, server trace) after
-    /// checking the invariants both must show: Control START first and STOP last in each, the lock
-    /// model in the server trace, the same calls in the same order in both (calls here are
-    /// sequential unless `concurrent`), and per-packet invariants with `ip` = 127.0.0.1.
-    fn stop(&mut self, concurrent: bool) -> (Vec<Value>, Vec<Value>, Vec<PacketCalls>) {
+    /// Stops the server with SIGTERM (must exit 0) and returns (callout log, server trace, packets)
+    /// after checking the invariants both must show: Control START first and STOP last in each, the
+    /// lock model in the server trace, the same calls in the same order in both (the tests that use
+    /// this send one packet at a time), and per-packet invariants with `ip` = 127.0.0.1.
+    fn stop(&mut self) -> (Vec<Value>, Vec<Value>, Vec<PacketCalls>) {
         let mut server = self.server.take().expect("server running");
         let status = server.stop().expect("stop");
         assert!(
@@ -281,27 +281,25 @@ impl Lab {
             2,
             "Control STOP after the last packet"
         );
-        if !concurrent {
+        assert_eq!(
+            call_projection(&trace, None),
+            call_projection(&log, Some("trace")),
+            "server trace and callout log agree"
+        );
+        // One packet at a time here, so a packet's calls are contiguous: all on one worker
+        // thread (no hand-off between NewPkt and the final PktDrop).
+        let mut thread = None;
+        for r in trace.iter().filter(|r| r["hook"] != "Control") {
+            if r["hook"] == "NewPkt" {
+                thread = Some(r["thread"].clone());
+            }
             assert_eq!(
-                call_projection(&trace, None),
-                call_projection(&log, Some("trace")),
-                "server trace and callout log agree"
+                Some(&r["thread"]),
+                thread.as_ref(),
+                "packet moved threads: {r}"
             );
-            // One packet at a time here, so a packet's calls are contiguous: all on one worker
-            // thread (no hand-off between NewPkt and the final PktDrop).
-            let mut thread = None;
-            for r in trace.iter().filter(|r| r["hook"] != "Control") {
-                if r["hook"] == "NewPkt" {
-                    thread = Some(r["thread"].clone());
-                }
-                assert_eq!(
-                    Some(&r["thread"]),
-                    thread.as_ref(),
-                    "packet moved threads: {r}"
-                );
-                if r["hook"] == "PktDrop" && r["code"] == 11 {
-                    thread = None;
-                }
+            if r["hook"] == "PktDrop" && r["code"] == 11 {
+                thread = None;
             }
         }
         let packets = callout_packets(&log, "trace");
@@ -413,7 +411,7 @@ fn full_dora() {
     );
 
     lab.wait_processed(2);
-    let (log, trace, packets) = lab.stop(false);
+    let (log, trace, packets) = lab.stop();
     // E2E_DUMP=1 prints both logs of a complete DORA (handy when reading the schema).
     if std::env::var_os("E2E_DUMP").is_some() {
         for r in log.iter().chain(trace.iter()) {
@@ -460,7 +458,7 @@ fn renew_extends_the_lease_with_address_offer_old() {
     check_ack(&renewed, &ip, LAB_LEASE);
     assert_eq!(renewed["ciaddr"], ip.as_str());
     lab.wait_processed(3);
-    let (_, _, packets) = lab.stop(false);
+    let (_, _, packets) = lab.stop();
     assert_eq!(packets.len(), 3);
     check_acked_request(&packets[1], GIVE_NEW, &ip, LAB_LEASE);
     check_acked_request(&packets[2], GIVE_OLD, &ip, LAB_LEASE);
@@ -523,7 +521,7 @@ fn rebind_is_acked_with_address_offer_old() {
     );
     check_ack(&rebound, &ip, LAB_LEASE);
     lab.wait_processed(3);
-    let (_, _, packets) = lab.stop(false);
+    let (_, _, packets) = lab.stop();
     assert_eq!(packets.len(), 3);
     check_acked_request(&packets[2], GIVE_OLD, &ip, LAB_LEASE);
     assert_eq!(packets[2].xid, 0x0e0e_0004);
@@ -586,7 +584,7 @@ fn init_reboot_with_a_wrong_address_is_nacked() {
     );
 
     lab.wait_processed(5);
-    let (_, trace, packets) = lab.stop(false);
+    let (_, trace, packets) = lab.stop();
     assert_eq!(packets.len(), 5);
     assert_eq!(
         packets[4].signature(),
@@ -658,7 +656,7 @@ fn decline_puts_the_address_aside() {
     );
 
     lab.wait_processed(6);
-    let (_, _, packets) = lab.stop(false);
+    let (_, _, packets) = lab.stop();
     assert_eq!(packets.len(), 6);
     let p = &packets[2];
     assert_eq!(
@@ -706,7 +704,7 @@ fn release_frees_the_binding() {
     );
 
     lab.wait_processed(4);
-    let (_, trace, packets) = lab.stop(false);
+    let (_, trace, packets) = lab.stop();
     let threads: std::collections::BTreeSet<u64> = trace
         .iter()
         .filter(|r| r["hook"] != "Control")
@@ -770,7 +768,7 @@ fn inform_gets_an_ack_without_lease_time() {
     );
 
     lab.wait_processed(1);
-    let (_, trace, packets) = lab.stop(false);
+    let (_, trace, packets) = lab.stop();
     assert_eq!(packets.len(), 1);
     assert_eq!(
         packets[0].signature(),
@@ -807,7 +805,7 @@ fn bootp_client_gets_an_address_with_address_offer_bootp() {
     );
 
     lab.wait_processed(2);
-    let (_, _, packets) = lab.stop(false);
+    let (_, _, packets) = lab.stop();
     assert_eq!(packets.len(), 2);
     for (p, ip) in packets.iter().zip(["198.18.0.20", "198.18.0.21"]) {
         assert_eq!(
@@ -857,7 +855,7 @@ fn reservation_is_given_to_its_mac() {
     assert_ne!(other["yiaddr"], "198.18.0.50");
 
     lab.wait_processed(4);
-    let (_, _, packets) = lab.stop(false);
+    let (_, _, packets) = lab.stop();
     assert_eq!(packets.len(), 4);
     check_discover(&packets[0], mac);
     check_acked_request(&packets[1], GIVE_NEW, "198.18.0.50", LAB_LEASE);
@@ -932,7 +930,7 @@ fn excluded_addresses_are_never_offered() {
     assert_eq!(none.code, 2, "no offer: {}", none.stderr);
 
     lab.wait_processed(11);
-    let (_, trace, packets) = lab.stop(false);
+    let (_, trace, packets) = lab.stop();
     assert_eq!(packets.len(), 11);
     for p in &packets[..10] {
         assert!(
@@ -974,7 +972,7 @@ fn pool_exhaustion_drops_noaddress() {
     );
 
     lab.wait_processed(5);
-    let (_, trace, packets) = lab.stop(false);
+    let (_, trace, packets) = lab.stop();
     assert_eq!(packets.len(), 5);
     let p = &packets[4];
     assert_eq!(
@@ -1012,7 +1010,7 @@ fn garbage_datagram_is_invalid_and_the_server_keeps_serving() {
     check_ack(&ack, "198.18.0.20", LAB_LEASE);
 
     lab.wait_processed(3);
-    let (_, _, packets) = lab.stop(false);
+    let (_, _, packets) = lab.stop();
     assert_eq!(packets.len(), 3);
     let p = &packets[0];
     assert_eq!(
@@ -1067,7 +1065,7 @@ fn request_for_another_server_is_dropped_wrong_server() {
     );
 
     lab.wait_processed(6);
-    let (_, trace, packets) = lab.stop(false);
+    let (_, trace, packets) = lab.stop();
     assert_eq!(packets.len(), 6);
     let p = &packets[3];
     assert_eq!(
@@ -1095,7 +1093,7 @@ fn restart_keeps_leases() {
         .unwrap()
         .to_string();
     lab.wait_processed(2);
-    lab.stop(false);
+    lab.stop();
 
     lab.start_server();
     // INIT-REBOOT for its address: ACK, AddressOffer OLD (the lease came back from the database).
@@ -1114,7 +1112,7 @@ fn restart_keeps_leases() {
     assert_ne!(other["yiaddr"], ip.as_str());
 
     lab.wait_processed(4);
-    let (_, _, packets) = lab.stop(false);
+    let (_, _, packets) = lab.stop();
     assert_eq!(packets.len(), 4);
     check_acked_request(&packets[0], GIVE_OLD, &ip, LAB_LEASE);
     check_acked_request(&packets[1], GIVE_OLD, &ip, LAB_LEASE);
@@ -1411,7 +1409,7 @@ fn relay_agent_information_is_echoed_last() {
         assert_eq!(options[0]["code"], 53, "option 53 first");
     }
     lab.wait_processed(2);
-    let (_, _, packets) = lab.stop(false);
+    let (_, _, packets) = lab.stop();
     check_acked_request(&packets[1], GIVE_NEW, "198.18.0.20", LAB_LEASE);
 }
 
@@ -1459,7 +1457,7 @@ fn conflict_detection_skips_an_address_in_use() {
     let ack = lab.ok("dora", &["--mac", "02:00:00:00:0a:01"]);
     check_ack(&ack, "198.18.0.21", LAB_LEASE);
     lab.wait_processed(2);
-    let (_, _, packets) = lab.stop(false);
+    let (_, _, packets) = lab.stop();
     assert_eq!(
         packets[0].signature(),
         sig(&[
@@ -1552,7 +1550,7 @@ fn relay_outside_every_scope_is_dropped_no_subnets() {
         none.stderr
     );
     lab.wait_processed(1);
-    let (_, _, packets) = lab.stop(false);
+    let (_, _, packets) = lab.stop();
     assert_eq!(packets.len(), 1);
     assert_eq!(
         packets[0].signature(),
@@ -1595,7 +1593,7 @@ fn sigint_stops_cleanly_with_control_stop_last() {
     );
     check_ack(&again, &ip, LAB_LEASE);
     lab.wait_processed(1);
-    let (_, _, packets) = lab.stop(false);
+    let (_, _, packets) = lab.stop();
     check_acked_request(&packets[0], GIVE_OLD, &ip, LAB_LEASE);
 }
 
@@ -1639,7 +1637,7 @@ fn second_scope_by_giaddr_with_reservation_and_boot_fields() {
     assert_eq!(router["value"], "198.18.1.1");
 
     lab.wait_processed(2);
-    let (_, _, packets) = lab.stop(false);
+    let (_, _, packets) = lab.stop();
     assert_eq!(packets[0].call("HandleOptions")["scope_id"], "198.18.1.0");
     check_acked_request(&packets[1], GIVE_NEW, "198.18.1.30", 1800);
 }
@@ -1691,7 +1689,7 @@ fn user_class_gets_its_option_values() {
     let plain = lab.ok("dora", &["--mac", "02:00:00:00:0e:02", "--prl", "1,3,15"]);
     assert_eq!(domain(&plain), "lab.example");
     lab.wait_processed(4);
-    lab.stop(false);
+    lab.stop();
 }
 
 #[test]
@@ -1729,7 +1727,7 @@ fn handle_options_maps_the_request_options() {
     );
     assert_eq!(discover["message_type"], "OFFER");
     lab.wait_processed(1);
-    let (_, _, packets) = lab.stop(false);
+    let (_, _, packets) = lab.stop();
     let o = packets[0].call("HandleOptions");
     assert_eq!(o["message_type"], 1);
     assert_eq!(o["request_lease_time"], 3600);
@@ -1775,7 +1773,7 @@ fn an_acked_lease_survives_sigkill() {
     let again = lab.ok("request", &["--mac", mac, "--requested-ip", &ip]);
     check_ack(&again, &ip, LAB_LEASE);
     lab.wait_processed(3);
-    let (_, _, packets) = lab.stop(false);
+    let (_, _, packets) = lab.stop();
     check_acked_request(&packets[2], GIVE_OLD, &ip, LAB_LEASE);
 }
 
