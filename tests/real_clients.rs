@@ -94,7 +94,9 @@ fn client_program(test: &str, program: &str, package: &str) -> Option<PathBuf> {
             matches!(run_logged(cmd, &log, Duration::from_secs(300)), Ok(s) if s.success())
         };
         let install = ["install", "-y", "-qq", "--no-install-recommends", package];
-        if !apt(&install) && !(apt(&["update", "-qq"]) && apt(&install)) {
+        // Install from the current lists; when that fails, refresh them and try again.
+        let installed = apt(&install) || (apt(&["update", "-qq"]) && apt(&install));
+        if !installed {
             why = fs::read_to_string(&log).unwrap_or_default();
         }
     } else {
