@@ -25,6 +25,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use serde_json::Value;
 use support::*;
 
 const SERVER_IP: &str = "198.18.4.1";
@@ -42,6 +43,7 @@ const LEASE: u64 = 3600;
 const PKT_SEND: &str = "PktSend(0x10000000)";
 const PROCESSED: &str = "PktDrop(0xb)";
 const OFFER_NEW: &str = "AddressOffer(0x30000001)";
+const OFFER_OLD: &str = "AddressOffer(0x30000002)";
 const DEL_RELEASE: &str = "AddressDel(0x20000003)";
 const CLIENT_DHCP: u64 = 0x3000_0004;
 
@@ -444,14 +446,15 @@ impl Segment {
         );
     }
 
-    /// Waits for the three exchanges (DISCOVER, REQUEST, RELEASE), stops the server with SIGTERM
-    /// and checks both traces for the client that leased `ip`.
-    fn stop_and_check(&mut self, ip: &str) {
+    /// Waits for the exchanges (DISCOVER, REQUEST, `renewals` renewing REQUESTs, RELEASE), stops
+    /// the server with SIGTERM and checks both traces for the client that leased `ip`.
+    fn stop_and_check(&mut self, ip: &str, renewals: usize) {
+        let packets = 3 + renewals;
         wait_for_jsonl(
             &self.callout_log,
             Duration::from_secs(10),
-            "three packets processed",
-            |r| processed_count(r) >= 3,
+            &format!("{packets} packets processed"),
+            |r| processed_count(r) >= packets,
         );
         let mut server = self.server.take().unwrap();
         let status = server.stop().unwrap();
@@ -469,43 +472,37 @@ impl Segment {
             "the server's trace and the trace callout's log agree"
         );
 
-        // The whole server trace, in order (one worker): START, DISCOVER, REQUEST, RELEASE, STOP.
+        // The whole server trace, in order (one worker): START, DISCOVER, REQUEST, the renewals,
+        // RELEASE, STOP.
         let sigs: Vec<String> = trace.iter().map(hook_signature).collect();
-        let expected = [
-            "Control(0x1)",
-            "NewPkt",
-            "HandleOptions",
-            PKT_SEND,
-            PROCESSED,
-            "NewPkt",
-            "HandleOptions",
-            OFFER_NEW,
-            PKT_SEND,
-            PROCESSED,
-            "NewPkt",
-            "HandleOptions",
-            DEL_RELEASE,
-            PROCESSED,
-            "Control(0x2)",
-        ];
+        let mut expected = vec!["Control(0x1)"];
+        expected.extend(["NewPkt", "HandleOptions", PKT_SEND, PROCESSED]);
+        expected.extend(["NewPkt", "HandleOptions", OFFER_NEW, PKT_SEND, PROCESSED]);
+        for _ in 0..renewals {
+            expected.extend(["NewPkt", "HandleOptions", OFFER_OLD, PKT_SEND, PROCESSED]);
+        }
+        expected.extend(["NewPkt", "HandleOptions", DEL_RELEASE, PROCESSED]);
+        expected.push("Control(0x2)");
         assert_eq!(sigs, expected, "server trace:\n{trace:#?}");
-        let offer = trace.iter().find(|r| r["hook"] == "AddressOffer").unwrap();
-        assert_eq!(offer["alt"], ip, "{offer}");
-        assert_eq!(offer["locks"], serde_json::json!(["lease"]), "{offer}");
+        for offer in trace.iter().filter(|r| r["hook"] == "AddressOffer") {
+            assert_eq!(offer["alt"], ip, "{offer}");
+            assert_eq!(offer["locks"], serde_json::json!(["lease"]), "{offer}");
+        }
         let del = trace.iter().find(|r| r["hook"] == "AddressDel").unwrap();
         assert_eq!(del["alt"], ip, "{del}");
         assert_eq!(del["locks"], serde_json::json!(["lease"]), "{del}");
 
         // Each packet as the callout saw it.
         let packets = callout_packets(&log, "trace");
-        assert_eq!(packets.len(), 3, "{packets:#?}");
+        assert_eq!(packets.len(), 3 + renewals, "{packets:#?}");
         for p in &packets {
             check_packet(p, SERVER_IP);
             let opts = p.call("HandleOptions");
             assert_eq!(opts["hw_address"], self.mac.as_str(), "{opts}");
             assert_eq!(opts["scope_id"], "198.18.4.0", "{opts}");
         }
-        let (discover, request, release) = (&packets[0], &packets[1], &packets[2]);
+        let (discover, request) = (&packets[0], &packets[1]);
+        let release = &packets[packets.len() - 1];
         assert_eq!(discover.call("HandleOptions")["message_type"], 1);
         assert_eq!(
             discover.signature(),
@@ -527,6 +524,22 @@ impl Segment {
         assert_eq!(give["alt"], ip, "{give}");
         assert_eq!(give["addr_type"], CLIENT_DHCP, "{give}");
         assert_eq!(give["lease"], LEASE, "{give}");
+        for renew in &packets[2..packets.len() - 1] {
+            let opts = renew.call("HandleOptions");
+            assert_eq!(opts["message_type"], 3, "{opts}");
+            assert_eq!(
+                opts["server"],
+                Value::Null,
+                "no server id when renewing: {opts}"
+            );
+            assert_eq!(
+                renew.signature(),
+                ["NewPkt", "HandleOptions", OFFER_OLD, PKT_SEND, PROCESSED]
+            );
+            let give = renew.call("AddressOffer");
+            assert_eq!(give["alt"], ip, "{give}");
+            assert_eq!(give["lease"], LEASE, "{give}");
+        }
         assert_eq!(release.call("HandleOptions")["message_type"], 7);
         assert_eq!(
             release.signature(),
@@ -665,19 +678,34 @@ esac"#,
         dh_log,
         || (!alive(daemon)).then_some(()),
     );
-    seg.stop_and_check(&ip);
+    seg.stop_and_check(&ip, 0);
 }
 
 #[test]
 fn busybox_udhcpc_gets_and_releases_a_lease() {
-    let test = "busybox_udhcpc_gets_and_releases_a_lease";
+    udhcpc_lease("busybox_udhcpc_gets_and_releases_a_lease", "ud", false);
+}
+
+#[test]
+fn busybox_udhcpc_renews_by_unicast_then_releases() {
+    udhcpc_lease("busybox_udhcpc_renews_by_unicast_then_releases", "ur", true);
+}
+
+/// udhcpc gets a lease, renews it when `renew` (SIGUSR1: a unicast REQUEST from the leased
+/// address, RENEWING), and releases it on SIGTERM.
+fn udhcpc_lease(test: &str, tag: &str, renew: bool) {
     if !have_root(test) {
         return;
     }
     let Some(udhcpc) = client_program(test, "udhcpc", "udhcpc") else {
         return;
     };
-    let mut seg = Segment::start("ud", "02:00:00:00:04:02");
+    let mac = if renew {
+        "02:00:00:00:04:12"
+    } else {
+        "02:00:00:00:04:02"
+    };
+    let mut seg = Segment::start(tag, mac);
     let record = seg.path("hook-calls.txt");
     let script = seg.path("udhcpc-script");
     write_hook_script(
@@ -708,6 +736,29 @@ esac"#,
     assert_eq!(bound.var("interface"), seg.client_if);
     seg.wait_addr(&ip, true);
 
+    if renew {
+        let calls_before = hook_calls(&record).len();
+        signal(client.pid(), "USR1");
+        let renewed = wait_hook(&record, &["renew"], calls_before, || client.log_text());
+        assert_eq!(renewed.var("ip"), ip);
+        assert_eq!(renewed.var("serverid"), SERVER_IP);
+        assert_eq!(renewed.var("lease"), LEASE.to_string());
+        // "sending renew to server" is udhcpc's unicast from the leased address (a kernel UDP
+        // socket); the ACK came back to it there.
+        let text = client.log_text();
+        assert!(
+            text.contains(&format!("sending renew to server {SERVER_IP}")),
+            "{text}"
+        );
+        assert_eq!(
+            text.matches(&format!("lease of {ip} obtained from {SERVER_IP}"))
+                .count(),
+            2,
+            "{text}"
+        );
+        seg.wait_addr(&ip, true);
+    }
+
     // SIGTERM with -R: udhcpc unicasts a DHCPRELEASE, deconfigures and exits.
     let calls_before = hook_calls(&record).len();
     signal(client.pid(), "TERM");
@@ -720,7 +771,7 @@ esac"#,
     );
     wait_hook(&record, &["deconfig"], calls_before, || client.log_text());
     seg.wait_addr(&ip, false);
-    seg.stop_and_check(&ip);
+    seg.stop_and_check(&ip, usize::from(renew));
 }
 
 /// `dhcpcd ARGS` in the client namespace with the segment's temp dirs over /run and /var/lib
@@ -818,5 +869,5 @@ fn dhcpcd_gets_and_releases_a_lease() {
     });
     assert_eq!(stopped.var("old_ip_address"), ip);
     seg.wait_addr(&ip, false);
-    seg.stop_and_check(&ip);
+    seg.stop_and_check(&ip, 0);
 }
