@@ -1210,18 +1210,7 @@ fn overlapping_timed(list: &[TimedCall]) -> Vec<(TimedCall, TimedCall)> {
 /// chain's shared log and the server trace.
 fn stalled_run(tag: &str, sleep_hook: &str, clients: usize) -> (Vec<Value>, Vec<Value>) {
     let dir = tempfile::tempdir().unwrap();
-    // Alphabetical load order: the chain loads first and gets the other three, in this order.
-    let mut dlls = Vec::new();
-    for (name, fixture) in [
-        ("a-chain", "chain"),
-        ("b-start", "trace2"),
-        ("c-faulty", "faulty"),
-        ("d-end", "trace3"),
-    ] {
-        let to = dir.path().join(format!("{name}.so"));
-        fs::copy(calloutd_callout::fixtures::library(fixture).unwrap(), &to).unwrap();
-        dlls.push(to);
-    }
+    let dlls = chained_faulty(dir.path());
     let mut lab = Lab::start_with(
         tag,
         LAB_QUICK,
@@ -1840,7 +1829,8 @@ fn a_copy_of_a_packet_in_flight_is_dropped_duplicate() {
     );
 }
 
-/// The callout chain → trace2, faulty, trace3, copied into `dir` under names that load in that order.
+/// The callout chain → trace2, faulty, trace3, copied into `dir` under names whose alphabetical load
+/// order puts the chain first (it then loads the other three, in this order, from ChainDlls).
 fn chained_faulty(dir: &std::path::Path) -> Vec<PathBuf> {
     let mut dlls = Vec::new();
     for (name, fixture) in [
