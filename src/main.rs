@@ -6,6 +6,8 @@
 mod callout_hooks;
 mod check;
 mod config_sources;
+mod control_backend;
+mod ctl;
 mod serve;
 
 use std::path::PathBuf;
@@ -24,13 +26,15 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Serve DHCP on UDP/67 with the configured callout in the loop.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Validate the configuration, load the callout and report what would run.
     Check(check::CheckArgs),
     /// Run one DHCP client exchange (for scripts and tests).
     Client(Box<calloutd_client::cli::ClientCommand>),
     /// Generate DHCP load against a server (4-way exchanges in relay mode).
     Bench(Box<calloutd_client::bench::BenchCommand>),
+    /// Talk to a running server's control API (leases, pause/continue/stop, stats, metrics, config).
+    Ctl(ctl::CtlArgs),
 }
 
 /// The registry and callout options shared by `serve` and `check`.
@@ -69,10 +73,11 @@ fn main() -> ExitCode {
         Err(e) => return usage_error(e),
     };
     match cli.command {
-        Command::Serve(args) => serve::run(args),
+        Command::Serve(args) => serve::run(*args),
         Command::Check(args) => check::run(args),
         Command::Client(cmd) => calloutd_client::cli::run(*cmd),
         Command::Bench(cmd) => calloutd_client::bench::run_bench(*cmd),
+        Command::Ctl(args) => ctl::run(args),
     }
 }
 

@@ -5,12 +5,19 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use calloutd_callout::{load_callout, TraceSink};
-use calloutd_engine::{Engine, EngineOptions, Hooks, NoHooks, NoProber, Prober, SqliteLeaseStore};
-use calloutd_server::{parse_listen, IcmpProber, Server, ServerConfig};
+use calloutd_engine::{
+    AuditLog, Engine, EngineOptions, Hooks, NoHooks, NoProber, Prober, SqliteLeaseStore,
+};
+use calloutd_server::control::{CONTROL_TOKEN_ENV, DEFAULT_CONTROL_ADDR};
+use calloutd_server::{
+    parse_listen, ControlBackend, ControlConfig, ControlServer, IcmpProber, PeriodicTask, Server,
+    ServerConfig, ServerHandle, StatsView,
+};
 use tracing::{error, info, warn};
 
 use crate::callout_hooks::CalloutHooks;
 use crate::config_sources::{callout_config, callouts_off_reason, read_registry};
+use crate::control_backend::EngineBackend;
 use crate::RegArgs;
 
 /// `calloutd serve --reg FILE... --scopes FILE [--listen ADDR[:PORT]]... [--interface IF]...`.
@@ -46,6 +53,24 @@ pub struct ServeArgs {
     /// Log a warning when a hook runs longer than this many milliseconds under a server lock.
     #[arg(long, value_name = "MS", default_value_t = 10)]
     slow_hook_ms: u64,
+    /// The control API (HTTP+JSON; `calloutd ctl` is its client) on ADDR:PORT, or `off`. A token is
+    /// required off loopback. If the default address is taken the server runs without it.
+    #[arg(long, value_name = "ADDR:PORT|off", default_value = DEFAULT_CONTROL_ADDR)]
+    control: String,
+    /// The bearer token the control API requires (default: $CALLOUTD_CONTROL_TOKEN; none on
+    /// loopback).
+    #[arg(long, value_name = "TOKEN")]
+    control_token: Option<String>,
+    /// Write Microsoft's audit log (DhcpSrvLog-<Day>.log) to DIR. Default: DhcpLogFilePath mapped
+    /// under the data directory, when ActivityLogFlag is on.
+    #[arg(long, value_name = "DIR", conflicts_with = "no_audit_log")]
+    audit_log: Option<PathBuf>,
+    /// Write no audit log, whatever ActivityLogFlag says.
+    #[arg(long)]
+    no_audit_log: bool,
+    /// Purge expired leases every N seconds instead of every DatabaseCleanupInterval minutes (tests).
+    #[arg(long, value_name = "N", hide = true)]
+    cleanup_interval_secs: Option<u64>,
 }
 
 /// The default data directory: system-wide for root, per-user otherwise.
@@ -164,8 +189,10 @@ fn serve(args: ServeArgs) -> Result<(), String> {
             lease_db.display()
         )
     })?;
+    let audit = open_audit_log(&args, params, &data_dir)?;
     let options = EngineOptions {
         ignore_broadcast_flag: params.ignore_broadcast(),
+        audit: audit.clone(),
         ..EngineOptions::default()
     };
     // Conflict detection pings before an offer only when the scope file asks for it.
@@ -190,6 +217,32 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         .iter()
         .map(|l| parse_listen(l).map_err(|e| e.to_string()))
         .collect::<Result<Vec<_>, _>>()?;
+    let cleanup = match args.cleanup_interval_secs {
+        Some(secs) => std::time::Duration::from_secs(secs.max(1)),
+        None => std::time::Duration::from_secs(
+            u64::from(params.database_cleanup_interval_minutes().max(1)) * 60,
+        ),
+    };
+    info!("expired leases are purged every {}s", cleanup.as_secs());
+    let backend = Arc::new(EngineBackend {
+        engine: engine.clone(),
+        callout: callout.clone(),
+        params: params.clone(),
+        settings: serde_json::json!({
+            "listen": args.listen,
+            "interfaces": args.interface,
+            "lease_db": lease_db,
+            "data_dir": data_dir,
+            "audit_log": audit.as_ref().map(|a| a.dir().to_path_buf()),
+            "trace": args.trace,
+            "workers": args.workers,
+            "queue": args.queue,
+            "cleanup_interval_secs": cleanup.as_secs(),
+            "control": args.control,
+        }),
+    });
+    // The summary needs the service state, known only once the server runs.
+    let handle_slot: Arc<std::sync::OnceLock<ServerHandle>> = Arc::default();
     let config = ServerConfig {
         listen,
         interfaces: args.interface.clone(),
@@ -197,12 +250,35 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         queue_capacity: args.queue,
         handle_signals: true,
         summary: Some(Arc::new({
-            let engine = engine.clone();
-            move |counters| info!("summary:\n{counters}\n{:?}", engine.stats())
+            let backend = backend.clone();
+            let handle_slot = handle_slot.clone();
+            move |counters| {
+                let state = handle_slot
+                    .get()
+                    .map_or(calloutd_server::ServiceState::Running, |h| h.state());
+                info!(
+                    "summary:\n{}",
+                    StatsView::collect(state, counters, &*backend)
+                )
+            }
         })),
+        audit: audit.clone(),
+        periodic: Some(PeriodicTask {
+            interval: cleanup,
+            run: Arc::new({
+                let engine = engine.clone();
+                move || match engine.purge_expired(std::time::SystemTime::now()) {
+                    Ok(0) => {}
+                    Ok(n) => info!("purged {n} expired lease(s)"),
+                    Err(e) => warn!("purging expired leases: {e}"),
+                }
+            }),
+        }),
         ..ServerConfig::default()
     };
     let server = Server::start(config, engine.clone(), hooks).map_err(|e| e.to_string())?;
+    let _ = handle_slot.set(server.handle());
+    let control = start_control(&args, server.handle(), backend.clone())?;
     let addrs: Vec<String> = server.local_addrs().iter().map(|a| a.to_string()).collect();
     info!(
         "serving on {}{}",
@@ -214,7 +290,13 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         }
     );
     let counters = server.wait();
-    info!("stopped: {counters}");
+    if let Some(control) = control {
+        control.shutdown();
+    }
+    info!(
+        "stopped; summary:\n{}",
+        StatsView::collect(calloutd_server::ServiceState::Stopped, &counters, &*backend)
+    );
     engine
         .flush()
         .map_err(|e| format!("flushing leases: {e}"))?;
@@ -240,4 +322,75 @@ fn default_lease_db(params: &calloutd_registry::Parameters, data_dir: &Path) -> 
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "dhcp".into());
     folder.path.join(format!("{stem}.sqlite3"))
+}
+
+/// The audit log: `--audit-log DIR`, else `DhcpLogFilePath` under the data directory when
+/// `ActivityLogFlag` is on. A default folder that cannot be created is a warning, not a failure.
+fn open_audit_log(
+    args: &ServeArgs,
+    params: &calloutd_registry::Parameters,
+    data_dir: &Path,
+) -> Result<Option<Arc<AuditLog>>, String> {
+    if args.no_audit_log {
+        return Ok(None);
+    }
+    let max_mb = params.dhcp_log_files_max_size_mb();
+    if let Some(dir) = &args.audit_log {
+        let log = AuditLog::from_settings(true, dir, max_mb).map_err(|e| e.to_string())?;
+        info!("audit log: {}", dir.display());
+        return Ok(log);
+    }
+    if !params.activity_log_enabled() {
+        info!("ActivityLogFlag is 0: no audit log");
+        return Ok(None);
+    }
+    let folder = calloutd_registry::expand_path(params.dhcp_log_file_path_or_default(), data_dir);
+    match AuditLog::from_settings(true, &folder.path, max_mb) {
+        Ok(log) => {
+            info!(
+                "audit log: {} (DhcpLogFilePath {})",
+                folder.path.display(),
+                folder.original
+            );
+            Ok(log)
+        }
+        Err(e) => {
+            warn!("no audit log: {e}");
+            Ok(None)
+        }
+    }
+}
+
+/// Starts the control API unless `--control off`. When the default address is taken the server runs
+/// without it (a warning); an address given explicitly must bind.
+fn start_control(
+    args: &ServeArgs,
+    service: ServerHandle,
+    backend: Arc<dyn ControlBackend>,
+) -> Result<Option<ControlServer>, String> {
+    if args.control.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    let addr: std::net::SocketAddr = args.control.parse().map_err(|_| {
+        format!(
+            "invalid --control value {:?}: expected ADDR:PORT or off",
+            args.control
+        )
+    })?;
+    let token = args
+        .control_token
+        .clone()
+        .or_else(|| std::env::var(CONTROL_TOKEN_ENV).ok())
+        .filter(|t| !t.is_empty());
+    match ControlServer::start(ControlConfig { addr, token }, service.clone(), backend) {
+        Ok(control) => Ok(Some(control)),
+        Err(e) if args.control == DEFAULT_CONTROL_ADDR => {
+            warn!("{e}: serving without the control API");
+            Ok(None)
+        }
+        Err(e) => {
+            service.stop();
+            Err(e.to_string())
+        }
+    }
 }

@@ -197,6 +197,11 @@ const MESSAGE_TYPE_NAMES: [&str; MESSAGE_TYPE_SLOTS] = [
     "TLS",
 ];
 
+/// The name of message type slot `index` (`BOOTP`, `DISCOVER` …), `other` past the known ones.
+pub(crate) fn message_type_name(index: usize) -> &'static str {
+    MESSAGE_TYPE_NAMES.get(index).copied().unwrap_or("other")
+}
+
 /// The one-screen summary logged on SIGUSR1 when the caller provides no summary function.
 impl fmt::Display for CountersSnapshot {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

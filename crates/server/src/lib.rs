@@ -63,6 +63,8 @@
 #![warn(missing_docs)]
 
 mod backlog;
+pub mod control;
+pub mod control_client;
 mod counters;
 mod delayed;
 mod duplicate;
@@ -78,10 +80,14 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime};
 
-use calloutd_engine::{Admission, Datagram, Hooks, PacketHandler, Reply};
+use calloutd_engine::{Admission, AuditLog, Datagram, Hooks, PacketHandler, Reply};
 use dhcpssdk::{ControlCode, DropReason};
 use tracing::{error, info, warn};
 
+pub use control::{
+    ControlBackend, ControlConfig, ControlRouter, ControlServer, HookView, LeaseView, ScopeView,
+    StatsView,
+};
 pub use counters::{CountersSnapshot, MESSAGE_TYPE_SLOTS};
 pub use prober::{IcmpProber, DEFAULT_PROBE_TIMEOUT};
 pub use socket::parse_listen;
@@ -110,6 +116,24 @@ const RECV_BUFFER: usize = 65_536;
 /// the engine's own.
 pub type SummaryFn = Arc<dyn Fn(&CountersSnapshot) + Send + Sync>;
 
+/// Periodic housekeeping (the expired-lease purge): `run` is called every `interval` on a thread that
+/// ends before Control(STOP).
+#[derive(Clone)]
+pub struct PeriodicTask {
+    /// Time between runs (the first run is one interval after start).
+    pub interval: Duration,
+    /// What to run.
+    pub run: Arc<dyn Fn() + Send + Sync>,
+}
+
+impl fmt::Debug for PeriodicTask {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PeriodicTask")
+            .field("interval", &self.interval)
+            .finish_non_exhaustive()
+    }
+}
+
 /// What the runtime serves on and how it queues.
 #[derive(Clone)]
 pub struct ServerConfig {
@@ -134,6 +158,11 @@ pub struct ServerConfig {
     pub handle_signals: bool,
     /// Logs the SIGUSR1 summary; `None` logs the runtime's counters at info level.
     pub summary: Option<SummaryFn>,
+    /// The audit log, for the service events: 00 after Control(START), 02 at a pause, 01 after
+    /// Control(STOP).
+    pub audit: Option<Arc<AuditLog>>,
+    /// Periodic housekeeping, e.g. the expired-lease purge.
+    pub periodic: Option<PeriodicTask>,
 }
 
 impl Default for ServerConfig {
@@ -148,6 +177,8 @@ impl Default for ServerConfig {
             recv_buffer_bytes: None,
             handle_signals: false,
             summary: None,
+            audit: None,
+            periodic: None,
         }
     }
 }
@@ -164,6 +195,8 @@ impl fmt::Debug for ServerConfig {
             .field("recv_buffer_bytes", &self.recv_buffer_bytes)
             .field("handle_signals", &self.handle_signals)
             .field("summary", &self.summary.as_ref().map(|_| "custom"))
+            .field("audit", &self.audit)
+            .field("periodic", &self.periodic)
             .finish()
     }
 }
@@ -218,6 +251,14 @@ pub enum ServerError {
     /// The signal handlers could not be installed.
     #[error("cannot install the SIGINT/SIGTERM/SIGUSR1 handlers: {0}")]
     Signals(#[source] io::Error),
+    /// The control API could not start.
+    #[error("control API on {addr}: {message}")]
+    Control {
+        /// The address asked for.
+        addr: String,
+        /// Why.
+        message: String,
+    },
     /// A pause or resume asked of a service that is stopping or stopped.
     #[error("cannot {action} the service: it is {state:?}")]
     State {
@@ -237,6 +278,7 @@ struct Service {
     /// Mirrors `state >= Stopping` for the workers' receive loop.
     stopping: AtomicBool,
     hooks: Arc<dyn Hooks>,
+    audit: Option<Arc<AuditLog>>,
 }
 
 impl Service {
@@ -268,6 +310,9 @@ impl Runtime {
     fn start(&self) {
         let _state = self.service.lock();
         self.service.hooks.control(ControlCode::Start);
+        if let Some(audit) = &self.service.audit {
+            audit.started();
+        }
     }
 
     fn pause(&self) -> Result<(), ServerError> {
@@ -276,6 +321,9 @@ impl Runtime {
             ServiceState::Running => {
                 // The hook first: every PAUSED drop comes after Control(PAUSE).
                 self.service.hooks.control(ControlCode::Pause);
+                if let Some(audit) = &self.service.audit {
+                    audit.paused();
+                }
                 self.service.paused.store(true, Ordering::SeqCst);
                 *state = ServiceState::Paused;
                 self.service.changed.notify_all();
@@ -327,6 +375,35 @@ impl Runtime {
         }
     }
 
+    /// Runs `task` every interval until a stop is asked for.
+    fn run_periodic(&self, task: &PeriodicTask) {
+        let mut next = Instant::now() + task.interval;
+        loop {
+            let mut state = self.service.lock();
+            loop {
+                if !matches!(*state, ServiceState::Running | ServiceState::Paused) {
+                    return;
+                }
+                let now = Instant::now();
+                if now >= next {
+                    break;
+                }
+                state = self
+                    .service
+                    .changed
+                    .wait_timeout(state, next - now)
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .0;
+            }
+            drop(state);
+            let run = &task.run;
+            if catch_unwind(AssertUnwindSafe(|| run())).is_err() {
+                error!("a periodic task panicked");
+            }
+            next = Instant::now() + task.interval;
+        }
+    }
+
     fn wait_for_stop_request(&self) {
         let mut state = self.service.lock();
         while matches!(*state, ServiceState::Running | ServiceState::Paused) {
@@ -343,6 +420,9 @@ impl Runtime {
         let mut state = self.service.lock();
         if *state != ServiceState::Stopped {
             self.service.hooks.control(ControlCode::Stop);
+            if let Some(audit) = &self.service.audit {
+                audit.stopped();
+            }
             *state = ServiceState::Stopped;
             self.service.changed.notify_all();
         }
@@ -591,6 +671,7 @@ pub struct Server {
     workers: Vec<JoinHandle<()>>,
     timer: Option<JoinHandle<()>>,
     signals: Option<SignalThread>,
+    periodic: Option<JoinHandle<()>>,
     finished: bool,
 }
 
@@ -636,6 +717,7 @@ impl Server {
                 paused: AtomicBool::new(false),
                 stopping: AtomicBool::new(false),
                 hooks,
+                audit: config.audit.clone(),
             },
             queue_timeout: config.queue_timeout,
         });
@@ -645,6 +727,7 @@ impl Server {
             workers: Vec::new(),
             timer: None,
             signals: None,
+            periodic: None,
             finished: false,
         };
         // On a failure from here on, dropping `server` stops it: Control(STOP) follows START.
@@ -698,6 +781,14 @@ impl Server {
                 )?);
             }
         }
+        if let Some(task) = config.periodic.clone() {
+            let runtime = Arc::clone(&self.runtime);
+            self.periodic = Some(spawn(
+                "calloutd-periodic".into(),
+                "periodic",
+                Box::new(move || runtime.run_periodic(&task)),
+            )?);
+        }
         if config.handle_signals {
             self.signals = Some(spawn_signals(
                 Arc::clone(&self.runtime),
@@ -741,6 +832,10 @@ impl Server {
             }
         };
         self.workers.drain(..).for_each(join);
+        // The periodic thread wakes on the state change stop made and ends before Control(STOP).
+        if let Some(periodic) = self.periodic.take() {
+            join(periodic);
+        }
         self.runtime.delayed.close();
         if let Some(timer) = self.timer.take() {
             join(timer);

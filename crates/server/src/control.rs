@@ -1,0 +1,707 @@
+//! The control API: HTTP+JSON on one address (loopback by default), served by one thread.
+//!
+//! Endpoints: `GET /v1/leases[?scope=A.B.C.D]`, `DELETE /v1/leases/{ip}`,
+//! `POST /v1/service/{pause|continue|stop}`, `GET /v1/service`, `GET /v1/stats`, `GET /metrics`
+//! (Prometheus text), `GET /v1/config`. Errors are `{"error": "..."}` with a 4xx/5xx status.
+//!
+//! The engine- and callout-specific parts (leases, hook statistics, scopes, configuration) come from a
+//! [`ControlBackend`], so this crate stays free of them. Requests are handled one at a time on the
+//! control thread; none of them holds an engine lock across network I/O (the backend's calls return
+//! owned data before the response is written).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::fmt::Write as _;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+
+use dhcpssdk::DropReason;
+use serde::{Deserialize, Serialize};
+use tracing::{info, warn};
+
+use crate::counters::{message_type_name, CountersSnapshot, MESSAGE_TYPE_SLOTS};
+use crate::{ServerError, ServerHandle, ServiceState};
+
+/// The default control address (`--control`): loopback only.
+pub const DEFAULT_CONTROL_ADDR: &str = "127.0.0.1:6780";
+/// The environment variable holding the bearer token (`--control-token`, `ctl --token`).
+pub const CONTROL_TOKEN_ENV: &str = "CALLOUTD_CONTROL_TOKEN";
+
+/// One lease as the API lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseView {
+    /// The leased address.
+    pub ip: Ipv4Addr,
+    /// The client identity (option 61, else htype + chaddr), hex bytes joined by `-`.
+    pub client_id: String,
+    /// The hardware address (chaddr), hex bytes joined by `-` as Microsoft writes MACs.
+    pub mac: String,
+    /// The host name the client sent, if any.
+    pub hostname: Option<String>,
+    /// Expiry in seconds since the Unix epoch; `None` = never (infinite or BOOTP).
+    pub expires: Option<u64>,
+    /// `active`, or `expired` (past expiry, not purged yet).
+    pub state: String,
+    /// `dhcp` or `bootp`.
+    pub client_type: String,
+    /// The scope (subnet address) the address belongs to, if any.
+    pub scope: Option<Ipv4Addr>,
+}
+
+/// One hook's call statistics.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HookView {
+    /// The hook's trace name, e.g. `NewPkt`.
+    pub hook: String,
+    /// Calls that reached the DLL.
+    pub calls: u64,
+    /// Sum of call durations, microseconds.
+    pub total_us: u64,
+    /// Longest call, microseconds.
+    pub max_us: u64,
+    /// Calls in which a DLL fault was detected.
+    pub faults: u64,
+}
+
+/// One scope's address usage.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScopeView {
+    /// The subnet address.
+    pub scope: Ipv4Addr,
+    /// The scope's name.
+    pub name: String,
+    /// Leases held in the scope (active or expired-not-purged).
+    pub leases: u64,
+    /// Pool addresses neither excluded, reserved nor leased.
+    pub free: u64,
+}
+
+/// What the control API needs from the engine and the callout.
+pub trait ControlBackend: Send + Sync {
+    /// Every lease, or those of the scope whose subnet address is `scope`; `Err` names an unknown
+    /// scope.
+    fn leases(&self, scope: Option<Ipv4Addr>) -> Result<Vec<LeaseView>, String>;
+    /// Deletes the lease of `ip` (DeleteClient under the lease lock first): the deleted lease, or
+    /// `None` when `ip` has none.
+    fn delete_lease(&self, ip: Ipv4Addr) -> Result<Option<LeaseView>, String>;
+    /// Per-hook statistics (empty when no callout is loaded).
+    fn hooks(&self) -> Vec<HookView>;
+    /// Per-scope lease and free-address counts.
+    fn scopes(&self) -> Vec<ScopeView>;
+    /// Engine counters the runtime does not have (e.g. `dropped_by_callout`), by name.
+    fn engine_counters(&self) -> BTreeMap<String, u64>;
+    /// The effective configuration, secrets excluded.
+    fn config(&self) -> serde_json::Value;
+}
+
+/// The statistics `GET /v1/stats` returns (and `/metrics` and the summary show).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatsView {
+    /// `running`, `paused`, `stopping` or `stopped`.
+    pub state: String,
+    /// Datagrams read from the server sockets.
+    pub received: u64,
+    /// Replies handed to the kernel.
+    pub sent: u64,
+    /// Replies whose send failed.
+    pub send_errors: u64,
+    /// Datagrams the kernel dropped for want of buffer space.
+    pub kernel_drops: u64,
+    /// Datagrams waiting in the queue.
+    pub queue_depth: u64,
+    /// Datagrams being processed.
+    pub in_progress: u64,
+    /// Datagrams whose handler panicked.
+    pub handler_panics: u64,
+    /// Requests per message type name (`DISCOVER` …, `BOOTP`, `other`); unparsed ones as `unparsed`.
+    pub requests: BTreeMap<String, u64>,
+    /// Replies per message type name (`OFFER` …).
+    pub replies: BTreeMap<String, u64>,
+    /// Drops per `DHCP_DROP_*` constant name, whoever decided them (every reason listed).
+    pub drops: BTreeMap<String, u64>,
+    /// Of those, the drops the runtime decided (NOMEM, DUPLICATE, TIMEOUT, PAUSED).
+    pub runtime_drops: BTreeMap<String, u64>,
+    /// Engine counters (e.g. `dropped_by_callout`, `suppressed_by_callout`).
+    pub engine: BTreeMap<String, u64>,
+    /// Per-hook call statistics.
+    pub hooks: Vec<HookView>,
+    /// Per-scope lease and free-address counts.
+    pub scopes: Vec<ScopeView>,
+}
+
+/// Lower-case name of a service state.
+fn state_name(state: ServiceState) -> &'static str {
+    match state {
+        ServiceState::Running => "running",
+        ServiceState::Paused => "paused",
+        ServiceState::Stopping => "stopping",
+        ServiceState::Stopped => "stopped",
+    }
+}
+
+impl StatsView {
+    /// Puts the runtime's counters, the service state and the backend's figures together.
+    pub fn collect(
+        state: ServiceState,
+        counters: &CountersSnapshot,
+        backend: &dyn ControlBackend,
+    ) -> StatsView {
+        let by_type = |counts: &[u64; MESSAGE_TYPE_SLOTS], other: u64| {
+            let mut map: BTreeMap<String, u64> = (0..MESSAGE_TYPE_SLOTS)
+                .filter_map(|i| {
+                    let count = counts.get(i).copied().unwrap_or(0);
+                    (count > 0).then(|| (message_type_name(i).to_string(), count))
+                })
+                .collect();
+            if other > 0 {
+                map.insert("other".into(), other);
+            }
+            map
+        };
+        let mut requests = by_type(&counters.requests_by_type, counters.requests_other_type);
+        if counters.requests_unparsed > 0 {
+            requests.insert("unparsed".into(), counters.requests_unparsed);
+        }
+        let named = |pairs: &[(DropReason, u64)], all: bool| -> BTreeMap<String, u64> {
+            pairs
+                .iter()
+                .filter(|(reason, count)| *reason != DropReason::Processed && (all || *count > 0))
+                .map(|(reason, count)| (reason.constant_name().to_string(), *count))
+                .collect()
+        };
+        StatsView {
+            state: state_name(state).into(),
+            received: counters.received,
+            sent: counters.sent,
+            send_errors: counters.send_errors,
+            kernel_drops: counters.kernel_drops,
+            queue_depth: counters.queue_depth,
+            in_progress: counters.in_progress,
+            handler_panics: counters.handler_panics,
+            requests,
+            replies: by_type(&counters.replies_by_type, counters.replies_other_type),
+            drops: named(&counters.drops, true),
+            runtime_drops: named(&counters.runtime_drops, false),
+            engine: backend.engine_counters(),
+            hooks: backend.hooks(),
+            scopes: backend.scopes(),
+        }
+    }
+
+    /// The Prometheus text exposition of these figures (metric names prefixed `calloutd_`).
+    pub fn to_prometheus(&self) -> String {
+        let mut out = String::new();
+        let mut family = |name: &str, kind: &str, help: &str, samples: Vec<(String, u64)>| {
+            let _ = writeln!(out, "# HELP calloutd_{name} {help}");
+            let _ = writeln!(out, "# TYPE calloutd_{name} {kind}");
+            for (labels, value) in samples {
+                let _ = writeln!(out, "calloutd_{name}{labels} {value}");
+            }
+        };
+        let one = |value: u64| vec![(String::new(), value)];
+        let labelled = |label: &str, map: &BTreeMap<String, u64>| -> Vec<(String, u64)> {
+            map.iter()
+                .map(|(key, value)| (format!("{{{label}=\"{}\"}}", escape_label(key)), *value))
+                .collect()
+        };
+        family(
+            "received_datagrams_total",
+            "counter",
+            "Datagrams read from the server sockets.",
+            one(self.received),
+        );
+        family(
+            "sent_replies_total",
+            "counter",
+            "Replies handed to the kernel.",
+            one(self.sent),
+        );
+        family(
+            "send_errors_total",
+            "counter",
+            "Replies whose send failed.",
+            one(self.send_errors),
+        );
+        family(
+            "kernel_drops_total",
+            "counter",
+            "Datagrams the kernel dropped for want of socket buffer space.",
+            one(self.kernel_drops),
+        );
+        family(
+            "queue_depth",
+            "gauge",
+            "Datagrams waiting for a worker.",
+            one(self.queue_depth),
+        );
+        family(
+            "in_progress",
+            "gauge",
+            "Datagrams being processed.",
+            one(self.in_progress),
+        );
+        family(
+            "handler_panics_total",
+            "counter",
+            "Datagrams whose handler panicked.",
+            one(self.handler_panics),
+        );
+        family(
+            "paused",
+            "gauge",
+            "1 while the service is paused.",
+            one(u64::from(self.state == "paused")),
+        );
+        family(
+            "requests_total",
+            "counter",
+            "Requests by DHCP message type.",
+            labelled("type", &self.requests),
+        );
+        family(
+            "replies_total",
+            "counter",
+            "Replies by DHCP message type.",
+            labelled("type", &self.replies),
+        );
+        family(
+            "drops_total",
+            "counter",
+            "Dropped requests by DHCP_DROP_* reason.",
+            labelled("reason", &self.drops),
+        );
+        family(
+            "runtime_drops_total",
+            "counter",
+            "Drops the runtime decided, by DHCP_DROP_* reason.",
+            labelled("reason", &self.runtime_drops),
+        );
+        family(
+            "engine_events_total",
+            "counter",
+            "Engine counters by name.",
+            labelled("counter", &self.engine),
+        );
+        let per_hook = |value: fn(&HookView) -> u64| -> Vec<(String, u64)> {
+            self.hooks
+                .iter()
+                .map(|h| (format!("{{hook=\"{}\"}}", escape_label(&h.hook)), value(h)))
+                .collect()
+        };
+        family(
+            "hook_calls_total",
+            "counter",
+            "Callout hook calls.",
+            per_hook(|h| h.calls),
+        );
+        family(
+            "hook_duration_microseconds_total",
+            "counter",
+            "Time spent in callout hooks, microseconds.",
+            per_hook(|h| h.total_us),
+        );
+        family(
+            "hook_duration_max_microseconds",
+            "gauge",
+            "Longest callout hook call, microseconds.",
+            per_hook(|h| h.max_us),
+        );
+        family(
+            "hook_faults_total",
+            "counter",
+            "Callout hook calls with a detected fault.",
+            per_hook(|h| h.faults),
+        );
+        let per_scope = |value: fn(&ScopeView) -> u64| -> Vec<(String, u64)> {
+            self.scopes
+                .iter()
+                .map(|s| (format!("{{scope=\"{}\"}}", s.scope), value(s)))
+                .collect()
+        };
+        family(
+            "scope_leases",
+            "gauge",
+            "Leases held per scope.",
+            per_scope(|s| s.leases),
+        );
+        family(
+            "scope_free_addresses",
+            "gauge",
+            "Free pool addresses per scope.",
+            per_scope(|s| s.free),
+        );
+        out
+    }
+}
+
+/// Escapes a Prometheus label value.
+fn escape_label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// The one-screen summary (SIGUSR1 and at stop).
+impl fmt::Display for StatsView {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let join = |map: &BTreeMap<String, u64>| {
+            let parts: Vec<String> = map
+                .iter()
+                .filter(|(_, v)| **v > 0)
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect();
+            if parts.is_empty() {
+                "none".to_string()
+            } else {
+                parts.join(", ")
+            }
+        };
+        writeln!(
+            f,
+            "state {}  received {}  sent {}  send errors {}  kernel drops {}  queue {}  in progress {}",
+            self.state,
+            self.received,
+            self.sent,
+            self.send_errors,
+            self.kernel_drops,
+            self.queue_depth,
+            self.in_progress
+        )?;
+        writeln!(f, "requests: {}", join(&self.requests))?;
+        writeln!(f, "replies:  {}", join(&self.replies))?;
+        writeln!(f, "drops:    {}", join(&self.drops))?;
+        writeln!(f, "  by the runtime: {}", join(&self.runtime_drops))?;
+        writeln!(f, "engine:   {}", join(&self.engine))?;
+        let hooks: Vec<&HookView> = self.hooks.iter().filter(|h| h.calls > 0).collect();
+        if hooks.is_empty() {
+            writeln!(f, "hooks:    none called")?;
+        } else {
+            writeln!(f, "hooks:    calls / total µs / max µs / faults")?;
+            for h in hooks {
+                writeln!(
+                    f,
+                    "  {:<14} {:>10} {:>12} {:>8} {:>6}",
+                    h.hook, h.calls, h.total_us, h.max_us, h.faults
+                )?;
+            }
+        }
+        write!(f, "scopes:")?;
+        if self.scopes.is_empty() {
+            write!(f, " none")?;
+        }
+        for s in &self.scopes {
+            write!(
+                f,
+                "\n  {:<15} {:<20} leases {:>6}  free {:>6}",
+                s.scope.to_string(),
+                s.name,
+                s.leases,
+                s.free
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Where and how the control API listens.
+#[derive(Debug, Clone)]
+pub struct ControlConfig {
+    /// The address to bind.
+    pub addr: SocketAddr,
+    /// The bearer token every request must carry; required when `addr` is not loopback.
+    pub token: Option<String>,
+}
+
+/// A response before it is written: status, content type, body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControlResponse {
+    /// The HTTP status code.
+    pub status: u16,
+    /// The Content-Type.
+    pub content_type: &'static str,
+    /// The body.
+    pub body: String,
+}
+
+const JSON: &str = "application/json";
+const PROMETHEUS: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+impl ControlResponse {
+    fn json(status: u16, value: &impl Serialize) -> ControlResponse {
+        match serde_json::to_string_pretty(value) {
+            Ok(body) => ControlResponse {
+                status,
+                content_type: JSON,
+                body: body + "\n",
+            },
+            Err(e) => ControlResponse::error(500, &format!("cannot encode the response: {e}")),
+        }
+    }
+
+    fn error(status: u16, message: &str) -> ControlResponse {
+        ControlResponse {
+            status,
+            content_type: JSON,
+            body: serde_json::json!({ "error": message }).to_string() + "\n",
+        }
+    }
+}
+
+/// The request router, separate from the HTTP server so it can be tested without sockets.
+pub struct ControlRouter {
+    service: ServerHandle,
+    backend: Arc<dyn ControlBackend>,
+    token: Option<String>,
+}
+
+impl fmt::Debug for ControlRouter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ControlRouter")
+            .field("service", &self.service)
+            .field("token", &self.token.as_ref().map(|_| "set"))
+            .finish_non_exhaustive()
+    }
+}
+
+/// Compares without stopping at the first difference (the token is a secret).
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+impl ControlRouter {
+    /// A router over `service` and `backend`; when `token` is set every request must carry
+    /// `Authorization: Bearer <token>`.
+    pub fn new(
+        service: ServerHandle,
+        backend: Arc<dyn ControlBackend>,
+        token: Option<String>,
+    ) -> ControlRouter {
+        ControlRouter {
+            service,
+            backend,
+            token,
+        }
+    }
+
+    /// Answers one request: `method` (`GET`…), `url` (path and query), the Authorization header.
+    pub fn handle(&self, method: &str, url: &str, authorization: Option<&str>) -> ControlResponse {
+        if let Some(token) = &self.token {
+            let given = authorization.and_then(|h| h.strip_prefix("Bearer "));
+            if !given.is_some_and(|g| same_secret(g.trim().as_bytes(), token.as_bytes())) {
+                return ControlResponse::error(401, "missing or wrong bearer token");
+            }
+        }
+        let (path, query) = url.split_once('?').unwrap_or((url, ""));
+        let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
+        match (method, segments.as_slice()) {
+            ("GET", ["v1", "leases"]) => self.leases(query),
+            ("DELETE", ["v1", "leases", ip]) => self.delete_lease(ip),
+            ("GET", ["v1", "service"]) => self.service_state(),
+            ("POST", ["v1", "service", action]) => self.service_action(action),
+            ("GET", ["v1", "stats"]) => ControlResponse::json(200, &self.stats()),
+            ("GET", ["metrics"]) => ControlResponse {
+                status: 200,
+                content_type: PROMETHEUS,
+                body: self.stats().to_prometheus(),
+            },
+            ("GET", ["v1", "config"]) => ControlResponse::json(200, &self.backend.config()),
+            (_, ["v1", "leases"])
+            | (_, ["v1", "leases", _])
+            | (_, ["v1", "service"])
+            | (_, ["v1", "service", _])
+            | (_, ["v1", "stats"])
+            | (_, ["metrics"])
+            | (_, ["v1", "config"]) => {
+                ControlResponse::error(405, &format!("{method} is not allowed on {path}"))
+            }
+            _ => ControlResponse::error(404, &format!("no such endpoint: {path}")),
+        }
+    }
+
+    /// The statistics now.
+    pub fn stats(&self) -> StatsView {
+        StatsView::collect(
+            self.service.state(),
+            &self.service.counters(),
+            &*self.backend,
+        )
+    }
+
+    fn leases(&self, query: &str) -> ControlResponse {
+        let mut scope = None;
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            match pair.split_once('=') {
+                Some(("scope", value)) => match value.parse::<Ipv4Addr>() {
+                    Ok(ip) => scope = Some(ip),
+                    Err(_) => {
+                        return ControlResponse::error(
+                            400,
+                            &format!("scope {value:?} is not an IPv4 address"),
+                        )
+                    }
+                },
+                _ => {
+                    return ControlResponse::error(
+                        400,
+                        &format!("unknown query parameter {pair:?} (only scope=A.B.C.D)"),
+                    )
+                }
+            }
+        }
+        match self.backend.leases(scope) {
+            Ok(leases) => ControlResponse::json(200, &leases),
+            Err(message) => ControlResponse::error(404, &message),
+        }
+    }
+
+    fn delete_lease(&self, ip: &str) -> ControlResponse {
+        let Ok(addr) = ip.parse::<Ipv4Addr>() else {
+            return ControlResponse::error(400, &format!("{ip:?} is not an IPv4 address"));
+        };
+        match self.backend.delete_lease(addr) {
+            Ok(Some(lease)) => {
+                info!(ip = %addr, "lease deleted through the control API");
+                ControlResponse::json(200, &lease)
+            }
+            Ok(None) => ControlResponse::error(404, &format!("no lease for {addr}")),
+            Err(message) => ControlResponse::error(500, &message),
+        }
+    }
+
+    fn service_state(&self) -> ControlResponse {
+        ControlResponse::json(
+            200,
+            &serde_json::json!({ "state": state_name(self.service.state()) }),
+        )
+    }
+
+    fn service_action(&self, action: &str) -> ControlResponse {
+        let result = match action {
+            "pause" => self.service.pause(),
+            "continue" => self.service.resume(),
+            "stop" => {
+                self.service.stop();
+                Ok(())
+            }
+            other => {
+                return ControlResponse::error(
+                    404,
+                    &format!("no such service action: {other} (pause, continue, stop)"),
+                )
+            }
+        };
+        match result {
+            Ok(()) => {
+                info!("service {action} through the control API");
+                self.service_state()
+            }
+            Err(e) => ControlResponse::error(409, &e.to_string()),
+        }
+    }
+}
+
+/// The running control API: one thread answering requests. Dropping it stops the thread.
+pub struct ControlServer {
+    http: Arc<tiny_http::Server>,
+    thread: Option<JoinHandle<()>>,
+    local: SocketAddr,
+}
+
+impl fmt::Debug for ControlServer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ControlServer")
+            .field("local", &self.local)
+            .finish()
+    }
+}
+
+impl ControlServer {
+    /// Binds `config.addr` and starts answering. A non-loopback address without a token is refused.
+    pub fn start(
+        config: ControlConfig,
+        service: ServerHandle,
+        backend: Arc<dyn ControlBackend>,
+    ) -> Result<ControlServer, ServerError> {
+        let control_error = |message: String| ServerError::Control {
+            addr: config.addr.to_string(),
+            message,
+        };
+        if !config.addr.ip().is_loopback() && config.token.as_deref().unwrap_or("").is_empty() {
+            return Err(control_error(format!(
+                "a token is required off loopback: give --control-token or set {CONTROL_TOKEN_ENV}"
+            )));
+        }
+        let http = Arc::new(
+            tiny_http::Server::http(config.addr).map_err(|e| control_error(e.to_string()))?,
+        );
+        let local = match http.server_addr() {
+            tiny_http::ListenAddr::IP(addr) => addr,
+            #[allow(unreachable_patterns)]
+            _ => config.addr,
+        };
+        let router = ControlRouter::new(service, backend, config.token);
+        let requests = Arc::clone(&http);
+        let thread = thread::Builder::new()
+            .name("calloutd-control".into())
+            .spawn(move || serve_requests(&requests, &router))
+            .map_err(|source| ServerError::Thread {
+                what: "control",
+                source,
+            })?;
+        info!(addr = %local, "control API listening");
+        Ok(ControlServer {
+            http,
+            thread: Some(thread),
+            local,
+        })
+    }
+
+    /// The bound address (with the port the system chose where 0 was asked for).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// Stops answering and joins the thread (a request being answered is finished first).
+    pub fn shutdown(mut self) {
+        self.stop_thread();
+    }
+
+    fn stop_thread(&mut self) {
+        self.http.unblock();
+        if let Some(thread) = self.thread.take() {
+            if thread.join().is_err() {
+                warn!("the control thread panicked");
+            }
+        }
+    }
+}
+
+impl Drop for ControlServer {
+    fn drop(&mut self) {
+        self.stop_thread();
+    }
+}
+
+fn serve_requests(http: &tiny_http::Server, router: &ControlRouter) {
+    for request in http.incoming_requests() {
+        let authorization = request
+            .headers()
+            .iter()
+            .find(|h| h.field.equiv("Authorization"))
+            .map(|h| h.value.as_str().to_string());
+        let method = request.method().as_str().to_string();
+        let response = router.handle(&method, request.url(), authorization.as_deref());
+        let mut reply = tiny_http::Response::from_string(response.body)
+            .with_status_code(tiny_http::StatusCode(response.status));
+        if let Ok(header) =
+            tiny_http::Header::from_bytes(&b"Content-Type"[..], response.content_type.as_bytes())
+        {
+            reply.add_header(header);
+        }
+        if let Err(e) = request.respond(reply) {
+            warn!("control API: writing a response failed: {e}");
+        }
+    }
+}

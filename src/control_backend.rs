@@ -1,0 +1,277 @@
+//! The control API's view of the engine and the callout ([`ControlBackend`] over [`Engine`] and the
+//! callout's hook statistics).
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use calloutd_callout::Callout;
+use calloutd_config::Scope;
+use calloutd_engine::{Engine, Lease};
+use calloutd_registry::Parameters;
+use calloutd_server::{ControlBackend, HookView, LeaseView, ScopeView};
+use serde_json::{json, Value};
+
+/// The engine, the callout (if loaded) and the effective settings, for the control API.
+pub struct EngineBackend {
+    /// The engine serving.
+    pub engine: Arc<Engine>,
+    /// The loaded callout, whose hook statistics are reported.
+    pub callout: Option<Arc<Callout>>,
+    /// The registry Parameters in effect.
+    pub params: Parameters,
+    /// Other effective settings shown by `GET /v1/config` (paths, intervals), never secrets.
+    pub settings: Value,
+}
+
+/// `aa-bb-cc`, as Microsoft writes hardware addresses and client ids.
+fn hex_dashed(bytes: &[u8]) -> String {
+    bytes
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
+fn unix_secs(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+fn in_scope(scope: &Scope, ip: Ipv4Addr) -> bool {
+    let mask = u32::from(scope.subnet_mask);
+    u32::from(ip) & mask == u32::from(scope.scope_id) & mask
+}
+
+impl EngineBackend {
+    fn scope_of(&self, ip: Ipv4Addr) -> Option<&Scope> {
+        self.engine.config().scopes.iter().find(|s| in_scope(s, ip))
+    }
+
+    fn view(&self, lease: &Lease, now: SystemTime) -> LeaseView {
+        let expired = lease.expires.is_some_and(|e| e <= now);
+        LeaseView {
+            ip: lease.ip,
+            client_id: hex_dashed(&lease.client_id),
+            mac: hex_dashed(&lease.hw_address),
+            hostname: lease.host_name.clone(),
+            expires: lease.expires.map(unix_secs),
+            state: if expired { "expired" } else { "active" }.into(),
+            client_type: format!("{:?}", lease.client_type).to_lowercase(),
+            scope: self.scope_of(lease.ip).map(|s| s.scope_id),
+        }
+    }
+}
+
+/// Pool addresses of `scope` neither excluded, reserved nor in `leased`.
+fn free_addresses(scope: &Scope, leased: &[Ipv4Addr]) -> u64 {
+    let (start, end) = (u32::from(scope.start_range), u32::from(scope.end_range));
+    if end < start {
+        return 0;
+    }
+    let excluded = |ip: u32| {
+        scope
+            .exclusion_ranges
+            .iter()
+            .any(|r| (u32::from(r.start_range)..=u32::from(r.end_range)).contains(&ip))
+    };
+    let reserved: Vec<u32> = scope
+        .reservations
+        .iter()
+        .map(|r| u32::from(r.ip_address))
+        .collect();
+    let leased: Vec<u32> = leased.iter().map(|ip| u32::from(*ip)).collect();
+    (start..=end)
+        .filter(|ip| !excluded(*ip) && !reserved.contains(ip) && !leased.contains(ip))
+        .count() as u64
+}
+
+impl ControlBackend for EngineBackend {
+    fn leases(&self, scope: Option<Ipv4Addr>) -> Result<Vec<LeaseView>, String> {
+        let wanted = match scope {
+            Some(id) => Some(
+                self.engine
+                    .config()
+                    .scopes
+                    .iter()
+                    .find(|s| s.scope_id == id)
+                    .ok_or_else(|| format!("no scope {id}"))?,
+            ),
+            None => None,
+        };
+        let now = SystemTime::now();
+        Ok(self
+            .engine
+            .leases()
+            .iter()
+            .filter(|l| wanted.is_none_or(|s| in_scope(s, l.ip)))
+            .map(|l| self.view(l, now))
+            .collect())
+    }
+
+    fn delete_lease(&self, ip: Ipv4Addr) -> Result<Option<LeaseView>, String> {
+        let deleted = self.engine.delete_lease(ip).map_err(|e| e.to_string())?;
+        Ok(deleted.map(|l| self.view(&l, SystemTime::now())))
+    }
+
+    fn hooks(&self) -> Vec<HookView> {
+        let Some(callout) = &self.callout else {
+            return Vec::new();
+        };
+        callout
+            .stats()
+            .snapshot()
+            .into_iter()
+            .map(|s| HookView {
+                hook: s.hook.trace_name().into(),
+                calls: s.calls,
+                total_us: s.total_us,
+                max_us: s.max_us,
+                faults: s.faults,
+            })
+            .collect()
+    }
+
+    fn scopes(&self) -> Vec<ScopeView> {
+        let leases = self.engine.leases();
+        self.engine
+            .config()
+            .scopes
+            .iter()
+            .map(|scope| {
+                let leased: Vec<Ipv4Addr> = leases
+                    .iter()
+                    .map(|l| l.ip)
+                    .filter(|ip| in_scope(scope, *ip))
+                    .collect();
+                ScopeView {
+                    scope: scope.scope_id,
+                    name: scope.name.clone(),
+                    leases: leased.len() as u64,
+                    free: free_addresses(scope, &leased),
+                }
+            })
+            .collect()
+    }
+
+    fn engine_counters(&self) -> BTreeMap<String, u64> {
+        let stats = self.engine.stats();
+        BTreeMap::from([
+            ("dropped_by_callout".to_string(), stats.dropped_by_callout),
+            (
+                "suppressed_by_callout".to_string(),
+                stats.suppressed_by_callout,
+            ),
+        ])
+    }
+
+    fn config(&self) -> Value {
+        let config = self.engine.config();
+        let options = |values: &[calloutd_config::OptionValue]| -> Vec<Value> {
+            values
+                .iter()
+                .map(|o| {
+                    json!({
+                        "option": o.option_id,
+                        "value": o.value.iter().map(|e| format!("{e:?}")).collect::<Vec<_>>(),
+                        "vendor_class": o.vendor_class,
+                        "user_class": o.user_class,
+                    })
+                })
+                .collect()
+        };
+        let scopes: Vec<Value> = config
+            .scopes
+            .iter()
+            .map(|s| {
+                json!({
+                    "scope": s.scope_id,
+                    "mask": s.subnet_mask,
+                    "name": s.name,
+                    "description": s.description,
+                    "start": s.start_range,
+                    "end": s.end_range,
+                    "lease_secs": s.lease_duration.map(|d| d.as_secs()),
+                    "state": format!("{:?}", s.state),
+                    "type": format!("{:?}", s.kind),
+                    "exclusions": s.exclusion_ranges.iter()
+                        .map(|r| json!({"start": r.start_range, "end": r.end_range}))
+                        .collect::<Vec<_>>(),
+                    "reservations": s.reservations.iter()
+                        .map(|r| json!({
+                            "ip": r.ip_address,
+                            "name": r.name,
+                            "client_id": hex_dashed(&r.client_id),
+                            "type": format!("{:?}", r.kind),
+                        }))
+                        .collect::<Vec<_>>(),
+                    "options": options(&s.option_values),
+                })
+            })
+            .collect();
+        let p = &self.params;
+        json!({
+            "registry": {
+                "CalloutDlls": p.callout_dlls.as_ref().map(|v| v.value.clone()),
+                "CalloutEnabled": p.callout_enabled.as_ref().map(|v| v.value),
+                "callouts_enabled": p.callouts_enabled(),
+                "DatabasePath": p.database_path_or_default(),
+                "DatabaseName": p.database_name_or_default(),
+                "DatabaseCleanupInterval": p.database_cleanup_interval_minutes(),
+                "DhcpLogFilePath": p.dhcp_log_file_path_or_default(),
+                "ActivityLogFlag": p.activity_log_enabled(),
+                "DhcpLogFilesMaxSize": p.dhcp_log_files_max_size_mb(),
+                "IgnoreBroadcastFlag": p.ignore_broadcast(),
+            },
+            "callout": self.callout.as_ref().map(|c| json!({
+                "path": c.path(),
+                "entry": c.entry(),
+                "hooks": c.hooks_set().iter().map(|h| h.trace_name()).collect::<Vec<_>>(),
+            })),
+            "server": {
+                "conflict_detection_attempts": config.settings.conflict_detection_attempts,
+                "options": options(&config.option_values),
+            },
+            "scopes": scopes,
+            "settings": self.settings,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use calloutd_config::{ExclusionRange, ScopeState, ScopeType};
+
+    #[test]
+    fn free_addresses_leave_out_exclusions_reservations_and_leases() {
+        let scope = Scope {
+            scope_id: Ipv4Addr::new(198, 18, 0, 0),
+            subnet_mask: Ipv4Addr::new(255, 255, 255, 0),
+            name: "t".into(),
+            description: String::new(),
+            start_range: Ipv4Addr::new(198, 18, 0, 10),
+            end_range: Ipv4Addr::new(198, 18, 0, 19),
+            lease_duration: None,
+            state: ScopeState::Active,
+            kind: ScopeType::Dhcp,
+            max_bootp_clients: None,
+            delay: std::time::Duration::ZERO,
+            superscope_name: None,
+            activate_policies: false,
+            exclusion_ranges: vec![ExclusionRange {
+                start_range: Ipv4Addr::new(198, 18, 0, 10),
+                end_range: Ipv4Addr::new(198, 18, 0, 11),
+            }],
+            reservations: Vec::new(),
+            option_values: Vec::new(),
+            policies: Vec::new(),
+            leases: Vec::new(),
+        };
+        assert_eq!(free_addresses(&scope, &[]), 8);
+        assert_eq!(free_addresses(&scope, &[Ipv4Addr::new(198, 18, 0, 12)]), 7);
+        assert!(in_scope(&scope, Ipv4Addr::new(198, 18, 0, 250)));
+        assert!(!in_scope(&scope, Ipv4Addr::new(198, 18, 1, 1)));
+        assert_eq!(hex_dashed(&[0, 0x1a, 0xff]), "00-1a-ff");
+    }
+}
