@@ -1632,7 +1632,6 @@ fn second_scope_by_giaddr_with_reservation_and_boot_fields() {
 }
 
 #[test]
-#[ignore = "reason: a reservation whose UID is htype+chaddr (01 + MAC) does not match a client that sends no option 61: crates/engine/src/scopes.rs ScopeRt::reservation_for (and calloutd_config Scope::reservation_for) try option 61, option 61 less its first byte and the bare MAC, never htype+chaddr, although the client identity is htype+chaddr when option 61 is absent (issue 4: reservations match either)"]
 fn reservation_uid_matches_htype_and_chaddr_without_option_61() {
     if skip("scope_b_htype") {
         return;

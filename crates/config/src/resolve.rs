@@ -535,11 +535,21 @@ impl Scope {
                             .is_some_and(|(_, rest)| rest == r.client_id.as_slice()))
             })
         });
-        by_id.or_else(|| {
-            self.reservations
-                .iter()
-                .find(|r| !mac.is_empty() && r.client_id.as_slice() == mac)
-        })
+        by_id
+            .or_else(|| {
+                self.reservations
+                    .iter()
+                    .find(|r| !mac.is_empty() && r.client_id.as_slice() == mac)
+            })
+            .or_else(|| {
+                // A UID written as hardware type + MAC ("01" + MAC for Ethernet), as Windows shows
+                // it: the client's identity when it sends no option 61.
+                self.reservations.iter().find(|r| {
+                    !mac.is_empty()
+                        && r.client_id.len() == mac.len() + 1
+                        && r.client_id[1..] == *mac
+                })
+            })
     }
 }
 
@@ -1086,5 +1096,10 @@ mod tests {
             .reservation_for(Some(&[1, 0, 0x15, 0x5d, 1, 2, 3]), &[9; 6])
             .is_some());
         assert!(s.reservation_for(Some(&[1, 2, 3]), &[9; 6]).is_none());
+        // A UID of htype + MAC matches a client that sends no option 61.
+        let mut by_uid = s.clone();
+        by_uid.reservations[0].client_id = [&[1u8][..], &mac[..]].concat();
+        assert!(by_uid.reservation_for(None, &mac).is_some());
+        assert!(by_uid.reservation_for(None, &[9; 6]).is_none());
     }
 }

@@ -718,7 +718,7 @@ impl Engine {
 
     fn reservation<'s>(&self, x: &Exchange<'s>, bootp: bool) -> Option<&'s ReservationRt> {
         x.scope
-            .reservation_for(x.request.client_id, x.request.chaddr)
+            .reservation_for(x.request.client_id, x.request.htype, x.request.chaddr)
             .filter(|r| kind_serves(r.kind, bootp))
     }
 

@@ -162,10 +162,12 @@ impl ScopeRt {
     }
 
     /// The reservation of a client, matched as `calloutd_config::Scope::reservation_for` does (option
-    /// 61 whole or less its hardware-type byte, then the MAC), through a hash index.
+    /// 61 whole or less its hardware-type byte, then the MAC, then htype+chaddr: the client identity
+    /// when option 61 is absent), through a hash index.
     pub fn reservation_for(
         &self,
         client_id: Option<&[u8]>,
+        htype: u8,
         chaddr: &[u8],
     ) -> Option<&ReservationRt> {
         let by = |id: &[u8]| {
@@ -177,6 +179,14 @@ impl ScopeRt {
             .and_then(by)
             .or_else(|| client_id.and_then(|id| id.get(1..)).and_then(by))
             .or_else(|| by(chaddr))
+            .or_else(|| {
+                // A UID written as "01" + MAC (what Windows shows for Ethernet clients).
+                let mut identity = [0u8; 17];
+                let len = chaddr.len().min(16);
+                identity[0] = htype;
+                identity[1..=len].copy_from_slice(&chaddr[..len]);
+                by(&identity[..=len])
+            })
     }
 
     /// The precomputed value of option `code` for a client with `reservation` (simple scopes).

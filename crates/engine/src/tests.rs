@@ -783,6 +783,21 @@ fn reservations_match_by_mac_and_by_client_id() {
 }
 
 #[test]
+fn a_reservation_uid_of_htype_and_mac_matches_a_client_without_option_61() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config();
+    let uid = [&[1u8][..], &mac(5)[..]].concat();
+    cfg.scopes[0].reservations = vec![reservation(ip(42), &uid)];
+    let h = harness(cfg, &dir.path().join("leases.db"));
+    assert_eq!(
+        decode(&h.send(&message(MessageType::Discover, 5))).yiaddr(),
+        ip(42)
+    );
+    let stranger = decode(&h.send(&message(MessageType::Discover, 6))).yiaddr();
+    assert_ne!(stranger, ip(42));
+}
+
+#[test]
 fn reservation_beats_an_older_dynamic_lease_and_restart_restores_leases() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("leases.db");
@@ -1345,7 +1360,7 @@ fn precomputed_options_equal_effective_options() {
             mac: &mac(n),
             ..Default::default()
         };
-        let reservation = scope.reservation_for(None, &mac(n));
+        let reservation = scope.reservation_for(None, 1, &mac(n));
         assert_eq!(reservation.is_some(), n == 1);
         let effective = calloutd_config::effective_options(
             &cfg,
