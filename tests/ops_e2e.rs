@@ -538,12 +538,38 @@ fn stats_and_metrics_count_a_known_scenario_exactly() {
 }
 
 #[test]
-fn ctl_stop_stops_the_server_with_a_summary() {
+fn sigusr1_and_ctl_stop_log_the_summary() {
     if skip("stop") {
         return;
     }
     let mut ops = Ops::start("stop", OPS_SCOPES, &[]);
     ops.dora("02:00:00:00:09:01");
+    ops.wait_processed(2);
+
+    // SIGUSR1: the one-screen summary with the runtime, engine and hook figures.
+    let pids = run_ok("ip", &["netns", "pids", &ops.ns.name]).unwrap();
+    for pid in String::from_utf8_lossy(&pids.stdout).split_whitespace() {
+        run_ok("kill", &["-USR1", pid]).unwrap();
+    }
+    ops.server
+        .wait_for_log("summary:", Duration::from_secs(10))
+        .expect("summary on SIGUSR1");
+    ops.server
+        .wait_for_log("scopes:", Duration::from_secs(10))
+        .unwrap();
+    let log = ops.server.log_text();
+    for needle in [
+        "state running",
+        "requests: DISCOVER 1, REQUEST 1",
+        "replies:  ACK 1, OFFER 1",
+        "NewPkt",
+        "leases      1",
+    ] {
+        assert!(
+            log.contains(needle),
+            "{needle} missing from the summary:\n{log}"
+        );
+    }
     let stopping = ops.ctl_json(&["stop"]);
     assert_eq!(stopping["state"], "stopping");
     ops.server

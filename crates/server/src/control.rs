@@ -705,3 +705,279 @@ fn serve_requests(http: &tiny_http::Server, router: &ControlRouter) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Server, ServerConfig};
+    use calloutd_engine::{Admission, Datagram, NoHooks, Outcome, PacketHandler};
+    use std::sync::Mutex;
+
+    struct Silent;
+    impl PacketHandler for Silent {
+        fn handle(&self, _: Datagram, _: Admission) -> Outcome {
+            Outcome::default()
+        }
+    }
+
+    /// A backend with one lease (198.18.0.10) that records what it was asked.
+    #[derive(Default)]
+    struct Fake {
+        deleted: Mutex<Vec<Ipv4Addr>>,
+        scopes_asked: Mutex<Vec<Option<Ipv4Addr>>>,
+    }
+
+    fn lease() -> LeaseView {
+        LeaseView {
+            ip: Ipv4Addr::new(198, 18, 0, 10),
+            client_id: "01-02-00-00-00-00-01".into(),
+            mac: "02-00-00-00-00-01".into(),
+            hostname: Some("pc1".into()),
+            expires: Some(1_000),
+            state: "active".into(),
+            client_type: "dhcp".into(),
+            scope: Some(Ipv4Addr::new(198, 18, 0, 0)),
+        }
+    }
+
+    impl ControlBackend for Fake {
+        fn leases(&self, scope: Option<Ipv4Addr>) -> Result<Vec<LeaseView>, String> {
+            self.scopes_asked.lock().unwrap().push(scope);
+            match scope {
+                Some(s) if s != Ipv4Addr::new(198, 18, 0, 0) => Err(format!("no scope {s}")),
+                _ => Ok(vec![lease()]),
+            }
+        }
+        fn delete_lease(&self, ip: Ipv4Addr) -> Result<Option<LeaseView>, String> {
+            self.deleted.lock().unwrap().push(ip);
+            Ok((ip == lease().ip).then(lease))
+        }
+        fn hooks(&self) -> Vec<HookView> {
+            vec![HookView {
+                hook: "NewPkt".into(),
+                calls: 7,
+                total_us: 70,
+                max_us: 20,
+                faults: 0,
+            }]
+        }
+        fn scopes(&self) -> Vec<ScopeView> {
+            vec![ScopeView {
+                scope: Ipv4Addr::new(198, 18, 0, 0),
+                name: "lab".into(),
+                leases: 1,
+                free: 40,
+            }]
+        }
+        fn engine_counters(&self) -> BTreeMap<String, u64> {
+            BTreeMap::from([("dropped_by_callout".to_string(), 3)])
+        }
+        fn config(&self) -> serde_json::Value {
+            serde_json::json!({"scopes": []})
+        }
+    }
+
+    fn server() -> Server {
+        let config = ServerConfig {
+            listen: vec![crate::parse_listen("127.0.0.1:0").unwrap()],
+            workers: 1,
+            ..ServerConfig::default()
+        };
+        Server::start(config, Arc::new(Silent), Arc::new(NoHooks)).unwrap()
+    }
+
+    fn body(response: &ControlResponse) -> serde_json::Value {
+        serde_json::from_str(&response.body).unwrap()
+    }
+
+    #[test]
+    fn routes_leases_delete_and_errors() {
+        let server = server();
+        let fake = Arc::new(Fake::default());
+        let router = ControlRouter::new(server.handle(), fake.clone(), None);
+
+        let listed = router.handle("GET", "/v1/leases", None);
+        assert_eq!((listed.status, listed.content_type), (200, JSON));
+        assert_eq!(body(&listed)[0]["ip"], "198.18.0.10");
+        assert_eq!(body(&listed)[0]["mac"], "02-00-00-00-00-01");
+        assert_eq!(
+            router
+                .handle("GET", "/v1/leases?scope=198.18.0.0", None)
+                .status,
+            200
+        );
+        let unknown = router.handle("GET", "/v1/leases?scope=198.19.0.0", None);
+        assert_eq!(unknown.status, 404);
+        assert_eq!(body(&unknown)["error"], "no scope 198.19.0.0");
+        assert_eq!(
+            *fake.scopes_asked.lock().unwrap(),
+            vec![
+                None,
+                Some(Ipv4Addr::new(198, 18, 0, 0)),
+                Some(Ipv4Addr::new(198, 19, 0, 0))
+            ]
+        );
+        assert_eq!(router.handle("GET", "/v1/leases?scope=x", None).status, 400);
+        assert_eq!(router.handle("GET", "/v1/leases?foo=1", None).status, 400);
+
+        let deleted = router.handle("DELETE", "/v1/leases/198.18.0.10", None);
+        assert_eq!(deleted.status, 200);
+        assert_eq!(body(&deleted)["ip"], "198.18.0.10");
+        let missing = router.handle("DELETE", "/v1/leases/198.18.0.99", None);
+        assert_eq!(missing.status, 404);
+        assert_eq!(body(&missing)["error"], "no lease for 198.18.0.99");
+        assert_eq!(router.handle("DELETE", "/v1/leases/nope", None).status, 400);
+        assert_eq!(fake.deleted.lock().unwrap().len(), 2);
+
+        assert_eq!(router.handle("GET", "/v1/nothing", None).status, 404);
+        assert_eq!(router.handle("PUT", "/v1/leases", None).status, 405);
+        assert_eq!(router.handle("GET", "/v1/service/pause", None).status, 405);
+        assert_eq!(router.handle("GET", "/v1/config", None).status, 200);
+        drop(server);
+    }
+
+    #[test]
+    fn service_actions_change_the_state() {
+        let server = server();
+        let handle = server.handle();
+        let router = ControlRouter::new(server.handle(), Arc::new(Fake::default()), None);
+        let paused = router.handle("POST", "/v1/service/pause", None);
+        assert_eq!(body(&paused)["state"], "paused");
+        assert_eq!(handle.state(), ServiceState::Paused);
+        assert_eq!(
+            body(&router.handle("GET", "/v1/stats", None))["state"],
+            "paused"
+        );
+        let resumed = router.handle("POST", "/v1/service/continue", None);
+        assert_eq!(body(&resumed)["state"], "running");
+        assert_eq!(
+            router.handle("POST", "/v1/service/restart", None).status,
+            404
+        );
+        let stopping = router.handle("POST", "/v1/service/stop", None);
+        assert_eq!(body(&stopping)["state"], "stopping");
+        // A stopping service cannot be paused: 409 with the reason.
+        let refused = router.handle("POST", "/v1/service/pause", None);
+        assert_eq!(refused.status, 409);
+        assert!(body(&refused)["error"]
+            .as_str()
+            .unwrap()
+            .contains("cannot pause"));
+        server.wait();
+    }
+
+    #[test]
+    fn a_token_is_checked_when_set() {
+        let server = server();
+        let router = ControlRouter::new(
+            server.handle(),
+            Arc::new(Fake::default()),
+            Some("s3cret".into()),
+        );
+        assert_eq!(router.handle("GET", "/v1/stats", None).status, 401);
+        assert_eq!(
+            router
+                .handle("GET", "/v1/stats", Some("Bearer wrong"))
+                .status,
+            401
+        );
+        assert_eq!(
+            router.handle("GET", "/v1/stats", Some("s3cret")).status,
+            401
+        );
+        assert_eq!(
+            router
+                .handle("GET", "/v1/stats", Some("Bearer s3cret"))
+                .status,
+            200
+        );
+        assert!(same_secret(b"abc", b"abc"));
+        assert!(!same_secret(b"abc", b"abd"));
+        assert!(!same_secret(b"abc", b"abcd"));
+    }
+
+    #[test]
+    fn stats_and_metrics_carry_the_same_figures() {
+        let server = server();
+        let router = ControlRouter::new(server.handle(), Arc::new(Fake::default()), None);
+        let stats = body(&router.handle("GET", "/v1/stats", None));
+        assert_eq!(stats["received"], 0);
+        assert_eq!(stats["hooks"][0]["calls"], 7);
+        assert_eq!(stats["engine"]["dropped_by_callout"], 3);
+        assert_eq!(stats["drops"]["DHCP_DROP_PAUSED"], 0);
+        assert!(stats["drops"].get("DHCP_DROP_PROCESSED").is_none());
+        let metrics = router.handle("GET", "/metrics", None);
+        assert_eq!((metrics.status, metrics.content_type), (200, PROMETHEUS));
+        for line in [
+            "calloutd_received_datagrams_total 0",
+            "calloutd_hook_calls_total{hook=\"NewPkt\"} 7",
+            "calloutd_hook_duration_microseconds_total{hook=\"NewPkt\"} 70",
+            "calloutd_hook_duration_max_microseconds{hook=\"NewPkt\"} 20",
+            "calloutd_engine_events_total{counter=\"dropped_by_callout\"} 3",
+            "calloutd_drops_total{reason=\"DHCP_DROP_PAUSED\"} 0",
+            "calloutd_scope_free_addresses{scope=\"198.18.0.0\"} 40",
+            "# TYPE calloutd_scope_leases gauge",
+        ] {
+            assert!(
+                metrics.body.lines().any(|l| l == line),
+                "{line} missing:\n{}",
+                metrics.body
+            );
+        }
+        let summary = router.stats().to_string();
+        assert!(summary.contains("NewPkt"), "{summary}");
+        assert!(summary.lines().count() < 30, "{summary}");
+        assert_eq!(escape_label("a\"b\\"), "a\\\"b\\\\");
+    }
+
+    #[test]
+    fn http_round_trip_through_the_client() {
+        let server = server();
+        let control = ControlServer::start(
+            ControlConfig {
+                addr: "127.0.0.1:0".parse().unwrap(),
+                token: Some("t0k".into()),
+            },
+            server.handle(),
+            Arc::new(Fake::default()),
+        )
+        .unwrap();
+        let addr = control.local_addr().to_string();
+        use crate::control_client::{call, ControlVerb};
+        let leases = call(&addr, Some("t0k"), &ControlVerb::Leases { scope: None }).unwrap();
+        assert!(leases.contains("198.18.0.10"), "{leases}");
+        let err = call(
+            &addr,
+            Some("t0k"),
+            &ControlVerb::DeleteLease {
+                ip: "198.18.0.99".into(),
+            },
+        )
+        .unwrap_err();
+        assert_eq!(err, "404: no lease for 198.18.0.99");
+        let unauthorised = call(&addr, None, &ControlVerb::Stats).unwrap_err();
+        assert!(unauthorised.starts_with("401"), "{unauthorised}");
+        let metrics = call(&addr, Some("t0k"), &ControlVerb::Metrics).unwrap();
+        assert!(metrics.contains("calloutd_paused 0"), "{metrics}");
+        call(&addr, Some("t0k"), &ControlVerb::Pause).unwrap();
+        assert_eq!(server.handle().state(), ServiceState::Paused);
+        call(&addr, Some("t0k"), &ControlVerb::Stop).unwrap();
+        control.shutdown();
+        assert!(call(&addr, Some("t0k"), &ControlVerb::Stats).is_err());
+        server.wait();
+    }
+
+    #[test]
+    fn off_loopback_needs_a_token() {
+        let server = server();
+        let refused = ControlServer::start(
+            ControlConfig {
+                addr: "0.0.0.0:0".parse().unwrap(),
+                token: None,
+            },
+            server.handle(),
+            Arc::new(Fake::default()),
+        );
+        assert!(matches!(refused, Err(ServerError::Control { .. })));
+    }
+}

@@ -918,3 +918,64 @@ fn spawn_signals(
         })?;
     Ok(SignalThread { thread, done })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use calloutd_engine::{AuditOptions, NoHooks, Outcome};
+    use std::sync::atomic::AtomicUsize;
+
+    struct Silent;
+    impl PacketHandler for Silent {
+        fn handle(&self, _: Datagram, _: Admission) -> Outcome {
+            Outcome::default()
+        }
+    }
+
+    #[test]
+    fn periodic_task_runs_until_stop_and_audit_gets_service_events() {
+        let dir = tempfile::tempdir().unwrap();
+        let audit = Arc::new(AuditLog::open(dir.path(), AuditOptions::default()).unwrap());
+        let runs = Arc::new(AtomicUsize::new(0));
+        let config = ServerConfig {
+            listen: vec![parse_listen("127.0.0.1:0").unwrap()],
+            workers: 1,
+            audit: Some(audit.clone()),
+            periodic: Some(PeriodicTask {
+                interval: Duration::from_millis(5),
+                run: Arc::new({
+                    let runs = runs.clone();
+                    move || {
+                        runs.fetch_add(1, Ordering::SeqCst);
+                    }
+                }),
+            }),
+            ..ServerConfig::default()
+        };
+        let server = Server::start(config, Arc::new(Silent), Arc::new(NoHooks)).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while runs.load(Ordering::SeqCst) < 2 {
+            assert!(
+                Instant::now() < deadline,
+                "the periodic task never ran twice"
+            );
+            thread::sleep(Duration::from_millis(5));
+        }
+        server.handle().pause().unwrap();
+        server.handle().stop();
+        server.wait();
+        // The periodic thread was joined: no run after wait returned.
+        let after_stop = runs.load(Ordering::SeqCst);
+        thread::sleep(Duration::from_millis(30));
+        assert_eq!(runs.load(Ordering::SeqCst), after_stop);
+
+        audit.flush();
+        let text = std::fs::read_to_string(audit.file_for(SystemTime::now())).unwrap();
+        let ids: Vec<u8> = calloutd_engine::parse_audit_log(&text)
+            .unwrap()
+            .iter()
+            .map(|e| e.id)
+            .collect();
+        assert_eq!(ids, vec![0, 2, 1]);
+    }
+}
