@@ -220,9 +220,16 @@ fn signal(pid: u32, signal: &str) {
     assert!(status.success(), "kill -{signal} {pid}");
 }
 
-/// True while a process `pid` exists.
+/// True while a process `pid` runs (a zombie waiting for its parent to reap it does not).
 fn alive(pid: u32) -> bool {
-    Path::new(&format!("/proc/{pid}")).exists()
+    // /proc/PID/stat is "pid (comm) STATE ...", and comm may contain spaces or parentheses.
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X"),
+        Err(_) => false,
+    }
 }
 
 /// Polls `probe` until it gives a value, failing with `what` and `context()` after `limit`.
