@@ -874,14 +874,29 @@ fn dhcpcd_command(seg: &Segment, dhcpcd: &Path, args: &[&str]) -> Command {
 
 #[test]
 fn dhcpcd_gets_and_releases_a_lease() {
-    let test = "dhcpcd_gets_and_releases_a_lease";
+    dhcpcd_lease("dhcpcd_gets_and_releases_a_lease", "dc", false);
+}
+
+#[test]
+fn dhcpcd_renews_by_unicast_then_releases() {
+    dhcpcd_lease("dhcpcd_renews_by_unicast_then_releases", "dn", true);
+}
+
+/// dhcpcd gets a lease, renews it when `renew` (SIGUSR1: a unicast REQUEST from the leased
+/// address), and releases it with `dhcpcd -k`.
+fn dhcpcd_lease(test: &str, tag: &str, renew: bool) {
     if !have_root(test) {
         return;
     }
     let Some(dhcpcd) = client_program(test, "dhcpcd", "dhcpcd-base") else {
         return;
     };
-    let mut seg = Segment::start("dc", "02:00:00:00:04:03");
+    let mac = if renew {
+        "02:00:00:00:04:13"
+    } else {
+        "02:00:00:00:04:03"
+    };
+    let mut seg = Segment::start(tag, mac);
     fs::create_dir_all(seg.path("run/dhcpcd")).unwrap();
     fs::create_dir_all(seg.path("var-lib/dhcpcd")).unwrap();
     let record = seg.path("hook-calls.txt");
@@ -932,6 +947,14 @@ fn dhcpcd_gets_and_releases_a_lease() {
         .join(format!("{}-4.pid", seg.client_if))
         .exists());
 
+    if renew {
+        let calls_before = hook_calls(&record).len();
+        signal(client.pid(), "USR1");
+        let renewed = wait_hook(&record, &["RENEW"], calls_before, || client.log_text());
+        assert_eq!(check_isc_style_lease(&renewed), ip);
+        seg.wait_addr(&ip, true);
+    }
+
     // `-k`: the running dhcpcd releases the lease, deconfigures and, with no interface left, exits.
     let calls_before = hook_calls(&record).len();
     let release = dhcpcd_command(&seg, &dhcpcd, &["-4", "-f", conf_s, "-k", &seg.client_if]);
@@ -950,5 +973,5 @@ fn dhcpcd_gets_and_releases_a_lease() {
     });
     assert_eq!(stopped.var("old_ip_address"), ip);
     seg.wait_addr(&ip, false);
-    seg.stop_and_check(&ip, 0);
+    seg.stop_and_check(&ip, usize::from(renew));
 }
