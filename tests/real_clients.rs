@@ -3,7 +3,14 @@
 //! the server at 198.18.4.1), runs `calloutd serve --interface` on one side with the trace callout
 //! loaded, and on the other side gets a lease with the client, then releases it. It checks the lease
 //! the client reported to its hook script, the address on the client's interface, and the hook
-//! sequence in the server's trace and the trace callout's log.
+//! sequence in the server's trace and the trace callout's log. Variants renew the lease by unicast
+//! (udhcpc and dhcpcd on SIGUSR1) or ask for it again in INIT-REBOOT (dhclient restarted after its
+//! daemon was killed) before the release.
+//!
+//! The server runs one worker, so the whole server trace has one exact order: Control START, the
+//! DISCOVER (NewPkt, HandleOptions, PktSend, PktDrop PROCESSED), the REQUEST (... AddressOffer NEW
+//! under the lease lock ...), any renewals (AddressOffer OLD), the RELEASE (AddressDel RELEASE),
+//! Control STOP after SIGTERM.
 //!
 //! Nothing outside the test's temp dir and namespaces is touched: every client runs with a hook
 //! script of the test's own (it records its environment and configures only the namespaced
@@ -570,8 +577,8 @@ fn check_in_pool(ip: &str) -> Ipv4Addr {
     addr
 }
 
-/// Checks the lease variables ISC-style clients (dhclient, dhcpcd) give their script with `prefix`
-/// `new_`; returns the address.
+/// Checks the `new_*` lease variables ISC-style clients (dhclient, dhcpcd) give their script;
+/// returns the address.
 fn check_isc_style_lease(call: &HookCall) -> String {
     let ip = call.var("new_ip_address").to_string();
     check_in_pool(&ip);
