@@ -18,7 +18,7 @@
 # Needs root (namespaces; installs kea-dhcp4-server, kea-admin, dnsmasq-base with apt-get when missing).
 # Environment: BENCH_SECONDS (load period per run, default 5), BENCH_RATES, BENCH_CLIENTS,
 # BENCH_SCALE_LEASES (space-separated lists), BENCH_MAX_OUTSTANDING (calloutd bench, default 64),
-# BENCH_NOISE_NOTE and BENCH_NOTES (text for results.md), BENCH_BUDGET (seconds after which the
+# BENCH_NOISE_NOTE, BENCH_NOTES and BENCH_NOTES_FILE (text for results.md), BENCH_BUDGET (seconds after which the
 # remaining runs are skipped, default 540, so the whole script stays within 10 minutes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -171,7 +171,11 @@ start_server() {
         local reg=scripts/bench/noop.reg
         [ "$name" = calloutd ] && reg=scripts/bench/nocallout.reg
         local extra=()
-        [ -n "$audit_opt" ] && extra=("$audit_opt" "$work/audit")
+        if [ -n "$audit_opt" ]; then
+            rm -rf "$work/audit"
+            mkdir -p "$work/audit"
+            extra=("$audit_opt" "$work/audit")
+        fi
         ip netns exec "$srv_ns" "$calloutd" serve --reg "$reg" --scopes "$scopes" --interface "$srv_if" \
             --lease-db "$db" "${extra[@]}" >>"$logfile" 2>&1 &
         srv_pid=$!
@@ -224,7 +228,8 @@ EOF
 }
 
 # measure LOAD SERVER RATE CLIENTS OUTPUT [KEY=VALUE...]: runs the load command in "${load_cmd[@]}"
-# in the generator namespace and records the server's CPU and the namespaces' socket overflows.
+# in the generator namespace, records the server's CPU and the namespaces' socket overflows, and
+# stops the server.
 measure() {
     local load=$1 server=$2 rate=$3 clients=$4 output=$5
     shift 5
@@ -242,9 +247,15 @@ measure() {
             clk_tck="$clk_tck" srv_overflows=0 gen_overflows=0 output= error="server exited during the run" "$@"
         return
     fi
+    # Stopped before counting, so the audit log is flushed.
+    stop_server
+    local audit_lines=
+    case $server in
+    calloutd*) [ -n "$audit_opt" ] && audit_lines=$(cat "$work"/audit/DhcpSrvLog-*.log 2>/dev/null | grep -c '^1[01],' || true) ;;
+    esac
     record load="$load" server="$server" rate="$rate" clients="$clients" secs="$secs" \
         cpu_ticks=$((cpu1 - cpu0)) clk_tck="$clk_tck" srv_overflows=$((so1 - so0)) \
-        gen_overflows=$((go1 - go0)) output="$output" "$@"
+        gen_overflows=$((go1 - go0)) output="$output" audit_lines="$audit_lines" "$@"
 }
 
 perfdhcp_cmd() { load_cmd=(perfdhcp -4 -l "$gen_if" -r "$1" -R "$2" -p "$secs" -W 500000 "$srv_ip"); }
@@ -363,5 +374,6 @@ load_after=$(cut -d' ' -f1-3 /proc/loadavg)
     echo "noise=${BENCH_NOISE_NOTE:-load average $load_before before and $load_after after the run on $(nproc) CPUs; the server, perfdhcp and anything else running share those CPUs, so rates and drops at 8 000/s and above depend on what else runs and CPU per exchange varies by ±10-20 % between runs.}"
     echo "notes=${BENCH_NOTES:-}"
 } >"$work/meta.txt"
+if [ -n "${BENCH_NOTES_FILE:-}" ]; then cp "$BENCH_NOTES_FILE" "$work/notes.md"; fi
 python3 scripts/bench/report.py "$work" "$results"
 log "done in $(($(date +%s) - started_at)) s"

@@ -3,7 +3,8 @@
 
 Usage: report.py WORK_DIR RESULTS_MD
 WORK_DIR holds runs.jsonl (one JSON object per run, written by bench.sh), the perfdhcp / calloutd bench
-outputs it names, and meta.txt (key=value lines: date, machine, versions). Prints the tables and writes
+outputs it names, meta.txt (key=value lines: date, machine, versions) and optionally notes.md (text for
+the Notes section). Prints the tables and writes
 RESULTS_MD. Numbers are only reported, never judged against a threshold.
 """
 
@@ -101,15 +102,16 @@ def fmt(value, spec):
 
 def main_table(runs):
     head = ("| load | server | rate/s | clients | achieved/s | drops | avg delay ms | server CPU s "
-            "| CPU s / 1000 exch | µs / exch | server socket overflows | generator socket overflows |")
-    lines = [head, "|" + "---|" * 12]
+            "| CPU s / 1000 exch | µs / exch | server socket overflows | generator socket overflows "
+            "| audit lines |")
+    lines = [head, "|" + "---|" * 13]
     for r in runs:
         if r["load"] == "scale":
             continue
         rate = "max" if r["rate"] == 0 else str(r["rate"])
         if not r["ok"]:
             lines.append(f"| {r['load']} | {r['server']} | {rate} | {r['clients']} | failed: "
-                         f"{r.get('error', 'no report')} |  |  |  |  |  |  |  |")
+                         f"{r.get('error', 'no report')} |  |  |  |  |  |  |  |  |")
             continue
         started = r["started"] or 1
         per = r["cpu_per_1000"]
@@ -117,8 +119,14 @@ def main_table(runs):
             f"| {r['load']} | {r['server']} | {rate} | {r['clients']} | {r['rate_achieved']:.0f} "
             f"| {r['drops']} ({100.0 * r['drops'] / started:.1f} %) | {r['avg_ms']:.3f} "
             f"| {r['cpu_s']:.2f} | {fmt(per, '.4f')} | {fmt(per * 1000 if per else None, '.1f')} "
-            f"| {r['srv_overflows']} | {r['gen_overflows']} |")
+            f"| {r['srv_overflows']} | {r['gen_overflows']} | {audit_cell(r)} |")
     return "\n".join(lines)
+
+
+def audit_cell(run):
+    """Lines the audit log got (events 10 and 11: one per ACK), for calloutd with the log on."""
+    lines = run.get("audit_lines")
+    return "–" if lines in (None, "") else str(lines)
 
 
 def ratio(a, b):
@@ -250,6 +258,9 @@ def main():
         print(line)
 
     notes = meta.get("notes", "")
+    notes_file = work / "notes.md"
+    if notes_file.exists():
+        notes = (notes + "\n\n" + notes_file.read_text().strip()).strip()
     doc = [
         "# calloutd benchmark results",
         "",
@@ -288,6 +299,8 @@ def main():
         "clients); its default of 256 in flight, refilled in bursts, overflows the default 212 992-byte "
         "receive buffer of every server here (the floor included) and then runs at the pace of its 1 s "
         "timeouts.",
+        "- *audit lines*: lines of events 10/11 (lease granted or renewed) in calloutd's audit log "
+        "(`--audit-log`, a fresh folder per run) after the run: one per ACK when the log is on.",
         "- *socket overflows*: UDP RcvbufErrors in the server's / generator's namespace during the run "
         "(datagrams the kernel dropped because a socket's receive buffer was full).",
         "- *floor*: `examples/bench_floor.rs`, one thread answering DISCOVER/REQUEST with fixed OFFER/ACK, "
