@@ -35,6 +35,12 @@
 //! [`IcmpProber`] implements the engine's conflict detection (`calloutd_engine::Prober`) with ICMP
 //! echo.
 //!
+//! Operations: [`ControlServer`] serves the control API (HTTP+JSON, see [`control`]) over a
+//! [`ServerHandle`] and a [`ControlBackend`] that the caller implements over its engine;
+//! [`control_client`] is its client. [`ServerConfig::periodic`] runs housekeeping (the expired-lease
+//! purge) on a thread that ends before Control(STOP); [`ServerConfig::audit`] gets the service events
+//! 00/02/01.
+//!
 //! ```no_run
 //! use std::sync::Arc;
 //! use calloutd_engine::{Admission, Datagram, NoHooks, Outcome, PacketHandler};
