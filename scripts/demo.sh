@@ -49,7 +49,7 @@ ip -n "$cli" link set veth-cli up
 echo "== calloutd serve --interface veth-srv (in namespace $srv)"
 CALLOUT_TRACE_FILE=$work/callout.jsonl ip netns exec "$srv" "$bin" serve \
     --reg fixtures/config/example.reg --scopes fixtures/config/lab.xml \
-    --interface veth-srv --lease-db "$work/leases.sqlite3" --trace "$work/trace.jsonl" \
+    --interface veth-srv --data-dir "$work/data" --trace "$work/trace.jsonl" \
     2>"$work/server.log" &
 for _ in $(seq 100); do grep -q serving "$work/server.log" 2>/dev/null && break; sleep 0.1; done
 grep -q serving "$work/server.log" || { cat "$work/server.log"; exit 1; }
@@ -57,9 +57,13 @@ grep -q serving "$work/server.log" || { cat "$work/server.log"; exit 1; }
 echo "== calloutd client dora --interface veth-cli (a client with no address, in namespace $cli)"
 ip netns exec "$cli" "$bin" client dora --interface veth-cli --mac 02:00:00:de:00:01 --hostname demo-client
 
+echo "== calloutd ctl leases (the control API, on the server's loopback)"
+ip netns exec "$srv" "$bin" ctl leases
 for pid in $(ip netns pids "$srv"); do kill -TERM "$pid"; done
 for _ in $(seq 100); do [ -z "$(ip netns pids "$srv")" ] && break; sleep 0.1; done
 echo "== every hook call, as calloutd traced it (--trace)"
 cat "$work/trace.jsonl"
 echo "== the same calls as the trace callout itself saw them (CALLOUT_TRACE_FILE), first 3 lines"
 head -3 "$work/callout.jsonl"
+echo "== the Microsoft-format audit log"
+cat "$work"/data/Windows/System32/Dhcp/DhcpSrvLog-*.log | tail -4

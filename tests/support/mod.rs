@@ -140,9 +140,14 @@ impl ServerProcess {
     ) -> io::Result<ServerProcess> {
         let logf = fs::File::create(&log)?;
         let mut cmd = ns.command(&calloutd_bin());
-        cmd.arg("serve")
-            .args(args)
-            .stdin(Stdio::null())
+        cmd.arg("serve").args(args);
+        // Keep the server's data (audit log, mapped Windows paths) beside its log, never in the
+        // machine's /var/lib/calloutd.
+        if !args.iter().any(|a| a == "--data-dir") {
+            let data = log.with_extension("data");
+            cmd.arg("--data-dir").arg(&data);
+        }
+        cmd.stdin(Stdio::null())
             .stdout(logf.try_clone()?)
             .stderr(logf);
         for (k, v) in envs {
