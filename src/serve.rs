@@ -38,7 +38,8 @@ pub struct ServeArgs {
     /// data directory.
     #[arg(long, value_name = "PATH")]
     lease_db: Option<PathBuf>,
-    /// Where Windows paths from the registry (DatabasePath, DhcpLogFilePath) are mapped on this host.
+    /// Where Windows paths from the registry (DatabasePath, DhcpLogFilePath) are mapped on this host
+    /// (default: /var/lib/calloutd for root, else $XDG_DATA_HOME/calloutd or ~/.local/share/calloutd).
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
     /// Write one JSON line per hook call to FILE (schema in the README).
@@ -73,20 +74,25 @@ pub struct ServeArgs {
     cleanup_interval_secs: Option<u64>,
 }
 
-/// The default data directory: system-wide for root, per-user otherwise.
+/// The default data directory: `/var/lib/calloutd` for root (a system service), the XDG data
+/// folder otherwise.
 fn default_data_dir() -> PathBuf {
+    if is_root() {
+        return PathBuf::from("/var/lib/calloutd");
+    }
     if let Some(xdg) = std::env::var_os("XDG_DATA_HOME") {
         return PathBuf::from(xdg).join("calloutd");
     }
     match std::env::var_os("HOME") {
-        Some(home) if !is_root() => PathBuf::from(home).join(".local/share/calloutd"),
-        _ => PathBuf::from("/var/lib/calloutd"),
+        Some(home) => PathBuf::from(home).join(".local/share/calloutd"),
+        None => PathBuf::from("calloutd-data"),
     }
 }
 
+/// Whether this process runs as root: the owner of `/proc/self` is the process's effective user.
 fn is_root() -> bool {
-    std::env::var("USER").map(|u| u == "root").unwrap_or(false)
-        || std::env::var("HOME").map(|h| h == "/root").unwrap_or(false)
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
 }
 
 /// Runs the server until SIGINT/SIGTERM; exit 0 after a clean stop.
