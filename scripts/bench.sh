@@ -300,6 +300,16 @@ for server in "${servers[@]}"; do
     measure "calloutd bench" "$server" 0 1000 "bench-$server.json" max_outstanding="$bench_outstanding"
     stop_server
 done
+# Once with calloutd bench's own default in flight, to show what it measures then.
+if ! over_budget; then
+    rm -f "$work/leases.sqlite3"*
+    if start_server calloutd+noop; then
+        log "calloutd bench --rate 0 (default --max-outstanding) -> calloutd+noop"
+        load_cmd=("$calloutd" bench --server "$srv_ip" --giaddr "$gen_ip" --rate 0 --duration "$secs" --json)
+        measure "calloutd bench, default in flight" calloutd+noop 0 1000 "bench-default-calloutd+noop.json"
+    fi
+    stop_server
+fi
 
 # --- lease-count scaling --------------------------------------------------------------------------
 # The scope is all of 198.18.0.0/15 (126 974 pool addresses); the pre-existing leases fill it from the

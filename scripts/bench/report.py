@@ -81,7 +81,7 @@ def load_runs(work):
         run = json.loads(line)
         out = work / run["output"] if run.get("output") else None
         text = out.read_text(errors="replace") if out and out.exists() else ""
-        parsed = parse_bench(text) if run["load"] == "calloutd bench" else parse_perfdhcp(text)
+        parsed = parse_bench(text) if run["load"].startswith("calloutd bench") else parse_perfdhcp(text)
         run["ok"] = parsed is not None
         if parsed:
             run.update(parsed)
@@ -298,7 +298,7 @@ def main():
         f"- *calloutd bench*: `--rate 0 --max-outstanding {meta.get('bench_outstanding', '?')}` (1 000 "
         "clients); its default of 256 in flight, refilled in bursts, overflows the default 212 992-byte "
         "receive buffer of every server here (the floor included) and then runs at the pace of its 1 s "
-        "timeouts.",
+        "timeouts (the row *calloutd bench, default in flight* shows it).",
         "- *audit lines*: lines of events 10/11 (lease granted or renewed) in calloutd's audit log "
         "(`--audit-log`, a fresh folder per run) after the run: one per ACK when the log is on.",
         "- *socket overflows*: UDP RcvbufErrors in the server's / generator's namespace during the run "
