@@ -2,7 +2,10 @@
 //!
 //! It acts as a relay (binds giaddr, sends to the server's unicast address), so it runs on loopback,
 //! and performs 4-way exchanges DISCOVER → OFFER → REQUEST → ACK with `clients` distinct MACs at a
-//! fixed start rate, or as fast as `max_outstanding` exchanges in flight allow (`rate` 0).
+//! fixed start rate, or as fast as the server takes them (`rate` 0): then the number in flight
+//! adapts as TCP's congestion window does (slow start from 4, halved on a presumed loss, at most
+//! `max_outstanding`), and DISCOVERs go out at most 32 in a row, so that the generator does not
+//! overflow the server's socket buffer and then wait on timeouts (see `Congestion` in the source).
 //!
 //! Design, so that the generator is not the bottleneck (≥ 30 000 exchanges/s on two cores): one
 //! socket; the calling thread sends DISCOVERs on schedule and expires late exchanges, one receiver
@@ -48,6 +51,7 @@ pub struct BenchConfig {
     /// An exchange without its OFFER or ACK after this long is a drop.
     pub timeout: Duration,
     /// Most exchanges in flight at once; `None`: rate × timeout + 1024 (256 when `rate` is 0).
+    /// With `rate` 0 this is the ceiling of the adaptive window, not a fixed count.
     pub max_outstanding: Option<u32>,
 }
 
@@ -163,6 +167,8 @@ pub struct BenchReport {
     pub request_ack_us: Latency,
     /// Whether the run stopped because drops exceeded `max_drop`.
     pub max_drop_exceeded: bool,
+    /// With `rate` 0: the adaptive in-flight window at the end of the send phase.
+    pub final_window: Option<u32>,
     /// CPU seconds the generator's own two threads used (Linux; `None` elsewhere), to show it
     /// was not the bottleneck.
     pub generator_cpu_s: Option<f64>,
@@ -189,6 +195,12 @@ const STAGE_AWAIT_OFFER: u64 = 1;
 const STAGE_AWAIT_ACK: u64 = 2;
 const STAGE_DONE: u64 = 3;
 const STAGE_EXPIRED: u64 = 4;
+/// The stage bits of a slot's state.
+const STAGE_MASK: u64 = 0x0f;
+/// Set by the sender on an exchange still unanswered well past the usual latency (see
+/// [`Congestion`]): presumed lost, it no longer counts as in flight, but a late reply still
+/// completes it and it is a drop only after the full timeout.
+const PRESUMED_LOST: u64 = 0x80;
 
 /// One exchange in flight. `state` packs xid (high 32 bits) and stage (low 8 bits) so that one
 /// compare-and-swap both matches a reply to its exchange and advances it.
@@ -212,6 +224,29 @@ struct ReceiverCounters {
     naks: AtomicU64,
     unexpected: AtomicU64,
     send_errors: AtomicU64,
+    /// Exchanges presumed lost that were answered after all (ACK or NAK).
+    late_finished: AtomicU64,
+    /// Smoothed DISCOVER → ACK/NAK time and its mean deviation (ns), as TCP's SRTT and RTTVAR.
+    smoothed_ns: AtomicU64,
+    deviation_ns: AtomicU64,
+}
+
+impl ReceiverCounters {
+    /// Folds one completed exchange's time into the smoothed estimates (receiver thread only).
+    fn observe_exchange(&self, sample_ns: u64) {
+        let smoothed = self.smoothed_ns.load(Ordering::Relaxed);
+        let (smoothed, deviation) = if smoothed == 0 {
+            (sample_ns.max(1), sample_ns / 2)
+        } else {
+            let deviation = self.deviation_ns.load(Ordering::Relaxed);
+            (
+                smoothed - smoothed / 8 + sample_ns / 8,
+                deviation - deviation / 4 + smoothed.abs_diff(sample_ns) / 4,
+            )
+        };
+        self.deviation_ns.store(deviation, Ordering::Relaxed);
+        self.smoothed_ns.store(smoothed.max(1), Ordering::Relaxed);
+    }
 }
 
 struct Shared {
@@ -486,7 +521,13 @@ pub fn run(
         (in_flight.min(f64::from(1u32 << 20)) as u32).saturating_add(1024)
     }))
     .clamp(1, 1 << 22);
-    let slot_count = window.next_power_of_two();
+    // With `rate` 0 a lost exchange keeps its slot for the timeout while the others flow past it,
+    // so the table holds far more exchanges than the window (2^17 slots: 3 MiB).
+    let slot_count = if config.rate == 0 {
+        window.max(1 << 17).next_power_of_two()
+    } else {
+        window.next_power_of_two()
+    };
     let shared = Shared {
         socket: open_socket(config.giaddr)?,
         server: config.server,
@@ -556,6 +597,7 @@ pub fn run(
         discover_offer_us: latencies.discover_offer.summary_us(),
         request_ack_us: latencies.request_ack.summary_us(),
         max_drop_exceeded: sender.max_drop_exceeded,
+        final_window: sender.final_window,
         generator_cpu_s,
     })
 }
@@ -564,9 +606,137 @@ struct SenderTotals {
     started: u64,
     no_offer: u64,
     no_ack: u64,
+    /// Of `no_offer + no_ack`, those that had been presumed lost.
+    late_expired: u64,
     send_errors: u64,
     send_phase: Duration,
     max_drop_exceeded: bool,
+    /// The adaptive window at the end of the send phase (`rate` 0 only).
+    final_window: Option<u32>,
+}
+
+/// Sends no more than this many DISCOVERs in a row with `rate` 0, so that a refill never arrives
+/// at the server as one large burst.
+const MAX_RATE_BURST: u32 = 32;
+/// The adaptive window's smallest size (unless `max_outstanding` is smaller).
+const MIN_WINDOW: f64 = 4.0;
+/// An exchange is presumed lost no sooner than this, whatever the usual latency.
+const MIN_LOSS_AFTER: Duration = Duration::from_millis(5);
+
+/// The in-flight window of `rate` 0, adapted as TCP's congestion window is: it starts at
+/// [`MIN_WINDOW`], grows by one per completed exchange up to a threshold (slow start) and by
+/// 1/window per completed exchange beyond it, up to `max_outstanding`; a loss halves it, once per
+/// window of exchanges. A fixed window larger than the server's socket buffer holds loses part of
+/// every refill and, with losses seen only at the timeout, runs at the timeout's pace.
+///
+/// A loss is presumed when an exchange is still unanswered after `smoothed + 4 × deviation` of the
+/// exchange time (at least twice the smoothed time and [`MIN_LOSS_AFTER`], at most the timeout).
+/// It then stops counting as in flight, so a lost exchange does not pin a place in the window for
+/// the whole timeout; a late reply still completes it, and it is counted as a drop only when the
+/// timeout passes, as in the fixed-rate mode.
+struct Congestion {
+    window: f64,
+    slow_start_until: f64,
+    floor: f64,
+    ceiling: f64,
+    /// Losses among exchanges started before this index belong to a loss already answered.
+    recover_from: u64,
+    /// Completed exchanges (ACK or NAK) already counted into the window.
+    finished_seen: u64,
+    /// The next exchange to look at for a presumed loss.
+    cursor: u64,
+    /// Exchanges flagged [`PRESUMED_LOST`] so far.
+    presumed: u64,
+}
+
+impl Congestion {
+    fn new(ceiling: u64) -> Self {
+        let ceiling = ceiling as f64;
+        let floor = MIN_WINDOW.min(ceiling);
+        Congestion {
+            window: floor,
+            slow_start_until: ceiling,
+            floor,
+            ceiling,
+            recover_from: 0,
+            finished_seen: 0,
+            cursor: 0,
+            presumed: 0,
+        }
+    }
+
+    /// How long an exchange may stay unanswered before it is presumed lost.
+    fn loss_after_ns(counters: &ReceiverCounters, timeout_ns: u64) -> u64 {
+        let smoothed = counters.smoothed_ns.load(Ordering::Relaxed);
+        if smoothed == 0 {
+            return timeout_ns;
+        }
+        let deviation = counters.deviation_ns.load(Ordering::Relaxed);
+        let min_ns = MIN_LOSS_AFTER.as_nanos() as u64;
+        smoothed
+            .saturating_add(deviation.saturating_mul(4))
+            .max(smoothed.saturating_mul(2))
+            .max(min_ns)
+            .min(timeout_ns)
+    }
+
+    /// Grows the window by the exchanges completed since the last call.
+    fn grow(&mut self, finished: u64) {
+        let completed = finished.saturating_sub(self.finished_seen) as f64;
+        self.finished_seen = self.finished_seen.max(finished);
+        if self.window < self.slow_start_until {
+            self.window += completed;
+        } else {
+            self.window += completed / self.window;
+        }
+        self.window = self.window.min(self.ceiling);
+    }
+
+    /// Flags the exchanges in `[oldest, next)` unanswered for longer than `loss_after_ns` and
+    /// halves the window for the first of them after the last halving.
+    fn presume_losses(
+        &mut self,
+        shared: &Shared,
+        oldest: u64,
+        next: u64,
+        now_ns: u64,
+        loss_after_ns: u64,
+    ) {
+        self.cursor = self.cursor.max(oldest);
+        while self.cursor < next {
+            let slot = &shared.slots[(self.cursor & shared.mask) as usize];
+            let state = slot.state.load(Ordering::Acquire);
+            let stage = state & STAGE_MASK;
+            let waiting = stage == STAGE_AWAIT_OFFER || stage == STAGE_AWAIT_ACK;
+            if !waiting || state & PRESUMED_LOST != 0 {
+                self.cursor += 1;
+                continue;
+            }
+            // Exchanges start in index order, so the first young one ends the scan.
+            if now_ns.saturating_sub(slot.started_ns.load(Ordering::Acquire)) < loss_after_ns {
+                break;
+            }
+            if slot
+                .state
+                .compare_exchange(
+                    state,
+                    state | PRESUMED_LOST,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                )
+                .is_ok()
+            {
+                self.presumed += 1;
+                if self.cursor >= self.recover_from {
+                    self.slow_start_until = (self.window / 2.0).max(self.floor);
+                    self.window = self.slow_start_until;
+                    self.recover_from = next;
+                }
+                self.cursor += 1;
+            }
+            // On failure the receiver just advanced it: look again.
+        }
+    }
 }
 
 fn send_loop(
@@ -576,14 +746,19 @@ fn send_loop(
     mut discover: Template,
     progress: &mut dyn FnMut(&BenchProgress),
 ) -> SenderTotals {
+    // `rate` 0 adapts its window below `window`; a fixed rate keeps `window` as a hard cap.
+    let mut congestion = (config.rate == 0).then(|| Congestion::new(window));
+    let slot_count = shared.mask + 1;
     let timeout_ns = u64::try_from(config.timeout.as_nanos()).unwrap_or(u64::MAX);
     let mut totals = SenderTotals {
         started: 0,
         no_offer: 0,
         no_ack: 0,
+        late_expired: 0,
         send_errors: 0,
         send_phase: Duration::ZERO,
         max_drop_exceeded: false,
+        final_window: None,
     };
     // Exchanges [oldest, next) may still be in flight.
     let mut next: u64 = 0;
@@ -600,7 +775,7 @@ fn send_loop(
         while *oldest < next {
             let slot = &shared.slots[(*oldest & shared.mask) as usize];
             let state = slot.state.load(Ordering::Acquire);
-            let stage = state & 0xff;
+            let stage = state & STAGE_MASK;
             if stage == STAGE_DONE || stage == STAGE_EXPIRED || stage == STAGE_FREE {
                 *oldest += 1;
                 continue;
@@ -619,6 +794,9 @@ fn send_loop(
                 } else {
                     totals.no_ack += 1;
                 }
+                if state & PRESUMED_LOST != 0 {
+                    totals.late_expired += 1;
+                }
                 *oldest += 1;
             }
             // On failure the receiver just advanced it: look again.
@@ -630,6 +808,10 @@ fn send_loop(
             break;
         }
         let now_ns = shared.now_ns();
+        if let Some(congestion) = congestion.as_mut() {
+            let loss_after_ns = Congestion::loss_after_ns(&shared.counters, timeout_ns);
+            congestion.presume_losses(shared, oldest, next, now_ns, loss_after_ns);
+        }
         sweep(&mut oldest, next, &mut totals, now_ns);
         if let Some(limit) = config.max_drop {
             let drops = totals.no_offer + totals.no_ack;
@@ -647,8 +829,28 @@ fn send_loop(
         } else {
             (elapsed.as_secs_f64() * f64::from(config.rate)) as u64
         };
-        let mut burst = 0;
-        while next < due && next - oldest < window && burst < 256 {
+        // Room in the window: with `rate` 0, exchanges neither finished nor presumed lost are in
+        // flight; with a fixed rate, every exchange since the oldest unfinished one.
+        let (room, burst_cap) = match congestion.as_mut() {
+            Some(congestion) => {
+                let counters = &shared.counters;
+                let finished =
+                    counters.acks.load(Ordering::Acquire) + counters.naks.load(Ordering::Acquire);
+                let late_finished = counters.late_finished.load(Ordering::Acquire);
+                congestion.grow(finished);
+                let presumed_pending = congestion
+                    .presumed
+                    .saturating_sub(late_finished + totals.late_expired);
+                let in_flight = next
+                    .saturating_sub(finished + totals.no_offer + totals.no_ack + presumed_pending);
+                let room = (congestion.window as u64).saturating_sub(in_flight);
+                // A lost exchange keeps its slot until its timeout.
+                (room.min(slot_count - (next - oldest)), MAX_RATE_BURST)
+            }
+            None => (window - (next - oldest).min(window), 256),
+        };
+        let mut burst: u32 = 0;
+        while next < due && u64::from(burst) < room && burst < burst_cap {
             let xid = shared.xid_base.wrapping_add(next as u32);
             let slot = shared.slot_of(xid);
             // The slot's previous exchange is older than `oldest`, hence finished or expired.
@@ -682,13 +884,14 @@ fn send_loop(
             last_report = elapsed;
             acks_at_last_report = acks;
         }
-        if burst < 256 {
+        if burst < burst_cap {
             // Nothing more is due (or the window is full): yield the core to the server. At high
             // rates sleep for about eight packets' worth, so each wake-up sends a small batch.
             std::thread::sleep(idle);
         }
     }
     totals.send_phase = shared.epoch.elapsed().min(config.duration);
+    totals.final_window = congestion.map(|c| c.window as u32);
     // Drain: give every outstanding exchange its full timeout.
     let drain_end = Instant::now() + config.timeout + Duration::from_millis(10);
     while oldest < next && Instant::now() < drain_end {
@@ -731,16 +934,19 @@ fn receive_loop(shared: &Shared, mut request: Template) -> Latencies {
         };
         let slot = shared.slot_of(reply.xid);
         let state = slot.state.load(Ordering::Acquire);
+        // A reply to an exchange presumed lost still completes it.
+        let presumed_lost = state & PRESUMED_LOST;
+        let unflagged = state & !PRESUMED_LOST;
         let now = shared.now_ns();
         let offer = u8::from(MessageType::Offer);
         let (ack, nak) = (u8::from(MessageType::Ack), u8::from(MessageType::Nak));
-        if state == pack(reply.xid, STAGE_AWAIT_OFFER) && reply.message_type == offer {
+        if unflagged == pack(reply.xid, STAGE_AWAIT_OFFER) && reply.message_type == offer {
             let started = slot.started_ns.load(Ordering::Acquire);
             if slot
                 .state
                 .compare_exchange(
                     state,
-                    pack(reply.xid, STAGE_AWAIT_ACK),
+                    pack(reply.xid, STAGE_AWAIT_ACK) | presumed_lost,
                     Ordering::AcqRel,
                     Ordering::Acquire,
                 )
@@ -763,7 +969,7 @@ fn receive_loop(shared: &Shared, mut request: Template) -> Latencies {
             } else {
                 bump(&counters.send_errors);
             }
-        } else if state == pack(reply.xid, STAGE_AWAIT_ACK)
+        } else if unflagged == pack(reply.xid, STAGE_AWAIT_ACK)
             && (reply.message_type == ack || reply.message_type == nak)
         {
             if slot
@@ -779,10 +985,14 @@ fn receive_loop(shared: &Shared, mut request: Template) -> Latencies {
                 bump(&counters.unexpected);
                 continue;
             }
+            let exchange_ns = now.saturating_sub(slot.started_ns.load(Ordering::Acquire));
+            counters.observe_exchange(exchange_ns);
+            if presumed_lost != 0 {
+                // Before acks/naks, so that a sender that sees the completion sees this too.
+                bump(&counters.late_finished);
+            }
             if reply.message_type == ack {
-                latencies
-                    .exchange
-                    .record(now.saturating_sub(slot.started_ns.load(Ordering::Acquire)));
+                latencies.exchange.record(exchange_ns);
                 latencies
                     .request_ack
                     .record(now.saturating_sub(slot.requested_ns.load(Ordering::Acquire)));
@@ -821,7 +1031,10 @@ pub struct BenchCommand {
     /// Seconds after which an unanswered exchange counts as dropped.
     #[arg(long, default_value_t = 1.0)]
     pub timeout: f64,
-    /// Most exchanges in flight (default: rate × timeout + 1024, or 256 with --rate 0).
+    /// Most exchanges in flight (default: rate × timeout + 1024, or 256 with --rate 0). With
+    /// --rate 0 the window adapts (starts at 4, grows while replies flow, halves on a loss) up to
+    /// this; an exchange unanswered well past the usual latency stops counting as in flight but
+    /// is a drop only after --timeout.
     #[arg(long, value_name = "N")]
     pub max_outstanding: Option<u32>,
     /// Print the report as JSON.
@@ -940,6 +1153,10 @@ fn render(r: &BenchReport) -> String {
             "drops            {} no OFFER, {} no ACK, {} NAK; {} unexpected replies, {} send errors",
             r.drops.no_offer, r.drops.no_ack, r.drops.nak, r.unexpected, r.send_errors
         ),
+        match r.final_window {
+            Some(window) => format!("window           {window} in flight at the end (adaptive)"),
+            None => "window           fixed".into(),
+        },
         latency("latency", &r.latency_us),
         latency("discover-offer", &r.discover_offer_us),
         latency("request-ack", &r.request_ack_us),

@@ -128,6 +128,47 @@ fn cli_json_report_shape() {
         .starts_with("error: --giaddr"));
 }
 
+/// `--rate 0` with every other setting at its default, against a responder whose receive buffer
+/// (16 KiB, doubled by the kernel) holds a few dozen datagrams, so a burst of 256 overflows it.
+/// The generator used to send its whole window of 256 at once: most of the burst was lost, and
+/// each lost exchange blocked the window for the 1 s timeout, so a run completed at most 256
+/// exchanges per timeout period. It must now find the window the responder can take and complete
+/// nearly every exchange it starts. Counts only, no timing: the bound below is 4 × what the old
+/// behaviour could do in this run, and the debug-build responder does far more.
+#[test]
+fn max_rate_default_window_survives_a_small_server_buffer() {
+    let server = support::FastResponder::with_recv_buffer(16 << 10);
+    let cmd = BenchCommand {
+        server: server.addr().to_string(),
+        giaddr: "127.0.0.12:0".into(),
+        rate: 0,
+        clients: 1000,
+        duration: 2.0,
+        max_drop: None,
+        timeout: 1.0,
+        max_outstanding: None,
+        json: true,
+    };
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let code = bench::run_bench_with(&cmd, &mut out, &mut err, false);
+    server.stop();
+    assert_eq!(code, 0, "{}", String::from_utf8_lossy(&err));
+    let json: Value = serde_json::from_slice(&out).unwrap();
+    let count = |key: &str| json[key].as_u64().unwrap();
+    let (started, acks) = (count("discovers"), count("acks"));
+    let drops = &json["drops"];
+    let dropped = drops["no_offer"].as_u64().unwrap() + drops["no_ack"].as_u64().unwrap();
+    eprintln!("{json}");
+    let old_bound = 256 * (2 + 1);
+    assert!(acks > 4 * old_bound, "{json}");
+    assert!(acks * 10 >= started * 9, "{json}");
+    assert_eq!(
+        acks + dropped + drops["nak"].as_u64().unwrap(),
+        started,
+        "{json}"
+    );
+}
+
 /// Throughput of the generator itself against a responder that keeps up. A measurement, not a
 /// check: run with `cargo test --release -p calloutd-client --test bench -- --ignored --nocapture`.
 #[test]

@@ -331,9 +331,15 @@ pub struct FastResponder {
 
 impl FastResponder {
     pub fn start() -> FastResponder {
+        FastResponder::with_recv_buffer(4 << 20)
+    }
+
+    /// A responder whose socket receive buffer is `bytes` (the kernel doubles it), so that a
+    /// burst larger than the buffer holds overflows it as it would a real server's.
+    pub fn with_recv_buffer(bytes: usize) -> FastResponder {
         let socket =
             socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None).unwrap();
-        socket.set_recv_buffer_size(4 << 20).unwrap();
+        socket.set_recv_buffer_size(bytes).unwrap();
         socket
             .bind(&SocketAddr::V4("127.0.0.1:0".parse().unwrap()).into())
             .unwrap();
