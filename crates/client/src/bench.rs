@@ -50,7 +50,7 @@ pub struct BenchConfig {
     pub max_drop: Option<MaxDrop>,
     /// An exchange without its OFFER or ACK after this long is a drop.
     pub timeout: Duration,
-    /// Most exchanges in flight at once; `None`: rate × timeout + 1024 (256 when `rate` is 0).
+    /// Most exchanges in flight at once; `None`: rate × timeout + 1024 (64 when `rate` is 0).
     /// With `rate` 0 this is the ceiling of the adaptive window, not a fixed count.
     pub max_outstanding: Option<u32>,
 }
@@ -514,8 +514,11 @@ pub fn run(
     }
     let window = u64::from(config.max_outstanding.unwrap_or_else(|| {
         if config.rate == 0 {
-            // Closed loop: enough to keep the server busy, few enough not to measure queueing.
-            return 256;
+            // Closed loop: the ceiling of the adaptive window. Enough to keep a server busy (64 in
+            // flight drove a stateless responder at 50 000+/s), few enough not to measure
+            // queueing, and it fits a default 212 992-byte socket buffer, so that slow start
+            // does not overshoot into a burst of losses against an ordinary server.
+            return 64;
         }
         let in_flight = f64::from(config.rate) * config.timeout.as_secs_f64();
         (in_flight.min(f64::from(1u32 << 20)) as u32).saturating_add(1024)
@@ -1031,7 +1034,7 @@ pub struct BenchCommand {
     /// Seconds after which an unanswered exchange counts as dropped.
     #[arg(long, default_value_t = 1.0)]
     pub timeout: f64,
-    /// Most exchanges in flight (default: rate × timeout + 1024, or 256 with --rate 0). With
+    /// Most exchanges in flight (default: rate × timeout + 1024, or 64 with --rate 0). With
     /// --rate 0 the window adapts (starts at 4, grows while replies flow, halves on a loss) up to
     /// this; an exchange unanswered well past the usual latency stops counting as in flight but
     /// is a drop only after --timeout.
