@@ -294,8 +294,8 @@ impl LeaseStore for SqliteLeaseStore {
             let high = queue.issued;
             drop(queue);
             let result = {
-                let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-                apply_batch(&mut conn, &batch)
+                let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+                apply_batch(&conn, &batch)
             };
             batch.clear();
             queue = self.lock();
@@ -395,34 +395,48 @@ fn read_leases(conn: &Connection, path: &Path) -> Result<Vec<Lease>, StoreError>
     Ok(leases)
 }
 
-fn apply_batch(conn: &mut Connection, batch: &[Change]) -> rusqlite::Result<()> {
-    let tx = conn.transaction()?;
-    {
-        let mut put = tx.prepare_cached(PUT_SQL)?;
-        let mut remove = tx.prepare_cached(REMOVE_SQL)?;
-        for change in batch {
-            match change {
-                Change::Put(lease) => {
-                    let expires = lease
-                        .expires
-                        .map(|t| i64::try_from(unix_secs(t)).unwrap_or(i64::MAX));
-                    put.execute(params![
-                        u32::from(lease.ip),
-                        lease.client_id,
-                        lease.hw_type,
-                        lease.hw_address,
-                        lease.host_name,
-                        expires,
-                        lease.client_type.code(),
-                    ])?;
-                }
-                Change::Remove(ip) => {
-                    remove.execute(params![u32::from(*ip)])?;
-                }
+fn apply_batch(conn: &Connection, batch: &[Change]) -> rusqlite::Result<()> {
+    // BEGIN/COMMIT through cached statements: `Connection::transaction` parses their SQL anew for
+    // every batch, which profiled as a visible share of a lease commit.
+    conn.prepare_cached("BEGIN")?.execute([])?;
+    let applied = apply_changes(conn, batch).and_then(|()| {
+        conn.prepare_cached("COMMIT")?.execute([])?;
+        Ok(())
+    });
+    if applied.is_err() && !conn.is_autocommit() {
+        // Leave no half-applied batch open for the next one; the first error is the one to report.
+        let _ = conn
+            .prepare_cached("ROLLBACK")
+            .and_then(|mut rollback| rollback.execute([]));
+    }
+    applied
+}
+
+fn apply_changes(conn: &Connection, batch: &[Change]) -> rusqlite::Result<()> {
+    let mut put = conn.prepare_cached(PUT_SQL)?;
+    let mut remove = conn.prepare_cached(REMOVE_SQL)?;
+    for change in batch {
+        match change {
+            Change::Put(lease) => {
+                let expires = lease
+                    .expires
+                    .map(|t| i64::try_from(unix_secs(t)).unwrap_or(i64::MAX));
+                put.execute(params![
+                    u32::from(lease.ip),
+                    lease.client_id,
+                    lease.hw_type,
+                    lease.hw_address,
+                    lease.host_name,
+                    expires,
+                    lease.client_type.code(),
+                ])?;
+            }
+            Change::Remove(ip) => {
+                remove.execute(params![u32::from(*ip)])?;
             }
         }
     }
-    tx.commit()
+    Ok(())
 }
 
 #[cfg(test)]
