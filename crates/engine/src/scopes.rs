@@ -6,7 +6,8 @@
 //! (reservation > scope > server, first value of an id within a level), and only the others call it
 //! per reply.
 
-use std::collections::{HashMap, HashSet};
+// foldhash (randomly seeded per process) instead of SipHash: these are looked up for every packet.
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use std::net::Ipv4Addr;
 
 use calloutd_config::{

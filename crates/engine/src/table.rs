@@ -1,7 +1,9 @@
 //! The in-memory lease table: the allocation authority. Every method runs under the lease lock (the
 //! table lives inside the engine's lease mutex); nothing here does I/O.
 
-use std::collections::HashMap;
+// foldhash (randomly seeded per process) instead of SipHash: SipHash was ~10 % of the engine's
+// instructions per DORA (callgrind of examples/dora_cost.rs).
+use foldhash::HashMap;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 

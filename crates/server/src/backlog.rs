@@ -8,12 +8,14 @@
 //! before the earlier copy finished is a duplicate even if it is read later, which keeps the
 //! semantics independent of where the datagram waited.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use calloutd_engine::Datagram;
+// foldhash (randomly seeded per process) instead of SipHash: a claim per datagram hashes its key.
+use foldhash::HashMap;
 
 use crate::duplicate::DuplicateKey;
 
