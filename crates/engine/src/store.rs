@@ -155,6 +155,9 @@ struct Queue {
     committed: u64,
     /// A worker is running a transaction right now.
     committing: bool,
+    /// Workers waiting on `done`: with none, the committer skips the wake-up (a futex call per
+    /// transaction otherwise).
+    waiting: usize,
     /// The last failed batch: its ticket range and error.
     failure: Option<(u64, u64, String)>,
 }
@@ -284,7 +287,9 @@ impl LeaseStore for SqliteLeaseStore {
                 };
             }
             if queue.committing {
+                queue.waiting += 1;
                 queue = self.done.wait(queue).unwrap_or_else(|p| p.into_inner());
+                queue.waiting -= 1;
                 continue;
             }
             // Become the committer for everything pending (this worker's change included).
@@ -310,7 +315,13 @@ impl LeaseStore for SqliteLeaseStore {
                 );
                 queue.failure = Some((low, high, error.to_string()));
             }
-            self.done.notify_all();
+            if queue.waiting > 0 {
+                // Woken after the unlock, so the waiters do not block on the queue lock at once. A
+                // waiter counted here is already inside `wait`: it registered under the lock.
+                drop(queue);
+                self.done.notify_all();
+                queue = self.lock();
+            }
         }
     }
 }
