@@ -407,6 +407,11 @@ fn read_leases(conn: &Connection, path: &Path) -> Result<Vec<Lease>, StoreError>
 }
 
 fn apply_batch(conn: &Connection, batch: &[Change]) -> rusqlite::Result<()> {
+    if batch.len() == 1 {
+        // One statement in autocommit mode is its own transaction, committed when it completes: no
+        // BEGIN and COMMIT to run (at moderate rates most batches hold a single lease).
+        return apply_changes(conn, batch);
+    }
     // BEGIN/COMMIT through cached statements: `Connection::transaction` parses their SQL anew for
     // every batch, which profiled as a visible share of a lease commit.
     conn.prepare_cached("BEGIN")?.execute([])?;
