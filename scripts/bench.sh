@@ -11,15 +11,31 @@
 #   dnsmasq        dnsmasq --no-ping, leasefile in bench/work
 # under perfdhcp (DORA, relay mode) at 1 000, 4 000, 8 000 and 12 000/s with 200 and 10 000 clients,
 # then `calloutd bench --rate 0` against each, then a lease-count scaling run of calloutd+noop with
-# 200, 10 000 and 115 000 pre-existing leases. For each run: achieved rate, drops, average delay and
-# the server's CPU seconds (utime+stime from /proc/PID/stat) per 1 000 exchanges. Prints the table and
-# the ratios calloutd/floor, calloutd/Kea, calloutd/dnsmasq and writes them to bench/results.md.
+# 200, 10 000 and 1 000 000 pre-existing leases (see "lease-count scaling" below for where 1 000 000
+# leases live without using addresses outside 198.18.0.0/15 on the wire). For each run: achieved rate,
+# drops, average delay and the server's CPU seconds (utime+stime from /proc/PID/stat) per 1 000
+# exchanges. Prints the table and the ratios calloutd/floor, calloutd/Kea, calloutd/dnsmasq and writes
+# them to bench/results.md.
 #
 # Needs root (namespaces; installs kea-dhcp4-server, kea-admin, dnsmasq-base with apt-get when missing).
-# Environment: BENCH_SECONDS (load period per run, default 5), BENCH_RATES, BENCH_CLIENTS,
-# BENCH_SCALE_LEASES (space-separated lists), BENCH_MAX_OUTSTANDING (calloutd bench, default 64),
-# BENCH_NOISE_NOTE, BENCH_NOTES and BENCH_NOTES_FILE (text for results.md), BENCH_BUDGET (seconds after which the
-# remaining runs are skipped, default 540, so the whole script stays within 10 minutes).
+# Environment:
+#   BENCH_SERVERS       servers of the perfdhcp and calloutd bench phases, a subset of
+#                       "floor calloutd+noop calloutd kea dnsmasq" (default: all)
+#   BENCH_PHASES        phases to run, a subset of "perfdhcp bench scale" (default: all); the scale phase
+#                       always runs calloutd+noop, whatever BENCH_SERVERS says
+#   BENCH_SECONDS       load period per run (default 5)
+#   BENCH_RATES, BENCH_CLIENTS (perfdhcp phase), BENCH_SCALE_LEASES (scale phase, total pre-existing
+#                       leases per run, default "200 10000 1000000"): space-separated lists
+#   BENCH_MAX_OUTSTANDING  calloutd bench's in-flight count (default 64)
+#   BENCH_NOISE_NOTE, BENCH_NOTES, BENCH_NOTES_FILE  text for results.md
+#   BENCH_RESULTS       the file to write (default bench/results.md; point it elsewhere for partial runs)
+#   BENCH_WORK          scratch folder for configs, databases and raw outputs, emptied at the start
+#                       (default bench/work)
+#   BENCH_BUDGET        seconds after which the remaining runs are skipped (default 540, so the whole
+#                       default run stays within 10 minutes; the 1 000 000-lease run costs about 30 s
+#                       of it: populating the database, calloutd loading it, counting the leases)
+# Quick partial run, e.g.:
+#   BENCH_PHASES=scale BENCH_SECONDS=3 BENCH_RESULTS=/tmp/r.md BENCH_WORK=/tmp/w scripts/bench.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -27,7 +43,31 @@ root=$PWD
 secs=${BENCH_SECONDS:-5}
 read -r -a rates <<<"${BENCH_RATES:-1000 4000 8000 12000}"
 read -r -a client_counts <<<"${BENCH_CLIENTS:-200 10000}"
-read -r -a scale_leases <<<"${BENCH_SCALE_LEASES:-200 10000 115000}"
+read -r -a scale_leases <<<"${BENCH_SCALE_LEASES:-200 10000 1000000}"
+read -r -a servers <<<"${BENCH_SERVERS:-floor calloutd+noop calloutd kea dnsmasq}"
+read -r -a phases <<<"${BENCH_PHASES:-perfdhcp bench scale}"
+for s in "${servers[@]}"; do
+    case $s in floor | calloutd+noop | calloutd | kea | dnsmasq) ;; *)
+        echo "bench.sh: BENCH_SERVERS: unknown server '$s' (floor calloutd+noop calloutd kea dnsmasq)" >&2
+        exit 2
+        ;;
+    esac
+done
+for p in "${phases[@]}"; do
+    case $p in perfdhcp | bench | scale) ;; *)
+        echo "bench.sh: BENCH_PHASES: unknown phase '$p' (perfdhcp bench scale)" >&2
+        exit 2
+        ;;
+    esac
+done
+# has WORD LIST...: whether WORD is one of LIST.
+has() {
+    local word=$1
+    shift
+    local w
+    for w in "$@"; do [ "$w" = "$word" ] && return 0; done
+    return 1
+}
 budget=${BENCH_BUDGET:-540}
 # calloutd bench's default with --rate 0 (256 in flight, refilled in bursts) overflows the default
 # 212 992-byte receive buffer of every server here, the floor included, and then paces itself by its
@@ -35,8 +75,8 @@ budget=${BENCH_BUDGET:-540}
 bench_outstanding=${BENCH_MAX_OUTSTANDING:-64}
 scale_rate=8000
 scale_clients=10000
-work=$root/bench/work
-results=$root/bench/results.md
+work=${BENCH_WORK:-$root/bench/work}
+results=${BENCH_RESULTS:-$root/bench/results.md}
 srv_ip=198.18.10.1
 gen_ip=198.18.10.2
 srv_if=cb-srv
@@ -262,106 +302,145 @@ perfdhcp_cmd() { load_cmd=(perfdhcp -4 -l "$gen_if" -r "$1" -R "$2" -p "$secs" -
 
 # --- the perfdhcp matrix --------------------------------------------------------------------------
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
-servers=(floor calloutd+noop calloutd kea dnsmasq)
-for clients in "${client_counts[@]}"; do
-    for rate in "${rates[@]}"; do
-        for server in "${servers[@]}"; do
-            out="perfdhcp-$server-$rate-$clients.txt"
-            if over_budget; then
-                log "skipped (time budget): $server $rate/s $clients clients"
-                record load=perfdhcp server="$server" rate="$rate" clients="$clients" secs="$secs" \
-                    cpu_ticks=0 clk_tck="$clk_tck" srv_overflows=0 gen_overflows=0 output= error="skipped (time budget)"
-                continue
-            fi
-            rm -f "$work/leases.sqlite3"*
-            if ! start_server "$server"; then
-                log "$server did not start: $(tail -3 "$work/server-$server.log" | tr '\n' ' ')"
+if has perfdhcp "${phases[@]}"; then
+    for clients in "${client_counts[@]}"; do
+        for rate in "${rates[@]}"; do
+            for server in "${servers[@]}"; do
+                out="perfdhcp-$server-$rate-$clients.txt"
+                if over_budget; then
+                    log "skipped (time budget): $server $rate/s $clients clients"
+                    record load=perfdhcp server="$server" rate="$rate" clients="$clients" secs="$secs" \
+                        cpu_ticks=0 clk_tck="$clk_tck" srv_overflows=0 gen_overflows=0 output= error="skipped (time budget)"
+                    continue
+                fi
+                rm -f "$work/leases.sqlite3"*
+                if ! start_server "$server"; then
+                    log "$server did not start: $(tail -3 "$work/server-$server.log" | tr '\n' ' ')"
+                    stop_server
+                    record load=perfdhcp server="$server" rate="$rate" clients="$clients" secs="$secs" \
+                        cpu_ticks=0 clk_tck="$clk_tck" srv_overflows=0 gen_overflows=0 output= error="server did not start"
+                    continue
+                fi
+                log "perfdhcp $rate/s, $clients clients -> $server"
+                perfdhcp_cmd "$rate" "$clients"
+                measure perfdhcp "$server" "$rate" "$clients" "$out" audit="${audit%% *}"
                 stop_server
-                record load=perfdhcp server="$server" rate="$rate" clients="$clients" secs="$secs" \
-                    cpu_ticks=0 clk_tck="$clk_tck" srv_overflows=0 gen_overflows=0 output= error="server did not start"
-                continue
-            fi
-            log "perfdhcp $rate/s, $clients clients -> $server"
-            perfdhcp_cmd "$rate" "$clients"
-            measure perfdhcp "$server" "$rate" "$clients" "$out" audit="${audit%% *}"
-            stop_server
+            done
         done
     done
-done
+fi
 
 # --- calloutd bench at its own maximum ------------------------------------------------------------
-for server in "${servers[@]}"; do
-    over_budget && { log "skipped (time budget): calloutd bench -> $server"; continue; }
-    rm -f "$work/leases.sqlite3"*
-    start_server "$server" || { log "$server did not start"; stop_server; continue; }
-    log "calloutd bench --rate 0 -> $server"
-    load_cmd=("$calloutd" bench --server "$srv_ip" --giaddr "$gen_ip" --rate 0 --duration "$secs" --json
-        --max-outstanding "$bench_outstanding")
-    measure "calloutd bench" "$server" 0 1000 "bench-$server.json" max_outstanding="$bench_outstanding"
-    stop_server
-done
-# Once with calloutd bench's own default in flight, to show what it measures then.
-if ! over_budget; then
-    rm -f "$work/leases.sqlite3"*
-    if start_server calloutd+noop; then
-        log "calloutd bench --rate 0 (default --max-outstanding) -> calloutd+noop"
-        load_cmd=("$calloutd" bench --server "$srv_ip" --giaddr "$gen_ip" --rate 0 --duration "$secs" --json)
-        measure "calloutd bench, default in flight" calloutd+noop 0 1000 "bench-default-calloutd+noop.json"
+if has bench "${phases[@]}"; then
+    for server in "${servers[@]}"; do
+        over_budget && { log "skipped (time budget): calloutd bench -> $server"; continue; }
+        rm -f "$work/leases.sqlite3"*
+        start_server "$server" || { log "$server did not start"; stop_server; continue; }
+        log "calloutd bench --rate 0 -> $server"
+        load_cmd=("$calloutd" bench --server "$srv_ip" --giaddr "$gen_ip" --rate 0 --duration "$secs" --json
+            --max-outstanding "$bench_outstanding")
+        measure "calloutd bench" "$server" 0 1000 "bench-$server.json" max_outstanding="$bench_outstanding"
+        stop_server
+    done
+    # Once with calloutd bench's own default in flight, to show what it measures then.
+    if has calloutd+noop "${servers[@]}" && ! over_budget; then
+        rm -f "$work/leases.sqlite3"*
+        if start_server calloutd+noop; then
+            log "calloutd bench --rate 0 (default --max-outstanding) -> calloutd+noop"
+            load_cmd=("$calloutd" bench --server "$srv_ip" --giaddr "$gen_ip" --rate 0 --duration "$secs" --json)
+            measure "calloutd bench, default in flight" calloutd+noop 0 1000 "bench-default-calloutd+noop.json"
+        fi
+        stop_server
     fi
-    stop_server
 fi
 
 # --- lease-count scaling --------------------------------------------------------------------------
-# The scope is all of 198.18.0.0/15 (126 974 pool addresses); the pre-existing leases fill it from the
-# bottom and leave at least $scale_clients addresses for perfdhcp's clients, so 1 000 000 cannot fit.
-populate() {
-    python3 - "$1" "$2" <<'EOF'
-import ipaddress, sqlite3, sys, time
-path, count = sys.argv[1], int(sys.argv[2])
-conn = sqlite3.connect(path)
-# The schema of crates/engine/src/store.rs (SCHEMA).
-conn.execute("""CREATE TABLE IF NOT EXISTS leases (
-    ip INTEGER PRIMARY KEY, client_id BLOB NOT NULL, hw_type INTEGER NOT NULL,
-    hw_address BLOB NOT NULL, host_name TEXT, expires INTEGER, client_type INTEGER NOT NULL)""")
-first = int(ipaddress.IPv4Address("198.18.16.1"))
-expires = int(time.time()) + 86400
-DHCP_CLIENT_DHCP = 0x30000004
-def rows():
-    for i in range(count):
-        mac = bytes([0x0e, 0xbe]) + i.to_bytes(4, "big")
-        yield (first + i, b"\x01" + mac, 1, mac, None, expires, DHCP_CLIENT_DHCP)
-with conn:
-    conn.executemany("INSERT INTO leases VALUES (?, ?, ?, ?, ?, ?, ?)", rows())
-conn.close()
-last = count - 1
-print("0e:be:" + ":".join(f"{b:02x}" for b in last.to_bytes(4, "big")),
-      ipaddress.IPv4Address(first + last))
-EOF
+# 1 000 000 leases do not fit in 198.18.0.0/15, the only range the benchmark may put on an interface or
+# in a packet (its pool here holds 126 974 addresses). So scripts/bench/scopes-scale.txt has two scopes:
+#   198.18.0.0/15  pool 198.18.16.1 - 198.19.255.254. perfdhcp's clients are served from it (calloutd
+#                  picks the scope by giaddr 198.18.10.2). It holds up to $scale_low_max pre-existing
+#                  leases, which leaves 11 974 addresses for the $scale_clients clients.
+#   240.0.0.0/12   in the reserved, never-routed 240.0.0.0/4 (pool 240.0.0.1 - 240.15.255.254,
+#                  1 048 574 addresses): the pre-existing leases beyond $scale_low_max. They exist only
+#                  as rows in the lease database and entries in calloutd's lease table. No 240.x address
+#                  is ever put on an interface or in a packet: no client is served from that scope,
+#                  conflict detection is off (the scope file does not ask for it), and the load check
+#                  below probes a 198.18 lease.
+# A run with N leases puts min(N, $scale_low_max) in 198.18 and the rest in 240.0.0.0/12: 200 and 10 000
+# are all in 198.18, 1 000 000 is 115 000 + 885 000. scripts/bench/populate.py fills the database
+# (python3's sqlite3, executemany in one transaction, 1 KiB pages like calloutd's own databases).
+# The run proves the leases were loaded twice over: the last 198.18 lease's client is offered its own
+# address (one DISCOVER through the relay address), and GET /v1/leases of the control API (in the
+# server's namespace, on its loopback) is counted per scope. Not `calloutd ctl stats`: its per-scope
+# free-address count is O(pool x leases) (src/control_backend.rs free_addresses; hours with 1 000 000
+# leases, on the server's CPU), and `calloutd ctl leases` refuses a response over 10 MiB. The count runs
+# before the load, outside the measured CPU; the RSS figures are read before it.
+# calloutd's stop summary counts free addresses the same O(pool x leases) way (~80 s with 1 000 000
+# leases), so stop_server kills it after its 10 s wait; the CPU figures are read before the stop.
+scale_low_max=115000
+scale_high_max=1048574
+# count_leases: prints "LEASES_IN_198.18 LEASES_IN_240 ALL" as the running server's control API lists
+# them, by the scope each listed lease names. (A regex over the ~230 MB of JSON that 1 000 000 leases
+# make takes ~1 s; json.load of it took ~10 s.)
+count_leases() {
+    in_srv curl -sf --max-time 120 http://127.0.0.1:6780/v1/leases | python3 -c '
+import collections, re, sys
+scopes = collections.Counter(m.group(1) for m in re.finditer(rb"\"scope\"\s*:\s*\"([^\"]*)\"", sys.stdin.buffer.read()))
+print(scopes[b"198.18.0.0"], scopes[b"240.0.0.0"], sum(scopes.values()))'
 }
-max_fit=$((126974 - scale_clients))
-scale_note="Scope 198.18.0.0/15 (pool 198.18.16.1 - 198.19.255.254, 126 974 addresses: the benchmark uses no address outside 198.18.0.0/15), leases pre-populated with python3's sqlite3 in one transaction, then calloutd+noop under perfdhcp at $scale_rate/s with $scale_clients clients. 1 000 000 leases do not fit in 198.18.0.0/15: the largest count is $max_fit at most (the pool minus room for the $scale_clients clients)."
-for n in "${scale_leases[@]}"; do
-    [ "$n" -gt "$max_fit" ] && { log "scaling: $n leases do not fit, using $max_fit"; n=$max_fit; }
-    over_budget && { log "skipped (time budget): scaling with $n leases"; continue; }
-    db=$work/scale-$n.sqlite3
-    rm -f "$db"*
-    read -r probe_mac probe_ip < <(populate "$db" "$n")
-    t0=$(date +%s.%N)
-    if ! start_server calloutd+noop scripts/bench/scopes-scale.txt "$db"; then
-        log "calloutd did not start with $n leases: $(tail -3 "$work/server-calloutd+noop.log" | tr '\n' ' ')"
+# status_mb PID FIELD: a /proc/PID/status size (VmRSS, VmHWM) in MB.
+status_mb() { awk -v f="$2:" '$1 == f {printf "%.0f", $2 / 1024}' "/proc/$1/status" 2>/dev/null || true; }
+scale_note="Two scopes (scripts/bench/scopes-scale.txt): 198.18.0.0/15 (pool 198.18.16.1 - 198.19.255.254, 126 974 addresses), from which perfdhcp's $scale_clients clients are served (scope chosen by giaddr), and 240.0.0.0/12 (pool 240.0.0.1 - 240.15.255.254, 1 048 574 addresses) in the reserved, never-routed 240.0.0.0/4. A run with N pre-existing leases puts min(N, $scale_low_max) of them in 198.18.0.0/15 (leaving 11 974 addresses for the clients) and the rest in 240.0.0.0/12, where they exist only as rows in the lease database and entries in calloutd's lease table: no 240.x address is ever put on an interface or in a packet (no client is served from that scope, conflict detection is off). The leases are written with python3's sqlite3 (executemany, one transaction: *populate s*), then calloutd+noop is started on the database (*startup s*: until it logs that it serves; *RSS MB*: VmRSS after startup, in brackets VmHWM, the peak while loading) and runs under perfdhcp at $scale_rate/s with $scale_clients clients. *loaded*: the last 198.18 lease's client was offered its stored address, and the control API's lease list (GET /v1/leases, before the load) counted the leases per scope."
+if has scale "${phases[@]}"; then
+    for n in "${scale_leases[@]}"; do
+        if [ "$n" -gt $((scale_low_max + scale_high_max)) ]; then
+            log "scaling: $n leases do not fit, using $((scale_low_max + scale_high_max))"
+            n=$((scale_low_max + scale_high_max))
+        fi
+        over_budget && { log "skipped (time budget): scaling with $n leases"; continue; }
+        low=$((n < scale_low_max ? n : scale_low_max))
+        high=$((n - low))
+        db=$work/scale-$n.sqlite3
+        rm -f "$db"*
+        read -r probe_mac probe_ip _ populate_s < <(python3 scripts/bench/populate.py "$db" "$low" "$high")
+        t0=$(date +%s.%N)
+        if ! start_server calloutd+noop scripts/bench/scopes-scale.txt "$db"; then
+            log "calloutd did not start with $n leases: $(tail -3 "$work/server-calloutd+noop.log" | tr '\n' ' ')"
+            stop_server
+            record load=scale server=calloutd+noop rate="$scale_rate" clients="$scale_clients" secs="$secs" \
+                cpu_ticks=0 clk_tck="$clk_tck" srv_overflows=0 gen_overflows=0 output= leases="$n" \
+                leases_low="$low" leases_high="$high" populate_s="$populate_s" error="server did not start"
+            continue
+        fi
+        startup=$(python3 -c "print(round($(date +%s.%N) - $t0, 2))")
+        rss_mb=$(status_mb "$srv_pid" VmRSS)
+        hwm_mb=$(status_mb "$srv_pid" VmHWM)
+        # The last pre-existing 198.18 lease's client must be offered its own address.
+        offered=
+        if [ "$low" -gt 0 ]; then
+            offered=$(in_gen "$calloutd" client discover --giaddr "$gen_ip" --server "$srv_ip" --mac "$probe_mac" \
+                --timeout 2 --json 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin).get("yiaddr",""))' || true)
+        fi
+        c0=$(date +%s.%N)
+        read -r counted_low counted_high counted_all < <(count_leases || echo "? ? ?")
+        count_s=$(python3 -c "print(round($(date +%s.%N) - $c0, 2))")
+        problems=()
+        [ "$low" -gt 0 ] && [ "$offered" != "$probe_ip" ] && problems+=("$probe_mac offered '$offered', expected $probe_ip")
+        [ "$counted_low $counted_high $counted_all" != "$low $high $n" ] &&
+            problems+=("control API listed $counted_low + $counted_high of $counted_all, expected $low + $high")
+        if [ ${#problems[@]} -eq 0 ]; then
+            loaded="yes: $counted_low + $counted_high listed; $probe_mac offered $offered"
+        else
+            loaded="NO: $(IFS=';'; echo "${problems[*]}")"
+        fi
+        log "scaling: $n leases ($low + $high), populate ${populate_s}s, startup ${startup}s, RSS ${rss_mb} MB (peak ${hwm_mb} MB), count ${count_s}s, loaded: $loaded; perfdhcp $scale_rate/s, $scale_clients clients"
+        perfdhcp_cmd "$scale_rate" "$scale_clients"
+        measure scale calloutd+noop "$scale_rate" "$scale_clients" "scale-$n.txt" leases="$n" leases_low="$low" \
+            leases_high="$high" populate_s="$populate_s" startup_s="$startup" rss_mb="$rss_mb" hwm_mb="$hwm_mb" \
+            count_s="$count_s" loaded="$loaded"
         stop_server
-        continue
-    fi
-    startup=$(python3 -c "import sys; print(round($(date +%s.%N) - $t0, 2))")
-    # The last pre-existing lease's client must be offered its own address: the server loaded them.
-    offered=$(in_gen "$calloutd" client discover --giaddr "$gen_ip" --server "$srv_ip" --mac "$probe_mac" \
-        --timeout 2 --json 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin).get("yiaddr",""))' || true)
-    if [ "$offered" = "$probe_ip" ]; then loaded="yes ($probe_mac offered $offered)"; else loaded="NO ($probe_mac offered '${offered}', expected $probe_ip)"; fi
-    log "scaling: $n leases, startup ${startup}s, loaded: $loaded; perfdhcp $scale_rate/s, $scale_clients clients"
-    perfdhcp_cmd "$scale_rate" "$scale_clients"
-    measure scale calloutd+noop "$scale_rate" "$scale_clients" "scale-$n.txt" leases="$n" startup_s="$startup" loaded="$loaded"
-    stop_server
-done
+    done
+fi
 
 # --- report ---------------------------------------------------------------------------------------
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)

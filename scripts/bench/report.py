@@ -187,23 +187,27 @@ def bench_ratio_lines(runs):
 
 def scale_table(runs):
     lines = [
-        "| pre-existing leases | loaded (checked with calloutd client) | startup s | rate/s | clients "
-        "| achieved/s | drops | avg delay ms | CPU s / 1000 exch | µs / exch | vs fewest leases |",
-        "|" + "---|" * 11,
+        "| pre-existing leases | in 198.18.0.0/15 + 240.0.0.0/12 | loaded | populate s | startup s "
+        "| RSS MB (peak) | rate/s | clients | achieved/s | drops | avg delay ms | CPU s / 1000 exch "
+        "| µs / exch | vs fewest leases |",
+        "|" + "---|" * 14,
     ]
     scale = [r for r in runs if r["load"] == "scale"]
     base = None
     for r in scale:
+        split = (f"{r['leases_low']} + {r['leases_high']}" if "leases_low" in r and "leases_high" in r
+                 else "–")
+        rss = f"{r['rss_mb']} ({r.get('hwm_mb', '–')})" if r.get("rss_mb") not in (None, "") else "–"
+        head = (f"| {r['leases']} | {split} | {r.get('loaded', '?')} | {r.get('populate_s', '–')} "
+                f"| {r.get('startup_s', '–')} | {rss} | {r['rate']} | {r['clients']} ")
         if not r["ok"]:
-            lines.append(f"| {r['leases']} | {r.get('loaded', '?')} | {r.get('startup_s', '–')} | "
-                         f"{r['rate']} | {r['clients']} | failed |  |  |  |  |  |")
+            lines.append(head + f"| failed: {r.get('error', 'no report')} |  |  |  |  |  |")
             continue
         per = r["cpu_per_1000"]
         if base is None:
             base = per
         lines.append(
-            f"| {r['leases']} | {r.get('loaded', '?')} | {r.get('startup_s', '–')} | {r['rate']} "
-            f"| {r['clients']} | {r['rate_achieved']:.0f} | {r['drops']} | {r['avg_ms']:.3f} "
+            head + f"| {r['rate_achieved']:.0f} | {r['drops']} | {r['avg_ms']:.3f} "
             f"| {fmt(per, '.4f')} | {fmt(per * 1000 if per else None, '.1f')} | {ratio(per, base)} |")
     return "\n".join(lines)
 
