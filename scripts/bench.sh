@@ -32,7 +32,7 @@
 #   BENCH_WORK          scratch folder for configs, databases and raw outputs, emptied at the start
 #                       (default bench/work)
 #   BENCH_BUDGET        seconds after which the remaining runs are skipped (default 540, so the whole
-#                       default run stays within 10 minutes; the 1 000 000-lease run costs about 30 s
+#                       default run stays within 10 minutes; the 1 000 000-lease run costs about 30-35 s
 #                       of it: populating the database, calloutd loading it, counting the leases)
 # Quick partial run, e.g.:
 #   BENCH_PHASES=scale BENCH_SECONDS=3 BENCH_RESULTS=/tmp/r.md BENCH_WORK=/tmp/w scripts/bench.sh

@@ -185,6 +185,11 @@ def bench_ratio_lines(runs):
     return lines
 
 
+def seconds_cell(value):
+    """A duration the script measured, to 0.01 s (bench.sh's record() turns "0.00" into 0)."""
+    return format(value, ".2f") if isinstance(value, (int, float)) else "–"
+
+
 def scale_table(runs):
     lines = [
         "| pre-existing leases | in 198.18.0.0/15 + 240.0.0.0/12 | loaded | populate s | startup s "
@@ -198,8 +203,8 @@ def scale_table(runs):
         split = (f"{r['leases_low']} + {r['leases_high']}" if "leases_low" in r and "leases_high" in r
                  else "–")
         rss = f"{r['rss_mb']} ({r.get('hwm_mb', '–')})" if r.get("rss_mb") not in (None, "") else "–"
-        head = (f"| {r['leases']} | {split} | {r.get('loaded', '?')} | {r.get('populate_s', '–')} "
-                f"| {r.get('startup_s', '–')} | {rss} | {r['rate']} | {r['clients']} ")
+        head = (f"| {r['leases']} | {split} | {r.get('loaded', '?')} | {seconds_cell(r.get('populate_s'))} "
+                f"| {seconds_cell(r.get('startup_s'))} | {rss} | {r['rate']} | {r['clients']} ")
         if not r["ok"]:
             lines.append(head + f"| failed: {r.get('error', 'no report')} |  |  |  |  |  |")
             continue
@@ -207,7 +212,8 @@ def scale_table(runs):
         if base is None:
             base = per
         lines.append(
-            head + f"| {r['rate_achieved']:.0f} | {r['drops']} | {r['avg_ms']:.3f} "
+            head + f"| {r['rate_achieved']:.0f} | {r['drops']} ({100.0 * r['drops'] / (r['started'] or 1):.1f} %) "
+            f"| {r['avg_ms']:.3f} "
             f"| {fmt(per, '.4f')} | {fmt(per * 1000 if per else None, '.1f')} | {ratio(per, base)} |")
     return "\n".join(lines)
 
