@@ -7,120 +7,40 @@
 
 mod support;
 
-use std::path::PathBuf;
-use std::time::Duration;
-
 use serde_json::Value;
 use support::*;
 
 const SERVER_IP: &str = "198.18.2.1";
 
-/// A server namespace and a client namespace joined by a veth pair, the server running.
-struct Segment {
-    client_ns: NetNs,
-    client_if: String,
-    // Dropped before the namespaces (fields drop in order).
-    server: Option<ServerProcess>,
-    _server_ns: NetNs,
-    callout_log: PathBuf,
-    server_trace: PathBuf,
-    _dir: tempfile::TempDir,
+/// The segment of these tests: the server on 198.18.2.1/24 with two workers.
+fn segment(tag: &str) -> Segment {
+    Segment::start(
+        tag,
+        &format!("{SERVER_IP}/24"),
+        "fixtures/scenarios/veth-scope.txt",
+        "2",
+        None,
+    )
 }
 
+// Methods of the shared segment that only these tests use.
 impl Segment {
-    fn start(tag: &str) -> Segment {
-        let server_ns = NetNs::new(&format!("{tag}s")).unwrap();
-        let client_ns = NetNs::new(&format!("{tag}c")).unwrap();
-        // Interface names are per namespace, but keep them unique per process and test anyway.
-        let id = format!("{tag}{}", std::process::id() % 10_000);
-        let (server_if, client_if) = (format!("s{id}"), format!("c{id}"));
-        veth(&server_ns, &server_if, &client_ns, &client_if).unwrap();
-        server_ns
-            .add_addr(&format!("{SERVER_IP}/24"), &server_if)
-            .unwrap();
-
-        let dir = tempfile::tempdir().unwrap();
-        let reg = dir.path().join("callout.reg");
-        write_callout_reg(
-            &reg,
-            &[calloutd_callout::fixtures::library("trace").unwrap()],
-        );
-        let callout_log = dir.path().join("callout.jsonl");
-        let server_trace = dir.path().join("server-trace.jsonl");
-        let scopes = repo_root().join("fixtures/scenarios/veth-scope.txt");
-        let args: Vec<String> = [
-            "--reg",
-            reg.to_str().unwrap(),
-            "--scopes",
-            scopes.to_str().unwrap(),
-            "--interface",
-            &server_if,
-            "--lease-db",
-            dir.path().join("leases.sqlite3").to_str().unwrap(),
-            "--trace",
-            server_trace.to_str().unwrap(),
-            "--workers",
-            "2",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        let server = ServerProcess::start(
-            &server_ns,
-            &args,
-            dir.path().join("server.log"),
-            &[("CALLOUT_TRACE_FILE", callout_log.to_str().unwrap())],
-        )
-        .unwrap();
-        Segment {
-            client_ns,
-            client_if,
-            server: Some(server),
-            _server_ns: server_ns,
-            callout_log,
-            server_trace,
-            _dir: dir,
-        }
-    }
-
     /// Runs `calloutd client VERB --json ARGS` in the client namespace; it must succeed.
     fn client(&self, verb: &str, args: &[&str]) -> Value {
-        let mut cmd = self.client_ns.command(&calloutd_bin());
-        cmd.args(["client", verb, "--json", "--retries", "0", "--timeout", "5"])
-            .args(args);
-        let out = run_bounded(cmd, Duration::from_secs(25));
+        let run = run_client(&self.client_ns, verb, 5, args);
         assert!(
-            out.status.success(),
+            run.code == 0,
             "client {verb} {args:?}: {}\nserver log:\n{}",
-            String::from_utf8_lossy(&out.stderr),
-            self.server.as_ref().unwrap().log_text()
+            run.stderr,
+            self.server_log()
         );
-        serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).unwrap()
+        serde_json::from_str(run.stdout.trim()).unwrap()
     }
 
     /// Waits for `n` finished packets, stops the server (exit 0) and checks the trace invariants;
     /// returns the packets from the trace callout's log.
     fn stop(&mut self, n: usize) -> Vec<PacketCalls> {
-        wait_for_jsonl(
-            &self.callout_log,
-            Duration::from_secs(10),
-            "packets processed",
-            |r| processed_count(r) >= n,
-        );
-        let mut server = self.server.take().unwrap();
-        let status = server.stop().unwrap();
-        assert!(
-            status.success(),
-            "exit status {status}:\n{}",
-            server.log_text()
-        );
-        let log = read_jsonl(&self.callout_log);
-        let trace = read_jsonl(&self.server_trace);
-        check_server_trace(&trace);
-        assert_eq!(
-            call_projection(&trace, None),
-            call_projection(&log, Some("trace"))
-        );
+        let (log, _) = self.stop_checked(n);
         let packets = callout_packets(&log, "trace");
         assert_eq!(packets.len(), n);
         for p in &packets {
@@ -170,7 +90,7 @@ fn broadcast_dora_from_a_client_without_an_address() {
     if !have_root("broadcast_dora_from_a_client_without_an_address") {
         return;
     }
-    let mut seg = Segment::start("bd");
+    let mut seg = segment("bd");
     let mac = "02:00:00:00:07:01";
     let ack = seg.client(
         "dora",
@@ -235,7 +155,7 @@ fn bound_client_renews_by_unicast_and_rebinds_by_broadcast() {
     if !have_root("bound_client_renews_by_unicast_and_rebinds_by_broadcast") {
         return;
     }
-    let mut seg = Segment::start("br");
+    let mut seg = segment("br");
     let mac = "02:00:00:00:07:11";
     let ack = seg.client("dora", &["--interface", &seg.client_if, "--mac", mac]);
     let ip = ack["yiaddr"].as_str().unwrap().to_string();

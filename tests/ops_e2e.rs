@@ -35,13 +35,6 @@ struct Ops {
     audit_dir: PathBuf,
 }
 
-/// What a command printed and how it exited.
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
 impl Ops {
     fn start(tag: &str, scopes: &str, extra: &[&str]) -> Ops {
         let ns = NetNs::new(tag).expect("create the namespace");
@@ -96,19 +89,13 @@ impl Ops {
         ops
     }
 
-    fn run(&self, args: &[&str], limit: Duration) -> Run {
-        let mut cmd = self.ns.command(&calloutd_bin());
-        cmd.args(args);
-        let out = run_bounded(cmd, limit);
-        Run {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).to_string(),
-            stderr: String::from_utf8_lossy(&out.stderr).to_string(),
-        }
+    /// `calloutd ARGS` in the namespace, bounded by `limit`.
+    fn run(&self, args: &[&str], limit: Duration) -> CommandRun {
+        run_calloutd(&self.ns, args, limit)
     }
 
     /// `calloutd ctl --control CONTROL ARGS`.
-    fn ctl(&self, args: &[&str]) -> Run {
+    fn ctl(&self, args: &[&str]) -> CommandRun {
         let mut all = vec!["ctl", "--control", CONTROL];
         all.extend_from_slice(args);
         self.run(&all, Duration::from_secs(20))
@@ -130,30 +117,10 @@ impl Ops {
 
     /// `calloutd client VERB --json` as the relay, no retransmission, `timeout_s` seconds.
     fn client(&self, verb: &str, args: &[&str], timeout_s: u64) -> (i32, Value) {
-        let timeout = timeout_s.to_string();
-        let mut all = vec![
-            "client",
-            verb,
-            "--json",
-            "--retries",
-            "0",
-            "--timeout",
-            &timeout,
-            "--server",
-            "127.0.0.1:67",
-            "--giaddr",
-            "198.18.0.1:67",
-        ];
+        let mut all = vec!["--server", "127.0.0.1:67", "--giaddr", "198.18.0.1:67"];
         all.extend_from_slice(args);
-        let run = self.run(&all, Duration::from_secs(timeout_s * 3 + 10));
-        let json = run
-            .stdout
-            .lines()
-            .rev()
-            .find(|l| l.starts_with('{'))
-            .map(|l| serde_json::from_str(l).unwrap())
-            .unwrap_or(Value::Null);
-        (run.code, json)
+        let run = run_client(&self.ns, verb, timeout_s, &all);
+        (run.code, run.json)
     }
 
     /// A DORA that must succeed; the leased address.
@@ -170,12 +137,7 @@ impl Ops {
 
     /// Waits until the trace callout logged `n` finished packets; returns the log.
     fn wait_processed(&self, n: usize) -> Vec<Value> {
-        wait_for_jsonl(
-            &self.callout_log,
-            Duration::from_secs(15),
-            &format!("{n} PktDrop(PROCESSED)"),
-            |r| processed_count(r) >= n,
-        )
+        wait_processed(&self.callout_log, n, Duration::from_secs(15))
     }
 
     /// Waits until the trace callout logged a call matching `pred`; returns the log.
@@ -183,22 +145,6 @@ impl Ops {
         wait_for_jsonl(&self.callout_log, Duration::from_secs(15), what, |r| {
             r.iter().any(&pred)
         })
-    }
-
-    /// Sends a 12-byte datagram (too short for BOOTP) to the server from inside the namespace.
-    fn send_garbage(&self) {
-        let mut cmd = std::process::Command::new("ip");
-        cmd.args(["netns", "exec", &self.ns.name, "python3", "-c"])
-            .arg(
-                "import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); \
-                 s.sendto(bytes.fromhex('01010600deadbeef6a756e6b'), ('127.0.0.1', 67))",
-            );
-        let out = run_bounded(cmd, Duration::from_secs(10));
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
     }
 
     /// The audit events written so far (every DhcpSrvLog file, parsed with the engine's parser).
@@ -393,18 +339,14 @@ fn expired_leases_are_purged_with_delete_client() {
     );
     assert!(lease_ips(&ops.ctl_json(&["leases"])).is_empty());
     // Audit: a cleanup (24), the expiry (17) of that lease, the statistics (25).
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    loop {
+    let events = poll(Duration::from_secs(15), Duration::from_millis(100), || {
         let events = ops.audit_events();
-        let expired = events.iter().find(|e| e.id == 17);
-        if let Some(e) = expired {
-            assert_eq!(e.ip.map(|i| i.to_string()), Some(ip.clone()));
-            assert!(events.iter().any(|e| e.id == 24));
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "no audit event 17");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+        events.iter().any(|e| e.id == 17).then_some(events)
+    })
+    .expect("no audit event 17");
+    let expired = events.iter().find(|e| e.id == 17).unwrap();
+    assert_eq!(expired.ip.map(|i| i.to_string()), Some(ip.clone()));
+    assert!(events.iter().any(|e| e.id == 24));
 }
 
 /// Parses the Prometheus text format: every sample line as `name{labels}` → value; checks that each
@@ -458,7 +400,7 @@ fn stats_and_metrics_count_a_known_scenario_exactly() {
     }
     let ops = Ops::start("stats", OPS_SCOPES, &[]);
     ops.dora("02:00:00:00:08:01");
-    ops.send_garbage();
+    send_garbage(&ops.ns);
     ops.dora("02:00:00:00:08:02");
     let records = ops.wait_processed(5);
 

@@ -28,9 +28,9 @@ use std::fs;
 use std::net::Ipv4Addr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 use support::*;
@@ -129,92 +129,11 @@ fn client_program(test: &str, program: &str, package: &str) -> Option<PathBuf> {
 
 // ---- Processes ----
 
-/// Runs `cmd` with stdout and stderr appended to `log` (a daemonizing client keeps no pipe of ours
-/// open), killing it when it outlives `limit`.
-fn run_logged(mut cmd: Command, log: &Path, limit: Duration) -> std::io::Result<ExitStatus> {
-    let out = fs::OpenOptions::new().create(true).append(true).open(log)?;
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(out.try_clone()?)
-        .stderr(out)
-        .spawn()?;
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(status) = child.try_wait()? {
-            return Ok(status);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(std::io::Error::other(format!(
-                "{cmd:?} did not finish within {limit:?}:\n{}",
-                fs::read_to_string(log).unwrap_or_default()
-            )));
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-/// A client running in the foreground as our child, killed when dropped.
-struct Daemon {
-    child: Option<Child>,
-    log: PathBuf,
-}
-
-impl Daemon {
-    fn spawn(mut cmd: Command, log: PathBuf) -> Daemon {
-        let out = fs::File::create(&log).unwrap();
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .unwrap();
-        Daemon {
-            child: Some(child),
-            log,
-        }
-    }
-
-    /// The client's pid (`ip netns exec` execs the program, so it is the client itself).
-    fn pid(&self) -> u32 {
-        self.child.as_ref().map(Child::id).unwrap_or(0)
-    }
-
-    /// The exit status if the client has exited.
-    fn exited(&mut self) -> Option<ExitStatus> {
-        self.child.as_mut().and_then(|c| c.try_wait().unwrap())
-    }
-
-    /// Waits (bounded) for the client to exit on its own.
-    fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(status) = self.exited() {
-                self.child = None;
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "client did not exit within {limit:?}:\n{}",
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    fn log_text(&self) -> String {
-        fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
+/// Waits (bounded) for a client running in the foreground to exit on its own.
+fn wait_exit(client: &mut LoggedChild) -> ExitStatus {
+    client
+        .wait_exit(CLIENT_LIMIT)
+        .unwrap_or_else(|e| panic!("client: {e}:\n{}", client.log_text()))
 }
 
 /// Sends `signal` to `pid`.
@@ -236,27 +155,6 @@ fn alive(pid: u32) -> bool {
             .and_then(|(_, rest)| rest.split_whitespace().next())
             .is_some_and(|state| state != "Z" && state != "X"),
         Err(_) => false,
-    }
-}
-
-/// Polls `probe` until it gives a value, failing with `what` and `context()` after `limit`.
-fn wait_until<T>(
-    limit: Duration,
-    what: &str,
-    context: impl Fn() -> String,
-    mut probe: impl FnMut() -> Option<T>,
-) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(v) = probe() {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what} did not happen within {limit:?}:\n{}",
-            context()
-        );
-        std::thread::sleep(Duration::from_millis(10));
     }
 }
 
@@ -339,92 +237,62 @@ fn wait_hook(record: &Path, events: &[&str], skip: usize, log: impl Fn() -> Stri
 
 // ---- The segment: server namespace, client namespace, veth pair ----
 
-/// A server namespace and a client namespace joined by a veth pair, the server running with the
-/// trace callout. Fields drop in order: the client namespace first (killing any client daemon left
-/// in it), then the server, its namespace and the files.
-struct Segment {
-    client_ns: NetNs,
-    client_if: String,
-    mac: String,
-    server: Option<ServerProcess>,
-    _server_ns: NetNs,
-    callout_log: PathBuf,
-    server_trace: PathBuf,
-    dir: tempfile::TempDir,
+/// The segment of these tests: the client's interface with `mac`, the server on 198.18.4.1/24 with
+/// one worker, so each packet's hooks finish before the next packet's start and the whole trace has
+/// one exact order.
+fn segment(tag: &str, mac: &str) -> Segment {
+    Segment::start(tag, &format!("{SERVER_IP}/24"), SCOPES, "1", Some(mac))
 }
 
+/// The client MAC of variant `variant` of client `n` (each test has its own).
+fn client_mac(n: u8, variant: bool) -> String {
+    format!("02:00:00:00:04:{}{n}", u8::from(variant))
+}
+
+/// A real client: its program, its Debian package, and its number in the test MACs.
+struct RealClient {
+    program: &'static str,
+    package: &'static str,
+    n: u8,
+}
+
+const DHCLIENT: RealClient = RealClient {
+    program: "dhclient",
+    package: "isc-dhcp-client",
+    n: 1,
+};
+const UDHCPC: RealClient = RealClient {
+    program: "udhcpc",
+    package: "udhcpc",
+    n: 2,
+};
+const DHCPCD: RealClient = RealClient {
+    program: "dhcpcd",
+    package: "dhcpcd-base",
+    n: 3,
+};
+
+/// What test `test` starts from: the client program, the client's MAC (variant `variant`), a
+/// segment with the server running, and the path of the hook script's record. `None` (the test
+/// skips, with a printed reason) when not root or the client is missing and cannot be installed.
+fn setup(
+    test: &str,
+    tag: &str,
+    client: RealClient,
+    variant: bool,
+) -> Option<(PathBuf, String, Segment, PathBuf)> {
+    if !have_root(test) {
+        return None;
+    }
+    let program = client_program(test, client.program, client.package)?;
+    let mac = client_mac(client.n, variant);
+    let seg = segment(tag, &mac);
+    let record = seg.path("hook-calls.txt");
+    Some((program, mac, seg, record))
+}
+
+// Methods of the shared segment that only these tests use.
 impl Segment {
-    fn start(tag: &str, mac: &str) -> Segment {
-        let server_ns = NetNs::new(&format!("{tag}s")).unwrap();
-        let client_ns = NetNs::new(&format!("{tag}c")).unwrap();
-        let id = format!("{tag}{}", std::process::id() % 10_000);
-        let (server_if, client_if) = (format!("s{id}"), format!("c{id}"));
-        veth(&server_ns, &server_if, &client_ns, &client_if).unwrap();
-        client_ns
-            .ip(&["link", "set", "dev", &client_if, "address", mac])
-            .unwrap();
-        server_ns
-            .add_addr(&format!("{SERVER_IP}/24"), &server_if)
-            .unwrap();
-
-        let dir = tempfile::tempdir().unwrap();
-        let reg = dir.path().join("callout.reg");
-        write_callout_reg(
-            &reg,
-            &[calloutd_callout::fixtures::library("trace").unwrap()],
-        );
-        let callout_log = dir.path().join("callout.jsonl");
-        let server_trace = dir.path().join("server-trace.jsonl");
-        let scopes = repo_root().join(SCOPES);
-        let args: Vec<String> = [
-            "--reg",
-            reg.to_str().unwrap(),
-            "--scopes",
-            scopes.to_str().unwrap(),
-            "--interface",
-            &server_if,
-            "--lease-db",
-            dir.path().join("leases.sqlite3").to_str().unwrap(),
-            "--trace",
-            server_trace.to_str().unwrap(),
-            // One worker: each packet's hooks finish before the next packet's start, so the
-            // whole trace has one exact order.
-            "--workers",
-            "1",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        let server = ServerProcess::start(
-            &server_ns,
-            &args,
-            dir.path().join("server.log"),
-            &[("CALLOUT_TRACE_FILE", callout_log.to_str().unwrap())],
-        )
-        .unwrap();
-        Segment {
-            client_ns,
-            client_if,
-            mac: mac.to_string(),
-            server: Some(server),
-            _server_ns: server_ns,
-            callout_log,
-            server_trace,
-            dir,
-        }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn server_log(&self) -> String {
-        self.server
-            .as_ref()
-            .map(ServerProcess::log_text)
-            .unwrap_or_default()
-    }
-
     /// The IPv4 addresses on the client's interface, as `a.b.c.d/len`.
     fn client_addrs(&self) -> Vec<String> {
         let out = self
@@ -461,30 +329,9 @@ impl Segment {
     }
 
     /// Waits for the exchanges (DISCOVER, REQUEST, `renewals` renewing REQUESTs, RELEASE), stops
-    /// the server with SIGTERM and checks both traces for the client that leased `ip`.
-    fn stop_and_check(&mut self, ip: &str, renewals: usize) {
-        let packets = 3 + renewals;
-        wait_for_jsonl(
-            &self.callout_log,
-            Duration::from_secs(10),
-            &format!("{packets} packets processed"),
-            |r| processed_count(r) >= packets,
-        );
-        let mut server = self.server.take().unwrap();
-        let status = server.stop().unwrap();
-        assert!(
-            status.success(),
-            "server exit status {status}:\n{}",
-            server.log_text()
-        );
-        let trace = read_jsonl(&self.server_trace);
-        let log = read_jsonl(&self.callout_log);
-        check_server_trace(&trace);
-        assert_eq!(
-            call_projection(&trace, None),
-            call_projection(&log, Some("trace")),
-            "the server's trace and the trace callout's log agree"
-        );
+    /// the server with SIGTERM and checks both traces for the client `mac` that leased `ip`.
+    fn stop_and_check(&mut self, mac: &str, ip: &str, renewals: usize) {
+        let (log, trace) = self.stop_checked(3 + renewals);
 
         // The whole server trace, in order (one worker): START, DISCOVER, REQUEST, the renewals,
         // RELEASE, STOP.
@@ -512,7 +359,7 @@ impl Segment {
         for p in &packets {
             check_packet(p, SERVER_IP);
             let opts = p.call("HandleOptions");
-            assert_eq!(opts["hw_address"], self.mac.as_str(), "{opts}");
+            assert_eq!(opts["hw_address"], mac, "{opts}");
             assert_eq!(opts["scope_id"], "198.18.4.0", "{opts}");
         }
         let (discover, request) = (&packets[0], &packets[1]);
@@ -616,19 +463,9 @@ fn isc_dhclient_reboots_with_its_lease_then_releases() {
 /// and dhclient started again asks for its recorded lease in INIT-REBOOT (a broadcast REQUEST
 /// without server id); then it releases the lease (`-r`).
 fn dhclient_lease(test: &str, tag: &str, reboot: bool) {
-    if !have_root(test) {
-        return;
-    }
-    let Some(dhclient) = client_program(test, "dhclient", "isc-dhcp-client") else {
+    let Some((dhclient, mac, mut seg, record)) = setup(test, tag, DHCLIENT, reboot) else {
         return;
     };
-    let mac = if reboot {
-        "02:00:00:00:04:11"
-    } else {
-        "02:00:00:00:04:01"
-    };
-    let mut seg = Segment::start(tag, mac);
-    let record = seg.path("hook-calls.txt");
     let script = seg.path("dhclient-script");
     write_hook_script(
         &script,
@@ -665,12 +502,16 @@ esac"#,
     .iter()
     .map(|s| s.to_string())
     .collect();
+    // `dhclient COMMON ACTION IF` in the client namespace (bounded), output appended to its log.
+    let run_dhclient = |action: &str| {
+        let mut cmd = seg.client_ns.command(&dhclient);
+        cmd.args(&common).args([action, &seg.client_if]);
+        run_logged(cmd, &log, CLIENT_LIMIT).unwrap()
+    };
 
     // `-1`: one try; dhclient returns once bound and leaves a daemon (killed by `-r` below, or
     // with the namespace).
-    let mut cmd = seg.client_ns.command(&dhclient);
-    cmd.args(&common).args(["-1", &seg.client_if]);
-    let status = run_logged(cmd, &log, CLIENT_LIMIT).unwrap();
+    let status = run_dhclient("-1");
     let dh_log = || fs::read_to_string(&log).unwrap_or_default();
     assert!(
         status.success(),
@@ -709,9 +550,7 @@ esac"#,
 
         // Started again, it finds the lease in its lease file: INIT-REBOOT.
         let calls_before = hook_calls(&record).len();
-        let mut cmd = seg.client_ns.command(&dhclient);
-        cmd.args(&common).args(["-1", &seg.client_if]);
-        let status = run_logged(cmd, &log, CLIENT_LIMIT).unwrap();
+        let status = run_dhclient("-1");
         assert!(
             status.success(),
             "dhclient -1 again: {status}\n{}",
@@ -734,9 +573,7 @@ esac"#,
 
     // `-r`: kills the daemon by its pid file and sends DHCPRELEASE (unicast to the server).
     let calls_before = hook_calls(&record).len();
-    let mut cmd = seg.client_ns.command(&dhclient);
-    cmd.args(&common).args(["-r", &seg.client_if]);
-    let status = run_logged(cmd, &log, CLIENT_LIMIT).unwrap();
+    let status = run_dhclient("-r");
     assert!(status.success(), "dhclient -r: {status}\n{}", dh_log());
     let released = wait_hook(&record, &["RELEASE"], calls_before, dh_log);
     assert_eq!(released.var("old_ip_address"), ip);
@@ -755,7 +592,7 @@ esac"#,
         dh_log,
         || (!alive(daemon)).then_some(()),
     );
-    seg.stop_and_check(&ip, usize::from(reboot));
+    seg.stop_and_check(&mac, &ip, usize::from(reboot));
 }
 
 #[test]
@@ -771,19 +608,9 @@ fn busybox_udhcpc_renews_by_unicast_then_releases() {
 /// udhcpc gets a lease, renews it when `renew` (SIGUSR1: a unicast REQUEST from the leased
 /// address, RENEWING), and releases it on SIGTERM.
 fn udhcpc_lease(test: &str, tag: &str, renew: bool) {
-    if !have_root(test) {
-        return;
-    }
-    let Some(udhcpc) = client_program(test, "udhcpc", "udhcpc") else {
+    let Some((udhcpc, mac, mut seg, record)) = setup(test, tag, UDHCPC, renew) else {
         return;
     };
-    let mac = if renew {
-        "02:00:00:00:04:12"
-    } else {
-        "02:00:00:00:04:02"
-    };
-    let mut seg = Segment::start(tag, mac);
-    let record = seg.path("hook-calls.txt");
     let script = seg.path("udhcpc-script");
     write_hook_script(
         &script,
@@ -798,9 +625,9 @@ esac"#,
     let mut cmd = seg.client_ns.command(&udhcpc);
     cmd.args(["-i", &seg.client_if, "-s", script.to_str().unwrap()])
         .args(["-f", "-n", "-R", "-t", "5", "-T", "1"]);
-    let mut client = Daemon::spawn(cmd, seg.path("udhcpc.log"));
+    let mut client = LoggedChild::spawn(cmd, seg.path("udhcpc.log")).unwrap();
     let bound = wait_hook(&record, &["bound"], 0, || client.log_text());
-    assert!(client.exited().is_none(), "{}", client.log_text());
+    assert!(client.exited().unwrap().is_none(), "{}", client.log_text());
     let ip = bound.var("ip").to_string();
     check_in_pool(&ip);
     assert_eq!(bound.var("subnet"), "255.255.255.0");
@@ -841,7 +668,7 @@ esac"#,
     // SIGTERM with -R: udhcpc unicasts a DHCPRELEASE, deconfigures and exits.
     let calls_before = hook_calls(&record).len();
     signal(client.pid(), "TERM");
-    let status = client.wait_exit(CLIENT_LIMIT);
+    let status = wait_exit(&mut client);
     let text = client.log_text();
     assert!(status.success(), "udhcpc exit {status}:\n{text}");
     assert!(
@@ -859,7 +686,7 @@ esac"#,
     } else {
         0
     };
-    seg.stop_and_check(&ip, renewals);
+    seg.stop_and_check(&mac, &ip, renewals);
 }
 
 /// `dhcpcd ARGS` in the client namespace with the segment's temp dirs over /run and /var/lib
@@ -892,21 +719,11 @@ fn dhcpcd_renews_by_unicast_then_releases() {
 /// dhcpcd gets a lease, renews it when `renew` (SIGUSR1: a unicast REQUEST from the leased
 /// address), and releases it with `dhcpcd -k`.
 fn dhcpcd_lease(test: &str, tag: &str, renew: bool) {
-    if !have_root(test) {
-        return;
-    }
-    let Some(dhcpcd) = client_program(test, "dhcpcd", "dhcpcd-base") else {
+    let Some((dhcpcd, mac, mut seg, record)) = setup(test, tag, DHCPCD, renew) else {
         return;
     };
-    let mac = if renew {
-        "02:00:00:00:04:13"
-    } else {
-        "02:00:00:00:04:03"
-    };
-    let mut seg = Segment::start(tag, mac);
     fs::create_dir_all(seg.path("run/dhcpcd")).unwrap();
     fs::create_dir_all(seg.path("var-lib/dhcpcd")).unwrap();
-    let record = seg.path("hook-calls.txt");
     let script = seg.path("dhcpcd-script");
     // dhcpcd configures the address itself; the script (which replaces dhcpcd-run-hooks and so all
     // of its hooks, resolv.conf among them) only records.
@@ -939,9 +756,9 @@ fn dhcpcd_lease(test: &str, tag: &str, renew: bool) {
             &seg.client_if,
         ],
     );
-    let mut client = Daemon::spawn(cmd, seg.path("dhcpcd.log"));
+    let mut client = LoggedChild::spawn(cmd, seg.path("dhcpcd.log")).unwrap();
     let bound = wait_hook(&record, &["BOUND"], 0, || client.log_text());
-    assert!(client.exited().is_none(), "{}", client.log_text());
+    assert!(client.exited().unwrap().is_none(), "{}", client.log_text());
     let ip = check_isc_style_lease(&bound);
     assert_eq!(bound.var("interface"), seg.client_if);
     assert_eq!(bound.var("new_subnet_cidr"), "24");
@@ -971,7 +788,7 @@ fn dhcpcd_lease(test: &str, tag: &str, renew: bool) {
         "dhcpcd -k: {status}\n{}",
         fs::read_to_string(seg.path("dhcpcd-k.log")).unwrap_or_default()
     );
-    let status = client.wait_exit(CLIENT_LIMIT);
+    let status = wait_exit(&mut client);
     let text = client.log_text();
     assert!(status.success(), "dhcpcd exit {status}:\n{text}");
     assert!(text.contains(&format!("releasing lease of {ip}")), "{text}");
@@ -980,5 +797,5 @@ fn dhcpcd_lease(test: &str, tag: &str, renew: bool) {
     });
     assert_eq!(stopped.var("old_ip_address"), ip);
     seg.wait_addr(&ip, false);
-    seg.stop_and_check(&ip, usize::from(renew));
+    seg.stop_and_check(&mac, &ip, usize::from(renew));
 }

@@ -85,13 +85,6 @@ fn scope_file(scopes: &str, dir: &std::path::Path) -> PathBuf {
     path
 }
 
-/// What a client command did.
-struct ClientRun {
-    code: i32,
-    json: Value,
-    stderr: String,
-}
-
 impl Lab {
     /// Starts the server with the trace callout and `scopes` (relative to the repository root).
     fn start(tag: &str, scopes: &str) -> Lab {
@@ -178,7 +171,7 @@ impl Lab {
 
     /// Runs `calloutd client VERB` as the test relay (giaddr 198.18.0.1:67, server 127.0.0.1:67)
     /// with `--json`, no retransmission and a timeout of `timeout_s` seconds.
-    fn client(&self, verb: &str, args: &[&str], timeout_s: u64) -> ClientRun {
+    fn client(&self, verb: &str, args: &[&str], timeout_s: u64) -> CommandRun {
         self.client_via(
             verb,
             &["--server", "127.0.0.1:67", "--giaddr", "198.18.0.1:67"],
@@ -187,38 +180,16 @@ impl Lab {
         )
     }
 
+    /// Runs `calloutd client VERB` with the transport arguments `transport` (server, relay or
+    /// bind address), `--json`, no retransmission and a timeout of `timeout_s` seconds.
     fn client_via(
         &self,
         verb: &str,
         transport: &[&str],
         args: &[&str],
         timeout_s: u64,
-    ) -> ClientRun {
-        let mut cmd = self.ns.command(&calloutd_bin());
-        cmd.args([
-            "client",
-            verb,
-            "--json",
-            "--retries",
-            "0",
-            "--timeout",
-            &timeout_s.to_string(),
-        ])
-        .args(transport)
-        .args(args);
-        let out = run_bounded(cmd, Duration::from_secs(timeout_s * 3 + 10));
-        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-        let json = stdout
-            .lines()
-            .rev()
-            .find(|l| l.starts_with('{'))
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("client JSON: {e}: {l}")))
-            .unwrap_or(Value::Null);
-        ClientRun {
-            code: out.status.code().unwrap_or(-1),
-            json,
-            stderr: String::from_utf8_lossy(&out.stderr).to_string(),
-        }
+    ) -> CommandRun {
+        run_client(&self.ns, verb, timeout_s, &[transport, args].concat())
     }
 
     /// A client exchange that must succeed (exit 0); returns its JSON.
@@ -993,18 +964,7 @@ fn garbage_datagram_is_invalid_and_the_server_keeps_serving() {
     }
     let mut lab = Lab::start("garbage", LAB_QUICK);
     // 12 bytes: too short for BOOTP; bytes 4..8 make the xid 0xdeadbeef.
-    let mut cmd = std::process::Command::new("ip");
-    cmd.args(["netns", "exec", &lab.ns.name, "python3", "-c"])
-        .arg(
-            "import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); \
-         s.sendto(bytes.fromhex('01010600deadbeef6a756e6b'), ('127.0.0.1', 67))",
-        );
-    let out = run_bounded(cmd, Duration::from_secs(10));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    send_garbage(&lab.ns);
     lab.wait_processed(1);
     let ack = lab.ok("dora", &["--mac", "02:00:00:00:03:01"]);
     check_ack(&ack, "198.18.0.20", LAB_LEASE);
@@ -1468,16 +1428,14 @@ fn process_it_false_drops_the_packet() {
     }
     // chain → macfilter (ProcessIt = FALSE for DISCOVER/REQUEST from 02:00:5e:...), trace.
     let dir = tempfile::tempdir().unwrap();
-    let mut dlls = Vec::new();
-    for (name, fixture) in [
-        ("a-chain", "chain"),
-        ("b-macfilter", "macfilter"),
-        ("c-trace", "trace"),
-    ] {
-        let to = dir.path().join(format!("{name}.so"));
-        fs::copy(calloutd_callout::fixtures::library(fixture).unwrap(), &to).unwrap();
-        dlls.push(to);
-    }
+    let dlls = fixture_copies(
+        dir.path(),
+        &[
+            ("a-chain", "chain"),
+            ("b-macfilter", "macfilter"),
+            ("c-trace", "trace"),
+        ],
+    );
     let mut lab = Lab::start_with(
         "macfilt",
         LAB_QUICK,
@@ -1785,25 +1743,7 @@ fn a_copy_of_a_packet_in_flight_is_dropped_duplicate() {
         ],
     );
     // The same relayed DISCOVER (xid 0x0d0b0001, giaddr 198.18.0.1, hops 1) sent twice at once.
-    let script = "import socket\n\
-        p = bytearray(240)\n\
-        p[0:4] = bytes([1, 1, 6, 1])\n\
-        p[4:8] = bytes.fromhex('0d0b0001')\n\
-        p[24:28] = bytes([198, 18, 0, 1])\n\
-        p[28:34] = bytes.fromhex('020000001101')\n\
-        p[236:240] = bytes([99, 130, 83, 99])\n\
-        p += bytes([53, 1, 1, 255])\n\
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
-        s.sendto(p, ('127.0.0.1', 67))\n\
-        s.sendto(p, ('127.0.0.1', 67))\n";
-    let mut cmd = std::process::Command::new("ip");
-    cmd.args(["netns", "exec", &lab.ns.name, "python3", "-c", script]);
-    let out = run_bounded(cmd, Duration::from_secs(10));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    send_relayed_discovers(&lab.ns, &[(0x0d0b_0001, [2, 0, 0, 0, 0x11, 1]); 2]);
     // Two packets, each seen by trace2 and trace3.
     lab.wait_processed(4);
     let mut server = lab.server.take().unwrap();
@@ -1831,44 +1771,24 @@ fn a_copy_of_a_packet_in_flight_is_dropped_duplicate() {
 /// The callout chain → trace2, faulty, trace3, copied into `dir` under names whose alphabetical load
 /// order puts the chain first (it then loads the other three, in this order, from ChainDlls).
 fn chained_faulty(dir: &std::path::Path) -> Vec<PathBuf> {
-    let mut dlls = Vec::new();
-    for (name, fixture) in [
-        ("a-chain", "chain"),
-        ("b-start", "trace2"),
-        ("c-faulty", "faulty"),
-        ("d-end", "trace3"),
-    ] {
-        let to = dir.join(format!("{name}.so"));
-        fs::copy(calloutd_callout::fixtures::library(fixture).unwrap(), &to).unwrap();
-        dlls.push(to);
-    }
-    dlls
+    fixture_copies(
+        dir,
+        &[
+            ("a-chain", "chain"),
+            ("b-start", "trace2"),
+            ("c-faulty", "faulty"),
+            ("d-end", "trace3"),
+        ],
+    )
 }
 
-/// Sends relayed DISCOVERs (giaddr 198.18.0.1) with xids 0x0e0e0100 + i for the given client numbers,
+/// Sends relayed DISCOVERs with xids 0x0e0e0100 + i and MACs 02:00:00:00:12:i for i < `count`,
 /// back to back from one socket inside the namespace.
-fn burst_discovers(ns: &NetNs, count: usize) {
-    let script = format!(
-        "import socket\n\
-         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
-         for i in range({count}):\n\
-         \x20   p = bytearray(240)\n\
-         \x20   p[0:4] = bytes([1, 1, 6, 1])\n\
-         \x20   p[4:8] = (0x0e0e0100 + i).to_bytes(4, 'big')\n\
-         \x20   p[24:28] = bytes([198, 18, 0, 1])\n\
-         \x20   p[28:34] = bytes([2, 0, 0, 0, 0x12, i])\n\
-         \x20   p[236:240] = bytes([99, 130, 83, 99])\n\
-         \x20   p += bytes([53, 1, 1, 255])\n\
-         \x20   s.sendto(p, ('127.0.0.1', 67))\n"
-    );
-    let mut cmd = std::process::Command::new("ip");
-    cmd.args(["netns", "exec", &ns.name, "python3", "-c", &script]);
-    let out = run_bounded(cmd, Duration::from_secs(10));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+fn burst_discovers(ns: &NetNs, count: u8) {
+    let packets: Vec<(u32, [u8; 6])> = (0..count)
+        .map(|i| (0x0e0e_0100 + u32::from(i), [2, 0, 0, 0, 0x12, i]))
+        .collect();
+    send_relayed_discovers(ns, &packets);
 }
 
 #[test]
@@ -1889,7 +1809,7 @@ fn a_full_queue_drops_nomem() {
         ],
     );
     const BURST: usize = 5;
-    burst_discovers(&lab.ns, BURST);
+    burst_discovers(&lab.ns, BURST as u8);
     lab.wait_processed(2 * BURST);
     let mut server = lab.server.take().unwrap();
     assert!(server.stop().unwrap().success());

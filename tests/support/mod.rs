@@ -1,9 +1,26 @@
 //! Test environments as guards: network namespaces, veth links and the calloutd server process.
-//! Every guard tears down what it made in `Drop`, so a failing test leaves nothing behind.
+//! Every guard tears down what it made in `Drop`, so a failing test leaves nothing behind, and
+//! every wait here is bounded.
+//!
+//! Submodules: [`trace`] reads and checks the trace callout's log and the server's `--trace` file,
+//! [`traced`] runs a server with both logs, [`segment`] joins a client namespace to a server
+//! namespace by a veth pair.
 #![allow(dead_code)]
 
+pub mod segment;
+pub mod trace;
+pub mod traced;
+
+// Each test binary uses a part of these.
+#[allow(unused_imports)]
+pub use segment::*;
+#[allow(unused_imports)]
+pub use trace::*;
+#[allow(unused_imports)]
+pub use traced::*;
+
 use std::fs;
-use std::io::{self, Read};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -35,7 +52,58 @@ pub fn have_root(test: &str) -> bool {
     }
 }
 
-static NS_COUNTER: AtomicUsize = AtomicUsize::new(0);
+/// Owned copies of string arguments.
+pub fn strings(args: &[&str]) -> Vec<String> {
+    args.iter().map(|s| s.to_string()).collect()
+}
+
+// ---- Bounded waiting ----
+
+/// Calls `probe` every `every` until it gives a value; `None` when `limit` passes without one.
+pub fn poll<T>(
+    limit: Duration,
+    every: Duration,
+    mut probe: impl FnMut() -> Option<T>,
+) -> Option<T> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(value) = probe() {
+            return Some(value);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(every);
+    }
+}
+
+/// Polls `probe` (every 10 ms) until it gives a value, failing with `what` and `context()` after
+/// `limit`.
+pub fn wait_until<T>(
+    limit: Duration,
+    what: &str,
+    context: impl Fn() -> String,
+    probe: impl FnMut() -> Option<T>,
+) -> T {
+    poll(limit, Duration::from_millis(10), probe)
+        .unwrap_or_else(|| panic!("{what} did not happen within {limit:?}:\n{}", context()))
+}
+
+/// Waits up to `limit` for `child` to exit; kills and reaps it when it does not (then `None`).
+pub fn wait_or_kill(child: &mut Child, limit: Duration) -> io::Result<Option<ExitStatus>> {
+    match poll(limit, Duration::from_millis(5), || {
+        child.try_wait().transpose()
+    }) {
+        Some(status) => status.map(Some),
+        None => {
+            let _ = child.kill();
+            let _ = child.wait();
+            Ok(None)
+        }
+    }
+}
+
+// ---- Commands ----
 
 /// Runs a command to completion, failing with its output when it does not succeed.
 pub fn run_ok(program: &str, args: &[&str]) -> io::Result<Output> {
@@ -51,6 +119,143 @@ pub fn run_ok(program: &str, args: &[&str]) -> io::Result<Output> {
         )))
     }
 }
+
+/// Runs `cmd` with piped output, killing it when it outlives `limit` (the test then fails).
+pub fn run_bounded(mut cmd: Command, limit: Duration) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let exited = wait_or_kill(&mut child, limit).expect("try_wait");
+    let out = child.wait_with_output().expect("wait_with_output");
+    if exited.is_none() {
+        panic!(
+            "{cmd:?} did not finish within {limit:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    out
+}
+
+/// Runs `cmd` with stdout and stderr appended to `log` (a daemonizing program keeps no pipe of ours
+/// open), killing it when it outlives `limit` (then an error with the log).
+pub fn run_logged(mut cmd: Command, log: &Path, limit: Duration) -> io::Result<ExitStatus> {
+    let out = fs::OpenOptions::new().create(true).append(true).open(log)?;
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(out.try_clone()?)
+        .stderr(out)
+        .spawn()?;
+    wait_or_kill(&mut child, limit)?.ok_or_else(|| {
+        io::Error::other(format!(
+            "{cmd:?} did not finish within {limit:?}:\n{}",
+            fs::read_to_string(log).unwrap_or_default()
+        ))
+    })
+}
+
+/// How a calloutd command exited and what it printed.
+#[derive(Debug)]
+pub struct CommandRun {
+    /// The exit code (-1 when killed by a signal).
+    pub code: i32,
+    /// Everything on stdout.
+    pub stdout: String,
+    /// Everything on stderr.
+    pub stderr: String,
+    /// For `calloutd client --json`: the last stdout line that is a JSON object, or null.
+    pub json: serde_json::Value,
+}
+
+/// Runs `calloutd ARGS` inside `ns`, bounded by `limit`.
+pub fn run_calloutd(ns: &NetNs, args: &[&str], limit: Duration) -> CommandRun {
+    let mut cmd = ns.command(&calloutd_bin());
+    cmd.args(args);
+    let out = run_bounded(cmd, limit);
+    CommandRun {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).to_string(),
+        stderr: String::from_utf8_lossy(&out.stderr).to_string(),
+        json: serde_json::Value::Null,
+    }
+}
+
+/// Runs `calloutd client VERB --json --retries 0 --timeout TIMEOUT_S ARGS` inside `ns`, bounded by
+/// three times the timeout plus 10 s.
+pub fn run_client(ns: &NetNs, verb: &str, timeout_s: u64, args: &[&str]) -> CommandRun {
+    let timeout = timeout_s.to_string();
+    let mut all = vec![
+        "client",
+        verb,
+        "--json",
+        "--retries",
+        "0",
+        "--timeout",
+        &timeout,
+    ];
+    all.extend_from_slice(args);
+    let mut run = run_calloutd(ns, &all, Duration::from_secs(timeout_s * 3 + 10));
+    if let Some(line) = run.stdout.lines().rev().find(|l| l.starts_with('{')) {
+        run.json =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("client JSON: {e}: {line}"));
+    }
+    run
+}
+
+/// Runs the Python program `script` inside `ns` (bounded); it must succeed. For datagrams
+/// `calloutd client` does not send.
+pub fn run_python(ns: &NetNs, script: &str) {
+    let mut cmd = ns.command(Path::new("python3"));
+    cmd.args(["-c", script]);
+    let out = run_bounded(cmd, Duration::from_secs(10));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Sends a 12-byte datagram (too short for BOOTP; bytes 4..8 make the xid 0xdeadbeef) to
+/// 127.0.0.1:67 from inside `ns`.
+pub fn send_garbage(ns: &NetNs) {
+    run_python(
+        ns,
+        "import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); \
+         s.sendto(bytes.fromhex('01010600deadbeef6a756e6b'), ('127.0.0.1', 67))",
+    );
+}
+
+/// Sends relayed DISCOVERs (giaddr 198.18.0.1, hops 1), one per (xid, MAC), back to back from one
+/// socket inside `ns` to 127.0.0.1:67.
+pub fn send_relayed_discovers(ns: &NetNs, packets: &[(u32, [u8; 6])]) {
+    let list: Vec<String> = packets
+        .iter()
+        .map(|(xid, mac)| format!("({xid:#010x}, bytes({mac:?}))"))
+        .collect();
+    run_python(
+        ns,
+        &format!(
+            "import socket\n\
+             s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+             for xid, mac in [{}]:\n\
+             \x20   p = bytearray(240)\n\
+             \x20   p[0:4] = bytes([1, 1, 6, 1])\n\
+             \x20   p[4:8] = xid.to_bytes(4, 'big')\n\
+             \x20   p[24:28] = bytes([198, 18, 0, 1])\n\
+             \x20   p[28:34] = mac\n\
+             \x20   p[236:240] = bytes([99, 130, 83, 99])\n\
+             \x20   p += bytes([53, 1, 1, 255])\n\
+             \x20   s.sendto(p, ('127.0.0.1', 67))\n",
+            list.join(", ")
+        ),
+    );
+}
+
+// ---- Network namespaces ----
+
+static NS_COUNTER: AtomicUsize = AtomicUsize::new(0);
 
 /// A network namespace that exists while the guard lives; processes left inside are killed on drop.
 pub struct NetNs {
@@ -123,11 +328,85 @@ pub fn veth(a: &NetNs, a_dev: &str, b: &NetNs, b_dev: &str) -> io::Result<()> {
     Ok(())
 }
 
+// ---- Processes ----
+
+/// A child process with its stdout and stderr in a log file, killed (and reaped) when dropped.
+pub struct LoggedChild {
+    child: Option<Child>,
+    /// Where the process's output goes.
+    pub log: PathBuf,
+}
+
+impl LoggedChild {
+    /// Spawns `cmd` (stdin null) with its output in a fresh file `log`.
+    pub fn spawn(mut cmd: Command, log: PathBuf) -> io::Result<LoggedChild> {
+        let out = fs::File::create(&log)?;
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .spawn()?;
+        Ok(LoggedChild {
+            child: Some(child),
+            log,
+        })
+    }
+
+    /// The process id, 0 once reaped (`ip netns exec` execs its program, so it is the program's).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(Child::id).unwrap_or(0)
+    }
+
+    /// The exit status if the process has exited.
+    pub fn exited(&mut self) -> io::Result<Option<ExitStatus>> {
+        match self.child.as_mut() {
+            Some(child) => child.try_wait(),
+            None => Ok(None),
+        }
+    }
+
+    /// The log so far.
+    pub fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits (bounded) for the process to exit on its own; on timeout kills it and errs.
+    pub fn wait_exit(&mut self, limit: Duration) -> io::Result<ExitStatus> {
+        let mut child = self
+            .child
+            .take()
+            .ok_or_else(|| io::Error::other("already reaped"))?;
+        wait_or_kill(&mut child, limit)?
+            .ok_or_else(|| io::Error::other(format!("did not exit within {limit:?}")))
+    }
+
+    /// Sends `signal` (e.g. "TERM") and waits up to 15 s for the exit (then kills it and errs).
+    pub fn stop_with(&mut self, signal: &str) -> io::Result<ExitStatus> {
+        let pid = self.pid();
+        if self.child.is_none() {
+            return Err(io::Error::other("already stopped"));
+        }
+        let _ = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string())
+            .status();
+        self.wait_exit(Duration::from_secs(15))
+            .map_err(|_| io::Error::other(format!("did not stop within 15 s of SIG{signal}")))
+    }
+}
+
+impl Drop for LoggedChild {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 /// A running `calloutd serve`, stopped with SIGTERM (then SIGKILL) when dropped.
 pub struct ServerProcess {
-    child: Option<Child>,
-    /// Where the server's stderr goes.
-    pub log: PathBuf,
+    process: LoggedChild,
 }
 
 impl ServerProcess {
@@ -138,7 +417,6 @@ impl ServerProcess {
         log: PathBuf,
         envs: &[(&str, &str)],
     ) -> io::Result<ServerProcess> {
-        let logf = fs::File::create(&log)?;
         let mut cmd = ns.command(&calloutd_bin());
         cmd.arg("serve").args(args);
         // Keep the server's data (audit log, mapped Windows paths) beside its log, never in the
@@ -147,16 +425,11 @@ impl ServerProcess {
             let data = log.with_extension("data");
             cmd.arg("--data-dir").arg(&data);
         }
-        cmd.stdin(Stdio::null())
-            .stdout(logf.try_clone()?)
-            .stderr(logf);
         for (k, v) in envs {
             cmd.env(k, v);
         }
-        let child = cmd.spawn()?;
         let mut server = ServerProcess {
-            child: Some(child),
-            log,
+            process: LoggedChild::spawn(cmd, log)?,
         };
         server.wait_for_log("serving", Duration::from_secs(20))?;
         Ok(server)
@@ -164,78 +437,50 @@ impl ServerProcess {
 
     /// Waits until the server log contains `needle`.
     pub fn wait_for_log(&mut self, needle: &str, limit: Duration) -> io::Result<()> {
-        let deadline = Instant::now() + limit;
-        loop {
-            let text = fs::read_to_string(&self.log).unwrap_or_default();
+        let found = poll(limit, Duration::from_millis(20), || {
+            let text = self.process.log_text();
             if text.contains(needle) {
-                return Ok(());
+                return Some(Ok(()));
             }
-            if let Some(child) = self.child.as_mut() {
-                if let Some(status) = child.try_wait()? {
-                    return Err(io::Error::other(format!(
-                        "server exited with {status} before '{needle}':\n{text}"
-                    )));
-                }
+            match self.process.exited() {
+                Ok(Some(status)) => Some(Err(io::Error::other(format!(
+                    "server exited with {status} before '{needle}':\n{text}"
+                )))),
+                Ok(None) => None,
+                Err(e) => Some(Err(e)),
             }
-            if Instant::now() > deadline {
-                return Err(io::Error::other(format!(
-                    "server did not log '{needle}' within {limit:?}:\n{text}"
-                )));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        });
+        found.unwrap_or_else(|| {
+            Err(io::Error::other(format!(
+                "server did not log '{needle}' within {limit:?}:\n{}",
+                self.process.log_text()
+            )))
+        })
     }
 
     /// Sends SIGTERM and waits (bounded) for a clean exit; returns the exit status.
     pub fn stop(&mut self) -> io::Result<ExitStatus> {
-        let mut child = self
-            .child
-            .take()
-            .ok_or_else(|| io::Error::other("already stopped"))?;
-        // `ip netns exec` execs the program, so the child pid is calloutd itself.
-        let _ = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Some(status) = child.try_wait()? {
-                return Ok(status);
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(io::Error::other(
-                    "server did not stop within 15 s of SIGTERM",
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.stop_with("TERM")
+    }
+
+    /// Sends `signal` (e.g. "INT") and waits (bounded) for the exit; returns the exit status.
+    pub fn stop_with(&mut self, signal: &str) -> io::Result<ExitStatus> {
+        self.process
+            .stop_with(signal)
+            .map_err(|e| io::Error::other(format!("server: {e}")))
     }
 
     /// The server's log so far.
     pub fn log_text(&self) -> String {
-        let mut s = String::new();
-        if let Ok(mut f) = fs::File::open(&self.log) {
-            let _ = f.read_to_string(&mut s);
-        }
-        s
+        self.process.log_text()
     }
 }
 
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
+// ---- Files ----
 
-/// Reads a JSON Lines file into values (missing file = empty).
-pub fn read_jsonl(path: &Path) -> Vec<serde_json::Value> {
-    fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
+/// Parses JSON Lines (blank lines skipped); `path` names the file in the panic on a bad line.
+pub fn parse_jsonl(text: &str, path: &Path) -> Vec<serde_json::Value> {
+    text.lines()
         .filter(|l| !l.trim().is_empty())
         .map(|l| {
             serde_json::from_str(l)
@@ -244,31 +489,38 @@ pub fn read_jsonl(path: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
-// ---- Added for the end-to-end tests of the serve command (serve_e2e.rs, broadcast_e2e.rs). ----
+/// Reads a JSON Lines file into values (missing file = empty).
+pub fn read_jsonl(path: &Path) -> Vec<serde_json::Value> {
+    parse_jsonl(&fs::read_to_string(path).unwrap_or_default(), path)
+}
 
-/// Runs `cmd` with piped output, killing it when it outlives `limit` (the test then fails).
-pub fn run_bounded(mut cmd: Command, limit: Duration) -> Output {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let deadline = Instant::now() + limit;
-    loop {
-        if child.try_wait().expect("try_wait").is_some() {
-            return child.wait_with_output().expect("wait_with_output");
+/// Polls the JSON Lines file at `path` until `done` holds for its records (bounded by `limit`);
+/// returns the records.
+pub fn wait_for_jsonl(
+    path: &Path,
+    limit: Duration,
+    what: &str,
+    done: impl Fn(&[serde_json::Value]) -> bool,
+) -> Vec<serde_json::Value> {
+    // A line may be half-written while we read: only complete lines count.
+    let complete_lines = || {
+        let text = fs::read_to_string(path).unwrap_or_default();
+        match text.rfind('\n') {
+            Some(end) => text[..=end].to_string(),
+            None => String::new(),
         }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let out = child.wait_with_output().expect("wait_with_output");
-            panic!(
-                "{cmd:?} did not finish within {limit:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    };
+    let found = poll(limit, Duration::from_millis(10), || {
+        let records = parse_jsonl(&complete_lines(), path);
+        done(&records).then_some(records)
+    });
+    found.unwrap_or_else(|| {
+        panic!(
+            "{}: {what} did not happen within {limit:?}; records so far:\n{}",
+            path.display(),
+            complete_lines()
+        )
+    })
 }
 
 /// Writes a `.reg` file with `CalloutDlls` = `dlls` (absolute paths) and `CalloutEnabled` = 1.
@@ -281,274 +533,21 @@ pub fn write_callout_reg(path: &Path, dlls: &[PathBuf]) {
     .expect("write .reg");
 }
 
-/// Polls the JSON Lines file at `path` until `done` holds for its records (bounded by `limit`);
-/// returns the records.
-pub fn wait_for_jsonl(
-    path: &Path,
-    limit: Duration,
-    what: &str,
-    done: impl Fn(&[serde_json::Value]) -> bool,
-) -> Vec<serde_json::Value> {
-    let deadline = Instant::now() + limit;
-    loop {
-        // A line may be half-written while we read: only complete lines count.
-        let text = fs::read_to_string(path).unwrap_or_default();
-        let complete = match text.rfind('\n') {
-            Some(end) => &text[..=end],
-            None => "",
-        };
-        let records: Vec<serde_json::Value> = complete
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(|l| {
-                serde_json::from_str(l)
-                    .unwrap_or_else(|e| panic!("bad JSON line in {}: {e}: {l}", path.display()))
-            })
-            .collect();
-        if done(&records) {
-            return records;
-        }
-        if Instant::now() > deadline {
-            panic!(
-                "{}: {what} did not happen within {limit:?}; records so far:\n{}",
-                path.display(),
-                complete
-            );
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
+/// The fixture callout `name` (built on first use).
+pub fn fixture(name: &str) -> PathBuf {
+    calloutd_callout::fixtures::library(name)
+        .unwrap_or_else(|e| panic!("building the {name} callout: {e}"))
 }
 
-/// How many `PktDrop(DHCP_DROP_PROCESSED)` calls the trace callout has logged (one per finished packet).
-pub fn processed_count(records: &[serde_json::Value]) -> usize {
-    records
+/// Copies fixture callouts into `dir` as `<name>.so` for each (name, fixture), in that order (the
+/// names set the alphabetical load order); returns the copies.
+pub fn fixture_copies(dir: &Path, copies: &[(&str, &str)]) -> Vec<PathBuf> {
+    copies
         .iter()
-        .filter(|r| r["hook"] == "PktDrop" && r["code"] == 11)
-        .count()
-}
-
-/// One packet's hook calls in the trace callout's log, grouped by the PktContext NewPkt stored.
-#[derive(Debug, Clone)]
-pub struct PacketCalls {
-    /// The packet's xid as NewPkt saw it (null for datagrams shorter than 8 bytes).
-    pub xid: serde_json::Value,
-    /// The context pointer NewPkt stored.
-    pub ctx: u64,
-    /// The calls, NewPkt first, in log order.
-    pub calls: Vec<serde_json::Value>,
-}
-
-impl PacketCalls {
-    /// The hook signatures: `Hook` or `Hook(0xCODE)` for hooks with a code.
-    pub fn signature(&self) -> Vec<String> {
-        self.calls.iter().map(hook_signature).collect()
-    }
-
-    /// The first call of `hook`.
-    pub fn call(&self, hook: &str) -> &serde_json::Value {
-        self.calls
-            .iter()
-            .find(|c| c["hook"] == hook)
-            .unwrap_or_else(|| {
-                panic!(
-                    "no {hook} call in packet {:?}: {:?}",
-                    self.xid,
-                    self.signature()
-                )
-            })
-    }
-}
-
-/// `Hook` or `Hook(0xCODE)`.
-pub fn hook_signature(call: &serde_json::Value) -> String {
-    let hook = call["hook"].as_str().unwrap_or("?");
-    match call["code"].as_u64() {
-        Some(code) => format!("{hook}({code:#x})"),
-        None => hook.to_string(),
-    }
-}
-
-/// Groups the packet hooks of a trace callout log (lines whose `dll` is `dll`) by PktContext: a
-/// NewPkt opens a packet under the context it stored, later calls with that `ctx` join it, and
-/// `PktDrop(DHCP_DROP_PROCESSED)` closes it (the callout frees the context there, so the pointer may
-/// be reused afterwards). Panics on a call whose context belongs to no open packet, and on packets
-/// never closed. Packets come in the order of their NewPkt.
-pub fn callout_packets(records: &[serde_json::Value], dll: &str) -> Vec<PacketCalls> {
-    let mut done: Vec<(usize, PacketCalls)> = Vec::new();
-    let mut open: Vec<(usize, PacketCalls)> = Vec::new();
-    let mut opened = 0;
-    for r in records.iter().filter(|r| r["dll"] == dll) {
-        match r["hook"].as_str() {
-            Some("NewPkt") => {
-                let ctx = r["ctx_out"].as_u64().expect("ctx_out");
-                assert!(ctx != 0, "NewPkt stored no context: {r}");
-                assert!(
-                    !open.iter().any(|(_, p)| p.ctx == ctx),
-                    "context {ctx:#x} of an open packet reused: {r}"
-                );
-                open.push((
-                    opened,
-                    PacketCalls {
-                        xid: r["xid"].clone(),
-                        ctx,
-                        calls: vec![r.clone()],
-                    },
-                ));
-                opened += 1;
-            }
-            Some("HandleOptions" | "PktSend" | "PktDrop" | "AddressDel" | "AddressOffer") => {
-                let ctx = r["ctx"].as_u64().expect("ctx");
-                let at = open
-                    .iter()
-                    .position(|(_, p)| p.ctx == ctx)
-                    .unwrap_or_else(|| panic!("hook call with a context of no open packet: {r}"));
-                open[at].1.calls.push(r.clone());
-                if r["hook"] == "PktDrop" && r["code"] == 11 {
-                    done.push(open.remove(at));
-                }
-            }
-            _ => {}
-        }
-    }
-    assert!(
-        open.is_empty(),
-        "packets without PktDrop(PROCESSED): {:?}",
-        open.iter().map(|(_, p)| p.signature()).collect::<Vec<_>>()
-    );
-    done.sort_by_key(|(i, _)| *i);
-    done.into_iter().map(|(_, p)| p).collect()
-}
-
-/// What must hold for every packet in the trace callout's log: one xid and one valid context
-/// throughout, `ip` = the receiving address, Reserved NULL, and exactly one
-/// `PktDrop(DHCP_DROP_PROCESSED)`, as the last call.
-pub fn check_packet(p: &PacketCalls, receiving_ip: &str) {
-    let sig = p.signature();
-    assert_eq!(p.calls[0]["hook"], "NewPkt", "{sig:?}");
-    assert_eq!(
-        p.calls[0]["ctx_in"], 0,
-        "NewPkt gets a NULL context: {:?}",
-        p.calls[0]
-    );
-    assert_eq!(
-        sig.iter().filter(|s| *s == "PktDrop(0xb)").count(),
-        1,
-        "one PROCESSED per packet: {sig:?}"
-    );
-    assert_eq!(
-        sig.last().map(String::as_str),
-        Some("PktDrop(0xb)"),
-        "PROCESSED is last: {sig:?}"
-    );
-    for c in &p.calls {
-        assert_eq!(c["xid"], p.xid, "xid of the packet throughout: {c}");
-        assert_eq!(c["reserved_null"], true, "Reserved is NULL: {c}");
-        if c["hook"] != "NewPkt" {
-            assert_eq!(c["ctx"], p.ctx, "PktContext from NewPkt: {c}");
-            assert_eq!(
-                c["ctx_valid"], true,
-                "the context is the one NewPkt allocated: {c}"
-            );
-        }
-        if !c["ip"].is_null() || c["hook"] != "HandleOptions" {
-            assert_eq!(
-                c["ip"], receiving_ip,
-                "IpAddress = the receiving address: {c}"
-            );
-        }
-    }
-}
-
-/// Checks the server's `--trace` file after a clean stop: Control START first and STOP last (under
-/// the service lock), AddressOffer/AddressDel/DeleteClient under `["lease"]`, packet hooks under no
-/// lock, no faults, every return 0, `seq` 1, 2, 3...
-pub fn check_server_trace(trace: &[serde_json::Value]) {
-    assert!(trace.len() >= 2, "trace too short: {trace:?}");
-    let first = &trace[0];
-    let last = &trace[trace.len() - 1];
-    assert!(
-        first["hook"] == "Control" && first["code"] == 1,
-        "Control START first: {first}"
-    );
-    assert!(
-        last["hook"] == "Control" && last["code"] == 2,
-        "Control STOP last: {last}"
-    );
-    for (i, r) in trace.iter().enumerate() {
-        assert_eq!(r["seq"], i as u64 + 1, "seq: {r}");
-        let locks: Vec<&str> = r["locks"]
-            .as_array()
-            .expect("locks")
-            .iter()
-            .filter_map(|l| l.as_str())
-            .collect();
-        let expected: &[&str] = match r["hook"].as_str() {
-            Some("AddressOffer" | "AddressDel" | "DeleteClient") => &["lease"],
-            Some("Control") => &["service"],
-            _ => &[],
-        };
-        assert_eq!(locks, expected, "locks of {r}");
-        assert!(r.get("fault").is_none(), "no DLL fault: {r}");
-        assert_eq!(r["ret"], 0, "{r}");
-        assert!(
-            r["thread"].as_u64().is_some() && r["dur_us"].as_u64().is_some(),
-            "{r}"
-        );
-        if r["hook"] == "Control" {
-            assert!(
-                i == 0 || i == trace.len() - 1,
-                "Control only at start and stop: {r}"
-            );
-        }
-    }
-}
-
-/// The (hook, code, xid, alt) of each hook call: what the server's trace and the trace callout's
-/// log must agree on (the callout's own Entry line left out).
-pub fn call_projection(records: &[serde_json::Value], dll: Option<&str>) -> Vec<String> {
-    records
-        .iter()
-        .filter(|r| dll.is_none_or(|d| r["dll"] == d) && r["hook"] != "Entry")
-        .map(|r| {
-            let xid = if r["hook"] == "Control" {
-                serde_json::Value::Null
-            } else {
-                r["xid"].clone()
-            };
-            let alt = if r["hook"] == "AddressOffer" || r["hook"] == "AddressDel" {
-                r["alt"].clone()
-            } else {
-                serde_json::Value::Null
-            };
-            format!("{} xid={xid} alt={alt}", hook_signature(r))
+        .map(|(name, which)| {
+            let to = dir.join(format!("{name}.so"));
+            fs::copy(fixture(which), &to).unwrap();
+            to
         })
         .collect()
-}
-
-impl ServerProcess {
-    /// Sends `signal` (e.g. "INT") and waits (bounded) for the exit; returns the exit status.
-    pub fn stop_with(&mut self, signal: &str) -> io::Result<ExitStatus> {
-        let mut child = self
-            .child
-            .take()
-            .ok_or_else(|| io::Error::other("already stopped"))?;
-        let _ = Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(child.id().to_string())
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Some(status) = child.try_wait()? {
-                return Ok(status);
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(io::Error::other(format!(
-                    "server did not stop within 15 s of SIG{signal}"
-                )));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
 }
