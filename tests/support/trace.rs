@@ -217,3 +217,105 @@ pub fn check_traces_agree(log: &[serde_json::Value], trace: &[serde_json::Value]
         "the server's trace and the trace callout's log agree"
     );
 }
+
+// ---- One exchange as the trace callout saw it ----
+
+/// `PacketCalls::signature` of NewPkt.
+pub const NEW_PKT: &str = "NewPkt";
+/// `PacketCalls::signature` of HandleOptions.
+pub const HANDLE_OPTIONS: &str = "HandleOptions";
+/// `PacketCalls::signature` of PktSend(DHCP_SEND_PACKET).
+pub const PKT_SEND: &str = "PktSend(0x10000000)";
+/// `PacketCalls::signature` of PktDrop(DHCP_DROP_PROCESSED), every packet's last call.
+pub const PROCESSED: &str = "PktDrop(0xb)";
+/// `PacketCalls::signature` of AddressOffer(DHCP_GIVE_ADDRESS_NEW).
+pub const OFFER_NEW: &str = "AddressOffer(0x30000001)";
+/// `PacketCalls::signature` of AddressOffer(DHCP_GIVE_ADDRESS_OLD).
+pub const OFFER_OLD: &str = "AddressOffer(0x30000002)";
+/// `PacketCalls::signature` of AddressDel(DHCP_PROB_DECLINE).
+pub const DEL_DECLINE: &str = "AddressDel(0x20000002)";
+/// `PacketCalls::signature` of AddressDel(DHCP_PROB_RELEASE).
+pub const DEL_RELEASE: &str = "AddressDel(0x20000003)";
+/// `PacketCalls::signature` of AddressDel(DHCP_PROB_NACKED).
+pub const DEL_NACKED: &str = "AddressDel(0x20000004)";
+/// The AddressOffer code DHCP_GIVE_ADDRESS_NEW.
+pub const GIVE_NEW: u64 = 0x3000_0001;
+/// The AddressOffer code DHCP_GIVE_ADDRESS_OLD.
+pub const GIVE_OLD: u64 = 0x3000_0002;
+/// The AddressOffer address type DHCP_CLIENT_BOOTP.
+pub const CLIENT_BOOTP: u64 = 0x3000_0003;
+/// The AddressOffer address type DHCP_CLIENT_DHCP.
+pub const CLIENT_DHCP: u64 = 0x3000_0004;
+
+/// Owned hook signatures, to compare with `PacketCalls::signature`.
+pub fn sig(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+/// The signature of a packet the server handled: NewPkt, HandleOptions, `middle`..., PROCESSED.
+pub fn handled(middle: &[&str]) -> Vec<String> {
+    let mut all = vec![NEW_PKT, HANDLE_OPTIONS];
+    all.extend_from_slice(middle);
+    all.push(PROCESSED);
+    sig(&all)
+}
+
+/// Checks a DISCOVER that got an OFFER: NewPkt, HandleOptions (DISCOVER from `mac`, an Ethernet
+/// address, in scope `scope_id`), PktSend of a reply padded to 300 bytes, PROCESSED.
+pub fn check_discover(p: &PacketCalls, mac: &str, scope_id: &str) {
+    assert_eq!(p.signature(), handled(&[PKT_SEND]), "DISCOVER");
+    let opts = p.call("HandleOptions");
+    assert_eq!(opts["message_type"], 1);
+    assert_eq!(opts["hw_address"], mac);
+    assert_eq!(opts["hw_type"], 1);
+    assert_eq!(opts["hw_len"], 6);
+    assert_eq!(opts["scope_id"], scope_id);
+    assert!(
+        p.call("PktSend")["size"].as_u64().unwrap() >= 300,
+        "replies are padded to 300 bytes"
+    );
+}
+
+/// Checks a REQUEST that got an ACK: NewPkt, HandleOptions (REQUEST), AddressOffer(`code`, alt =
+/// `ip`, DHCP, `lease`, the client's request), PktSend, PROCESSED.
+pub fn check_acked_request(p: &PacketCalls, code: u64, ip: &str, lease: u64) {
+    let offer = if code == GIVE_NEW {
+        OFFER_NEW
+    } else {
+        OFFER_OLD
+    };
+    assert_eq!(p.signature(), handled(&[offer, PKT_SEND]), "acked REQUEST");
+    assert_eq!(p.call("HandleOptions")["message_type"], 3);
+    let give = p.call("AddressOffer");
+    assert_eq!(give["alt"], ip, "AddressOffer alt = the address");
+    assert_eq!(give["addr_type"], CLIENT_DHCP);
+    assert_eq!(give["lease"], lease);
+    assert_eq!(
+        give["size"], p.calls[0]["size"],
+        "AddressOffer gets the client's request"
+    );
+}
+
+/// Checks a RELEASE of `ip`: NewPkt, HandleOptions (RELEASE), AddressDel(RELEASE, alt = `ip`),
+/// PROCESSED (no reply).
+pub fn check_release(p: &PacketCalls, ip: &str) {
+    assert_eq!(
+        p.signature(),
+        handled(&[DEL_RELEASE]),
+        "no reply to a RELEASE"
+    );
+    assert_eq!(p.call("HandleOptions")["message_type"], 7);
+    assert_eq!(p.call("AddressDel")["alt"], ip);
+}
+
+/// Checks an ACK as `calloutd client --json` printed it: `ip` leased by `server_id` for `lease`
+/// seconds (T1 and T2 at 1/2 and 7/8 of it), through the relay `giaddr` (0.0.0.0: not relayed).
+pub fn check_ack(reply: &serde_json::Value, ip: &str, server_id: &str, lease: u64, giaddr: &str) {
+    assert_eq!(reply["message_type"], "ACK", "{reply}");
+    assert_eq!(reply["yiaddr"], ip);
+    assert_eq!(reply["server_id"], server_id);
+    assert_eq!(reply["lease_time"], lease);
+    assert_eq!(reply["t1"], lease / 2);
+    assert_eq!(reply["t2"], lease * 7 / 8);
+    assert_eq!(reply["giaddr"], giaddr);
+}

@@ -9,6 +9,8 @@ use serde_json::Value;
 use super::{processed_count, read_jsonl, wait_for_jsonl, NetNs, ServerProcess};
 
 /// A server started with `--trace` and the trace callout's log, and the paths of both logs.
+/// (`Default`: no server yet, for a guard that starts one later.)
+#[derive(Default)]
 pub struct TracedRun {
     /// The server while it runs (dropping it kills the server).
     pub server: Option<ServerProcess>,
