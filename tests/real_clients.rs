@@ -46,13 +46,7 @@ const ROUTER: &str = "198.18.4.1";
 const DNS: &str = "198.18.4.53 198.18.4.54";
 const DOMAIN: &str = "realclients.test";
 const LEASE: u64 = 3600;
-
-const PKT_SEND: &str = "PktSend(0x10000000)";
-const PROCESSED: &str = "PktDrop(0xb)";
-const OFFER_NEW: &str = "AddressOffer(0x30000001)";
-const OFFER_OLD: &str = "AddressOffer(0x30000002)";
-const DEL_RELEASE: &str = "AddressDel(0x20000003)";
-const CLIENT_DHCP: u64 = 0x3000_0004;
+const SCOPE: &str = "198.18.4.0";
 
 /// How long a client may take to get its lease or release it.
 const CLIENT_LIMIT: Duration = Duration::from_secs(20);
@@ -336,14 +330,14 @@ impl Segment {
         // The whole server trace, in order (one worker): START, DISCOVER, REQUEST, the renewals,
         // RELEASE, STOP.
         let sigs: Vec<String> = trace.iter().map(hook_signature).collect();
-        let mut expected = vec!["Control(0x1)"];
-        expected.extend(["NewPkt", "HandleOptions", PKT_SEND, PROCESSED]);
-        expected.extend(["NewPkt", "HandleOptions", OFFER_NEW, PKT_SEND, PROCESSED]);
+        let mut expected = sig(&["Control(0x1)"]);
+        expected.extend(handled(&[PKT_SEND]));
+        expected.extend(handled(&[OFFER_NEW, PKT_SEND]));
         for _ in 0..renewals {
-            expected.extend(["NewPkt", "HandleOptions", OFFER_OLD, PKT_SEND, PROCESSED]);
+            expected.extend(handled(&[OFFER_OLD, PKT_SEND]));
         }
-        expected.extend(["NewPkt", "HandleOptions", DEL_RELEASE, PROCESSED]);
-        expected.push("Control(0x2)");
+        expected.extend(handled(&[DEL_RELEASE]));
+        expected.push("Control(0x2)".to_string());
         assert_eq!(sigs, expected, "server trace:\n{trace:#?}");
         for offer in trace.iter().filter(|r| r["hook"] == "AddressOffer") {
             assert_eq!(offer["alt"], ip, "{offer}");
@@ -360,53 +354,29 @@ impl Segment {
             check_packet(p, SERVER_IP);
             let opts = p.call("HandleOptions");
             assert_eq!(opts["hw_address"], mac, "{opts}");
-            assert_eq!(opts["scope_id"], "198.18.4.0", "{opts}");
+            assert_eq!(opts["scope_id"], SCOPE, "{opts}");
         }
         let (discover, request) = (&packets[0], &packets[1]);
         let release = &packets[packets.len() - 1];
-        assert_eq!(discover.call("HandleOptions")["message_type"], 1);
-        assert_eq!(
-            discover.signature(),
-            ["NewPkt", "HandleOptions", PKT_SEND, PROCESSED]
-        );
+        check_discover(discover, mac, SCOPE);
+        check_acked_request(request, GIVE_NEW, ip, LEASE);
         let req = request.call("HandleOptions");
-        assert_eq!(req["message_type"], 3);
         assert_eq!(
             request.xid, discover.xid,
             "the REQUEST answers the OFFER's xid"
         );
         assert_eq!(req["requested_address"], ip, "{req}");
         assert_eq!(req["server"], SERVER_IP, "{req}");
-        assert_eq!(
-            request.signature(),
-            ["NewPkt", "HandleOptions", OFFER_NEW, PKT_SEND, PROCESSED]
-        );
-        let give = request.call("AddressOffer");
-        assert_eq!(give["alt"], ip, "{give}");
-        assert_eq!(give["addr_type"], CLIENT_DHCP, "{give}");
-        assert_eq!(give["lease"], LEASE, "{give}");
         for renew in &packets[2..packets.len() - 1] {
+            check_acked_request(renew, GIVE_OLD, ip, LEASE);
             let opts = renew.call("HandleOptions");
-            assert_eq!(opts["message_type"], 3, "{opts}");
             assert_eq!(
                 opts["server"],
                 Value::Null,
                 "no server id when renewing: {opts}"
             );
-            assert_eq!(
-                renew.signature(),
-                ["NewPkt", "HandleOptions", OFFER_OLD, PKT_SEND, PROCESSED]
-            );
-            let give = renew.call("AddressOffer");
-            assert_eq!(give["alt"], ip, "{give}");
-            assert_eq!(give["lease"], LEASE, "{give}");
         }
-        assert_eq!(release.call("HandleOptions")["message_type"], 7);
-        assert_eq!(
-            release.signature(),
-            ["NewPkt", "HandleOptions", DEL_RELEASE, PROCESSED]
-        );
-        assert_eq!(release.call("AddressDel")["alt"], ip);
+        check_release(release, ip);
     }
 }
 

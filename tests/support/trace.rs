@@ -317,5 +317,5 @@ pub fn check_ack(reply: &serde_json::Value, ip: &str, server_id: &str, lease: u6
     assert_eq!(reply["lease_time"], lease);
     assert_eq!(reply["t1"], lease / 2);
     assert_eq!(reply["t2"], lease * 7 / 8);
-    assert_eq!(reply["giaddr"], giaddr);
+    assert_eq!(reply["giaddr"], giaddr, "giaddr (0.0.0.0: not relayed)");
 }
