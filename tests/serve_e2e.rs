@@ -15,7 +15,7 @@
 mod support;
 
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 use support::*;
@@ -49,7 +49,7 @@ struct Lab {
 }
 
 /// The scope file for `scopes` (relative to the repository root, or [`LAB_QUICK`]).
-fn scope_file(scopes: &str, dir: &std::path::Path) -> PathBuf {
+fn scope_file(scopes: &str, dir: &Path) -> PathBuf {
     if scopes != LAB_QUICK {
         return repo_root().join(scopes);
     }
@@ -68,18 +68,24 @@ fn scope_file(scopes: &str, dir: &std::path::Path) -> PathBuf {
 }
 
 impl Lab {
-    /// Starts the server with the trace callout and `scopes` (relative to the repository root).
-    fn start(tag: &str, scopes: &str) -> Lab {
-        Lab::start_with(tag, scopes, &[fixture("trace")], &[], &[])
+    /// Starts the server with the trace callout and `scopes` (relative to the repository root);
+    /// `None` (the test skips, saying why) when not root.
+    fn start(tag: &str, scopes: &str) -> Option<Lab> {
+        Lab::start_with(tag, scopes, |_| vec![fixture("trace")], &[], &[])
     }
 
+    /// Starts the server with the callout DLLs `dlls` makes (given the lab's temp dir, for copies),
+    /// `scopes`, `extra_args` and the environment `envs`; `None` (the test skips) when not root.
     fn start_with(
         tag: &str,
         scopes: &str,
-        dlls: &[PathBuf],
+        dlls: impl FnOnce(&Path) -> Vec<PathBuf>,
         extra_args: &[&str],
         envs: &[(&str, &str)],
-    ) -> Lab {
+    ) -> Option<Lab> {
+        if !have_root(&current_test()) {
+            return None;
+        }
         let ns = NetNs::new(tag).expect("create the namespace");
         // The test relay's link: a veth pair inside the namespace (the kernel has no dummy driver),
         // not `lo`: a /24 on `lo` makes every address of the subnet local, so every
@@ -95,7 +101,7 @@ impl Lab {
             .expect("relay address");
         let dir = tempfile::tempdir().unwrap();
         let reg = dir.path().join("callout.reg");
-        write_callout_reg(&reg, dlls);
+        write_callout_reg(&reg, &dlls(dir.path()));
         let mut lab = Lab {
             ns,
             reg,
@@ -110,7 +116,7 @@ impl Lab {
                 .collect(),
         };
         lab.start_server();
-        lab
+        Some(lab)
     }
 
     /// (Re)starts the server on the same lease database; each run gets its own trace files.
@@ -279,10 +285,6 @@ impl Lab {
     }
 }
 
-fn skip(test: &str) -> bool {
-    !have_root(test)
-}
-
 fn xid_of(reply: &Value) -> u64 {
     let text = reply["xid"].as_str().expect("xid");
     u64::from_str_radix(text.trim_start_matches("0x"), 16).unwrap()
@@ -295,11 +297,10 @@ fn check_relay_ack(reply: &Value, ip: &str, lease: u64) {
 
 #[test]
 fn full_dora() {
-    if skip("full_dora") {
-        return;
-    }
     // The lab configuration as shipped: conflict detection pings .20 twice (unanswered) first.
-    let mut lab = Lab::start("dora", LAB_SCOPES);
+    let Some(mut lab) = Lab::start("dora", LAB_SCOPES) else {
+        return;
+    };
     let mac = "02:00:00:00:00:01";
     let ack = lab.ok(
         "dora",
@@ -347,14 +348,14 @@ fn full_dora() {
 
 /// A DORA for `mac`, then `verb` (renew or rebind, through the relay, ciaddr set) with `xid`: it
 /// must be ACKed, the lease extended with AddressOffer OLD and no option 50. Returns the lab (its
-/// server stopped), the address, the ACK and the three packets.
+/// server stopped), the address, the ACK and the three packets; `None` when not root.
 fn extended_lease(
     tag: &str,
     verb: &str,
     mac: &str,
     xid: u64,
-) -> (Lab, String, Value, Vec<PacketCalls>) {
-    let mut lab = Lab::start(tag, LAB_QUICK);
+) -> Option<(Lab, String, Value, Vec<PacketCalls>)> {
+    let mut lab = Lab::start(tag, LAB_QUICK)?;
     let ip = lab.dora_ip(mac);
     let reply = lab.ok(
         verb,
@@ -376,17 +377,17 @@ fn extended_lease(
         Value::Null,
         "RENEWING and REBINDING send no option 50"
     );
-    (lab, ip, reply, packets)
+    Some((lab, ip, reply, packets))
 }
 
 #[test]
 fn renew_extends_the_lease_with_address_offer_old() {
-    if skip("renew") {
-        return;
-    }
     // A relayed renewal (ciaddr set, giaddr the relay): ACK, AddressOffer OLD.
     let mac = "02:00:00:00:00:02";
-    let (mut lab, ip, renewed, packets) = extended_lease("renew", "renew", mac, 0x0e0e_0001);
+    let Some((mut lab, ip, renewed, packets)) = extended_lease("renew", "renew", mac, 0x0e0e_0001)
+    else {
+        return;
+    };
     assert_eq!(renewed["ciaddr"], ip.as_str());
     check_acked_request(&packets[1], GIVE_NEW, &ip, LAB_LEASE);
 
@@ -423,18 +424,14 @@ fn renew_extends_the_lease_with_address_offer_old() {
 
 #[test]
 fn rebind_is_acked_with_address_offer_old() {
-    if skip("rebind") {
-        return;
-    }
     extended_lease("rebind", "rebind", "02:00:00:00:00:03", 0x0e0e_0004);
 }
 
 #[test]
 fn init_reboot_with_a_wrong_address_is_nacked() {
-    if skip("init_reboot_nak") {
+    let Some(mut lab) = Lab::start("nak", LAB_QUICK) else {
         return;
-    }
-    let mut lab = Lab::start("nak", LAB_QUICK);
+    };
     let mac = "02:00:00:00:00:04";
     let ip = lab.dora_ip(mac);
     assert_ne!(ip, "198.18.0.77");
@@ -504,10 +501,9 @@ fn init_reboot_with_a_wrong_address_is_nacked() {
 
 #[test]
 fn decline_puts_the_address_aside() {
-    if skip("decline") {
+    let Some(mut lab) = Lab::start("decline", LAB_QUICK) else {
         return;
-    }
-    let mut lab = Lab::start("decline", LAB_QUICK);
+    };
     let ip = lab.dora_ip("02:00:00:00:00:05");
     lab.client_exit(
         0,
@@ -558,12 +554,16 @@ fn decline_puts_the_address_aside() {
 
 #[test]
 fn release_frees_the_binding() {
-    if skip("release") {
-        return;
-    }
     // A single worker (no hand-off at all) serves as well.
-    let trace_so = calloutd_callout::fixtures::library("trace").unwrap();
-    let mut lab = Lab::start_with("release", LAB_QUICK, &[trace_so], &["--workers", "1"], &[]);
+    let Some(mut lab) = Lab::start_with(
+        "release",
+        LAB_QUICK,
+        |_| vec![fixture("trace")],
+        &["--workers", "1"],
+        &[],
+    ) else {
+        return;
+    };
     let mac = "02:00:00:00:00:07";
     let ip = lab.dora_ip(mac);
     lab.client_exit(
@@ -601,10 +601,9 @@ fn release_frees_the_binding() {
 
 #[test]
 fn inform_gets_an_ack_without_lease_time() {
-    if skip("inform") {
+    let Some(mut lab) = Lab::start("inform", LAB_QUICK) else {
         return;
-    }
-    let mut lab = Lab::start("inform", LAB_QUICK);
+    };
     let ack = lab.ok(
         "inform",
         &[
@@ -651,10 +650,9 @@ fn inform_gets_an_ack_without_lease_time() {
 
 #[test]
 fn bootp_client_gets_an_address_with_address_offer_bootp() {
-    if skip("bootp") {
+    let Some(mut lab) = Lab::start("bootp", "fixtures/scenarios/bootp-scope.txt") else {
         return;
-    }
-    let mut lab = Lab::start("bootp", "fixtures/scenarios/bootp-scope.txt");
+    };
     let reply = lab.ok(
         "bootp",
         &["--mac", "02:00:00:00:00:09", "--xid", "0x0b007001"],
@@ -691,11 +689,10 @@ fn bootp_client_gets_an_address_with_address_offer_bootp() {
 
 #[test]
 fn reservation_is_given_to_its_mac() {
-    if skip("reservation") {
-        return;
-    }
     // The XML export of the same lab configuration.
-    let mut lab = Lab::start("resv", "fixtures/config/lab.xml");
+    let Some(mut lab) = Lab::start("resv", "fixtures/config/lab.xml") else {
+        return;
+    };
     let mac = "00:15:5d:01:02:03";
     let ack = lab.ok("dora", &["--mac", mac, "--requested-ip", "198.18.0.30"]);
     check_relay_ack(&ack, "198.18.0.50", LAB_LEASE);
@@ -734,10 +731,9 @@ fn excluded(ip: &str) -> bool {
 
 #[test]
 fn excluded_addresses_are_never_offered() {
-    if skip("exclusion") {
+    let Some(mut lab) = Lab::start("excl", "fixtures/scenarios/exclusions.txt") else {
         return;
-    }
-    let mut lab = Lab::start("excl", "fixtures/scenarios/exclusions.txt");
+    };
     let mut leased = Vec::new();
     // Five clients, each asking for an excluded address: they get the five free ones.
     for (n, wish) in [
@@ -805,10 +801,9 @@ fn excluded_addresses_are_never_offered() {
 
 #[test]
 fn pool_exhaustion_drops_noaddress() {
-    if skip("exhaustion") {
+    let Some(mut lab) = Lab::start("exhaust", "fixtures/scenarios/tiny-pool.txt") else {
         return;
-    }
-    let mut lab = Lab::start("exhaust", "fixtures/scenarios/tiny-pool.txt");
+    };
     let a = lab.ok("dora", &["--mac", "02:00:00:00:02:01"]);
     let b = lab.ok("dora", &["--mac", "02:00:00:00:02:02"]);
     let mut got = [a["yiaddr"].as_str().unwrap(), b["yiaddr"].as_str().unwrap()];
@@ -834,10 +829,9 @@ fn pool_exhaustion_drops_noaddress() {
 
 #[test]
 fn garbage_datagram_is_invalid_and_the_server_keeps_serving() {
-    if skip("garbage") {
+    let Some(mut lab) = Lab::start("garbage", LAB_QUICK) else {
         return;
-    }
-    let mut lab = Lab::start("garbage", LAB_QUICK);
+    };
     // 12 bytes: too short for BOOTP; bytes 4..8 make the xid 0xdeadbeef.
     send_garbage(&lab.ns);
     lab.wait_processed(1);
@@ -858,11 +852,10 @@ fn garbage_datagram_is_invalid_and_the_server_keeps_serving() {
 
 #[test]
 fn request_for_another_server_is_dropped_wrong_server() {
-    if skip("wrong_server") {
-        return;
-    }
     // Two addresses: the first client's offer holds one, a second client takes the other.
-    let mut lab = Lab::start("wrongsrv", "fixtures/scenarios/tiny-pool.txt");
+    let Some(mut lab) = Lab::start("wrongsrv", "fixtures/scenarios/tiny-pool.txt") else {
+        return;
+    };
     let mac = "02:00:00:00:04:01";
     let offer = lab.ok("discover", &["--mac", mac, "--xid", "0x05e40001"]);
     assert_eq!(offer["message_type"], "OFFER");
@@ -908,10 +901,9 @@ fn request_for_another_server_is_dropped_wrong_server() {
 
 #[test]
 fn restart_keeps_leases() {
-    if skip("restart") {
+    let Some(mut lab) = Lab::start("restart", LAB_QUICK) else {
         return;
-    }
-    let mut lab = Lab::start("restart", LAB_QUICK);
+    };
     let mac = "02:00:00:00:05:01";
     let ip = lab.dora_ip(mac);
     lab.finish(2);
@@ -977,11 +969,24 @@ fn intervals(log: &[Value], hook: &str) -> Vec<Interval> {
     done
 }
 
-fn overlapping_pairs(list: &[Interval]) -> Vec<(Interval, Interval)> {
+/// Something that spans [start, end): a hook call in log positions or in microseconds.
+trait Span: Copy {
+    fn span(&self) -> (u64, u64);
+}
+
+impl Span for Interval {
+    fn span(&self) -> (u64, u64) {
+        (self.start as u64, self.end as u64)
+    }
+}
+
+/// The pairs of `list` whose spans overlap.
+fn overlapping_pairs<T: Span>(list: &[T]) -> Vec<(T, T)> {
     let mut pairs = Vec::new();
     for (i, a) in list.iter().enumerate() {
         for b in &list[i + 1..] {
-            if b.start < a.end && a.start < b.end {
+            let ((a_start, a_end), (b_start, b_end)) = (a.span(), b.span());
+            if b_start < a_end && a_start < b_end {
                 pairs.push((*a, *b));
             }
         }
@@ -1012,34 +1017,27 @@ fn timed_calls(trace: &[Value], hook: &str) -> Vec<TimedCall> {
         .collect()
 }
 
-fn overlapping_timed(list: &[TimedCall]) -> Vec<(TimedCall, TimedCall)> {
-    let mut pairs = Vec::new();
-    for (i, a) in list.iter().enumerate() {
-        for b in &list[i + 1..] {
-            if b.start < a.end && a.start < b.end {
-                pairs.push((*a, *b));
-            }
-        }
+impl Span for TimedCall {
+    fn span(&self) -> (u64, u64) {
+        (self.start, self.end)
     }
-    pairs
 }
 
 /// Runs `clients` concurrent DORAs (one relay address each) against a server with 4 workers whose
 /// callout is chain → trace2, faulty (sleeping 50 ms in `sleep_hook`), trace3, and returns the
 /// chain's shared log and the server trace.
 fn stalled_run(tag: &str, sleep_hook: &str, clients: usize) -> (Vec<Value>, Vec<Value>) {
-    let dir = tempfile::tempdir().unwrap();
-    let dlls = chained_faulty(dir.path());
     let mut lab = Lab::start_with(
         tag,
         LAB_QUICK,
-        &dlls,
+        chained_faulty,
         &["--workers", "4"],
         &[
             ("CALLOUT_FAULTY_SLEEP_HOOK", sleep_hook),
             ("CALLOUT_FAULTY_SLEEP_MS", "50"),
         ],
-    );
+    )
+    .expect("the test checked for root");
     for n in 0..clients {
         lab.ns
             .add_addr(&format!("198.18.0.{}/32", 2 + n), "lo")
@@ -1086,7 +1084,7 @@ fn stalled_run(tag: &str, sleep_hook: &str, clients: usize) -> (Vec<Value>, Vec<
 
 #[test]
 fn slow_address_offer_stalls_other_workers_slow_new_pkt_does_not() {
-    if skip("stall") {
+    if !have_root("slow_address_offer_stalls_other_workers_slow_new_pkt_does_not") {
         return;
     }
     const CLIENTS: usize = 6;
@@ -1175,7 +1173,7 @@ fn slow_address_offer_stalls_other_workers_slow_new_pkt_does_not() {
     assert!(threads.len() >= 2, "NewPkt on one thread only");
     let timed = timed_calls(&pkt_trace, "NewPkt");
     assert!(
-        overlapping_timed(&timed)
+        overlapping_pairs(&timed)
             .iter()
             .any(|(a, b)| a.thread != b.thread),
         "no NewPkt calls on different threads overlap in the server trace: {timed:?}"
@@ -1184,10 +1182,9 @@ fn slow_address_offer_stalls_other_workers_slow_new_pkt_does_not() {
 
 #[test]
 fn relay_agent_information_is_echoed_last() {
-    if skip("option82") {
+    let Some(mut lab) = Lab::start("opt82", LAB_QUICK) else {
         return;
-    }
-    let mut lab = Lab::start("opt82", LAB_QUICK);
+    };
     // Option 82 with a circuit id (1) "eth0" and a remote id (2) of three bytes.
     let relay_info = "01:04:65:74:68:30:02:03:aa:bb:cc";
     let ack = lab.ok(
@@ -1220,12 +1217,12 @@ fn relay_agent_information_is_echoed_last() {
 
 #[test]
 fn pkt_send_edits_go_on_the_wire() {
-    if skip("rewrite") {
-        return;
-    }
     // rewrite.c: NewPkt swaps in a copy with option 224 added; PktSend adds option 225 in place.
-    let rewrite = calloutd_callout::fixtures::library("rewrite").unwrap();
-    let mut lab = Lab::start_with("rewrite", LAB_QUICK, &[rewrite], &[], &[]);
+    let Some(mut lab) =
+        Lab::start_with("rewrite", LAB_QUICK, |_| vec![fixture("rewrite")], &[], &[])
+    else {
+        return;
+    };
     let ack = lab.ok("dora", &["--mac", "02:00:00:00:09:01"]);
     check_relay_ack(&ack, "198.18.0.20", LAB_LEASE);
     for reply in [&ack["offer"], &ack] {
@@ -1250,12 +1247,11 @@ fn pkt_send_edits_go_on_the_wire() {
 
 #[test]
 fn conflict_detection_skips_an_address_in_use() {
-    if skip("conflict") {
-        return;
-    }
     // lab-netsh.txt sets DetectConflictRetry 2. Someone already uses 198.18.0.20 (it answers
     // pings inside the namespace), so the server must skip it: AddressDel(CONFLICT), offer .21.
-    let mut lab = Lab::start("conflict", LAB_SCOPES);
+    let Some(mut lab) = Lab::start("conflict", LAB_SCOPES) else {
+        return;
+    };
     lab.ns.add_addr("198.18.0.20/32", "lo").unwrap();
     let ack = lab.ok("dora", &["--mac", "02:00:00:00:0a:01"]);
     check_relay_ack(&ack, "198.18.0.21", LAB_LEASE);
@@ -1270,26 +1266,26 @@ fn conflict_detection_skips_an_address_in_use() {
 
 #[test]
 fn process_it_false_drops_the_packet() {
-    if skip("macfilter") {
-        return;
-    }
     // chain → macfilter (ProcessIt = FALSE for DISCOVER/REQUEST from 02:00:5e:...), trace.
-    let dir = tempfile::tempdir().unwrap();
-    let dlls = fixture_copies(
-        dir.path(),
-        &[
-            ("a-chain", "chain"),
-            ("b-macfilter", "macfilter"),
-            ("c-trace", "trace"),
-        ],
-    );
-    let mut lab = Lab::start_with(
+    let chain = |dir: &Path| {
+        fixture_copies(
+            dir,
+            &[
+                ("a-chain", "chain"),
+                ("b-macfilter", "macfilter"),
+                ("c-trace", "trace"),
+            ],
+        )
+    };
+    let Some(mut lab) = Lab::start_with(
         "macfilt",
         LAB_QUICK,
-        &dlls,
+        chain,
         &[],
         &[("CALLOUT_MACFILTER_PREFIX", "02:00:5e")],
-    );
+    ) else {
+        return;
+    };
     lab.client_exit(
         2,
         "no OFFER for a filtered MAC",
@@ -1317,10 +1313,9 @@ fn process_it_false_drops_the_packet() {
 
 #[test]
 fn relay_outside_every_scope_is_dropped_no_subnets() {
-    if skip("no_subnets") {
+    let Some(mut lab) = Lab::start("nosubnet", LAB_QUICK) else {
         return;
-    }
-    let mut lab = Lab::start("nosubnet", LAB_QUICK);
+    };
     lab.ns.add_addr("198.19.5.1/32", "lo").unwrap();
     let none = lab.client_via(
         "discover",
@@ -1344,10 +1339,9 @@ fn relay_outside_every_scope_is_dropped_no_subnets() {
 
 #[test]
 fn sigint_stops_cleanly_with_control_stop_last() {
-    if skip("sigint") {
+    let Some(mut lab) = Lab::start("sigint", LAB_QUICK) else {
         return;
-    }
-    let mut lab = Lab::start("sigint", LAB_QUICK);
+    };
     let ip = lab.dora_ip("02:00:00:00:0d:01");
     lab.wait_processed(2);
     let (log, trace) = lab.run.stop_with("INT");
@@ -1382,10 +1376,9 @@ fn scope_b_dora(lab: &Lab, extra: &[&str]) -> Value {
 
 #[test]
 fn second_scope_by_giaddr_with_reservation_and_boot_fields() {
-    if skip("scope_b") {
+    let Some(mut lab) = Lab::start("scopeb", LAB_QUICK) else {
         return;
-    }
-    let mut lab = Lab::start("scopeb", LAB_QUICK);
+    };
     lab.ns.add_addr("198.18.1.1/24", RELAY_LINK).unwrap();
     let ack = scope_b_dora(&lab, &["--client-id", "01:00:15:5d:0a:0b:0c"]);
     assert_eq!(ack["message_type"], "ACK");
@@ -1411,10 +1404,9 @@ fn second_scope_by_giaddr_with_reservation_and_boot_fields() {
 
 #[test]
 fn reservation_uid_matches_htype_and_chaddr_without_option_61() {
-    if skip("scope_b_htype") {
+    let Some(lab) = Lab::start("scopebh", LAB_QUICK) else {
         return;
-    }
-    let lab = Lab::start("scopebh", LAB_QUICK);
+    };
     lab.ns.add_addr("198.18.1.1/24", RELAY_LINK).unwrap();
     let ack = scope_b_dora(&lab, &[]);
     assert_eq!(
@@ -1425,11 +1417,10 @@ fn reservation_uid_matches_htype_and_chaddr_without_option_61() {
 
 #[test]
 fn user_class_gets_its_option_values() {
-    if skip("user_class") {
-        return;
-    }
     // lab: option 15 = "lab.example" for everyone, "printers.lab.example" for user class "LABPRN".
-    let mut lab = Lab::start("uclass", LAB_QUICK);
+    let Some(mut lab) = Lab::start("uclass", LAB_QUICK) else {
+        return;
+    };
     let domain = |reply: &Value| -> String {
         let opt = reply["options"]
             .as_array()
@@ -1459,10 +1450,9 @@ fn user_class_gets_its_option_values() {
 
 #[test]
 fn handle_options_maps_the_request_options() {
-    if skip("handle_options") {
+    let Some(mut lab) = Lab::start("hopts", LAB_QUICK) else {
         return;
-    }
-    let mut lab = Lab::start("hopts", LAB_QUICK);
+    };
     let fqdn: String = b"pc9.lab.example"
         .iter()
         .map(|b| format!("{b:02x}"))
@@ -1514,12 +1504,11 @@ fn handle_options_maps_the_request_options() {
 
 #[test]
 fn an_acked_lease_survives_sigkill() {
-    if skip("sigkill") {
-        return;
-    }
     // An ACK is sent only after its lease is committed: killing the server right after the ACK
     // (no clean stop, no flush) must not lose the lease.
-    let mut lab = Lab::start("sigkill", LAB_QUICK);
+    let Some(mut lab) = Lab::start("sigkill", LAB_QUICK) else {
+        return;
+    };
     let mac = "02:00:00:00:10:01";
     let ip = lab.dora_ip(mac);
     drop(lab.run.server.take()); // SIGKILL
@@ -1539,23 +1528,20 @@ fn an_acked_lease_survives_sigkill() {
 
 #[test]
 fn a_copy_of_a_packet_in_flight_is_dropped_duplicate() {
-    if skip("duplicate") {
-        return;
-    }
     // chain → trace2, faulty (NewPkt sleeps 200 ms), trace3: the first copy is still in NewPkt when
     // the second arrives.
-    let dir = tempfile::tempdir().unwrap();
-    let dlls = chained_faulty(dir.path());
-    let mut lab = Lab::start_with(
+    let Some(mut lab) = Lab::start_with(
         "dup",
         LAB_QUICK,
-        &dlls,
+        chained_faulty,
         &[],
         &[
             ("CALLOUT_FAULTY_SLEEP_HOOK", "NewPkt"),
             ("CALLOUT_FAULTY_SLEEP_MS", "200"),
         ],
-    );
+    ) else {
+        return;
+    };
     // The same relayed DISCOVER (xid 0x0d0b0001, giaddr 198.18.0.1, hops 1) sent twice at once.
     send_relayed_discovers(&lab.ns, &[(0x0d0b_0001, [2, 0, 0, 0, 0x11, 1]); 2]);
     // Two packets, each seen by trace2 and trace3.
@@ -1578,7 +1564,7 @@ fn a_copy_of_a_packet_in_flight_is_dropped_duplicate() {
 
 /// The callout chain → trace2, faulty, trace3, copied into `dir` under names whose alphabetical load
 /// order puts the chain first (it then loads the other three, in this order, from ChainDlls).
-fn chained_faulty(dir: &std::path::Path) -> Vec<PathBuf> {
+fn chained_faulty(dir: &Path) -> Vec<PathBuf> {
     fixture_copies(
         dir,
         &[
@@ -1601,21 +1587,19 @@ fn burst_discovers(ns: &NetNs, count: u8) {
 
 #[test]
 fn a_full_queue_drops_nomem() {
-    if skip("nomem") {
-        return;
-    }
     // One worker stuck 200 ms in NewPkt, a queue of one: a burst of DISCOVERs overflows it.
-    let dir = tempfile::tempdir().unwrap();
-    let mut lab = Lab::start_with(
+    let Some(mut lab) = Lab::start_with(
         "nomem",
         LAB_QUICK,
-        &chained_faulty(dir.path()),
+        chained_faulty,
         &["--workers", "1", "--queue", "1"],
         &[
             ("CALLOUT_FAULTY_SLEEP_HOOK", "NewPkt"),
             ("CALLOUT_FAULTY_SLEEP_MS", "200"),
         ],
-    );
+    ) else {
+        return;
+    };
     const BURST: usize = 5;
     burst_discovers(&lab.ns, BURST as u8);
     lab.wait_processed(2 * BURST);

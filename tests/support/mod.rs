@@ -52,6 +52,14 @@ pub fn have_root(test: &str) -> bool {
     }
 }
 
+/// The running test's name (libtest runs each test on a thread named after it), for messages.
+pub fn current_test() -> String {
+    std::thread::current()
+        .name()
+        .unwrap_or("a test thread")
+        .to_string()
+}
+
 /// Owned copies of string arguments.
 pub fn strings(args: &[&str]) -> Vec<String> {
     args.iter().map(|s| s.to_string()).collect()
