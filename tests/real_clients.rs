@@ -243,46 +243,67 @@ fn client_mac(n: u8, variant: bool) -> String {
     format!("02:00:00:00:04:{}{n}", u8::from(variant))
 }
 
-/// A real client: its program, its Debian package, and its number in the test MACs.
+/// A real client: its program, its Debian package, its number in the test MACs, and what its hook
+/// script does after recording the call (shell code that may use the client's variables).
 struct RealClient {
     program: &'static str,
     package: &'static str,
     n: u8,
+    name: &'static str,
+    hook_action: &'static str,
 }
 
 const DHCLIENT: RealClient = RealClient {
     program: "dhclient",
     package: "isc-dhcp-client",
     n: 1,
+    name: "ISC dhclient",
+    hook_action: r#"case "$reason" in
+PREINIT) ip link set dev "$interface" up ;;
+BOUND|RENEW|REBIND|REBOOT) ip -4 addr replace "$new_ip_address/$new_subnet_mask" dev "$interface" ;;
+RELEASE|EXPIRE|FAIL|STOP) [ -z "$old_ip_address" ] || ip -4 addr del "$old_ip_address/$old_subnet_mask" dev "$interface" ;;
+esac"#,
 };
 const UDHCPC: RealClient = RealClient {
     program: "udhcpc",
     package: "udhcpc",
     n: 2,
+    name: "busybox udhcpc",
+    hook_action: r#"case "$1" in
+deconfig) ip -4 addr flush dev "$interface" ;;
+bound|renew) ip -4 addr replace "$ip/$mask" dev "$interface" ;;
+esac"#,
 };
 const DHCPCD: RealClient = RealClient {
     program: "dhcpcd",
     package: "dhcpcd-base",
     n: 3,
+    name: "dhcpcd",
+    // dhcpcd configures the address itself; the script (which replaces dhcpcd-run-hooks and so all
+    // of its hooks, resolv.conf among them) only records.
+    hook_action: ":",
 };
 
-/// What test `test` starts from: the client program, the client's MAC (variant `variant`), a
-/// segment with the server running, and the path of the hook script's record. `None` (the test
-/// skips, with a printed reason) when not root or the client is missing and cannot be installed.
+/// What the running test starts from, as (client program, client MAC, segment with the server
+/// running, hook script's record, hook script): the MAC is variant `variant` of the client's, the
+/// hook script `<program>-script` in the segment's dir. `None` (the test skips, with a printed
+/// reason) when not root or the client is missing and cannot be installed.
 fn setup(
-    test: &str,
     tag: &str,
     client: RealClient,
     variant: bool,
-) -> Option<(PathBuf, String, Segment, PathBuf)> {
-    if !have_root(test) {
+) -> Option<(PathBuf, String, Segment, PathBuf, PathBuf)> {
+    let test = current_test();
+    if !have_root(&test) {
         return None;
     }
-    let program = client_program(test, client.program, client.package)?;
+    let program = client_program(&test, client.program, client.package)?;
     let mac = client_mac(client.n, variant);
     let seg = segment(tag, &mac);
     let record = seg.path("hook-calls.txt");
-    Some((program, mac, seg, record))
+    let script = seg.path(&format!("{}-script", client.program));
+    write_hook_script(&script, &record, client.name, client.hook_action);
+    Some((program, mac, seg, record, script))
 }
 
 // Methods of the shared segment that only these tests use.
@@ -417,36 +438,21 @@ fn check_isc_style_lease(call: &HookCall) -> String {
 
 #[test]
 fn isc_dhclient_gets_and_releases_a_lease() {
-    dhclient_lease("isc_dhclient_gets_and_releases_a_lease", "dh", false);
+    dhclient_lease("dh", false);
 }
 
 #[test]
 fn isc_dhclient_reboots_with_its_lease_then_releases() {
-    dhclient_lease(
-        "isc_dhclient_reboots_with_its_lease_then_releases",
-        "dr",
-        true,
-    );
+    dhclient_lease("dr", true);
 }
 
 /// dhclient gets a lease; when `reboot`, its daemon is killed and the address removed (a crash),
 /// and dhclient started again asks for its recorded lease in INIT-REBOOT (a broadcast REQUEST
 /// without server id); then it releases the lease (`-r`).
-fn dhclient_lease(test: &str, tag: &str, reboot: bool) {
-    let Some((dhclient, mac, mut seg, record)) = setup(test, tag, DHCLIENT, reboot) else {
+fn dhclient_lease(tag: &str, reboot: bool) {
+    let Some((dhclient, mac, mut seg, record, script)) = setup(tag, DHCLIENT, reboot) else {
         return;
     };
-    let script = seg.path("dhclient-script");
-    write_hook_script(
-        &script,
-        &record,
-        "ISC dhclient",
-        r#"case "$reason" in
-PREINIT) ip link set dev "$interface" up ;;
-BOUND|RENEW|REBIND|REBOOT) ip -4 addr replace "$new_ip_address/$new_subnet_mask" dev "$interface" ;;
-RELEASE|EXPIRE|FAIL|STOP) [ -z "$old_ip_address" ] || ip -4 addr del "$old_ip_address/$old_subnet_mask" dev "$interface" ;;
-esac"#,
-    );
     let conf = seg.path("dhclient.conf");
     fs::write(
         &conf,
@@ -567,30 +573,20 @@ esac"#,
 
 #[test]
 fn busybox_udhcpc_gets_and_releases_a_lease() {
-    udhcpc_lease("busybox_udhcpc_gets_and_releases_a_lease", "ud", false);
+    udhcpc_lease("ud", false);
 }
 
 #[test]
 fn busybox_udhcpc_renews_by_unicast_then_releases() {
-    udhcpc_lease("busybox_udhcpc_renews_by_unicast_then_releases", "ur", true);
+    udhcpc_lease("ur", true);
 }
 
 /// udhcpc gets a lease, renews it when `renew` (SIGUSR1: a unicast REQUEST from the leased
 /// address, RENEWING), and releases it on SIGTERM.
-fn udhcpc_lease(test: &str, tag: &str, renew: bool) {
-    let Some((udhcpc, mac, mut seg, record)) = setup(test, tag, UDHCPC, renew) else {
+fn udhcpc_lease(tag: &str, renew: bool) {
+    let Some((udhcpc, mac, mut seg, record, script)) = setup(tag, UDHCPC, renew) else {
         return;
     };
-    let script = seg.path("udhcpc-script");
-    write_hook_script(
-        &script,
-        &record,
-        "busybox udhcpc",
-        r#"case "$1" in
-deconfig) ip -4 addr flush dev "$interface" ;;
-bound|renew) ip -4 addr replace "$ip/$mask" dev "$interface" ;;
-esac"#,
-    );
     // Foreground (-f), fail if no lease (-n) after 5 one-second tries, release on exit (-R).
     let mut cmd = seg.client_ns.command(&udhcpc);
     cmd.args(["-i", &seg.client_if, "-s", script.to_str().unwrap()])
@@ -678,26 +674,22 @@ fn dhcpcd_command(seg: &Segment, dhcpcd: &Path, args: &[&str]) -> Command {
 
 #[test]
 fn dhcpcd_gets_and_releases_a_lease() {
-    dhcpcd_lease("dhcpcd_gets_and_releases_a_lease", "dc", false);
+    dhcpcd_lease("dc", false);
 }
 
 #[test]
 fn dhcpcd_renews_by_unicast_then_releases() {
-    dhcpcd_lease("dhcpcd_renews_by_unicast_then_releases", "dn", true);
+    dhcpcd_lease("dn", true);
 }
 
 /// dhcpcd gets a lease, renews it when `renew` (SIGUSR1: a unicast REQUEST from the leased
 /// address), and releases it with `dhcpcd -k`.
-fn dhcpcd_lease(test: &str, tag: &str, renew: bool) {
-    let Some((dhcpcd, mac, mut seg, record)) = setup(test, tag, DHCPCD, renew) else {
+fn dhcpcd_lease(tag: &str, renew: bool) {
+    let Some((dhcpcd, mac, mut seg, record, script)) = setup(tag, DHCPCD, renew) else {
         return;
     };
     fs::create_dir_all(seg.path("run/dhcpcd")).unwrap();
     fs::create_dir_all(seg.path("var-lib/dhcpcd")).unwrap();
-    let script = seg.path("dhcpcd-script");
-    // dhcpcd configures the address itself; the script (which replaces dhcpcd-run-hooks and so all
-    // of its hooks, resolv.conf among them) only records.
-    write_hook_script(&script, &record, "dhcpcd", ":");
     let conf = seg.path("dhcpcd.conf");
     fs::write(
         &conf,
