@@ -81,13 +81,7 @@ fn broadcast_dora_from_a_client_without_an_address() {
     assert_eq!(ack["broadcast_flag"], true);
     assert_eq!(ack["offer"]["message_type"], "OFFER");
     assert_eq!(ack["offer"]["yiaddr"], "198.18.2.100");
-    let router = ack["options"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|o| o["code"] == 3)
-        .expect("router option");
-    assert_eq!(router["value"], SERVER_IP);
+    assert_eq!(reply_option(&ack, 3)["value"], SERVER_IP, "router");
     // Without the broadcast flag the server cannot unicast to a client that has no address (no
     // ARP entry to inject), so it broadcasts: the client still gets its lease.
     let quiet_mac = "02:00:00:00:07:02";

@@ -36,7 +36,12 @@ struct Ops {
 }
 
 impl Ops {
-    fn start(tag: &str, scopes: &str, extra: &[&str]) -> Ops {
+    /// Starts the server with `scopes` and `extra` arguments and waits for its control API; `None`
+    /// (the test skips, saying why) when not root.
+    fn start(tag: &str, scopes: &str, extra: &[&str]) -> Option<Ops> {
+        if !have_root(&current_test()) {
+            return None;
+        }
         let ns = NetNs::new(tag).expect("create the namespace");
         ns.add_addr("198.18.0.1/24", "lo").expect("relay address");
         let dir = tempfile::tempdir().unwrap();
@@ -86,7 +91,7 @@ impl Ops {
         ops.server
             .wait_for_log("control API listening", Duration::from_secs(10))
             .expect("control API up");
-        ops
+        Some(ops)
     }
 
     /// `calloutd ARGS` in the namespace, bounded by `limit`.
@@ -162,10 +167,6 @@ impl Ops {
     }
 }
 
-fn skip(test: &str) -> bool {
-    !have_root(test)
-}
-
 fn controls(records: &[Value]) -> Vec<u64> {
     records
         .iter()
@@ -193,10 +194,9 @@ fn lease_ips(leases: &Value) -> Vec<String> {
 
 #[test]
 fn pause_drops_as_paused_and_continue_serves_again() {
-    if skip("pause") {
+    let Some(ops) = Ops::start("pause", OPS_SCOPES, &[]) else {
         return;
-    }
-    let ops = Ops::start("pause", OPS_SCOPES, &[]);
+    };
     ops.dora("02:00:00:00:05:01");
     ops.wait_processed(2);
 
@@ -255,10 +255,9 @@ fn pause_drops_as_paused_and_continue_serves_again() {
 
 #[test]
 fn delete_lease_calls_delete_client_and_removes_it() {
-    if skip("delete") {
+    let Some(ops) = Ops::start("delete", OPS_SCOPES, &[]) else {
         return;
-    }
-    let ops = Ops::start("delete", OPS_SCOPES, &[]);
+    };
     let mac = "02:00:00:00:06:01";
     let ip = ops.dora(mac);
     let other = ops.dora("02:00:00:00:06:02");
@@ -315,10 +314,9 @@ fn delete_lease_calls_delete_client_and_removes_it() {
 
 #[test]
 fn expired_leases_are_purged_with_delete_client() {
-    if skip("purge") {
+    let Some(ops) = Ops::start("purge", SHORT_SCOPES, &["--cleanup-interval-secs", "1"]) else {
         return;
-    }
-    let ops = Ops::start("purge", SHORT_SCOPES, &["--cleanup-interval-secs", "1"]);
+    };
     let mac = "02:00:00:00:07:01";
     let (code, ack) = ops.client("dora", &["--mac", mac], 5);
     assert_eq!(code, 0);
@@ -395,10 +393,9 @@ fn parse_prometheus(text: &str) -> BTreeMap<String, u64> {
 
 #[test]
 fn stats_and_metrics_count_a_known_scenario_exactly() {
-    if skip("stats") {
+    let Some(ops) = Ops::start("stats", OPS_SCOPES, &[]) else {
         return;
-    }
-    let ops = Ops::start("stats", OPS_SCOPES, &[]);
+    };
     ops.dora("02:00:00:00:08:01");
     send_garbage(&ops.ns);
     ops.dora("02:00:00:00:08:02");
@@ -481,10 +478,9 @@ fn stats_and_metrics_count_a_known_scenario_exactly() {
 
 #[test]
 fn sigusr1_and_ctl_stop_log_the_summary() {
-    if skip("stop") {
+    let Some(mut ops) = Ops::start("stop", OPS_SCOPES, &[]) else {
         return;
-    }
-    let mut ops = Ops::start("stop", OPS_SCOPES, &[]);
+    };
     ops.dora("02:00:00:00:09:01");
     ops.wait_processed(2);
 
@@ -525,10 +521,9 @@ fn sigusr1_and_ctl_stop_log_the_summary() {
 
 #[test]
 fn audit_log_records_dora_renew_release_decline_and_delete() {
-    if skip("audit") {
+    let Some(mut ops) = Ops::start("audit", OPS_SCOPES, &[]) else {
         return;
-    }
-    let mut ops = Ops::start("audit", OPS_SCOPES, &[]);
+    };
     let mac_a = "02:00:00:00:0a:01";
     let ip_a = ops.dora(mac_a);
     let (code, _) = ops.client("renew", &["--mac", mac_a, "--ciaddr", &ip_a], 5);

@@ -1226,17 +1226,12 @@ fn pkt_send_edits_go_on_the_wire() {
     let ack = lab.ok("dora", &["--mac", "02:00:00:00:09:01"]);
     check_relay_ack(&ack, "198.18.0.20", LAB_LEASE);
     for reply in [&ack["offer"], &ack] {
-        let mark = reply["options"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|o| o["code"] == 225)
-            .unwrap_or_else(|| panic!("no option 225 from PktSend in {reply}"));
-        let hex: String = b"sent-by-rewrite"
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        assert_eq!(mark["hex"].as_str().unwrap().replace([':', ' '], ""), hex);
+        // Option 225 comes from PktSend.
+        let mark = reply_option(reply, 225);
+        assert_eq!(
+            mark["hex"].as_str().unwrap().replace([':', ' '], ""),
+            hex(b"sent-by-rewrite")
+        );
     }
     // rewrite sets only NewPkt and PktSend: the trace holds only the calls that reached the DLL.
     let (_, trace) = lab.run.stop();
@@ -1389,13 +1384,7 @@ fn second_scope_by_giaddr_with_reservation_and_boot_fields() {
     assert_eq!(ack["lease_time"], 1800);
     assert_eq!(ack["giaddr"], "198.18.1.1");
     assert_eq!(ack["file"], "pxelinux.0", "boot file from option 67");
-    let router = ack["options"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|o| o["code"] == 3)
-        .expect("router");
-    assert_eq!(router["value"], "198.18.1.1");
+    assert_eq!(reply_option(&ack, 3)["value"], "198.18.1.1", "router");
 
     let (_, _, packets) = lab.finish(2);
     assert_eq!(packets[0].call("HandleOptions")["scope_id"], "198.18.1.0");
@@ -1422,13 +1411,8 @@ fn user_class_gets_its_option_values() {
         return;
     };
     let domain = |reply: &Value| -> String {
-        let opt = reply["options"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|o| o["code"] == 15)
-            .expect("option 15");
-        opt["value"].as_str().unwrap().trim_matches('"').to_string()
+        let opt = reply_option(reply, 15)["value"].as_str().unwrap();
+        opt.trim_matches('"').to_string()
     };
     let printer = lab.ok(
         "dora",
@@ -1453,10 +1437,7 @@ fn handle_options_maps_the_request_options() {
     let Some(mut lab) = Lab::start("hopts", LAB_QUICK) else {
         return;
     };
-    let fqdn: String = b"pc9.lab.example"
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let fqdn = hex(b"pc9.lab.example");
     let discover = lab.ok(
         "discover",
         &[

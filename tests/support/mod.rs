@@ -190,6 +190,21 @@ pub fn run_calloutd(ns: &NetNs, args: &[&str], limit: Duration) -> CommandRun {
     }
 }
 
+/// Option `code` of a reply as `calloutd client --json` printed it; panics when it is absent.
+pub fn reply_option(reply: &serde_json::Value, code: u64) -> &serde_json::Value {
+    reply["options"]
+        .as_array()
+        .expect("options")
+        .iter()
+        .find(|o| o["code"] == code)
+        .unwrap_or_else(|| panic!("no option {code} in {reply}"))
+}
+
+/// Lower-case hex digits of `bytes`, without separators.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// Runs `calloutd client VERB --json --retries 0 --timeout TIMEOUT_S ARGS` inside `ns`, bounded by
 /// three times the timeout plus 10 s.
 pub fn run_client(ns: &NetNs, verb: &str, timeout_s: u64, args: &[&str]) -> CommandRun {
