@@ -4,41 +4,36 @@ mod support;
 
 use std::fs;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
+use std::time::Duration;
 
-use support::calloutd_bin;
+use support::{calloutd_bin, command_run, fixture, run_bounded, write_parameters, CommandRun};
 
+/// The fixture callout `name`'s path, as text.
 fn so(name: &str) -> String {
-    calloutd_callout::fixtures::library(name)
-        .unwrap_or_else(|e| panic!("building fixture {name}: {e}"))
-        .display()
-        .to_string()
+    fixture(name).display().to_string()
 }
 
-fn check(args: &[&str], envs: &[(&str, &str)]) -> Output {
+/// Runs `calloutd check ARGS` with the environment `envs` in the current folder (bounded).
+fn check(args: &[&str], envs: &[(&str, &str)]) -> CommandRun {
+    check_in(Path::new("."), args, envs)
+}
+
+/// Runs `calloutd check ARGS` with the environment `envs` in `folder`, bounded by a minute.
+fn check_in(folder: &Path, args: &[&str], envs: &[(&str, &str)]) -> CommandRun {
     let mut cmd = Command::new(calloutd_bin());
-    cmd.arg("check").args(args);
+    cmd.current_dir(folder).arg("check").args(args);
     for (k, v) in envs {
         cmd.env(k, v);
     }
-    cmd.output().expect("run calloutd check")
+    command_run(run_bounded(cmd, Duration::from_secs(60)))
 }
 
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
+/// Writes a `.reg` file `name` in `dir` with `CalloutDlls` = `dlls` and `CalloutEnabled` =
+/// `enabled`; returns its path.
 fn write_params(dir: &Path, name: &str, dlls: &[String], enabled: Option<u32>) -> String {
     let path = dir.join(name);
-    fs::write(
-        &path,
-        calloutd_registry::write_parameters_reg(dlls, enabled),
-    )
-    .unwrap();
+    write_parameters(&path, dlls, enabled);
     path.display().to_string()
 }
 
@@ -47,8 +42,8 @@ fn loads_the_trace_callout_and_lists_its_hooks() {
     let dir = tempfile::tempdir().unwrap();
     let reg = write_params(dir.path(), "p.reg", &[so("trace")], Some(1));
     let out = check(&["--reg", &reg], &[]);
-    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
-    let text = stdout(&out);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    let text = out.stdout;
     assert!(text.contains(&format!("loaded: {}", so("trace"))), "{text}");
     assert!(text.contains("ChainDlls: []"), "{text}");
     for hook in [
@@ -82,8 +77,8 @@ fn a_failing_dll_before_the_loaded_one_is_a_warning_and_chain_dlls_are_the_rest(
         .collect();
     let reg = write_params(dir.path(), "p.reg", &dlls, Some(1));
     let out = check(&["--reg", &reg], &[("CALLOUT_FAULTY_ENTRY", "87")]);
-    let text = stdout(&out);
-    assert!(out.status.success(), "{text}{}", stderr(&out));
+    let text = out.stdout;
+    assert_eq!(out.code, 0, "{text}{}", out.stderr);
     assert!(
         text.contains(&format!("warning: event 1034: {}", a.display())),
         "{text}"
@@ -101,9 +96,11 @@ fn listed_order_keeps_the_multi_sz_order() {
     let dir = tempfile::tempdir().unwrap();
     let reg = write_params(dir.path(), "p.reg", &[so("noop"), so("trace")], Some(1));
     let out = check(&["--reg", &reg, "--load-order", "listed"], &[]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stdout(&out).contains(&format!("loaded: {}", so("noop"))));
-    assert!(stdout(&out).contains(&format!("ChainDlls: [{}]", so("trace"))));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains(&format!("loaded: {}", so("noop"))));
+    assert!(out
+        .stdout
+        .contains(&format!("ChainDlls: [{}]", so("trace"))));
 }
 
 #[test]
@@ -113,13 +110,9 @@ fn relative_dll_paths_resolve_against_the_reg_files_folder() {
     fs::copy(so("trace"), dir.path().join("callouts/t.so")).unwrap();
     let reg = write_params(dir.path(), "p.reg", &["callouts/t.so".to_string()], Some(1));
     // Run from another folder so the relative path only works against the .reg file's folder.
-    let out = Command::new(calloutd_bin())
-        .current_dir("/")
-        .args(["check", "--reg", &reg])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
-    assert!(stdout(&out).contains("loaded: callouts/t.so"));
+    let out = check_in(Path::new("/"), &["--reg", &reg], &[]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("loaded: callouts/t.so"));
 }
 
 #[test]
@@ -127,26 +120,22 @@ fn callouts_disabled_or_absent_fail_with_one_line() {
     let dir = tempfile::tempdir().unwrap();
     let off = write_params(dir.path(), "off.reg", &[so("trace")], Some(0));
     let out = check(&["--reg", &off], &[]);
-    assert!(!out.status.success());
-    assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
+    assert_ne!(out.code, 0);
+    assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+    assert!(out.stderr.contains("CalloutEnabled is 0"), "{}", out.stderr);
     assert!(
-        stderr(&out).contains("CalloutEnabled is 0"),
-        "{}",
-        stderr(&out)
-    );
-    assert!(
-        stderr(&out).contains("off.reg:"),
+        out.stderr.contains("off.reg:"),
         "names file:line: {}",
-        stderr(&out)
+        out.stderr
     );
 
     let absent = write_params(dir.path(), "absent.reg", &[so("trace")], None);
     let out = check(&["--reg", &absent], &[]);
-    assert!(!out.status.success());
+    assert_ne!(out.code, 0);
     assert!(
-        stderr(&out).contains("CalloutEnabled is absent"),
+        out.stderr.contains("CalloutEnabled is absent"),
         "{}",
-        stderr(&out)
+        out.stderr
     );
 }
 
@@ -161,8 +150,8 @@ fn no_loadable_dll_names_each_and_why() {
         Some(1),
     );
     let out = check(&["--reg", &reg], &[("CALLOUT_FAULTY_ENTRY", "5")]);
-    assert!(!out.status.success());
-    let err = stderr(&out);
+    assert_ne!(out.code, 0);
+    let err = out.stderr;
     assert!(err.contains("no callout DLL could be loaded"), "{err}");
     assert!(
         err.contains(&missing) && err.contains("cannot load"),
@@ -176,18 +165,14 @@ fn no_loadable_dll_names_each_and_why() {
 fn unreadable_bad_header_and_wrong_type_are_errors_naming_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let out = check(&["--reg", "/nonexistent/x.reg"], &[]);
-    assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("/nonexistent/x.reg"),
-        "{}",
-        stderr(&out)
-    );
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains("/nonexistent/x.reg"), "{}", out.stderr);
 
     let bad = dir.path().join("bad.reg");
     fs::write(&bad, "REGEDIT5\r\n").unwrap();
     let out = check(&["--reg", &bad.display().to_string()], &[]);
-    assert!(!out.status.success());
-    assert!(stderr(&out).contains("bad.reg"), "{}", stderr(&out));
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains("bad.reg"), "{}", out.stderr);
 
     let wrong = dir.path().join("wrong.reg");
     fs::write(
@@ -198,8 +183,8 @@ fn unreadable_bad_header_and_wrong_type_are_errors_naming_the_file() {
     )
     .unwrap();
     let out = check(&["--reg", &wrong.display().to_string()], &[]);
-    assert!(!out.status.success());
-    let err = stderr(&out);
+    assert_ne!(out.code, 0);
+    let err = out.stderr;
     assert!(
         err.contains("wrong.reg:4") && err.contains("CalloutDlls is REG_SZ"),
         "{err}"
@@ -222,8 +207,8 @@ fn skipped_reg_lines_are_warnings_with_file_and_line() {
     )
     .unwrap();
     let out = check(&["--reg", &reg.display().to_string()], &[]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stdout(&out).contains("w.reg:4:"), "{}", stdout(&out));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains("w.reg:4:"), "{}", out.stdout);
 }
 
 fn utf16_multi_sz_hex(s: &str) -> String {
@@ -242,12 +227,8 @@ fn scopes_alone_are_checked_and_reported() {
     let root = support::repo_root();
     let lab = root.join("fixtures/config/lab.xml").display().to_string();
     let out = check(&["--scopes", &lab], &[]);
-    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
-    assert!(
-        stdout(&out).contains("scope 198.18.0.0/24"),
-        "{}",
-        stdout(&out)
-    );
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("scope 198.18.0.0/24"), "{}", out.stdout);
 
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.txt");
@@ -258,16 +239,15 @@ fn scopes_alone_are_checked_and_reported() {
     )
     .unwrap();
     let out = check(&["--scopes", &bad.display().to_string()], &[]);
-    assert!(!out.status.success());
-    assert!(stdout(&out).contains("bad.txt:2"), "{}", stdout(&out));
+    assert_ne!(out.code, 0);
+    assert!(out.stdout.contains("bad.txt:2"), "{}", out.stdout);
 }
 
 #[test]
 fn the_shipped_example_checks_clean() {
-    let status = Command::new(support::repo_root().join("scripts/build-callouts.sh"))
-        .output()
-        .unwrap();
-    assert!(status.status.success(), "{}", stderr(&status));
+    let build = Command::new(support::repo_root().join("scripts/build-callouts.sh"));
+    let built = command_run(run_bounded(build, Duration::from_secs(300)));
+    assert_eq!(built.code, 0, "{}", built.stderr);
     let root = support::repo_root();
     let out = check(
         &[
@@ -281,5 +261,5 @@ fn the_shipped_example_checks_clean() {
         ],
         &[],
     );
-    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
 }

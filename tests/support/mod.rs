@@ -181,7 +181,11 @@ pub struct CommandRun {
 pub fn run_calloutd(ns: &NetNs, args: &[&str], limit: Duration) -> CommandRun {
     let mut cmd = ns.command(&calloutd_bin());
     cmd.args(args);
-    let out = run_bounded(cmd, limit);
+    command_run(run_bounded(cmd, limit))
+}
+
+/// The exit code and output of a finished command, as text.
+pub fn command_run(out: Output) -> CommandRun {
     CommandRun {
         code: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&out.stdout).to_string(),
@@ -549,11 +553,13 @@ pub fn wait_for_jsonl(
 /// Writes a `.reg` file with `CalloutDlls` = `dlls` (absolute paths) and `CalloutEnabled` = 1.
 pub fn write_callout_reg(path: &Path, dlls: &[PathBuf]) {
     let names: Vec<String> = dlls.iter().map(|p| p.display().to_string()).collect();
-    fs::write(
-        path,
-        calloutd_registry::write_parameters_reg(&names, Some(1)),
-    )
-    .expect("write .reg");
+    write_parameters(path, &names, Some(1));
+}
+
+/// Writes a `.reg` file of the DHCPServer Parameters key with `CalloutDlls` = `dlls` (as given)
+/// and `CalloutEnabled` = `enabled` (absent when `None`).
+pub fn write_parameters(path: &Path, dlls: &[String], enabled: Option<u32>) {
+    fs::write(path, calloutd_registry::write_parameters_reg(dlls, enabled)).expect("write .reg");
 }
 
 /// The fixture callout `name` (built on first use).
