@@ -51,6 +51,11 @@ pub struct ServeArgs {
     /// Capacity of the receive queue; one more datagram is dropped with DHCP_DROP_NOMEM.
     #[arg(long, value_name = "N", default_value_t = calloutd_server::DEFAULT_QUEUE_CAPACITY)]
     queue: usize,
+    /// Hold each ACK up to this many microseconds so one lease commit covers every ACK of that
+    /// span (group commit); an ACK never leaves before its lease is committed. 0: every ACK waits
+    /// for its own commit.
+    #[arg(long, value_name = "US", default_value_t = calloutd_server::DEFAULT_COMMIT_DELAY.as_micros() as u64)]
+    commit_delay_us: u64,
     /// Log a warning when a hook runs longer than this many milliseconds under a server lock.
     #[arg(long, value_name = "MS", default_value_t = 10)]
     slow_hook_ms: u64,
@@ -199,6 +204,8 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     let options = EngineOptions {
         ignore_broadcast_flag: params.ignore_broadcast(),
         audit: audit.clone(),
+        // The runtime commits, once per batch of replies (ServerConfig::commit_delay).
+        defer_commits: true,
         ..EngineOptions::default()
     };
     // Conflict detection pings before an offer only when the scope file asks for it.
@@ -243,6 +250,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
             "trace": args.trace,
             "workers": args.workers,
             "queue": args.queue,
+            "commit_delay_us": args.commit_delay_us,
             "cleanup_interval_secs": cleanup.as_secs(),
             "control": args.control,
         }),
@@ -254,6 +262,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         interfaces: args.interface.clone(),
         workers: args.workers,
         queue_capacity: args.queue,
+        commit_delay: std::time::Duration::from_micros(args.commit_delay_us),
         handle_signals: true,
         summary: Some(Arc::new({
             let backend = backend.clone();

@@ -1,6 +1,7 @@
 //! [`Engine`]: the packet pipeline in Microsoft's hook order, the DHCP/BOOTP state machine and lease
 //! allocation.
 
+use std::cell::Cell;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -76,6 +77,10 @@ pub struct EngineOptions {
     pub clock: Arc<dyn Clock>,
     /// Microsoft's audit log (`DhcpSrvLog-<Day>.log`), when on.
     pub audit: Option<Arc<AuditLog>>,
+    /// Leave lease commits to the runtime: a packet's changes come back as
+    /// [`Outcome::uncommitted`], and the runtime sends the reply after [`PacketHandler::commit`], so
+    /// one commit covers the ACKs of many packets. Off: each packet waits for its own commit.
+    pub defer_commits: bool,
 }
 
 impl Default for EngineOptions {
@@ -88,6 +93,7 @@ impl Default for EngineOptions {
             always_send: Vec::new(),
             clock: Arc::new(SystemClock),
             audit: None,
+            defer_commits: false,
         }
     }
 }
@@ -214,6 +220,8 @@ struct Exchange<'a> {
     server_id: Ipv4Addr,
     ctx: PktContext,
     now: u64,
+    /// The highest ticket of this packet's changes left to the runtime (`defer_commits`).
+    uncommitted: Cell<Option<CommitTicket>>,
 }
 
 /// A reply before PktSend.
@@ -526,16 +534,20 @@ impl Engine {
                 server_id: self.options.server_id_override.unwrap_or(if_addr),
                 ctx,
                 now: self.now_secs(),
+                uncommitted: Cell::new(None),
             };
-            match request.message_type {
-                None => self.bootp(&exchange)?,
-                Some(DISCOVER) => Some(self.discover(&exchange)?),
-                Some(REQUEST) => self.request(&exchange)?,
-                Some(DECLINE) => self.decline(&exchange)?,
-                Some(RELEASE) => self.release(&exchange)?,
-                Some(INFORM) => Some(self.inform(&exchange)),
-                Some(_) => return Err(DropReason::Invalid),
-            }
+            let built = match request.message_type {
+                None => self.bootp(&exchange),
+                Some(DISCOVER) => self.discover(&exchange).map(Some),
+                Some(REQUEST) => self.request(&exchange),
+                Some(DECLINE) => self.decline(&exchange),
+                Some(RELEASE) => self.release(&exchange),
+                Some(INFORM) => Ok(Some(self.inform(&exchange))),
+                Some(_) => Err(DropReason::Invalid),
+            };
+            // Changes made before a later step failed still have to be committed.
+            outcome.uncommitted = exchange.uncommitted.get();
+            built?
         };
         let Some(mut built) = built else {
             return Ok(None);
@@ -864,9 +876,9 @@ impl Engine {
                 lease_secs,
                 renewed,
             } => {
-                // Wait for durability outside the lease lock: the ACK goes out only once committed.
+                // Durability outside the lease lock: the ACK goes out only once committed.
                 if let Some(ticket) = ticket {
-                    self.store.commit(ticket).map_err(|error| {
+                    self.settle(x, ticket).map_err(|error| {
                         tracing::error!("lease for {} not committed: {error}", Ipv4Addr::from(ip));
                         DropReason::InternalError
                     })?;
@@ -942,16 +954,28 @@ impl Engine {
         };
         // The client found the address in use: Microsoft's event 13.
         self.audit_packet(x, AuditEventId::Conflict, Some(ip), Some("Declined"));
-        self.commit_quietly(ticket);
+        self.commit_quietly(x, ticket);
         Ok(None)
     }
 
     /// Commits a change no reply waits for (RELEASE, DECLINE): a failure is logged, not a drop.
-    fn commit_quietly(&self, ticket: Option<CommitTicket>) {
+    fn commit_quietly(&self, x: &Exchange<'_>, ticket: Option<CommitTicket>) {
         if let Some(ticket) = ticket {
-            if let Err(error) = self.store.commit(ticket) {
+            if let Err(error) = self.settle(x, ticket) {
                 tracing::error!("{error}");
             }
+        }
+    }
+
+    /// Makes the packet's change `ticket` durable now, or leaves it to the runtime
+    /// ([`EngineOptions::defer_commits`]) through [`Outcome::uncommitted`].
+    fn settle(&self, x: &Exchange<'_>, ticket: CommitTicket) -> Result<(), StoreError> {
+        if self.options.defer_commits {
+            x.uncommitted
+                .set(Some(x.uncommitted.get().map_or(ticket, |t| t.max(ticket))));
+            Ok(())
+        } else {
+            self.store.commit(ticket)
         }
     }
 
@@ -981,7 +1005,7 @@ impl Engine {
             ticket
         };
         self.audit_packet(x, AuditEventId::Release, Some(ip), None);
-        self.commit_quietly(Some(ticket));
+        self.commit_quietly(x, Some(ticket));
         Ok(None)
     }
 
@@ -1035,7 +1059,7 @@ impl Engine {
             ticket
         };
         if let Some(ticket) = ticket {
-            self.store.commit(ticket).map_err(|error| {
+            self.settle(x, ticket).map_err(|error| {
                 tracing::error!(
                     "BOOTP lease for {} not committed: {error}",
                     Ipv4Addr::from(ip)
@@ -1222,5 +1246,9 @@ impl PacketHandler for Engine {
         self.hooks
             .pkt_drop(&mut packet, DropReason::Processed, if_addr, ctx);
         outcome
+    }
+
+    fn commit(&self, ticket: CommitTicket) -> Result<(), StoreError> {
+        self.store.commit(ticket)
     }
 }

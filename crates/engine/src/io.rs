@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use dhcpssdk::DropReason;
 
+use crate::store::{CommitTicket, StoreError};
+
 /// A UDP datagram received on a server socket.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Datagram {
@@ -54,10 +56,21 @@ pub struct Outcome {
     pub request_type: Option<u8>,
     /// The DHCP message type of the reply, if one was sent.
     pub reply_type: Option<u8>,
+    /// Lease changes of this packet that are not durable yet (only when the engine defers commits
+    /// to the runtime): the reply must not leave before [`PacketHandler::commit`] of this ticket
+    /// succeeded, and the change must be committed even when there is no reply.
+    pub uncommitted: Option<CommitTicket>,
 }
 
 /// The engine as the runtime sees it. [`crate::Engine`] implements it; the runtime is generic over it.
 pub trait PacketHandler: Send + Sync + 'static {
     /// Runs one datagram through the whole pipeline (all hooks included) and says what to send.
     fn handle(&self, datagram: Datagram, admission: Admission) -> Outcome;
+
+    /// Waits until the lease changes up to `ticket` ([`Outcome::uncommitted`]) are durable. Many
+    /// outcomes' tickets are committed by one call for the highest of them (group commit).
+    fn commit(&self, ticket: CommitTicket) -> Result<(), StoreError> {
+        let _ = ticket;
+        Ok(())
+    }
 }

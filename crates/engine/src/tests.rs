@@ -1716,3 +1716,100 @@ fn audit_log_records_conflicts_exhaustion_bootp_and_relay_info() {
     assert_eq!(events[2].relay_agent, "0x0106706F72742D37");
     assert_eq!(events[3].mac, mac_hex(3));
 }
+
+/// A memory store that logs every `commit` call (the ticket asked for).
+#[derive(Default)]
+struct CommitLog {
+    leases: MemoryLeaseStore,
+    commits: Arc<Mutex<Vec<u64>>>,
+}
+
+impl LeaseStore for CommitLog {
+    fn load_all(&self) -> Result<Vec<Lease>, StoreError> {
+        self.leases.load_all()
+    }
+    fn put(&self, lease: Lease) -> CommitTicket {
+        self.leases.put(lease)
+    }
+    fn remove(&self, ip: Ipv4Addr) -> CommitTicket {
+        self.leases.remove(ip)
+    }
+    fn commit(&self, ticket: CommitTicket) -> Result<(), StoreError> {
+        self.commits.lock().unwrap().push(ticket.0);
+        self.leases.commit(ticket)
+    }
+}
+
+fn engine_over_commit_log(defer_commits: bool) -> (Engine, Arc<Mutex<Vec<u64>>>) {
+    let store = CommitLog::default();
+    let commits = Arc::clone(&store.commits);
+    let options = EngineOptions {
+        clock: Arc::new(ManualClock::new(start())),
+        defer_commits,
+        ..EngineOptions::default()
+    };
+    let engine = Engine::new(
+        config(),
+        options,
+        Arc::new(NoHooks),
+        Box::new(store),
+        Arc::new(NoProber),
+    )
+    .unwrap();
+    (engine, commits)
+}
+
+fn request_for(n: u8, offered: Ipv4Addr) -> Message {
+    let mut request = message(MessageType::Request, n);
+    request
+        .opts_mut()
+        .insert(DhcpOption::ServerIdentifier(SERVER));
+    request
+        .opts_mut()
+        .insert(DhcpOption::RequestedIpAddress(offered));
+    request
+}
+
+#[test]
+fn deferred_commits_leave_the_ack_and_release_changes_to_the_runtime() {
+    let (engine, commits) = engine_over_commit_log(true);
+    let send = |m: &Message| engine.handle(datagram(m, Ipv4Addr::BROADCAST), Admission::Process);
+    let offer = send(&message(MessageType::Discover, 1));
+    assert_eq!(offer.uncommitted, None, "an offer changes no stored lease");
+    let ack = send(&request_for(1, decode(&offer).yiaddr()));
+    assert_eq!(ack.reply_type, Some(5));
+    let ticket = ack
+        .uncommitted
+        .expect("the ACK's lease is left to the runtime");
+    assert!(
+        commits.lock().unwrap().is_empty(),
+        "the engine did not wait"
+    );
+    engine.commit(ticket).unwrap();
+    assert_eq!(*commits.lock().unwrap(), vec![ticket.0]);
+
+    let leased = decode(&ack).yiaddr();
+    let mut release = renewal(1, leased);
+    release
+        .opts_mut()
+        .insert(DhcpOption::MessageType(MessageType::Release));
+    release
+        .opts_mut()
+        .insert(DhcpOption::ServerIdentifier(SERVER));
+    let released = engine.handle(datagram(&release, SERVER), Admission::Process);
+    assert!(released.reply.is_none());
+    let removal = released.uncommitted.expect("the release's removal too");
+    assert!(removal > ticket);
+    assert_eq!(commits.lock().unwrap().len(), 1);
+}
+
+#[test]
+fn without_deferral_the_engine_commits_before_the_ack() {
+    let (engine, commits) = engine_over_commit_log(false);
+    let send = |m: &Message| engine.handle(datagram(m, Ipv4Addr::BROADCAST), Admission::Process);
+    let offer = send(&message(MessageType::Discover, 1));
+    let ack = send(&request_for(1, decode(&offer).yiaddr()));
+    assert_eq!(ack.reply_type, Some(5));
+    assert_eq!(ack.uncommitted, None);
+    assert_eq!(commits.lock().unwrap().len(), 1);
+}

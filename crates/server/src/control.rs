@@ -106,6 +106,9 @@ pub struct StatsView {
     pub sent: u64,
     /// Replies whose send failed.
     pub send_errors: u64,
+    /// Replies not sent because their lease change could not be committed.
+    #[serde(default)]
+    pub replies_withheld: u64,
     /// Datagrams the kernel dropped for want of buffer space.
     pub kernel_drops: u64,
     /// Datagrams waiting in the queue.
@@ -175,6 +178,7 @@ impl StatsView {
             received: counters.received,
             sent: counters.sent,
             send_errors: counters.send_errors,
+            replies_withheld: counters.replies_withheld,
             kernel_drops: counters.kernel_drops,
             queue_depth: counters.queue_depth,
             in_progress: counters.in_progress,
@@ -222,6 +226,12 @@ impl StatsView {
             "counter",
             "Replies whose send failed.",
             one(self.send_errors),
+        );
+        family(
+            "replies_withheld_total",
+            "counter",
+            "Replies not sent because their lease change could not be committed.",
+            one(self.replies_withheld),
         );
         family(
             "kernel_drops_total",
@@ -360,11 +370,12 @@ impl fmt::Display for StatsView {
         };
         writeln!(
             f,
-            "state {}  received {}  sent {}  send errors {}  kernel drops {}  queue {}  in progress {}",
+            "state {}  received {}  sent {}  send errors {}  withheld {}  kernel drops {}  queue {}  in progress {}",
             self.state,
             self.received,
             self.sent,
             self.send_errors,
+            self.replies_withheld,
             self.kernel_drops,
             self.queue_depth,
             self.in_progress

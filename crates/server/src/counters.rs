@@ -19,6 +19,7 @@ pub(crate) struct Counters {
     received: AtomicU64,
     sent: AtomicU64,
     send_errors: AtomicU64,
+    replies_withheld: AtomicU64,
     handler_panics: AtomicU64,
     runtime_drops: [AtomicU64; DROP_REASONS],
     requests_by_type: [AtomicU64; MESSAGE_TYPE_SLOTS],
@@ -48,6 +49,11 @@ impl Counters {
 
     pub(crate) fn send_error(&self) {
         self.send_errors.fetch_add(1, Relaxed);
+    }
+
+    /// A reply not sent because its lease change could not be committed.
+    pub(crate) fn reply_withheld(&self) {
+        self.replies_withheld.fetch_add(1, Relaxed);
     }
 
     pub(crate) fn handler_panic(&self) {
@@ -105,6 +111,7 @@ impl Counters {
             received: self.received.load(Relaxed),
             sent: self.sent.load(Relaxed),
             send_errors: self.send_errors.load(Relaxed),
+            replies_withheld: self.replies_withheld.load(Relaxed),
             handler_panics: self.handler_panics.load(Relaxed),
             runtime_drops: pairs(&self.runtime_drops),
             kernel_drops,
@@ -129,6 +136,8 @@ pub struct CountersSnapshot {
     pub sent: u64,
     /// Replies whose send failed.
     pub send_errors: u64,
+    /// Replies not sent because their lease change could not be committed.
+    pub replies_withheld: u64,
     /// Datagrams whose handler panicked (an engine bug; the packet is lost).
     pub handler_panics: u64,
     /// Drops the runtime decided, per reason in [`DropReason::ALL`] order (only `NoMem`, `Duplicate`,
@@ -285,18 +294,21 @@ mod tests {
             dropped: Some(DropReason::Paused),
             request_type: Some(1),
             reply_type: None,
+            ..Outcome::default()
         });
         counters.outcome(&Outcome {
             reply: None,
             dropped: None,
             request_type: Some(3),
             reply_type: Some(5),
+            ..Outcome::default()
         });
         counters.outcome(&Outcome {
             reply: None,
             dropped: Some(DropReason::Invalid),
             request_type: None,
             reply_type: None,
+            ..Outcome::default()
         });
         counters.outcome(&Outcome {
             request_type: Some(200),

@@ -1,20 +1,25 @@
-//! Delayed replies (a scope's offer `Delay`): one timer thread holds them in deadline order and sends
-//! each when it is due, so no worker ever sleeps.
+//! Delayed replies: one timer thread holds them in deadline order and sends each when it is due, so
+//! no worker ever sleeps. Two kinds wait here: replies with a scope's offer `Delay`, and replies
+//! whose lease change is not committed yet (the commit delay), which the timer thread commits
+//! together, once for all that are due.
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
-use calloutd_engine::Reply;
+use calloutd_engine::{CommitTicket, Reply};
 
-/// A reply waiting for its time.
+/// A reply (or a bare lease change) waiting for its time.
 #[derive(Debug)]
 pub(crate) struct Pending {
     pub(crate) due: Instant,
     /// Order of scheduling: equal deadlines go out first come, first served.
     seq: u64,
-    pub(crate) reply: Reply,
+    /// `None` for a change no reply waits for (RELEASE, DECLINE), which still gets committed.
+    pub(crate) reply: Option<Reply>,
+    /// The lease change that must be durable before the reply leaves.
+    pub(crate) commit: Option<CommitTicket>,
     pub(crate) socket: usize,
     pub(crate) ifindex: i32,
 }
@@ -42,6 +47,8 @@ struct Inner {
     heap: BinaryHeap<Pending>,
     next_seq: u64,
     closed: bool,
+    /// The deadline of the open commit batch, which replies with a commit join.
+    commit_batch_due: Option<Instant>,
 }
 
 /// The schedule shared by the workers (who add) and the timer thread (who sends).
@@ -56,10 +63,31 @@ impl DelayedReplies {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Schedules `reply` for `now + reply.delay`.
-    pub(crate) fn schedule(&self, reply: Reply, socket: usize, ifindex: i32) {
-        let due = Instant::now() + reply.delay;
+    /// Schedules `reply` (and the commit of `commit`) for `now + after`. A reply with a commit
+    /// joins the open commit batch instead, if one is due later than now: every reply of a batch
+    /// shares one deadline, so the timer thread commits them together, and none waits longer than
+    /// `after`.
+    pub(crate) fn schedule(
+        &self,
+        reply: Option<Reply>,
+        commit: Option<CommitTicket>,
+        after: std::time::Duration,
+        socket: usize,
+        ifindex: i32,
+    ) {
+        let now = Instant::now();
         let mut inner = self.lock();
+        let due = match inner.commit_batch_due {
+            Some(batch_due) if commit.is_some() && batch_due > now && batch_due <= now + after => {
+                batch_due
+            }
+            _ if commit.is_some() => {
+                let due = now + after;
+                inner.commit_batch_due = Some(due);
+                due
+            }
+            _ => now + after,
+        };
         let seq = inner.next_seq;
         inner.next_seq += 1;
         let earliest = inner.heap.peek().is_none_or(|first| due < first.due);
@@ -67,6 +95,7 @@ impl DelayedReplies {
             due,
             seq,
             reply,
+            commit,
             socket,
             ifindex,
         });
@@ -77,19 +106,22 @@ impl DelayedReplies {
         }
     }
 
-    /// The timer thread's loop: waits for each reply's deadline and hands it to `send`. After
-    /// [`DelayedReplies::close`] it still sends everything scheduled, each at its time, then returns.
-    pub(crate) fn run(&self, mut send: impl FnMut(Pending)) {
+    /// The timer thread's loop: waits for the earliest deadline and hands everything due by then to
+    /// `send`, in deadline order. After [`DelayedReplies::close`] it still sends everything
+    /// scheduled, each at its time, then returns.
+    pub(crate) fn run(&self, mut send: impl FnMut(Vec<Pending>)) {
         let mut inner = self.lock();
         loop {
             let now = Instant::now();
             match inner.heap.peek().map(|first| first.due) {
                 Some(due) if due <= now => {
-                    if let Some(pending) = inner.heap.pop() {
-                        drop(inner);
-                        send(pending);
-                        inner = self.lock();
+                    let mut batch = Vec::new();
+                    while inner.heap.peek().is_some_and(|first| first.due <= now) {
+                        batch.extend(inner.heap.pop());
                     }
+                    drop(inner);
+                    send(batch);
+                    inner = self.lock();
                 }
                 Some(due) => {
                     inner = self
@@ -123,13 +155,17 @@ mod tests {
     use std::sync::Arc;
     use std::time::Duration;
 
-    fn reply(tag: u8, delay_ms: u64) -> Reply {
-        Reply {
+    fn reply(tag: u8) -> Option<Reply> {
+        Some(Reply {
             bytes: vec![tag],
             dest: SocketAddrV4::new(Ipv4Addr::LOCALHOST, 68),
             source: Ipv4Addr::LOCALHOST,
-            delay: Duration::from_millis(delay_ms),
-        }
+            delay: Duration::ZERO,
+        })
+    }
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
     }
 
     #[test]
@@ -140,16 +176,18 @@ mod tests {
             let delayed = Arc::clone(&delayed);
             std::thread::spawn(move || {
                 let mut sent = Vec::new();
-                delayed.run(|pending| {
-                    assert!(Instant::now() >= pending.due);
-                    sent.push((pending.reply.bytes[0], start.elapsed()));
+                delayed.run(|due| {
+                    for pending in due {
+                        assert!(Instant::now() >= pending.due);
+                        sent.push((pending.reply.unwrap().bytes[0], start.elapsed()));
+                    }
                 });
                 sent
             })
         };
-        delayed.schedule(reply(3, 60), 0, 0);
-        delayed.schedule(reply(1, 10), 0, 0);
-        delayed.schedule(reply(2, 30), 0, 0);
+        delayed.schedule(reply(3), None, ms(60), 0, 0);
+        delayed.schedule(reply(1), None, ms(10), 0, 0);
+        delayed.schedule(reply(2), None, ms(30), 0, 0);
         delayed.close();
         let sent = timer.join().unwrap();
         let order: Vec<u8> = sent.iter().map(|(tag, _)| *tag).collect();

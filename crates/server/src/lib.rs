@@ -86,7 +86,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime};
 
-use calloutd_engine::{Admission, AuditLog, Datagram, Hooks, PacketHandler, Reply};
+use calloutd_engine::{Admission, AuditLog, CommitTicket, Datagram, Hooks, PacketHandler, Reply};
 use dhcpssdk::{ControlCode, DropReason};
 use tracing::{error, info, warn};
 
@@ -100,7 +100,7 @@ pub use socket::parse_listen;
 
 use backlog::{Backlog, Job, Pushed};
 use counters::Counters;
-use delayed::DelayedReplies;
+use delayed::{DelayedReplies, Pending};
 use duplicate::DuplicateKey;
 use socket::ServerSocket;
 
@@ -110,6 +110,9 @@ pub const DHCP_SERVER_PORT: u16 = 67;
 pub const DEFAULT_QUEUE_CAPACITY: usize = 1024;
 /// Default longest wait in the queue before a datagram is dropped with `DHCP_DROP_TIMEOUT`.
 pub const DEFAULT_QUEUE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Default [`ServerConfig::commit_delay`]: at 8 000 ACKs/s one commit covers about eight of them,
+/// for a millisecond more on each ACK's way.
+pub const DEFAULT_COMMIT_DELAY: Duration = Duration::from_millis(1);
 
 /// A datagram that waited in the socket buffer longer than this shows that every worker was busy:
 /// the worker that reads it reads the backlog into the queue.
@@ -169,6 +172,10 @@ pub struct ServerConfig {
     pub audit: Option<Arc<AuditLog>>,
     /// Periodic housekeeping, e.g. the expired-lease purge.
     pub periodic: Option<PeriodicTask>,
+    /// How long a reply whose lease change is not durable yet ([`calloutd_engine::Outcome::uncommitted`]) waits on
+    /// the timer thread, so that one commit covers every ACK of that span; 0 commits each in its
+    /// worker at once.
+    pub commit_delay: Duration,
 }
 
 impl Default for ServerConfig {
@@ -185,6 +192,7 @@ impl Default for ServerConfig {
             summary: None,
             audit: None,
             periodic: None,
+            commit_delay: DEFAULT_COMMIT_DELAY,
         }
     }
 }
@@ -203,6 +211,7 @@ impl fmt::Debug for ServerConfig {
             .field("summary", &self.summary.as_ref().map(|_| "custom"))
             .field("audit", &self.audit)
             .field("periodic", &self.periodic)
+            .field("commit_delay", &self.commit_delay)
             .finish()
     }
 }
@@ -301,6 +310,7 @@ struct Runtime {
     counters: Counters,
     service: Service,
     queue_timeout: Duration,
+    commit_delay: Duration,
 }
 
 impl Runtime {
@@ -472,17 +482,72 @@ impl Runtime {
         match outcome {
             Ok(outcome) => {
                 self.counters.outcome(&outcome);
-                if let Some(reply) = outcome.reply {
+                let reply = match outcome.uncommitted {
+                    Some(ticket) if !self.commit_delay.is_zero() => {
+                        // The timer thread commits and sends: one commit for every ACK it holds.
+                        let after = outcome
+                            .reply
+                            .as_ref()
+                            .map_or(self.commit_delay, |r| r.delay.max(self.commit_delay));
+                        self.delayed
+                            .schedule(outcome.reply, Some(ticket), after, socket, ifindex);
+                        return;
+                    }
+                    Some(ticket) => self.committed(handler, ticket, outcome.reply),
+                    None => outcome.reply,
+                };
+                if let Some(reply) = reply {
                     if reply.delay.is_zero() {
                         self.send(socket, ifindex, &reply);
                     } else {
-                        self.delayed.schedule(reply, socket, ifindex);
+                        let delay = reply.delay;
+                        self.delayed
+                            .schedule(Some(reply), None, delay, socket, ifindex);
                     }
                 }
             }
             Err(_) => {
                 self.counters.handler_panic();
                 error!(%peer, "the engine panicked while handling a datagram; it is lost");
+            }
+        }
+    }
+
+    /// `reply` once the lease changes up to `ticket` are durable; `None` (the reply withheld, the
+    /// client will retry) when the commit failed.
+    fn committed<H: PacketHandler + ?Sized>(
+        &self,
+        handler: &H,
+        ticket: CommitTicket,
+        reply: Option<Reply>,
+    ) -> Option<Reply> {
+        match handler.commit(ticket) {
+            Ok(()) => reply,
+            Err(error) => {
+                if let Some(reply) = &reply {
+                    self.counters.reply_withheld();
+                    error!(dest = %reply.dest, "reply withheld, its lease is not committed: {error}");
+                }
+                None
+            }
+        }
+    }
+
+    /// What the timer thread does with the replies due at one moment: one commit for the highest
+    /// ticket among them (the store commits everything queued up to it), then each reply whose own
+    /// change is durable goes out.
+    fn send_due<H: PacketHandler + ?Sized>(&self, handler: &H, due: Vec<Pending>) {
+        if let Some(highest) = due.iter().filter_map(|p| p.commit).max() {
+            // A failure shows again in the per-reply check below, for the replies it concerns.
+            let _ = handler.commit(highest);
+        }
+        for pending in due {
+            let reply = match pending.commit {
+                Some(ticket) => self.committed(handler, ticket, pending.reply),
+                None => pending.reply,
+            };
+            if let Some(reply) = reply {
+                self.send(pending.socket, pending.ifindex, &reply);
             }
         }
     }
@@ -726,6 +791,7 @@ impl Server {
                 audit: config.audit.clone(),
             },
             queue_timeout: config.queue_timeout,
+            commit_delay: config.commit_delay,
         });
         runtime.start();
         let mut server = Server {
@@ -759,13 +825,14 @@ impl Server {
                 .map_err(|source| ServerError::Thread { what, source })
         };
         let runtime = Arc::clone(&self.runtime);
+        let timer_handler = Arc::clone(&handler);
         self.timer = Some(spawn(
             "calloutd-timer".into(),
             "timer",
             Box::new(move || {
                 runtime
                     .delayed
-                    .run(|pending| runtime.send(pending.socket, pending.ifindex, &pending.reply))
+                    .run(|due| runtime.send_due(&*timer_handler, due))
             }),
         )?);
         let workers = if config.workers == 0 {

@@ -327,6 +327,7 @@ fn paused_service_drops_with_paused_between_control_pause_and_continue() {
                 datagram,
                 admission,
             } => format!("{}:{admission:?}", String::from_utf8_lossy(&datagram.bytes)),
+            Event::Committed(ticket) => format!("Committed({ticket})"),
         })
         .collect();
     assert_eq!(
@@ -508,7 +509,7 @@ fn several_listen_sockets_each_answer_from_their_own_address() {
         .into_iter()
         .filter_map(|event| match event {
             Event::Handled { datagram, .. } => Some(datagram.if_addr),
-            Event::Control(_) => None,
+            Event::Control(_) | Event::Committed(_) => None,
         })
         .collect();
     assert_eq!(

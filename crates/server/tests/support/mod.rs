@@ -24,6 +24,8 @@ pub enum Event {
         datagram: Datagram,
         admission: Admission,
     },
+    /// `PacketHandler::commit` was called with this ticket.
+    Committed(u64),
 }
 
 /// The shared, ordered event log.
@@ -48,7 +50,7 @@ impl Log {
                     datagram,
                     admission,
                 } => Some((datagram.bytes, admission)),
-                Event::Control(_) => None,
+                Event::Control(_) | Event::Committed(_) => None,
             })
             .collect()
     }
@@ -58,7 +60,7 @@ impl Log {
             .into_iter()
             .filter_map(|event| match event {
                 Event::Control(code) => Some(code),
-                Event::Handled { .. } => None,
+                Event::Handled { .. } | Event::Committed(_) => None,
             })
             .collect()
     }
@@ -309,6 +311,7 @@ impl PacketHandler for EchoHandler {
                     dropped: None,
                     request_type: Some(1),
                     reply_type: Some(2),
+                    ..Outcome::default()
                 };
             }
         };
@@ -317,6 +320,7 @@ impl PacketHandler for EchoHandler {
             dropped: Some(dropped),
             request_type: None,
             reply_type: None,
+            ..Outcome::default()
         }
     }
 }
