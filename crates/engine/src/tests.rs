@@ -301,15 +301,7 @@ impl Harness {
     /// DISCOVER and REQUEST for client `n`; returns the leased address (hook calls cleared).
     fn dora(&self, n: u8) -> Ipv4Addr {
         let offer = self.send(&message(MessageType::Discover, n));
-        let offered = decode(&offer).yiaddr();
-        let mut request = message(MessageType::Request, n);
-        request
-            .opts_mut()
-            .insert(DhcpOption::ServerIdentifier(SERVER));
-        request
-            .opts_mut()
-            .insert(DhcpOption::RequestedIpAddress(offered));
-        let ack = self.send(&request);
+        let ack = self.send(&request_for(n, decode(&offer).yiaddr()));
         assert_eq!(ack.reply_type, Some(5), "ACK for client {n}");
         self.hooks.take();
         decode(&ack).yiaddr()
@@ -1759,6 +1751,7 @@ fn engine_over_commit_log(defer_commits: bool) -> (Engine, Arc<Mutex<Vec<u64>>>)
     (engine, commits)
 }
 
+/// A SELECTING REQUEST of client `n` for `offered` from us.
 fn request_for(n: u8, offered: Ipv4Addr) -> Message {
     let mut request = message(MessageType::Request, n);
     request
