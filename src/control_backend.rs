@@ -75,14 +75,16 @@ fn free_addresses(scope: &Scope, leased: &[Ipv4Addr]) -> u64 {
             .iter()
             .any(|r| (u32::from(r.start_range)..=u32::from(r.end_range)).contains(&ip))
     };
-    let reserved: Vec<u32> = scope
+    // A set, so a scope with a million leases is counted in one pass, not pool × leases.
+    let taken: std::collections::HashSet<u32> = scope
         .reservations
         .iter()
         .map(|r| u32::from(r.ip_address))
+        .chain(leased.iter().map(|ip| u32::from(*ip)))
+        .filter(|ip| (start..=end).contains(ip))
         .collect();
-    let leased: Vec<u32> = leased.iter().map(|ip| u32::from(*ip)).collect();
     (start..=end)
-        .filter(|ip| !excluded(*ip) && !reserved.contains(ip) && !leased.contains(ip))
+        .filter(|ip| !taken.contains(ip) && !excluded(*ip))
         .count() as u64
 }
 

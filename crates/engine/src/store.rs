@@ -176,8 +176,9 @@ struct Queue {
 /// shell can read it only after calloutd stops.
 pub struct SqliteLeaseStore {
     path: PathBuf,
-    /// The leases stored when the database was opened ([`LeaseStore::load_all`]).
-    loaded: Vec<Lease>,
+    /// The leases stored when the database was opened, until [`LeaseStore::load_all`] hands them
+    /// over (kept once, not twice: the engine's table is the live copy).
+    loaded: Mutex<Option<Vec<Lease>>>,
     queue: Mutex<Queue>,
     /// Signalled after every transaction.
     done: Condvar,
@@ -239,7 +240,7 @@ impl SqliteLeaseStore {
         let loaded = read_leases(&conn, &path)?;
         Ok(Self {
             path,
-            loaded,
+            loaded: Mutex::new(Some(loaded)),
             queue: Mutex::new(Queue::default()),
             done: Condvar::new(),
             conn: Mutex::new(conn),
@@ -265,7 +266,21 @@ impl SqliteLeaseStore {
 
 impl LeaseStore for SqliteLeaseStore {
     fn load_all(&self) -> Result<Vec<Lease>, StoreError> {
-        Ok(self.loaded.clone())
+        let opened = self
+            .loaded
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        match opened {
+            Some(leases) => Ok(leases),
+            // Asked again: commit what is queued and read the database as it is now.
+            None => {
+                let issued = self.lock().issued;
+                self.commit(CommitTicket(issued))?;
+                let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+                read_leases(&conn, &self.path)
+            }
+        }
     }
 
     fn put(&self, lease: Lease) -> CommitTicket {
@@ -489,8 +504,9 @@ mod tests {
             infinite.expires = None;
             infinite.client_type = ClientType::Bootp;
             store.put(infinite);
-            let last = store.remove(Ipv4Addr::new(198, 18, 0, 11));
-            store.commit(last).unwrap();
+            store.remove(Ipv4Addr::new(198, 18, 0, 11));
+            // Asked a second time, the store commits what is queued and reads the database.
+            assert_eq!(store.load_all().unwrap().len(), 2);
         }
         let store = SqliteLeaseStore::open(&path).unwrap();
         let loaded = store.load_all().unwrap();

@@ -593,8 +593,17 @@ impl ControlRouter {
             "pause" => self.service.pause(),
             "continue" => self.service.resume(),
             "stop" => {
+                // The stop runs on the server's own thread and may be over before this answer is
+                // written: report what this request did (start the stop), not the state after it.
+                let before = self.service.state();
                 self.service.stop();
-                Ok(())
+                let state = if before == ServiceState::Stopped {
+                    "stopped"
+                } else {
+                    "stopping"
+                };
+                info!("service stop through the control API");
+                return ControlResponse::json(200, &serde_json::json!({ "state": state }));
             }
             other => {
                 return ControlResponse::error(

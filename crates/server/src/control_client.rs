@@ -2,6 +2,9 @@
 
 use std::time::Duration;
 
+/// The largest response body read (`GET /v1/leases` of a million leases is ~230 MB).
+const RESPONSE_LIMIT: u64 = 1 << 30;
+
 /// How long one control request may take.
 pub const CONTROL_CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -85,8 +88,12 @@ pub fn call(addr: &str, token: Option<&str>, verb: &ControlVerb) -> Result<Strin
     };
     let mut response = result.map_err(|e| format!("{method} {url}: {e}"))?;
     let status = response.status().as_u16();
+    // A lease list of a large server is big (about 230 bytes a lease): allow 1 GiB, not ureq's
+    // default 10 MiB.
     let body = response
         .body_mut()
+        .with_config()
+        .limit(RESPONSE_LIMIT)
         .read_to_string()
         .map_err(|e| format!("{method} {url}: reading the response: {e}"))?;
     if (200..300).contains(&status) {
