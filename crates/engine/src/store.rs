@@ -266,11 +266,7 @@ impl SqliteLeaseStore {
 
 impl LeaseStore for SqliteLeaseStore {
     fn load_all(&self) -> Result<Vec<Lease>, StoreError> {
-        let opened = self
-            .loaded
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
+        let opened = self.loaded.lock().unwrap_or_else(|p| p.into_inner()).take();
         match opened {
             Some(leases) => Ok(leases),
             // Asked again: commit what is queued and read the database as it is now.
