@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the C callouts of fixtures/callouts/ into fixtures/callouts/build/: linux/*.so with cc, and
 # windows/*.dll with x86_64-w64-mingw32-gcc when it is installed. The same sources, unchanged, for both.
-# (The test suite builds its own copies through calloutd_callout::fixtures; this is for examples.)
+# (The test suite builds its own copies through calloutd_fixtures (crates/fixtures); this is for examples.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 src=fixtures/callouts

@@ -45,8 +45,7 @@ impl Ops {
         let ns = NetNs::new(tag).expect("create the namespace");
         ns.add_addr("198.18.0.1/24", "lo").expect("relay address");
         let dir = tempfile::tempdir().unwrap();
-        let trace_so =
-            calloutd_callout::fixtures::library("trace").expect("build the trace callout");
+        let trace_so = calloutd_fixtures::library("trace").expect("build the trace callout");
         let reg = dir.path().join("callout.reg");
         write_callout_reg(&reg, &[trace_so]);
         let callout_log = dir.path().join("callout.jsonl");

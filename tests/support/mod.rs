@@ -564,8 +564,7 @@ pub fn write_parameters(path: &Path, dlls: &[String], enabled: Option<u32>) {
 
 /// The fixture callout `name` (built on first use).
 pub fn fixture(name: &str) -> PathBuf {
-    calloutd_callout::fixtures::library(name)
-        .unwrap_or_else(|e| panic!("building the {name} callout: {e}"))
+    calloutd_fixtures::library(name).unwrap_or_else(|e| panic!("building the {name} callout: {e}"))
 }
 
 /// Copies fixture callouts into `dir` as `<name>.so` for each (name, fixture), in that order (the

@@ -10,7 +10,6 @@
 //!   reports ([`HookFault`]), `DHCP_SERVER_OPTIONS` built from the packet, timing, the lock
 //!   annotation ([`HeldLocks`]) with a "slow under the lease lock" warning, the JSON Lines trace
 //!   ([`TraceSink`], schema in [`trace`]) and per-hook statistics ([`HookStats`]).
-//! - [`fixtures`]: builds the C test callouts of `fixtures/callouts/` for tests of any crate.
 //!
 //! What it is not for: the DHCP state machine (the engine decides when each hook runs), and
 //! protecting the process from a DLL that crashes (a callout runs in-process, as on Windows).
@@ -40,7 +39,6 @@
 
 mod buffer;
 mod callout;
-pub mod fixtures;
 mod load;
 mod options;
 pub mod trace;

@@ -240,10 +240,10 @@ fn the_report_serializes_for_check_and_logs() {
 
 #[test]
 fn windows_dlls_build_from_the_same_sources_when_mingw_is_installed() {
-    match calloutd_callout::fixtures::build_windows().unwrap() {
+    match calloutd_fixtures::build_windows().unwrap() {
         None => eprintln!("note: mingw-w64 not installed, skipped"),
         Some(dir) => {
-            for fixture in calloutd_callout::fixtures::FIXTURES {
+            for fixture in calloutd_fixtures::FIXTURES {
                 let bytes = std::fs::read(dir.join(format!("{}.dll", fixture.name))).unwrap();
                 assert_eq!(&bytes[..2], b"MZ", "{} is not a PE file", fixture.name);
                 let path = dir.join(format!("{}.dll", fixture.name));

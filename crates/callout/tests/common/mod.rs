@@ -2,7 +2,8 @@
 //! trace-file reading.
 #![allow(dead_code)]
 
-use calloutd_callout::{fixtures, load_callout, CalloutConfig, LoadOrder, LoadResult};
+use calloutd_callout::{load_callout, CalloutConfig, LoadOrder, LoadResult};
+use calloutd_fixtures as fixtures;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
