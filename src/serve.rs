@@ -209,6 +209,13 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         ..EngineOptions::default()
     };
     // Conflict detection pings before an offer only when the scope file asks for it.
+    // Leases of an `Export-DhcpServer -Leases` file, taken in once the engine has the database's.
+    let exported: Vec<calloutd_config::ImportedLease> = scopes
+        .config
+        .scopes
+        .iter()
+        .flat_map(|scope| scope.leases.iter().cloned())
+        .collect();
     let prober: Arc<dyn Prober> = if scopes.config.settings.conflict_detection_attempts > 0 {
         Arc::new(IcmpProber::default())
     } else {
@@ -224,6 +231,26 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         )
         .map_err(|e| e.to_string())?,
     );
+    if !exported.is_empty() {
+        let report = engine
+            .import_leases(&exported)
+            .map_err(|e| format!("importing the leases of {}: {e}", args.scopes.display()))?;
+        info!(
+            "leases of {}: {} imported, {} already leased here, {} not active, {} expired, {} outside every scope",
+            args.scopes.display(),
+            report.imported,
+            report.already_leased,
+            report.not_active,
+            report.expired,
+            report.outside_scopes
+        );
+        for (ip, text) in &report.bad_expiry {
+            warn!(
+                "lease of {ip} in {} not imported: LeaseExpiryTime `{text}` is not an ISO 8601 time",
+                args.scopes.display()
+            );
+        }
+    }
 
     let listen = args
         .listen

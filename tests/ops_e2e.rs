@@ -20,6 +20,7 @@ use support::*;
 const CONTROL: &str = "127.0.0.1:8067";
 const OPS_SCOPES: &str = "fixtures/scenarios/ops-scope.txt";
 const SHORT_SCOPES: &str = "fixtures/scenarios/short-lease.txt";
+const MIGRATED_SCOPES: &str = "fixtures/scenarios/migrated.xml";
 const TRACE_DLL: &str = "trace";
 const CONTROL_PAUSE: u64 = 3;
 const CONTROL_CONTINUE: u64 = 4;
@@ -309,6 +310,23 @@ fn delete_lease_calls_delete_client_and_removes_it() {
         Duration::from_secs(20),
     );
     assert_ne!(nothing.code, 0, "no server on that port");
+}
+
+#[test]
+fn leases_of_an_export_are_imported_and_their_client_keeps_its_address() {
+    let Some(mut ops) = Ops::start("import", MIGRATED_SCOPES, &[]) else {
+        return;
+    };
+    // The active exported lease is there before any packet, the declined one is not.
+    let leases = ops.ctl_json(&["leases"]);
+    assert_eq!(lease_ips(&leases), vec!["198.18.0.44".to_string()]);
+    assert_eq!(hex_only(leases[0]["mac"].as_str().unwrap()), "020000000707");
+    ops.server
+        .wait_for_log("1 imported", Duration::from_secs(5))
+        .expect("the import is logged");
+    // Its client asks again and is given its address back; another client is not given it.
+    assert_eq!(ops.dora("02:00:00:00:07:07"), "198.18.0.44");
+    assert_ne!(ops.dora("02:00:00:00:09:09"), "198.18.0.44");
 }
 
 #[test]

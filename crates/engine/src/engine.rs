@@ -13,6 +13,7 @@ use dhcpssdk::{ClientType, DropReason, GiveCode, ProbCode};
 use crate::audit::{AuditEventId, AuditLog, AuditRecord};
 use crate::clock::{unix_secs, Clock, SystemClock};
 use crate::hooks::{Hooks, LeaseLockHeld, PktContext};
+use crate::import::{lease_from_export, ImportReport, NotImported};
 use crate::io::{Admission, Datagram, Outcome, PacketHandler, Reply};
 use crate::packet::{option_wire_len, ReplyHeader, ReplyWriter, Request, DEFAULT_MAX_REPLY_LEN};
 use crate::scopes::{kind_serves, OptionSource, ReservationRt, ScopeRt};
@@ -337,6 +338,57 @@ impl Engine {
     fn note_ticket(&self, ticket: CommitTicket) -> CommitTicket {
         self.last_ticket.fetch_max(ticket.0, Ordering::Relaxed);
         ticket
+    }
+
+    /// Takes the leases of an `Export-DhcpServer -Leases` file into the lease store and table (see
+    /// [`crate::import`]): never over a lease that exists here, for its address or its client.
+    pub fn import_leases(
+        &self,
+        exported: &[calloutd_config::ImportedLease],
+    ) -> Result<ImportReport, EngineError> {
+        let now = self.options.clock.now();
+        let mut report = ImportReport::default();
+        let mut last = None;
+        {
+            let mut table = self.lock();
+            for one in exported {
+                let lease = match lease_from_export(one, now) {
+                    Ok(lease) => lease,
+                    Err(NotImported::NotActive) => {
+                        report.not_active += 1;
+                        continue;
+                    }
+                    Err(NotImported::Expired) => {
+                        report.expired += 1;
+                        continue;
+                    }
+                    Err(NotImported::BadExpiry(text)) => {
+                        report.bad_expiry.push((one.ip_address, text));
+                        continue;
+                    }
+                };
+                let ip = u32::from(lease.ip);
+                if self.scope_for(lease.ip).is_none() {
+                    report.outside_scopes += 1;
+                    continue;
+                }
+                let address_taken = table
+                    .slots
+                    .get(&ip)
+                    .is_some_and(|slot| slot.state == SlotState::Active);
+                if address_taken || table.client(&lease.client_id).active.is_some() {
+                    report.already_leased += 1;
+                    continue;
+                }
+                table.restore(&lease);
+                last = Some(self.note_ticket(self.store.put(lease)));
+                report.imported += 1;
+            }
+        }
+        if let Some(ticket) = last {
+            self.store.commit(ticket)?;
+        }
+        Ok(report)
     }
 
     /// Every lease (active or expired but not yet purged), by address.

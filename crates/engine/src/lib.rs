@@ -32,6 +32,7 @@ pub mod audit;
 pub mod clock;
 mod engine;
 pub mod hooks;
+pub mod import;
 pub mod io;
 mod packet;
 mod scopes;
@@ -50,5 +51,6 @@ pub use engine::{
     Engine, EngineError, EngineOptions, EngineStats, LeaseLockProbe, NoProber, Prober,
 };
 pub use hooks::{HookFault, Hooks, LeaseLockHeld, NoHooks, PktContext};
+pub use import::ImportReport;
 pub use io::{Admission, Datagram, Outcome, PacketHandler, Reply};
 pub use store::{CommitTicket, Lease, LeaseStore, MemoryLeaseStore, SqliteLeaseStore, StoreError};

@@ -1806,3 +1806,58 @@ fn without_deferral_the_engine_commits_before_the_ack() {
     assert_eq!(ack.uncommitted, None);
     assert_eq!(commits.lock().unwrap().len(), 1);
 }
+
+fn exported_lease(ip: Ipv4Addr, id: &[u8], state: &str) -> calloutd_config::ImportedLease {
+    calloutd_config::ImportedLease {
+        ip_address: ip,
+        client_id: id.to_vec(),
+        host_name: Some("migrated".into()),
+        address_state: state.into(),
+        lease_expiry_time: Some("2030-01-01T00:00:00Z".into()),
+    }
+}
+
+#[test]
+fn exported_leases_are_imported_without_overwriting_and_their_clients_keep_their_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("leases.db");
+    let h = harness(config(), &db);
+    let leased = h.dora(1);
+    let report = h
+        .engine
+        .import_leases(&[
+            exported_lease(ip(40), &mac(7), "Active"),
+            // The address of client 1's lease: the database wins.
+            exported_lease(leased, &mac(8), "Active"),
+            // Client 1 itself, elsewhere: it already has a lease.
+            exported_lease(ip(41), &mac(1), "Active"),
+            exported_lease(ip(42), &mac(9), "Declined"),
+            exported_lease(Ipv4Addr::new(198, 20, 0, 5), &mac(10), "Active"),
+        ])
+        .unwrap();
+    assert_eq!(
+        report,
+        ImportReport {
+            imported: 1,
+            already_leased: 2,
+            not_active: 1,
+            outside_scopes: 1,
+            ..ImportReport::default()
+        }
+    );
+    let imported = h
+        .engine
+        .leases()
+        .into_iter()
+        .find(|l| l.ip == ip(40))
+        .expect("the imported lease");
+    assert_eq!(imported.hw_address, mac(7));
+    assert_eq!(imported.host_name.as_deref(), Some("migrated"));
+    // The migrated client asks again and gets its address back.
+    let offer = h.send(&message(MessageType::Discover, 7));
+    assert_eq!(decode(&offer).yiaddr(), ip(40));
+    // It is in the database too: a restart keeps it.
+    drop(h);
+    let h = harness(config(), &db);
+    assert!(h.engine.leases().iter().any(|l| l.ip == ip(40)));
+}
