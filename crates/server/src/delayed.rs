@@ -63,10 +63,10 @@ impl DelayedReplies {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Schedules `reply` (and the commit of `commit`) for `now + after`. A reply with a commit
-    /// joins the open commit batch instead, if one is due later than now: every reply of a batch
-    /// shares one deadline, so the timer thread commits them together, and none waits longer than
-    /// `after`.
+    /// Schedules `reply` (and the commit of `commit`) for `now + after`. A reply with a commit and
+    /// no delay of its own joins the open commit batch instead, if that is due within `after`: every
+    /// reply of a batch shares one deadline, so the timer thread commits them together, and none
+    /// waits longer than `after`.
     pub(crate) fn schedule(
         &self,
         reply: Option<Reply>,
@@ -76,12 +76,14 @@ impl DelayedReplies {
         ifindex: i32,
     ) {
         let now = Instant::now();
+        // A reply with its own delay (a scope's offer Delay) keeps its exact time.
+        let batchable = commit.is_some() && reply.as_ref().is_none_or(|r| r.delay.is_zero());
         let mut inner = self.lock();
         let due = match inner.commit_batch_due {
-            Some(batch_due) if commit.is_some() && batch_due > now && batch_due <= now + after => {
+            Some(batch_due) if batchable && batch_due > now && batch_due <= now + after => {
                 batch_due
             }
-            _ if commit.is_some() => {
+            _ if batchable => {
                 let due = now + after;
                 inner.commit_batch_due = Some(due);
                 due
@@ -166,6 +168,33 @@ mod tests {
 
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)
+    }
+
+    #[test]
+    fn replies_with_a_commit_share_the_open_batch_and_a_delayed_reply_keeps_its_time() {
+        let delayed = DelayedReplies::default();
+        let ticket = Some(CommitTicket(1));
+        delayed.schedule(reply(1), ticket, ms(50), 0, 0);
+        delayed.schedule(None, Some(CommitTicket(2)), ms(50), 0, 0);
+        let mut offer = reply(3);
+        if let Some(offer) = &mut offer {
+            offer.delay = ms(200);
+        }
+        delayed.schedule(offer, Some(CommitTicket(3)), ms(200), 0, 0);
+        delayed.schedule(reply(4), None, ms(10), 0, 0);
+        let mut pending = std::mem::take(&mut delayed.lock().heap).into_sorted_vec();
+        // into_sorted_vec is ascending by Ord, which is reversed: latest first.
+        pending.reverse();
+        let tags: Vec<u8> = pending
+            .iter()
+            .map(|p| p.reply.as_ref().map_or(0, |r| r.bytes[0]))
+            .collect();
+        assert_eq!(tags, vec![4, 1, 0, 3]);
+        assert_eq!(pending[1].due, pending[2].due, "one batch, one deadline");
+        assert!(
+            pending[3].due >= pending[1].due + ms(100),
+            "the offer delay is kept"
+        );
     }
 
     #[test]

@@ -25,7 +25,10 @@
 //! arrives meanwhile waits in (or overflows) the kernel buffer, whose drops are counted
 //! (`kernel_drops`). A worker handles a datagram with `Drop(Paused)` while the service is paused,
 //! `Drop(Timeout)` if it waited longer than [`ServerConfig::queue_timeout`] since its arrival, else
-//! `Process`. A reply with a delay goes to the timer thread, so no worker sleeps.
+//! `Process`. A reply with a delay goes to the timer thread, so no worker sleeps. So does a reply whose
+//! lease change is not durable yet ([`calloutd_engine::Outcome::uncommitted`]): the timer thread
+//! holds the replies of [`ServerConfig::commit_delay`], commits their changes in one transaction
+//! (group commit) and only then sends them.
 //!
 //! Control hooks, all under the service state lock: START after the sockets are bound and before any
 //! thread that could handle a packet exists; PAUSE before the service starts dropping packets as
@@ -524,9 +527,12 @@ impl Runtime {
         match handler.commit(ticket) {
             Ok(()) => reply,
             Err(error) => {
-                if let Some(reply) = &reply {
-                    self.counters.reply_withheld();
-                    error!(dest = %reply.dest, "reply withheld, its lease is not committed: {error}");
+                match &reply {
+                    Some(reply) => {
+                        self.counters.reply_withheld();
+                        error!(dest = %reply.dest, "reply withheld, its lease is not committed: {error}");
+                    }
+                    None => error!("a lease change (release or decline) is not committed: {error}"),
                 }
                 None
             }
