@@ -5,9 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages the tests use: a C compiler for the test callouts, mingw-w64 for their Windows DLLs,
-# iproute2 for the network-namespace tests.
-packages=(gcc libc6-dev gcc-mingw-w64-x86-64 mingw-w64-common iproute2 isc-dhcp-client udhcpc dhcpcd-base)
+# Debian packages the tests use: a C compiler for the test callouts, mingw-w64 for their Windows DLLs
+# and wine64 to run those, iproute2 for the network-namespace tests, and the real DHCP clients.
+packages=(gcc libc6-dev gcc-mingw-w64-x86-64 mingw-w64-common wine64 iproute2 isc-dhcp-client udhcpc dhcpcd-base)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -30,6 +30,8 @@ fi
 export CARGO_TERM_COLOR=never
 # The real-client tests fail (rather than skip) when dhclient, udhcpc or dhcpcd could not be had.
 export CALLOUTD_REQUIRE_REAL_CLIENTS=1
+# The Windows DLL test fails (rather than skips) when mingw-w64 or wine could not be had.
+export CALLOUTD_REQUIRE_WINE=1
 echo "test.sh: cargo fmt --check"
 cargo fmt --all -- --check
 echo "test.sh: cargo clippy"
