@@ -16,6 +16,7 @@ mod support;
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde_json::Value;
 use support::*;
@@ -1068,12 +1069,16 @@ fn stalled_run(tag: &str, sleep_hook: &str, clients: usize) -> (Vec<Value>, Vec<
             cmd.spawn().unwrap()
         })
         .collect();
-    for child in children {
-        let out = child.wait_with_output().unwrap();
+    for mut child in children {
+        // The clients give up on their own after 10 s; the bound covers a client that hangs.
+        let status = wait_or_kill(&mut child, Duration::from_secs(30)).unwrap();
+        let mut stderr = String::new();
+        if let Some(mut pipe) = child.stderr.take() {
+            let _ = std::io::Read::read_to_string(&mut pipe, &mut stderr);
+        }
         assert!(
-            out.status.success(),
-            "client: {}",
-            String::from_utf8_lossy(&out.stderr)
+            status.is_some_and(|s| s.success()),
+            "client ({status:?}): {stderr}"
         );
     }
     lab.wait_processed(2 * clients * 2);
