@@ -15,48 +15,12 @@ pub struct CtlArgs {
     #[arg(long, value_name = "TOKEN", global = true)]
     token: Option<String>,
     #[command(subcommand)]
-    verb: CtlVerb,
-}
-
-#[derive(Debug, clap::Subcommand)]
-enum CtlVerb {
-    /// List the leases (JSON).
-    Leases {
-        /// Only the leases of this scope (its subnet address).
-        #[arg(long, value_name = "SCOPE")]
-        scope: Option<String>,
-    },
-    /// Delete the lease of IP (DeleteClient is called first).
-    DeleteLease {
-        /// The leased address.
-        ip: String,
-    },
-    /// Pause the service (Control PAUSE; packets are dropped with DHCP_DROP_PAUSED).
-    Pause,
-    /// Continue a paused service (Control CONTINUE).
-    Continue,
-    /// Stop the server.
-    Stop,
-    /// The statistics (JSON).
-    Stats,
-    /// The statistics as Prometheus text.
-    Metrics,
-    /// The effective configuration (JSON).
-    Config,
+    verb: ControlVerb,
 }
 
 /// Sends the verb; prints the answer, or the API's error on stderr with exit 1.
 pub fn run(args: CtlArgs) -> ExitCode {
-    let verb = match args.verb {
-        CtlVerb::Leases { scope } => ControlVerb::Leases { scope },
-        CtlVerb::DeleteLease { ip } => ControlVerb::DeleteLease { ip },
-        CtlVerb::Pause => ControlVerb::Pause,
-        CtlVerb::Continue => ControlVerb::Continue,
-        CtlVerb::Stop => ControlVerb::Stop,
-        CtlVerb::Stats => ControlVerb::Stats,
-        CtlVerb::Metrics => ControlVerb::Metrics,
-        CtlVerb::Config => ControlVerb::Config,
-    };
+    let verb = args.verb;
     let token = args
         .token
         .or_else(|| std::env::var(CONTROL_TOKEN_ENV).ok())

@@ -8,30 +8,33 @@ const RESPONSE_LIMIT: u64 = 1 << 30;
 /// How long one control request may take.
 pub const CONTROL_CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// One control API verb.
+/// One control API verb (with the `clap` feature, also the `calloutd ctl` subcommand; each doc
+/// line is its help text).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "clap", derive(clap::Subcommand))]
 pub enum ControlVerb {
-    /// `GET /v1/leases[?scope=S]`.
+    /// List the leases (JSON): `GET /v1/leases[?scope=S]`.
     Leases {
-        /// The scope (subnet address) to list.
+        /// Only the leases of this scope (its subnet address).
+        #[cfg_attr(feature = "clap", arg(long, value_name = "SCOPE"))]
         scope: Option<String>,
     },
-    /// `DELETE /v1/leases/{ip}`.
+    /// Delete the lease of IP, DeleteClient first: `DELETE /v1/leases/{ip}`.
     DeleteLease {
         /// The leased address.
         ip: String,
     },
-    /// `POST /v1/service/pause`.
+    /// Pause the service (Control PAUSE; packets are dropped with DHCP_DROP_PAUSED).
     Pause,
-    /// `POST /v1/service/continue`.
+    /// Continue a paused service (Control CONTINUE).
     Continue,
-    /// `POST /v1/service/stop`.
+    /// Stop the server.
     Stop,
-    /// `GET /v1/stats`.
+    /// The statistics (JSON).
     Stats,
-    /// `GET /metrics`.
+    /// The statistics as Prometheus text.
     Metrics,
-    /// `GET /v1/config`.
+    /// The effective configuration (JSON).
     Config,
 }
 
