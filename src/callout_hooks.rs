@@ -9,20 +9,18 @@ use std::sync::Arc;
 use calloutd_callout::{Callout, HeldLocks};
 use calloutd_engine::hooks::{ClientType, ControlCode, DropReason, GiveCode, ProbCode};
 use calloutd_engine::{HookFault, Hooks, LeaseLockHeld, PktContext};
-use tracing::warn;
 
 /// The loaded callout as the engine and the runtime see it.
 pub struct CalloutHooks(pub Arc<Callout>);
 
-/// Hook faults that do not change what the engine does are reported, not propagated.
+/// Hook faults that do not change what the engine does are not propagated (the callout crate has
+/// logged each one, with the hook and the DLL).
 fn report(result: Result<(), calloutd_callout::HookFault>) {
-    if let Err(fault) = result {
-        warn!("callout fault: {fault}");
-    }
+    let _ = result;
 }
 
+/// A fault that changes what the engine does (NewPkt, PktSend), for the engine to act on.
 fn engine_fault(fault: calloutd_callout::HookFault) -> HookFault {
-    warn!("callout fault: {fault}");
     HookFault(fault.to_string())
 }
 

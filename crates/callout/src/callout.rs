@@ -214,6 +214,13 @@ impl Callout {
         }
     }
 
+    /// A packet no DWORD can size: the hook is not called; logged like every other fault.
+    fn too_large(&self, hook: HookName, len: usize) -> HookFault {
+        let fault = HookFault::PacketTooLarge { hook, len };
+        tracing::warn!(hook = %hook, dll = %self.entry, "callout fault: {fault}");
+        fault
+    }
+
     /// Calls an in/out-buffer hook (NewPkt, PktDrop, PktSend) on a copy of `packet` in this
     /// thread's guarded buffer, then applies the rules of section 3 "Buffers" to the result.
     /// `call` receives `(&mut Packet, &mut PacketSize)` and returns the hook's DWORD.
@@ -225,11 +232,7 @@ impl Callout {
     ) -> Result<(), HookFault> {
         let hook = info.hook;
         let Ok(len) = u32::try_from(packet.len()) else {
-            let fault = HookFault::PacketTooLarge {
-                hook,
-                len: packet.len(),
-            };
-            return Err(fault);
+            return Err(self.too_large(hook, packet.len()));
         };
         let started = Instant::now();
         let (ret, result) = with_thread_buffer(|buffer| {
@@ -254,10 +257,7 @@ impl Callout {
     ) -> Result<(), HookFault> {
         let hook = info.hook;
         let Ok(len) = u32::try_from(packet.len()) else {
-            return Err(HookFault::PacketTooLarge {
-                hook,
-                len: packet.len(),
-            });
+            return Err(self.too_large(hook, packet.len()));
         };
         let started = Instant::now();
         let (ret, result) = with_thread_buffer(|buffer| {
