@@ -730,15 +730,9 @@ fn serve_requests(http: &tiny_http::Server, router: &ControlRouter) {
 mod tests {
     use super::*;
     use crate::{Server, ServerConfig};
-    use calloutd_engine::{Admission, Datagram, NoHooks, Outcome, PacketHandler};
+    use crate::tests::Silent;
+    use calloutd_engine::NoHooks;
     use std::sync::Mutex;
-
-    struct Silent;
-    impl PacketHandler for Silent {
-        fn handle(&self, _: Datagram, _: Admission) -> Outcome {
-            Outcome::default()
-        }
-    }
 
     /// A backend with one lease (198.18.0.10) that records what it was asked.
     #[derive(Default)]

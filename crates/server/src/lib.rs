@@ -1004,7 +1004,8 @@ mod tests {
     use calloutd_engine::{AuditOptions, NoHooks, Outcome};
     use std::sync::atomic::AtomicUsize;
 
-    struct Silent;
+    /// A handler that answers nothing (the unit tests of the runtime and the control API).
+    pub(crate) struct Silent;
     impl PacketHandler for Silent {
         fn handle(&self, _: Datagram, _: Admission) -> Outcome {
             Outcome::default()
