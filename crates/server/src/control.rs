@@ -729,8 +729,8 @@ fn serve_requests(http: &tiny_http::Server, router: &ControlRouter) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Server, ServerConfig};
     use crate::tests::Silent;
+    use crate::{Server, ServerConfig};
     use calloutd_engine::NoHooks;
     use std::sync::Mutex;
 
