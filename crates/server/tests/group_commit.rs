@@ -5,13 +5,12 @@ mod support;
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use calloutd_engine::{
     Admission, CommitTicket, Datagram, Outcome, PacketHandler, Reply, StoreError,
 };
-use calloutd_server::{CountersSnapshot, Server, ServerConfig};
+use calloutd_server::{Server, ServerConfig};
 use dhcpssdk::ControlCode;
 use support::*;
 
@@ -72,19 +71,7 @@ fn start(handler: TicketHandler, log: &Log, commit_delay: Duration) -> (Server, 
         commit_delay,
         ..ServerConfig::default()
     };
-    let server = Server::start(
-        config,
-        Arc::new(handler),
-        Arc::new(RecordingHooks(log.clone())),
-    )
-    .unwrap();
-    let addr = server.local_addrs()[0];
-    (server, addr)
-}
-
-fn stop(server: Server) -> CountersSnapshot {
-    server.handle().stop();
-    server.wait()
+    start_recorded(config, handler, log)
 }
 
 fn commits(log: &Log) -> Vec<u64> {
@@ -126,7 +113,7 @@ fn one_commit_covers_the_batch_and_every_reply_leaves_after_it() {
         .map(|n| vec![b'r', b'e', b':', b'0' + n])
         .collect();
     assert_eq!(replies, expected);
-    let counters = stop(server);
+    let counters = stop_server(server);
     assert_eq!((counters.sent, counters.replies_withheld), (5, 0));
     // After the batch's commit(5), each reply's own ticket is only checked (the store returns at
     // once for a ticket already committed).
@@ -147,7 +134,7 @@ fn a_failed_commit_withholds_the_reply_and_counts_it() {
     client.send_to(b"kept", addr).unwrap();
     // The first datagram's reply never comes: the next one to arrive is the second's.
     assert_eq!(recv(&client).0, b"re:kept");
-    let counters = stop(server);
+    let counters = stop_server(server);
     assert_eq!((counters.sent, counters.replies_withheld), (1, 1));
 }
 
@@ -162,7 +149,7 @@ fn with_no_commit_delay_each_worker_commits_its_own_change_before_sending() {
     client.send_to(b"b", addr).unwrap();
     assert_eq!(recv(&client).0, b"re:b");
     assert_eq!(commits(&log), vec![1, 2]);
-    stop(server);
+    stop_server(server);
 }
 
 #[test]
@@ -184,7 +171,7 @@ fn a_change_without_a_reply_is_committed_and_pending_ones_are_sent_before_contro
             == 2
     });
     // Stop inside the commit window: the batch is still committed and sent, before Control(STOP).
-    let counters = stop(server);
+    let counters = stop_server(server);
     assert_eq!(recv(&client).0, b"re:ack");
     assert_eq!(counters.sent, 1);
     let events = log.events();

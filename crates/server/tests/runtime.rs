@@ -8,9 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use calloutd_engine::Admission;
-use calloutd_server::{
-    parse_listen, CountersSnapshot, Server, ServerConfig, ServerError, ServiceState,
-};
+use calloutd_server::{parse_listen, Server, ServerConfig, ServerError, ServiceState};
 use dhcpssdk::{ControlCode, DropReason};
 use support::*;
 
@@ -26,27 +24,10 @@ fn loopback_config(workers: usize) -> ServerConfig {
     }
 }
 
-/// Stops the server and returns its final counters (every send counted).
-fn stop(server: Server) -> CountersSnapshot {
-    server.handle().stop();
-    server.wait()
-}
-
-fn start(config: ServerConfig, handler: EchoHandler, log: &Log) -> (Server, SocketAddrV4) {
-    let server = Server::start(
-        config,
-        Arc::new(handler),
-        Arc::new(RecordingHooks(log.clone())),
-    )
-    .unwrap();
-    let addr = server.local_addrs()[0];
-    (server, addr)
-}
-
 #[test]
 fn datagram_reaches_the_handler_with_its_addressing_and_the_reply_returns() {
     let log = Log::default();
-    let (server, addr) = start(loopback_config(2), EchoHandler::new(log.clone()), &log);
+    let (server, addr) = start_recorded(loopback_config(2), EchoHandler::new(log.clone()), &log);
     let client = client();
     client.send_to(b"hello", addr).unwrap();
     let (reply, from) = recv(&client);
@@ -67,7 +48,7 @@ fn datagram_reaches_the_handler_with_its_addressing_and_the_reply_returns() {
     assert_eq!(datagram.if_addr, Ipv4Addr::LOCALHOST);
     assert_eq!(datagram.dst_addr, Ipv4Addr::LOCALHOST);
     assert_eq!(datagram.peer, local_v4(&client));
-    let counters = stop(server);
+    let counters = stop_server(server);
     assert_eq!(
         (counters.received, counters.sent, counters.send_errors),
         (1, 1, 0)
@@ -139,7 +120,7 @@ fn full_queue_drops_with_nomem_after_running_the_packet_through_the_handler() {
         queue_capacity: 2,
         ..loopback_config(1)
     };
-    let (server, addr) = start(config, handler, &log);
+    let (server, addr) = start_recorded(config, handler, &log);
     let client = client();
     client.send_to(b"p1", addr).unwrap();
     gate.wait_waiting(1);
@@ -153,7 +134,7 @@ fn full_queue_drops_with_nomem_after_running_the_packet_through_the_handler() {
     for _ in 0..4 {
         recv(&client);
     }
-    let counters = stop(server);
+    let counters = stop_server(server);
     let mut admissions = log.admissions();
     admissions.sort_by(|a, b| a.0.cmp(&b.0));
     assert_eq!(
@@ -181,7 +162,7 @@ fn copy_arriving_while_in_flight_is_a_duplicate_but_request_with_the_same_xid_is
         gate: Some(Arc::clone(&gate)),
         ..EchoHandler::new(log.clone())
     };
-    let (server, addr) = start(loopback_config(1), handler, &log);
+    let (server, addr) = start_recorded(loopback_config(1), handler, &log);
     let client = client();
     let discover = dhcp_message(7, MAC, DISCOVER);
     let request = dhcp_message(7, MAC, REQUEST);
@@ -202,7 +183,7 @@ fn copy_arriving_while_in_flight_is_a_duplicate_but_request_with_the_same_xid_is
     // Arriving after the earlier copy finished, the same datagram is new again.
     client.send_to(&discover, addr).unwrap();
     recv(&client);
-    let counters = stop(server);
+    let counters = stop_server(server);
     let duplicate = Admission::Drop(DropReason::Duplicate);
     assert_eq!(
         log.admissions(),
@@ -229,7 +210,7 @@ fn copy_read_by_an_idle_worker_while_the_first_is_in_progress_is_a_duplicate() {
         gate: Some(Arc::clone(&gate)),
         ..EchoHandler::new(log.clone())
     };
-    let (server, addr) = start(loopback_config(2), handler, &log);
+    let (server, addr) = start_recorded(loopback_config(2), handler, &log);
     let client = client();
     let discover = dhcp_message(9, MAC, DISCOVER);
     let request = dhcp_message(9, MAC, REQUEST);
@@ -242,7 +223,7 @@ fn copy_read_by_an_idle_worker_while_the_first_is_in_progress_is_a_duplicate() {
     gate.open();
     recv(&client);
     recv(&client);
-    let counters = stop(server);
+    let counters = stop_server(server);
     assert_eq!(
         log.admissions(),
         vec![
@@ -267,7 +248,7 @@ fn datagram_that_waited_too_long_is_dropped_with_timeout() {
         queue_timeout: Duration::from_millis(500),
         ..loopback_config(1)
     };
-    let (server, addr) = start(config, handler, &log);
+    let (server, addr) = start_recorded(config, handler, &log);
     let client = client();
     client.send_to(b"first", addr).unwrap();
     gate.wait_waiting(1);
@@ -279,7 +260,7 @@ fn datagram_that_waited_too_long_is_dropped_with_timeout() {
     log.wait_for("the late datagram", |events| {
         Log::handled_count(events) == 2
     });
-    let counters = stop(server);
+    let counters = stop_server(server);
     assert_eq!(
         log.admissions(),
         vec![
@@ -294,7 +275,7 @@ fn datagram_that_waited_too_long_is_dropped_with_timeout() {
 #[test]
 fn paused_service_drops_with_paused_between_control_pause_and_continue() {
     let log = Log::default();
-    let (server, addr) = start(loopback_config(2), EchoHandler::new(log.clone()), &log);
+    let (server, addr) = start_recorded(loopback_config(2), EchoHandler::new(log.clone()), &log);
     let handle = server.handle();
     let client = client();
     client
@@ -360,7 +341,7 @@ fn stop_drains_queued_and_in_progress_datagrams_then_calls_control_stop_last() {
         delay: Duration::from_millis(100),
         ..EchoHandler::new(log.clone())
     };
-    let (server, addr) = start(loopback_config(1), handler, &log);
+    let (server, addr) = start_recorded(loopback_config(1), handler, &log);
     let handle = server.handle();
     let client = client();
     client.send_to(b"p1", addr).unwrap();
@@ -409,7 +390,7 @@ fn delayed_reply_arrives_after_its_delay_without_holding_the_worker() {
         delay: Duration::from_millis(300),
         ..EchoHandler::new(log.clone())
     };
-    let (server, addr) = start(loopback_config(1), handler, &log);
+    let (server, addr) = start_recorded(loopback_config(1), handler, &log);
     let client = client();
     let sent_at = Instant::now();
     client.send_to(b"slow", addr).unwrap();
@@ -455,7 +436,7 @@ fn broadcast_reply_on_an_interface_socket_is_sent() {
         workers: 1,
         ..ServerConfig::default()
     };
-    let (server, addr) = start(config, handler, &log);
+    let (server, addr) = start_recorded(config, handler, &log);
     let client = client();
     client
         .send_to(
@@ -464,7 +445,7 @@ fn broadcast_reply_on_an_interface_socket_is_sent() {
         )
         .unwrap();
     assert_eq!(recv(&listener).0, b"re:bcast");
-    let counters = stop(server);
+    let counters = stop_server(server);
     assert_eq!((counters.sent, counters.send_errors), (1, 0));
 }
 
@@ -475,12 +456,12 @@ fn a_panicking_handler_loses_the_datagram_but_not_the_server() {
         panic_on: Some(b'!'),
         ..EchoHandler::new(log.clone())
     };
-    let (server, addr) = start(loopback_config(1), handler, &log);
+    let (server, addr) = start_recorded(loopback_config(1), handler, &log);
     let client = client();
     client.send_to(b"!boom", addr).unwrap();
     client.send_to(b"fine", addr).unwrap();
     assert_eq!(recv(&client).0, b"re:fine");
-    let counters = stop(server);
+    let counters = stop_server(server);
     assert_eq!(counters.handler_panics, 1);
     assert_eq!(log.controls().last(), Some(&ControlCode::Stop));
 }
@@ -496,7 +477,7 @@ fn several_listen_sockets_each_answer_from_their_own_address() {
         workers: 2,
         ..ServerConfig::default()
     };
-    let (server, _) = start(config, EchoHandler::new(log.clone()), &log);
+    let (server, _) = start_recorded(config, EchoHandler::new(log.clone()), &log);
     let client = client();
     for addr in server.local_addrs() {
         client.send_to(b"x", addr).unwrap();
@@ -554,7 +535,7 @@ fn port_67_on_loopback_when_root() {
         workers: 1,
         ..ServerConfig::default()
     };
-    let (server, addr) = start(config, EchoHandler::new(log.clone()), &log);
+    let (server, addr) = start_recorded(config, EchoHandler::new(log.clone()), &log);
     assert_eq!(addr.port(), 67);
     let client = client();
     client.send_to(b"sixty-seven", addr).unwrap();
@@ -609,7 +590,7 @@ fn broadcast_reply_leaves_through_the_interface_the_request_came_in_on() {
             workers: 1,
             ..ServerConfig::default()
         };
-        let (server, addr) = start(config, handler, &log);
+        let (server, addr) = start_recorded(config, handler, &log);
         client()
             .send_to(
                 b"which-way",
@@ -619,7 +600,7 @@ fn broadcast_reply_leaves_through_the_interface_the_request_came_in_on() {
         let on_lo = recv(&listener_lo).0;
         let mut buf = [0u8; 64];
         let on_other_link = listener_other.recv_from(&mut buf).is_ok();
-        (on_lo, on_other_link, stop(server))
+        (on_lo, on_other_link, stop_server(server))
     });
     assert_eq!(on_lo, b"re:which-way");
     assert!(

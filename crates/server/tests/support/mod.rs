@@ -465,3 +465,25 @@ impl Drop for Namespace {
             .status();
     }
 }
+
+/// Starts a server with `handler` and hooks that record into `log`; the server and its first address.
+pub fn start_recorded<H: PacketHandler>(
+    config: calloutd_server::ServerConfig,
+    handler: H,
+    log: &Log,
+) -> (calloutd_server::Server, SocketAddrV4) {
+    let server = calloutd_server::Server::start(
+        config,
+        Arc::new(handler),
+        Arc::new(RecordingHooks(log.clone())),
+    )
+    .unwrap();
+    let addr = server.local_addrs()[0];
+    (server, addr)
+}
+
+/// Stops the server and returns its final counters (every send counted).
+pub fn stop_server(server: calloutd_server::Server) -> calloutd_server::CountersSnapshot {
+    server.handle().stop();
+    server.wait()
+}
