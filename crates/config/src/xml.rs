@@ -197,12 +197,18 @@ impl<'n> Cur<'n, '_> {
             .collect()
     }
 
+    /// The position of child node `c`: its line and `parent/name`.
+    fn pos_of(&self, c: &Node) -> Pos {
+        Pos {
+            line: c.line,
+            path: Some(format!("{}/{}", self.path, c.name)),
+        }
+    }
+
+    /// The position of child `name`, or of this node when it has none.
     fn child_pos(&self, name: &str) -> Pos {
         match self.child(name) {
-            Some(c) => Pos {
-                line: c.line,
-                path: Some(format!("{}/{}", self.path, c.name)),
-            },
+            Some(c) => self.pos_of(c),
             None => self.pos(),
         }
     }
@@ -223,12 +229,8 @@ impl Walker<'_> {
                 .chain(ignored)
                 .any(|k| k.eq_ignore_ascii_case(&c.name));
             if !ok {
-                let pos = Pos {
-                    line: c.line,
-                    path: Some(format!("{}/{}", cur.path, c.name)),
-                };
                 self.diags.warning(
-                    &pos,
+                    &cur.pos_of(c),
                     "unknown-element",
                     format!("unknown element <{}> ignored", c.name),
                 );
@@ -261,17 +263,29 @@ impl Walker<'_> {
         })
     }
 
-    fn opt_u64(&mut self, cur: Cur<'_, '_>, name: &str) -> Res<Option<u64>> {
+    /// Child `name` read by `parse`, `None` when absent or empty; else reported as "is not `what`".
+    fn opt_parsed<T>(
+        &mut self,
+        cur: Cur<'_, '_>,
+        name: &str,
+        parse: fn(&str) -> Option<T>,
+        rule: &'static str,
+        what: &str,
+    ) -> Res<Option<T>> {
         match cur.some_text(name) {
             None => Ok(None),
-            Some(t) => parse_u64(&t).map(Some).ok_or_else(|| {
+            Some(t) => parse(&t).map(Some).ok_or_else(|| {
                 self.diags.error(
                     &cur.child_pos(name),
-                    "bad-number",
-                    format!("<{name}> `{t}` is not a number"),
+                    rule,
+                    format!("<{name}> `{t}` is not {what}"),
                 );
             }),
         }
+    }
+
+    fn opt_u64(&mut self, cur: Cur<'_, '_>, name: &str) -> Res<Option<u64>> {
+        self.opt_parsed(cur, name, parse_u64, "bad-number", "a number")
     }
 
     fn opt_u32(&mut self, cur: Cur<'_, '_>, name: &str) -> Res<Option<u32>> {
@@ -288,29 +302,17 @@ impl Walker<'_> {
     }
 
     fn opt_bool(&mut self, cur: Cur<'_, '_>, name: &str) -> Res<Option<bool>> {
-        match cur.some_text(name) {
-            None => Ok(None),
-            Some(t) => parse_bool(&t).map(Some).ok_or_else(|| {
-                self.diags.error(
-                    &cur.child_pos(name),
-                    "bad-bool",
-                    format!("<{name}> `{t}` is not true or false"),
-                );
-            }),
-        }
+        self.opt_parsed(cur, name, parse_bool, "bad-bool", "true or false")
     }
 
     fn opt_timespan(&mut self, cur: Cur<'_, '_>, name: &str) -> Res<Option<Option<Duration>>> {
-        match cur.some_text(name) {
-            None => Ok(None),
-            Some(t) => parse_timespan(&t).map(Some).ok_or_else(|| {
-                self.diags.error(
-                    &cur.child_pos(name),
-                    "bad-timespan",
-                    format!("<{name}> `{t}` is not a TimeSpan like 8.00:00:00"),
-                );
-            }),
-        }
+        self.opt_parsed(
+            cur,
+            name,
+            parse_timespan,
+            "bad-timespan",
+            "a TimeSpan like 8.00:00:00",
+        )
     }
 
     fn server(&mut self, root: &Node, raw: &mut RawConfig) {
@@ -366,30 +368,13 @@ impl Walker<'_> {
                 ),
             }
         }
-        if let Some((p, classes)) = self.section(v4, "Classes") {
-            let list = Cur {
-                node: classes,
-                path: &p,
-            };
-            self.check_children(list, &["Class"], &[]);
-            for (path, node) in list.each("Class") {
-                if let Ok(c) = self.class(Cur { node, path: &path }) {
-                    raw.classes.push(c);
-                }
-            }
-        }
-        if let Some((p, defs)) = self.section(v4, "OptionDefinitions") {
-            let cur = Cur {
-                node: defs,
-                path: &p,
-            };
-            self.check_children(cur, &["OptionDefinition"], &[]);
-            for (path, node) in cur.each("OptionDefinition") {
-                if let Ok(d) = self.definition(Cur { node, path: &path }) {
-                    raw.definitions.push(d);
-                }
-            }
-        }
+        raw.classes = self.items(v4, "Classes", "Class", Self::class);
+        raw.definitions = self.items(
+            v4,
+            "OptionDefinitions",
+            "OptionDefinition",
+            Self::definition,
+        );
         raw.option_values = self.option_values(v4);
         if let Some((p, filters)) = self.section(v4, "Filters") {
             let cur = Cur {
@@ -399,30 +384,45 @@ impl Walker<'_> {
             self.check_children(cur, &["Allow", "Deny", "Filter"], &[]);
             raw.filters_allow = self.opt_bool(cur, "Allow").ok().flatten().unwrap_or(false);
             raw.filters_deny = self.opt_bool(cur, "Deny").ok().flatten().unwrap_or(false);
-            for (path, node) in cur.each("Filter") {
-                if let Ok(f) = self.filter(Cur { node, path: &path }) {
-                    raw.filters.push(f);
-                }
-            }
+            raw.filters = self.each_item(cur, "Filter", Self::filter);
         }
         raw.policies = self.policies(v4);
-        if let Some((p, scopes)) = self.section(v4, "Scopes") {
-            let cur = Cur {
-                node: scopes,
-                path: &p,
-            };
-            self.check_children(cur, &["Scope"], &[]);
-            for (path, node) in cur.each("Scope") {
-                if let Ok(s) = self.scope(Cur { node, path: &path }) {
-                    raw.scopes.push(s);
-                }
-            }
-        }
+        raw.scopes = self.items(v4, "Scopes", "Scope", Self::scope);
     }
 
     fn section<'n>(&mut self, cur: Cur<'n, '_>, name: &str) -> Option<(String, &'n Node)> {
         cur.child(name)
             .map(|n| (format!("{}/{}", cur.path, n.name), n))
+    }
+
+    /// The `item` elements of list section `section` under `cur` (e.g. `Scopes/Scope*`), each read by
+    /// `read`; other children of the section are warned about, items that fail were reported and are left out.
+    fn items<T>(
+        &mut self,
+        cur: Cur<'_, '_>,
+        section: &str,
+        item: &str,
+        read: impl FnMut(&mut Self, Cur<'_, '_>) -> Res<T>,
+    ) -> Vec<T> {
+        let Some((path, node)) = self.section(cur, section) else {
+            return Vec::new();
+        };
+        let list = Cur { node, path: &path };
+        self.check_children(list, &[item], &[]);
+        self.each_item(list, item, read)
+    }
+
+    /// The `item` children of `list`, each read by `read`; those that fail are left out.
+    fn each_item<T>(
+        &mut self,
+        list: Cur<'_, '_>,
+        item: &str,
+        mut read: impl FnMut(&mut Self, Cur<'_, '_>) -> Res<T>,
+    ) -> Vec<T> {
+        list.each(item)
+            .into_iter()
+            .filter_map(|(path, node)| read(self, Cur { node, path: &path }).ok())
+            .collect()
     }
 
     fn class(&mut self, cur: Cur<'_, '_>) -> Res<At<Class>> {
@@ -530,37 +530,26 @@ impl Walker<'_> {
 
     /// The `OptionValues/OptionValue*` under `cur`.
     fn option_values(&mut self, cur: Cur<'_, '_>) -> Vec<At<RawOptionValue>> {
-        let mut out = Vec::new();
-        let Some((p, values)) = self.section(cur, "OptionValues") else {
-            return out;
-        };
-        let list = Cur {
-            node: values,
-            path: &p,
-        };
-        self.check_children(list, &["OptionValue"], &[]);
-        for (path, node) in list.each("OptionValue") {
-            let c = Cur { node, path: &path };
-            self.check_children(
-                c,
-                &["OptionId", "Value", "VendorClass", "UserClass"],
-                &["Name", "Type", "PolicyName", "ScopeId", "ReservedIP"],
-            );
-            let Ok(option_id) = self.option_id(c) else {
-                continue;
-            };
-            out.push(At::new(
-                c.pos(),
-                RawOptionValue {
-                    option_id,
-                    declared_type: None,
-                    values: values_of(node, "Value"),
-                    vendor_class: c.some_text("VendorClass"),
-                    user_class: c.some_text("UserClass"),
-                },
-            ));
-        }
-        out
+        self.items(cur, "OptionValues", "OptionValue", Self::option_value)
+    }
+
+    fn option_value(&mut self, cur: Cur<'_, '_>) -> Res<At<RawOptionValue>> {
+        self.check_children(
+            cur,
+            &["OptionId", "Value", "VendorClass", "UserClass"],
+            &["Name", "Type", "PolicyName", "ScopeId", "ReservedIP"],
+        );
+        let option_id = self.option_id(cur)?;
+        Ok(At::new(
+            cur.pos(),
+            RawOptionValue {
+                option_id,
+                declared_type: None,
+                values: values_of(cur.node, "Value"),
+                vendor_class: cur.some_text("VendorClass"),
+                user_class: cur.some_text("UserClass"),
+            },
+        ))
     }
 
     fn filter(&mut self, cur: Cur<'_, '_>) -> Res<At<Filter>> {
@@ -595,36 +584,26 @@ impl Walker<'_> {
         ))
     }
 
+    /// The `IPRange` items of section `list` under `cur`.
     fn ranges(&mut self, cur: Cur<'_, '_>, list: &str) -> Vec<At<RawRange>> {
-        let mut out = Vec::new();
-        let Some((p, node)) = self.section(cur, list) else {
-            return out;
-        };
-        let c = Cur { node, path: &p };
-        self.check_children(c, &["IPRange"], &[]);
-        for (path, node) in c.each("IPRange") {
-            let r = Cur { node, path: &path };
-            self.check_children(r, &["StartRange", "EndRange"], &[]);
-            if let (Ok(start), Ok(end)) = (self.ip(r, "StartRange"), self.ip(r, "EndRange")) {
-                out.push(At::new(r.pos(), RawRange { start, end }));
-            }
-        }
-        out
+        self.items(cur, list, "IPRange", Self::range)
+    }
+
+    fn range(&mut self, cur: Cur<'_, '_>) -> Res<At<RawRange>> {
+        self.check_children(cur, &["StartRange", "EndRange"], &[]);
+        // Both ends are read (and reported) before either failure counts.
+        let (start, end) = (self.ip(cur, "StartRange"), self.ip(cur, "EndRange"));
+        Ok(At::new(
+            cur.pos(),
+            RawRange {
+                start: start?,
+                end: end?,
+            },
+        ))
     }
 
     fn policies(&mut self, cur: Cur<'_, '_>) -> Vec<At<RawPolicy>> {
-        let mut out = Vec::new();
-        let Some((p, node)) = self.section(cur, "Policies") else {
-            return out;
-        };
-        let list = Cur { node, path: &p };
-        self.check_children(list, &["Policy"], &[]);
-        for (path, node) in list.each("Policy") {
-            if let Ok(p) = self.policy(Cur { node, path: &path }) {
-                out.push(p);
-            }
-        }
-        out
+        self.items(cur, "Policies", "Policy", Self::policy)
     }
 
     fn policy(&mut self, cur: Cur<'_, '_>) -> Res<At<RawPolicy>> {
@@ -679,10 +658,7 @@ impl Walker<'_> {
             else {
                 continue;
             };
-            let pos = Pos {
-                line: child.line,
-                path: Some(format!("{}/{}", cur.path, child.name)),
-            };
+            let pos = cur.pos_of(child);
             let mut items = values_of(child, "Value");
             if items.is_empty() {
                 items = child
@@ -828,26 +804,10 @@ impl Walker<'_> {
         s.superscope_name = cur.some_text("SuperScopeName");
         s.activate_policies = self.opt_bool(cur, "ActivatePolicies")?.unwrap_or(true);
         s.exclusions = self.ranges(cur, "ExclusionRanges");
-        if let Some((p, node)) = self.section(cur, "Reservations") {
-            let list = Cur { node, path: &p };
-            self.check_children(list, &["Reservation"], &[]);
-            for (path, node) in list.each("Reservation") {
-                if let Ok(r) = self.reservation(Cur { node, path: &path }) {
-                    s.reservations.push(r);
-                }
-            }
-        }
+        s.reservations = self.items(cur, "Reservations", "Reservation", Self::reservation);
         s.policies = self.policies(cur);
         s.option_values = self.option_values(cur);
-        if let Some((p, node)) = self.section(cur, "Leases") {
-            let list = Cur { node, path: &p };
-            self.check_children(list, &["Lease"], &[]);
-            for (path, node) in list.each("Lease") {
-                if let Ok(l) = self.lease(Cur { node, path: &path }) {
-                    s.leases.push(l);
-                }
-            }
-        }
+        s.leases = self.items(cur, "Leases", "Lease", Self::lease);
         Ok(At::new(cur.pos(), s))
     }
 
