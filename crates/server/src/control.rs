@@ -589,22 +589,12 @@ impl ControlRouter {
     }
 
     fn service_action(&self, action: &str) -> ControlResponse {
+        // The state each action left, not a later reading: a stop in particular runs on the
+        // server's own thread and may be over before this answer is written.
         let result = match action {
             "pause" => self.service.pause(),
             "continue" => self.service.resume(),
-            "stop" => {
-                // The stop runs on the server's own thread and may be over before this answer is
-                // written: report what this request did (start the stop), not the state after it.
-                let before = self.service.state();
-                self.service.stop();
-                let state = if before == ServiceState::Stopped {
-                    "stopped"
-                } else {
-                    "stopping"
-                };
-                info!("service stop through the control API");
-                return ControlResponse::json(200, &serde_json::json!({ "state": state }));
-            }
+            "stop" => Ok(self.service.stop()),
             other => {
                 return ControlResponse::error(
                     404,
@@ -613,9 +603,9 @@ impl ControlRouter {
             }
         };
         match result {
-            Ok(()) => {
+            Ok(state) => {
                 info!("service {action} through the control API");
-                self.service_state()
+                ControlResponse::json(200, &serde_json::json!({ "state": state_name(state) }))
             }
             Err(e) => ControlResponse::error(409, &e.to_string()),
         }

@@ -334,7 +334,7 @@ impl Runtime {
         }
     }
 
-    fn pause(&self) -> Result<(), ServerError> {
+    fn pause(&self) -> Result<ServiceState, ServerError> {
         let mut state = self.service.lock();
         match *state {
             ServiceState::Running => {
@@ -346,9 +346,9 @@ impl Runtime {
                 self.service.paused.store(true, Ordering::SeqCst);
                 *state = ServiceState::Paused;
                 self.service.changed.notify_all();
-                Ok(())
+                Ok(ServiceState::Paused)
             }
-            ServiceState::Paused => Ok(()),
+            ServiceState::Paused => Ok(ServiceState::Paused),
             other => Err(ServerError::State {
                 action: "pause",
                 state: other,
@@ -356,7 +356,7 @@ impl Runtime {
         }
     }
 
-    fn resume(&self) -> Result<(), ServerError> {
+    fn resume(&self) -> Result<ServiceState, ServerError> {
         let mut state = self.service.lock();
         match *state {
             ServiceState::Paused => {
@@ -365,9 +365,9 @@ impl Runtime {
                 *state = ServiceState::Running;
                 self.service.hooks.control(ControlCode::Continue);
                 self.service.changed.notify_all();
-                Ok(())
+                Ok(ServiceState::Running)
             }
-            ServiceState::Running => Ok(()),
+            ServiceState::Running => Ok(ServiceState::Running),
             other => Err(ServerError::State {
                 action: "resume",
                 state: other,
@@ -381,17 +381,19 @@ impl Runtime {
     }
 
     /// Asks for a stop: receiving stops at once; [`Server::wait`] does the rest.
-    fn stop(&self) {
+    fn stop(&self) -> ServiceState {
         let mut state = self.service.lock();
-        if matches!(*state, ServiceState::Running | ServiceState::Paused) {
-            *state = ServiceState::Stopping;
-            self.service.stopping.store(true, Ordering::SeqCst);
-            self.service.changed.notify_all();
-            drop(state);
-            for socket in &self.sockets {
-                socket.shutdown_read();
-            }
+        if !matches!(*state, ServiceState::Running | ServiceState::Paused) {
+            return *state;
         }
+        *state = ServiceState::Stopping;
+        self.service.stopping.store(true, Ordering::SeqCst);
+        self.service.changed.notify_all();
+        drop(state);
+        for socket in &self.sockets {
+            socket.shutdown_read();
+        }
+        ServiceState::Stopping
     }
 
     /// Runs `task` every interval until a stop is asked for.
@@ -708,21 +710,23 @@ impl fmt::Debug for ServerHandle {
 
 impl ServerHandle {
     /// Pauses the service: Control(PAUSE), then every datagram is dropped with `DHCP_DROP_PAUSED`
-    /// (after NewPkt and HandleOptions, by the engine). Pausing a paused service does nothing.
-    pub fn pause(&self) -> Result<(), ServerError> {
+    /// (after NewPkt and HandleOptions, by the engine). Pausing a paused service does nothing. `Ok`
+    /// is the state the call left: Paused.
+    pub fn pause(&self) -> Result<ServiceState, ServerError> {
         self.runtime.pause()
     }
 
     /// Continues a paused service: datagrams are processed again, then Control(CONTINUE). Resuming a
-    /// running service does nothing.
-    pub fn resume(&self) -> Result<(), ServerError> {
+    /// running service does nothing. `Ok` is the state the call left: Running.
+    pub fn resume(&self) -> Result<ServiceState, ServerError> {
         self.runtime.resume()
     }
 
     /// Asks the server to stop; [`Server::wait`] returns once everything finished and Control(STOP)
-    /// was called. Returns at once; calling it again does nothing.
-    pub fn stop(&self) {
-        self.runtime.stop();
+    /// was called. Returns at once with the state it left (Stopping, or Stopped/Stopping when a stop
+    /// came earlier); calling it again does nothing.
+    pub fn stop(&self) -> ServiceState {
+        self.runtime.stop()
     }
 
     /// The service state now.

@@ -281,8 +281,9 @@ fn paused_service_drops_with_paused_between_control_pause_and_continue() {
     client
         .set_read_timeout(Some(Duration::from_millis(200)))
         .unwrap();
-    handle.pause().unwrap();
-    handle.pause().unwrap(); // already paused: no second hook call
+    assert_eq!(handle.pause().unwrap(), ServiceState::Paused);
+    // Already paused: no second hook call.
+    assert_eq!(handle.pause().unwrap(), ServiceState::Paused);
     assert_eq!(handle.state(), ServiceState::Paused);
     client.send_to(b"while-paused", addr).unwrap();
     log.wait_for("the paused drop", |events| Log::handled_count(events) == 1);
@@ -291,14 +292,17 @@ fn paused_service_drops_with_paused_between_control_pause_and_continue() {
         client.recv_from(&mut buf).is_err(),
         "a paused server sent a reply"
     );
-    handle.resume().unwrap();
+    assert_eq!(handle.resume().unwrap(), ServiceState::Running);
     assert_eq!(handle.state(), ServiceState::Running);
     client.set_read_timeout(Some(PATIENCE)).unwrap();
     client.send_to(b"after", addr).unwrap();
     assert_eq!(recv(&client).0, b"re:after");
     let counters = handle.counters();
     assert_eq!(counters.runtime_dropped(DropReason::Paused), 1);
-    drop(server);
+    // A stop answers with the state it left, even though the stop finishes on another thread.
+    assert_eq!(handle.stop(), ServiceState::Stopping);
+    server.wait();
+    assert_eq!(handle.stop(), ServiceState::Stopped);
     let events = log.events();
     let summary: Vec<String> = events
         .iter()
