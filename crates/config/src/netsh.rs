@@ -197,6 +197,38 @@ fn u32_number(tok: Option<&&Tok>, what: &str) -> Res<u32> {
     u32::try_from(n).map_err(|_| ("bad-number", format!("{what} {n} is too large")))
 }
 
+/// The text of positional argument `i`, empty when absent (names and comments are optional).
+fn text_at(p: &[&Tok], i: usize) -> String {
+    p.get(i).map(|t| t.text.clone()).unwrap_or_default()
+}
+
+/// The `<id> <TYPE>` pair that opens `Add Optiondef` and `set optionvalue`.
+fn option_id_and_type(id: &Tok, kind: &Tok) -> Res<(i64, OptionType)> {
+    let option_id = crate::text::parse_i64(&id.text).ok_or((
+        "bad-number",
+        format!("option id `{}` is not a number", id.text),
+    ))?;
+    let kind = netsh_type(&kind.text)
+        .ok_or(("bad-type", format!("unknown option type `{}`", kind.text)))?;
+    Ok((option_id, kind))
+}
+
+/// A `vendor=`/`user=` class argument; blank means the default class.
+fn class_arg(named: &HashMap<String, String>, key: &str) -> Option<String> {
+    named
+        .get(key)
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
+/// A range or reservation type word (`what` names it in the error).
+fn scope_type_arg(t: &Tok, what: &str) -> Res<ScopeType> {
+    scope_type(&t.text).ok_or((
+        "netsh-syntax",
+        format!("{what} type `{}` is not DHCP, BOOTP or BOTH", t.text),
+    ))
+}
+
 impl Reader<'_> {
     fn line(&mut self, line_no: u32, line: &str) {
         let trimmed = line.trim();
@@ -321,12 +353,7 @@ impl Reader<'_> {
         if p.len() < 4 {
             return syntax("Add Optiondef wants <id> \"<name>\" <TYPE> <0|1> [vendor=...] [comment=...] [default...]");
         }
-        let option_id = crate::text::parse_i64(&p[0].text).ok_or((
-            "bad-number",
-            format!("option id `{}` is not a number", p[0].text),
-        ))?;
-        let kind = netsh_type(&p[2].text)
-            .ok_or(("bad-type", format!("unknown option type `{}`", p[2].text)))?;
+        let (option_id, kind) = option_id_and_type(p[0], p[2])?;
         let multi_valued = match p[3].text.trim() {
             "0" => false,
             "1" => true,
@@ -339,10 +366,7 @@ impl Reader<'_> {
                 name: p[1].text.clone(),
                 kind,
                 multi_valued,
-                vendor_class: named
-                    .get("vendor")
-                    .map(|s| s.trim().to_string())
-                    .filter(|s| !s.is_empty()),
+                vendor_class: class_arg(&named, "vendor"),
                 description: named.get("comment").cloned().unwrap_or_default(),
                 default_value: p[4..].iter().map(|t| t.text.clone()).collect(),
             },
@@ -430,8 +454,8 @@ impl Reader<'_> {
             return Err(("duplicate-scope", format!("scope {id} is added twice")));
         }
         let mut scope = RawScope::new(id, mask);
-        scope.name = p.get(2).map(|t| t.text.clone()).unwrap_or_default();
-        scope.description = p.get(3).map(|t| t.text.clone()).unwrap_or_default();
+        scope.name = text_at(&p, 2);
+        scope.description = text_at(&p, 3);
         self.scope_index
             .insert(u32::from(id), self.raw.scopes.len());
         self.raw.scopes.push(At::new(pos.clone(), scope));
@@ -448,7 +472,7 @@ impl Reader<'_> {
         let text = p.get(1).map(|t| t.text.as_str()).unwrap_or("");
         let mac =
             parse_mac_pattern(text).ok_or(("bad-mac", format!("`{text}` is not a MAC pattern")))?;
-        let description = p.get(2).map(|t| t.text.clone()).unwrap_or_default();
+        let description = text_at(&p, 2);
         self.raw.filters.push(At::new(
             pos.clone(),
             Filter {
@@ -493,10 +517,7 @@ impl Reader<'_> {
                 let start = ip(a.first(), "range start")?;
                 let end = ip(a.get(1), "range end")?;
                 if let Some(t) = a.get(2) {
-                    scope.kind = scope_type(&t.text).ok_or((
-                        "netsh-syntax",
-                        format!("range type `{}` is not DHCP, BOOTP or BOTH", t.text),
-                    ))?;
+                    scope.kind = scope_type_arg(t, "range")?;
                 }
                 if a.get(3).is_some() {
                     scope.max_bootp_clients = Some(u32_number(a.get(3), "max BOOTP clients")?);
@@ -527,20 +548,17 @@ impl Reader<'_> {
                     .filter(|b| !b.is_empty())
                     .ok_or(("bad-hex", format!("client id `{hex}` is not hex")))?;
                 let kind = match a.get(4) {
-                    Some(t) => scope_type(&t.text).ok_or((
-                        "netsh-syntax",
-                        format!("reservation type `{}` is not DHCP, BOOTP or BOTH", t.text),
-                    ))?,
+                    Some(t) => scope_type_arg(t, "reservation")?,
                     None => ScopeType::Both,
                 };
                 scope.reservations.push(At::new(
                     pos.clone(),
                     RawReservation {
-                        name: a.get(2).map(|t| t.text.clone()).unwrap_or_default(),
+                        name: text_at(&a, 2),
                         ip_address,
                         client_id,
                         kind,
-                        description: a.get(3).map(|t| t.text.clone()).unwrap_or_default(),
+                        description: text_at(&a, 3),
                         option_values: Vec::new(),
                     },
                 ));
@@ -560,10 +578,8 @@ impl Reader<'_> {
                 };
                 r.item.option_values.push(At::new(pos.clone(), v));
             }
-            ("set", "name") => scope.name = a.first().map(|t| t.text.clone()).unwrap_or_default(),
-            ("set", "comment") => {
-                scope.description = a.first().map(|t| t.text.clone()).unwrap_or_default()
-            }
+            ("set", "name") => scope.name = text_at(&a, 0),
+            ("set", "comment") => scope.description = text_at(&a, 0),
             ("set", "superscope") => {
                 let name = a
                     .first()
@@ -604,20 +620,13 @@ fn option_value(toks: &[Tok]) -> Res<RawOptionValue> {
     if p.len() < 2 {
         return syntax("optionvalue wants <id> <TYPE> [user=...] [vendor=...] <value>...");
     }
-    let option_id = crate::text::parse_i64(&p[0].text).ok_or((
-        "bad-number",
-        format!("option id `{}` is not a number", p[0].text),
-    ))?;
-    let kind = netsh_type(&p[1].text)
-        .ok_or(("bad-type", format!("unknown option type `{}`", p[1].text)))?;
-    let empty_is_default =
-        |v: Option<&String>| v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
+    let (option_id, kind) = option_id_and_type(p[0], p[1])?;
     Ok(RawOptionValue {
         option_id,
         declared_type: Some(kind),
         values: p[2..].iter().map(|t| t.text.clone()).collect(),
-        vendor_class: empty_is_default(named.get("vendor")),
-        user_class: empty_is_default(named.get("user")),
+        vendor_class: class_arg(&named, "vendor"),
+        user_class: class_arg(&named, "user"),
     })
 }
 
