@@ -256,6 +256,13 @@ fn harness(config: ServerConfig, db: &Path) -> Harness {
     )
 }
 
+/// A harness on [`config`] over a database in a fresh directory (dropping the directory removes it).
+fn fresh_harness() -> (tempfile::TempDir, Harness) {
+    let dir = tempfile::tempdir().unwrap();
+    let h = harness(config(), &dir.path().join("leases.db"));
+    (dir, h)
+}
+
 fn mac(n: u8) -> [u8; 6] {
     [0x02, 0, 0, 0, 0, n]
 }
@@ -292,18 +299,82 @@ fn datagram_bytes(bytes: Vec<u8>, dst: Ipv4Addr) -> Datagram {
     }
 }
 
+/// `m` with `options` added (replacing any of the same code).
+fn with(mut m: Message, options: impl IntoIterator<Item = DhcpOption>) -> Message {
+    for option in options {
+        m.opts_mut().insert(option);
+    }
+    m
+}
+
+/// `engine` processes `m` sent to `dst`.
+fn handle(engine: &Engine, m: &Message, dst: Ipv4Addr) -> Outcome {
+    engine.handle(datagram(m, dst), Admission::Process)
+}
+
+/// The scope of the directly attached clients.
+const MAIN_SCOPE: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 0);
+
+/// The hook calls of one packet selected into `scope`: NewPkt, HandleOptions, `middle`, then the
+/// final PktDrop(Processed).
+fn calls_in(scope: Option<Ipv4Addr>, middle: impl IntoIterator<Item = Call>) -> Vec<Call> {
+    let mut calls = vec![Call::NewPkt, Call::HandleOptions(scope)];
+    calls.extend(middle);
+    calls.push(Call::PktDrop(DropReason::Processed));
+    calls
+}
+
+/// [`calls_in`] the main scope.
+fn main_calls(middle: impl IntoIterator<Item = Call>) -> Vec<Call> {
+    calls_in(Some(MAIN_SCOPE), middle)
+}
+
+/// The AddressOffer of a renewed one-hour lease on `leased`.
+fn renewed(leased: Ipv4Addr) -> Call {
+    Call::AddressOffer(GiveCode::Old, SERVER, leased, ClientType::Dhcp, 3600)
+}
+
 impl Harness {
     fn send(&self, m: &Message) -> Outcome {
+        self.send_to(m, Ipv4Addr::BROADCAST)
+    }
+
+    fn send_to(&self, m: &Message, dst: Ipv4Addr) -> Outcome {
+        handle(&self.engine, m, dst)
+    }
+
+    fn send_bytes(&self, bytes: Vec<u8>, dst: Ipv4Addr) -> Outcome {
         self.engine
-            .handle(datagram(m, Ipv4Addr::BROADCAST), Admission::Process)
+            .handle(datagram_bytes(bytes, dst), Admission::Process)
+    }
+
+    /// Asserts that `outcome` was dropped for `reason` without a reply, and that the hooks saw a
+    /// packet of the main scope dropped for that reason.
+    fn assert_dropped(&self, outcome: &Outcome, reason: DropReason) {
+        assert!(
+            outcome.reply.is_none(),
+            "no reply when dropped for {reason:?}"
+        );
+        assert_eq!(outcome.dropped, Some(reason));
+        assert_eq!(self.hooks.take(), main_calls([Call::PktDrop(reason)]));
+    }
+
+    /// The address offered to client `n`'s DISCOVER.
+    fn offered(&self, n: u8) -> Ipv4Addr {
+        decode(&self.send(&message(MessageType::Discover, n))).yiaddr()
     }
 
     /// DISCOVER and REQUEST for client `n`; returns the leased address (hook calls cleared).
     fn dora(&self, n: u8) -> Ipv4Addr {
-        let offer = self.send(&message(MessageType::Discover, n));
-        let ack = self.send(&request_for(n, decode(&offer).yiaddr()));
-        assert_eq!(ack.reply_type, Some(5), "ACK for client {n}");
+        let leased = self.dora_quiet(n);
         self.hooks.take();
+        leased
+    }
+
+    /// Like `dora`, without touching the shared call log (for concurrent use).
+    fn dora_quiet(&self, n: u8) -> Ipv4Addr {
+        let ack = self.send(&request_for(n, self.offered(n)));
+        assert_eq!(ack.reply_type, Some(5), "ACK for client {n}");
         decode(&ack).yiaddr()
     }
 }
@@ -341,23 +412,14 @@ fn u32_option(m: &Message, code: OptionCode) -> Option<u32> {
 
 #[test]
 fn dora_hook_sequence_and_reply_encoding() {
-    let dir = tempfile::tempdir().unwrap();
-    let h = harness(config(), &dir.path().join("leases.db"));
+    let (_dir, h) = fresh_harness();
 
-    let mut discover = message(MessageType::Discover, 1);
-    discover
-        .opts_mut()
-        .insert(DhcpOption::ClientIdentifier(vec![1, 2, 0, 0, 0, 0, 1]));
-    let offer = h.send(&discover);
-    assert_eq!(
-        h.hooks.take(),
-        vec![
-            Call::NewPkt,
-            Call::HandleOptions(Some(Ipv4Addr::new(198, 18, 0, 0))),
-            Call::PktSend,
-            Call::PktDrop(DropReason::Processed),
-        ]
+    let discover = with(
+        message(MessageType::Discover, 1),
+        [DhcpOption::ClientIdentifier(vec![1, 2, 0, 0, 0, 0, 1])],
     );
+    let offer = h.send(&discover);
+    assert_eq!(h.hooks.take(), main_calls([Call::PktSend]));
     assert_eq!((offer.request_type, offer.reply_type), (Some(1), Some(2)));
     let reply = offer.reply.as_ref().unwrap();
     assert_eq!(reply.dest, SocketAddrV4::new(Ipv4Addr::BROADCAST, 68));
@@ -370,26 +432,17 @@ fn dora_hook_sequence_and_reply_encoding() {
     );
     assert_eq!(offered.xid(), discover.xid());
 
-    let mut request = message(MessageType::Request, 1);
-    request
-        .opts_mut()
-        .insert(DhcpOption::ClientIdentifier(vec![1, 2, 0, 0, 0, 0, 1]));
-    request
-        .opts_mut()
-        .insert(DhcpOption::ServerIdentifier(SERVER));
-    request
-        .opts_mut()
-        .insert(DhcpOption::RequestedIpAddress(ip(13)));
+    let request = with(
+        request_for(1, ip(13)),
+        [DhcpOption::ClientIdentifier(vec![1, 2, 0, 0, 0, 0, 1])],
+    );
     let ack = h.send(&request);
     assert_eq!(
         h.hooks.take(),
-        vec![
-            Call::NewPkt,
-            Call::HandleOptions(Some(Ipv4Addr::new(198, 18, 0, 0))),
+        main_calls([
             Call::AddressOffer(GiveCode::New, SERVER, ip(13), ClientType::Dhcp, 3600),
             Call::PktSend,
-            Call::PktDrop(DropReason::Processed),
-        ]
+        ])
     );
     let bytes = &ack.reply.as_ref().unwrap().bytes;
     assert!(bytes.len() >= 300, "padded to the BOOTP minimum");
@@ -436,50 +489,72 @@ fn renewal(n: u8, ciaddr: Ipv4Addr) -> Message {
     m
 }
 
+/// Option 82 with just the agent circuit id `id`.
+fn agent_circuit(id: &[u8]) -> DhcpOption {
+    let mut relay_info = RelayAgentInformation::default();
+    relay_info.insert(RelayInfo::AgentCircuitId(id.to_vec()));
+    DhcpOption::RelayAgentInformation(relay_info)
+}
+
+/// A RELEASE of `leased` by client `n` (no server identifier).
+fn release(n: u8, leased: Ipv4Addr) -> Message {
+    with(
+        renewal(n, leased),
+        [DhcpOption::MessageType(MessageType::Release)],
+    )
+}
+
+/// An INFORM from client `n` configured with `ciaddr`.
+fn inform(n: u8, ciaddr: Ipv4Addr) -> Message {
+    with(
+        renewal(n, ciaddr),
+        [DhcpOption::MessageType(MessageType::Inform)],
+    )
+}
+
+/// A DECLINE of `declined` by client `n` (no server identifier).
+fn decline(n: u8, declined: Ipv4Addr) -> Message {
+    with(
+        message(MessageType::Decline, n),
+        [DhcpOption::RequestedIpAddress(declined)],
+    )
+}
+
+/// A SELECTING REQUEST of client `n` for `offered` from us.
+fn request_for(n: u8, offered: Ipv4Addr) -> Message {
+    with(
+        message(MessageType::Request, n),
+        [
+            DhcpOption::ServerIdentifier(SERVER),
+            DhcpOption::RequestedIpAddress(offered),
+        ],
+    )
+}
+
 #[test]
 fn renew_and_rebind_extend_the_lease() {
-    let dir = tempfile::tempdir().unwrap();
-    let h = harness(config(), &dir.path().join("leases.db"));
+    let (_dir, h) = fresh_harness();
     let leased = h.dora(1);
     h.clock.advance(Duration::from_secs(1800));
 
     // RENEWING: unicast to us.
-    let renew = h
-        .engine
-        .handle(datagram(&renewal(1, leased), SERVER), Admission::Process);
+    let renew = h.send_to(&renewal(1, leased), SERVER);
     assert_eq!(renew.reply_type, Some(5));
     let reply = renew.reply.as_ref().unwrap();
     assert_eq!(reply.dest, SocketAddrV4::new(leased, 68));
     assert_eq!(decode(&renew).ciaddr(), leased);
-    assert!(h.hooks.take().contains(&Call::AddressOffer(
-        GiveCode::Old,
-        SERVER,
-        leased,
-        ClientType::Dhcp,
-        3600
-    )));
+    assert!(h.hooks.take().contains(&renewed(leased)));
     let expiry = h.engine.leases()[0].expires.unwrap();
     assert_eq!(expiry, start() + Duration::from_secs(1800 + 3600));
 
     // REBINDING: broadcast.
     h.clock.advance(Duration::from_secs(3200));
-    let rebind = h.engine.handle(
-        datagram(&renewal(1, leased), Ipv4Addr::BROADCAST),
-        Admission::Process,
-    );
+    let rebind = h.send(&renewal(1, leased));
     assert_eq!(rebind.reply_type, Some(5));
-    assert!(h.hooks.take().contains(&Call::AddressOffer(
-        GiveCode::Old,
-        SERVER,
-        leased,
-        ClientType::Dhcp,
-        3600
-    )));
+    assert!(h.hooks.take().contains(&renewed(leased)));
 
     // Someone else renewing this address gets a NAK.
-    let stranger = h
-        .engine
-        .handle(datagram(&renewal(2, leased), SERVER), Admission::Process);
+    let stranger = h.send_to(&renewal(2, leased), SERVER);
     assert_eq!(stranger.reply_type, Some(6));
     assert!(h
         .hooks
@@ -488,16 +563,15 @@ fn renew_and_rebind_extend_the_lease() {
 }
 
 fn init_reboot(n: u8, requested: Ipv4Addr) -> Message {
-    let mut m = message(MessageType::Request, n);
-    m.opts_mut()
-        .insert(DhcpOption::RequestedIpAddress(requested));
-    m
+    with(
+        message(MessageType::Request, n),
+        [DhcpOption::RequestedIpAddress(requested)],
+    )
 }
 
 #[test]
 fn init_reboot_wrong_address_is_nacked_and_unknown_client_ignored() {
-    let dir = tempfile::tempdir().unwrap();
-    let h = harness(config(), &dir.path().join("leases.db"));
+    let (_dir, h) = fresh_harness();
     let leased = h.dora(1);
 
     // The client's own address: ACK.
@@ -509,13 +583,10 @@ fn init_reboot_wrong_address_is_nacked_and_unknown_client_ignored() {
     let wrong = h.send(&init_reboot(1, ip(40)));
     assert_eq!(
         h.hooks.take(),
-        vec![
-            Call::NewPkt,
-            Call::HandleOptions(Some(Ipv4Addr::new(198, 18, 0, 0))),
+        main_calls([
             Call::AddressDel(ProbCode::Nacked, SERVER, ip(40)),
             Call::PktSend,
-            Call::PktDrop(DropReason::Processed),
-        ]
+        ])
     );
     let nak = decode(&wrong);
     assert_eq!(nak.opts().msg_type(), Some(MessageType::Nak));
@@ -533,41 +604,19 @@ fn init_reboot_wrong_address_is_nacked_and_unknown_client_ignored() {
 
     // No record of the client at all: silent.
     let unknown = h.send(&init_reboot(7, ip(30)));
-    assert!(unknown.reply.is_none());
-    assert_eq!(unknown.dropped, Some(DropReason::WrongServer));
-    assert_eq!(
-        h.hooks.take(),
-        vec![
-            Call::NewPkt,
-            Call::HandleOptions(Some(Ipv4Addr::new(198, 18, 0, 0))),
-            Call::PktDrop(DropReason::WrongServer),
-            Call::PktDrop(DropReason::Processed),
-        ]
-    );
+    h.assert_dropped(&unknown, DropReason::WrongServer);
 }
 
 #[test]
 fn decline_puts_the_address_on_probation() {
-    let dir = tempfile::tempdir().unwrap();
-    let h = harness(config(), &dir.path().join("leases.db"));
+    let (_dir, h) = fresh_harness();
     let leased = h.dora(1);
-    let mut decline = message(MessageType::Decline, 1);
-    decline
-        .opts_mut()
-        .insert(DhcpOption::RequestedIpAddress(leased));
-    decline
-        .opts_mut()
-        .insert(DhcpOption::ServerIdentifier(SERVER));
+    let decline = with(decline(1, leased), [DhcpOption::ServerIdentifier(SERVER)]);
     let outcome = h.send(&decline);
     assert!(outcome.reply.is_none() && outcome.dropped.is_none());
     assert_eq!(
         h.hooks.take(),
-        vec![
-            Call::NewPkt,
-            Call::HandleOptions(Some(Ipv4Addr::new(198, 18, 0, 0))),
-            Call::AddressDel(ProbCode::Decline, SERVER, leased),
-            Call::PktDrop(DropReason::Processed),
-        ]
+        main_calls([Call::AddressDel(ProbCode::Decline, SERVER, leased)])
     );
     assert!(h.engine.leases().is_empty());
     // Neither the same client nor another is offered the declined address while on probation.
@@ -577,36 +626,23 @@ fn decline_puts_the_address_on_probation() {
     }
     // After probation (and the offers' hold) it is offered again.
     h.clock.advance(Duration::from_secs(3601));
-    let mut ask = message(MessageType::Discover, 3);
-    ask.opts_mut()
-        .insert(DhcpOption::RequestedIpAddress(leased));
+    let ask = with(
+        message(MessageType::Discover, 3),
+        [DhcpOption::RequestedIpAddress(leased)],
+    );
     assert_eq!(decode(&h.send(&ask)).yiaddr(), leased);
 }
 
 #[test]
 fn release_frees_the_binding_but_keeps_it_preferred() {
-    let dir = tempfile::tempdir().unwrap();
-    let h = harness(config(), &dir.path().join("leases.db"));
+    let (_dir, h) = fresh_harness();
     let leased = h.dora(1);
-    let mut release = renewal(1, leased);
-    release
-        .opts_mut()
-        .insert(DhcpOption::MessageType(MessageType::Release));
-    release
-        .opts_mut()
-        .insert(DhcpOption::ServerIdentifier(SERVER));
-    let outcome = h
-        .engine
-        .handle(datagram(&release, SERVER), Admission::Process);
+    let release = with(release(1, leased), [DhcpOption::ServerIdentifier(SERVER)]);
+    let outcome = h.send_to(&release, SERVER);
     assert!(outcome.reply.is_none() && outcome.dropped.is_none());
     assert_eq!(
         h.hooks.take(),
-        vec![
-            Call::NewPkt,
-            Call::HandleOptions(Some(Ipv4Addr::new(198, 18, 0, 0))),
-            Call::AddressDel(ProbCode::Release, SERVER, leased),
-            Call::PktDrop(DropReason::Processed),
-        ]
+        main_calls([Call::AddressDel(ProbCode::Release, SERVER, leased)])
     );
     assert!(h.engine.leases().is_empty());
     // A second client takes the next address; the releasing client gets its old one back.
@@ -616,24 +652,9 @@ fn release_frees_the_binding_but_keeps_it_preferred() {
 
 #[test]
 fn inform_gets_an_ack_without_lease() {
-    let dir = tempfile::tempdir().unwrap();
-    let h = harness(config(), &dir.path().join("leases.db"));
-    let mut inform = renewal(1, ip(200));
-    inform
-        .opts_mut()
-        .insert(DhcpOption::MessageType(MessageType::Inform));
-    let outcome = h
-        .engine
-        .handle(datagram(&inform, SERVER), Admission::Process);
-    assert_eq!(
-        h.hooks.take(),
-        vec![
-            Call::NewPkt,
-            Call::HandleOptions(Some(Ipv4Addr::new(198, 18, 0, 0))),
-            Call::PktSend,
-            Call::PktDrop(DropReason::Processed),
-        ]
-    );
+    let (_dir, h) = fresh_harness();
+    let outcome = h.send_to(&inform(1, ip(200)), SERVER);
+    assert_eq!(h.hooks.take(), main_calls([Call::PktSend]));
     let reply = outcome.reply.as_ref().unwrap();
     assert_eq!(reply.dest, SocketAddrV4::new(ip(200), 68));
     let ack = decode(&outcome);
@@ -668,15 +689,10 @@ fn bootp_clients_get_permanent_addresses_in_bootp_scopes_only() {
     cfg.scopes[0].kind = ScopeType::Both;
     let h = harness(cfg, &dir.path().join("leases.db"));
 
-    let plain = h.engine.handle(
-        datagram_bytes(bootp_request(1, false), Ipv4Addr::BROADCAST),
-        Admission::Process,
-    );
+    let plain = h.send_bytes(bootp_request(1, false), Ipv4Addr::BROADCAST);
     assert_eq!(
         h.hooks.take(),
-        vec![
-            Call::NewPkt,
-            Call::HandleOptions(Some(Ipv4Addr::new(198, 18, 0, 0))),
+        main_calls([
             Call::AddressOffer(
                 GiveCode::New,
                 SERVER,
@@ -685,8 +701,7 @@ fn bootp_clients_get_permanent_addresses_in_bootp_scopes_only() {
                 0xFFFF_FFFF
             ),
             Call::PktSend,
-            Call::PktDrop(DropReason::Processed),
-        ]
+        ])
     );
     assert_eq!((plain.request_type, plain.reply_type), (Some(0), Some(0)));
     let reply = plain.reply.as_ref().unwrap();
@@ -700,10 +715,7 @@ fn bootp_clients_get_permanent_addresses_in_bootp_scopes_only() {
     );
     assert_eq!(reply.dest, SocketAddrV4::new(Ipv4Addr::BROADCAST, 68));
 
-    let with_cookie = h.engine.handle(
-        datagram_bytes(bootp_request(2, true), Ipv4Addr::BROADCAST),
-        Admission::Process,
-    );
+    let with_cookie = h.send_bytes(bootp_request(2, true), Ipv4Addr::BROADCAST);
     let bytes = &with_cookie.reply.as_ref().unwrap().bytes;
     assert_eq!(&bytes[236..240], &dhcproto::v4::MAGIC);
     let order = option_order(bytes);
@@ -721,9 +733,7 @@ fn bootp_clients_get_permanent_addresses_in_bootp_scopes_only() {
         bytes[24..28].copy_from_slice(&RELAY.octets());
         bytes
     };
-    let refused = h
-        .engine
-        .handle(datagram_bytes(relayed, SERVER), Admission::Process);
+    let refused = h.send_bytes(relayed, SERVER);
     assert_eq!(refused.dropped, Some(DropReason::NoAddress));
 }
 
@@ -759,16 +769,16 @@ fn reservations_match_by_mac_and_by_client_id() {
         Some(&DhcpOption::Router(vec![ip(254)])),
         "reservation options win"
     );
-    let mut by_id = message(MessageType::Discover, 2);
-    by_id
-        .opts_mut()
-        .insert(DhcpOption::ClientIdentifier(b"\x00host-two".to_vec()));
+    let by_id = with(
+        message(MessageType::Discover, 2),
+        [DhcpOption::ClientIdentifier(b"\x00host-two".to_vec())],
+    );
     assert_eq!(decode(&h.send(&by_id)).yiaddr(), ip(41));
     // Nobody else is offered a reserved address, even when asking for it.
-    let mut other = message(MessageType::Discover, 3);
-    other
-        .opts_mut()
-        .insert(DhcpOption::RequestedIpAddress(ip(40)));
+    let other = with(
+        message(MessageType::Discover, 3),
+        [DhcpOption::RequestedIpAddress(ip(40))],
+    );
     let got = decode(&h.send(&other)).yiaddr();
     assert!(got != ip(40) && got != ip(41));
     assert_eq!(h.dora(1), ip(40));
@@ -781,11 +791,8 @@ fn a_reservation_uid_of_htype_and_mac_matches_a_client_without_option_61() {
     let uid = [&[1u8][..], &mac(5)[..]].concat();
     cfg.scopes[0].reservations = vec![reservation(ip(42), &uid)];
     let h = harness(cfg, &dir.path().join("leases.db"));
-    assert_eq!(
-        decode(&h.send(&message(MessageType::Discover, 5))).yiaddr(),
-        ip(42)
-    );
-    let stranger = decode(&h.send(&message(MessageType::Discover, 6))).yiaddr();
+    assert_eq!(h.offered(5), ip(42));
+    let stranger = h.offered(6);
     assert_ne!(stranger, ip(42));
 }
 
@@ -809,17 +816,9 @@ fn reservation_beats_an_older_dynamic_lease_and_restart_restores_leases() {
         vec![first, second]
     );
     assert_eq!(leases[1].hw_address, mac(2).to_vec());
-    let renew = h
-        .engine
-        .handle(datagram(&renewal(2, second), SERVER), Admission::Process);
+    let renew = h.send_to(&renewal(2, second), SERVER);
     assert_eq!(renew.reply_type, Some(5));
-    assert!(h.hooks.take().contains(&Call::AddressOffer(
-        GiveCode::Old,
-        SERVER,
-        second,
-        ClientType::Dhcp,
-        3600
-    )));
+    assert!(h.hooks.take().contains(&renewed(second)));
     let newcomer = h.dora(3);
     assert!(newcomer != first && newcomer != second);
 
@@ -828,24 +827,22 @@ fn reservation_beats_an_older_dynamic_lease_and_restart_restores_leases() {
     assert_eq!(h.dora(1), ip(45));
     let ips: Vec<_> = h.engine.leases().iter().map(|l| l.ip).collect();
     assert!(ips.contains(&ip(45)) && !ips.contains(&first));
-    let old = h
-        .engine
-        .handle(datagram(&renewal(1, first), SERVER), Admission::Process);
+    let old = h.send_to(&renewal(1, first), SERVER);
     assert_eq!(old.reply_type, Some(6));
 }
 
 #[test]
 fn requested_excluded_address_is_not_offered() {
-    let dir = tempfile::tempdir().unwrap();
-    let h = harness(config(), &dir.path().join("leases.db"));
-    let mut discover = message(MessageType::Discover, 1);
-    discover
-        .opts_mut()
-        .insert(DhcpOption::RequestedIpAddress(ip(11)));
+    let (_dir, h) = fresh_harness();
+    let discover = with(
+        message(MessageType::Discover, 1),
+        [DhcpOption::RequestedIpAddress(ip(11))],
+    );
     assert_eq!(decode(&h.send(&discover)).yiaddr(), ip(13));
-    let mut free = message(MessageType::Discover, 2);
-    free.opts_mut()
-        .insert(DhcpOption::RequestedIpAddress(ip(33)));
+    let free = with(
+        message(MessageType::Discover, 2),
+        [DhcpOption::RequestedIpAddress(ip(33))],
+    );
     assert_eq!(
         decode(&h.send(&free)).yiaddr(),
         ip(33),
@@ -861,28 +858,13 @@ fn pool_exhaustion_drops_noaddress() {
     let h = harness(cfg, &dir.path().join("leases.db"));
     assert_eq!(h.dora(1), ip(13));
     // Client 2 holds .14 by an offer; client 3 finds nothing.
-    assert_eq!(
-        decode(&h.send(&message(MessageType::Discover, 2))).yiaddr(),
-        ip(14)
-    );
+    assert_eq!(h.offered(2), ip(14));
     h.hooks.take();
     let outcome = h.send(&message(MessageType::Discover, 3));
-    assert_eq!(outcome.dropped, Some(DropReason::NoAddress));
-    assert_eq!(
-        h.hooks.take(),
-        vec![
-            Call::NewPkt,
-            Call::HandleOptions(Some(Ipv4Addr::new(198, 18, 0, 0))),
-            Call::PktDrop(DropReason::NoAddress),
-            Call::PktDrop(DropReason::Processed),
-        ]
-    );
+    h.assert_dropped(&outcome, DropReason::NoAddress);
     // Once the offer hold runs out, the address is free again.
     h.clock.advance(Duration::from_secs(61));
-    assert_eq!(
-        decode(&h.send(&message(MessageType::Discover, 3))).yiaddr(),
-        ip(14)
-    );
+    assert_eq!(h.offered(3), ip(14));
     assert_eq!(
         h.engine
             .stats()
@@ -897,12 +879,8 @@ fn pool_exhaustion_drops_noaddress() {
 
 #[test]
 fn garbage_and_hops_are_invalid() {
-    let dir = tempfile::tempdir().unwrap();
-    let h = harness(config(), &dir.path().join("leases.db"));
-    let outcome = h.engine.handle(
-        datagram_bytes(b"not a dhcp packet".to_vec(), SERVER),
-        Admission::Process,
-    );
+    let (_dir, h) = fresh_harness();
+    let outcome = h.send_bytes(b"not a dhcp packet".to_vec(), SERVER);
     assert_eq!(outcome.dropped, Some(DropReason::Invalid));
     assert_eq!(outcome.request_type, None);
     assert_eq!(
@@ -928,52 +906,27 @@ fn request_for_another_server_frees_our_offer() {
     let mut cfg = config();
     cfg.scopes[0].end_range = ip(13);
     let h = harness(cfg, &dir.path().join("leases.db"));
-    assert_eq!(
-        decode(&h.send(&message(MessageType::Discover, 1))).yiaddr(),
-        ip(13)
-    );
+    assert_eq!(h.offered(1), ip(13));
     h.hooks.take();
-    let mut request = message(MessageType::Request, 1);
-    request
-        .opts_mut()
-        .insert(DhcpOption::ServerIdentifier(Ipv4Addr::new(198, 18, 0, 99)));
-    request
-        .opts_mut()
-        .insert(DhcpOption::RequestedIpAddress(Ipv4Addr::new(
-            198, 18, 0, 77,
-        )));
+    let request = with(
+        message(MessageType::Request, 1),
+        [
+            DhcpOption::ServerIdentifier(Ipv4Addr::new(198, 18, 0, 99)),
+            DhcpOption::RequestedIpAddress(Ipv4Addr::new(198, 18, 0, 77)),
+        ],
+    );
     let outcome = h.send(&request);
-    assert!(outcome.reply.is_none());
-    assert_eq!(
-        h.hooks.take(),
-        vec![
-            Call::NewPkt,
-            Call::HandleOptions(Some(Ipv4Addr::new(198, 18, 0, 0))),
-            Call::PktDrop(DropReason::WrongServer),
-            Call::PktDrop(DropReason::Processed),
-        ]
-    );
+    h.assert_dropped(&outcome, DropReason::WrongServer);
     // The only address is free again at once.
-    assert_eq!(
-        decode(&h.send(&message(MessageType::Discover, 2))).yiaddr(),
-        ip(13)
-    );
+    assert_eq!(h.offered(2), ip(13));
 }
 
 #[test]
 fn selecting_request_for_an_address_not_offered_is_nacked() {
-    let dir = tempfile::tempdir().unwrap();
-    let h = harness(config(), &dir.path().join("leases.db"));
+    let (_dir, h) = fresh_harness();
     h.send(&message(MessageType::Discover, 1));
     h.hooks.take();
-    let mut request = message(MessageType::Request, 1);
-    request
-        .opts_mut()
-        .insert(DhcpOption::ServerIdentifier(SERVER));
-    request
-        .opts_mut()
-        .insert(DhcpOption::RequestedIpAddress(ip(30)));
-    assert_eq!(h.send(&request).reply_type, Some(6));
+    assert_eq!(h.send(&request_for(1, ip(30))).reply_type, Some(6));
     assert!(h
         .hooks
         .take()
@@ -983,8 +936,7 @@ fn selecting_request_for_an_address_not_offered_is_nacked() {
 
 #[test]
 fn process_it_false_and_paused_admission() {
-    let dir = tempfile::tempdir().unwrap();
-    let h = harness(config(), &dir.path().join("leases.db"));
+    let (_dir, h) = fresh_harness();
     h.hooks.refuse.store(true, Ordering::Relaxed);
     let refused = h.send(&message(MessageType::Discover, 1));
     assert!(refused.reply.is_none() && refused.dropped.is_none());
@@ -999,23 +951,12 @@ fn process_it_false_and_paused_admission() {
         datagram(&message(MessageType::Discover, 1), Ipv4Addr::BROADCAST),
         Admission::Drop(DropReason::Paused),
     );
-    assert!(paused.reply.is_none());
-    assert_eq!(paused.dropped, Some(DropReason::Paused));
-    assert_eq!(
-        h.hooks.take(),
-        vec![
-            Call::NewPkt,
-            Call::HandleOptions(Some(Ipv4Addr::new(198, 18, 0, 0))),
-            Call::PktDrop(DropReason::Paused),
-            Call::PktDrop(DropReason::Processed),
-        ]
-    );
+    h.assert_dropped(&paused, DropReason::Paused);
 }
 
 #[test]
 fn pkt_send_can_suppress_or_fault() {
-    let dir = tempfile::tempdir().unwrap();
-    let h = harness(config(), &dir.path().join("leases.db"));
+    let (_dir, h) = fresh_harness();
     h.hooks.send_mode.store(SEND_SUPPRESS, Ordering::Relaxed);
     let suppressed = h.send(&message(MessageType::Discover, 1));
     assert!(suppressed.reply.is_none() && suppressed.dropped.is_none());
@@ -1026,36 +967,25 @@ fn pkt_send_can_suppress_or_fault() {
     assert_eq!(faulted.dropped, Some(DropReason::Invalid));
     assert_eq!(
         h.hooks.take(),
-        vec![
-            Call::NewPkt,
-            Call::HandleOptions(Some(Ipv4Addr::new(198, 18, 0, 0))),
-            Call::PktSend,
-            Call::PktDrop(DropReason::Invalid),
-            Call::PktDrop(DropReason::Processed),
-        ]
+        main_calls([Call::PktSend, Call::PktDrop(DropReason::Invalid)])
     );
 }
 
 #[test]
 fn relayed_requests_use_giaddr_and_echo_option_82_last() {
-    let dir = tempfile::tempdir().unwrap();
-    let h = harness(config(), &dir.path().join("leases.db"));
-    let mut relay_info = RelayAgentInformation::default();
-    relay_info.insert(RelayInfo::AgentCircuitId(b"port-7".to_vec()));
-    let mut discover = message(MessageType::Discover, 1);
+    let (_dir, h) = fresh_harness();
+    let mut discover = with(
+        message(MessageType::Discover, 1),
+        [agent_circuit(b"port-7")],
+    );
     discover.set_giaddr(RELAY);
     discover.set_hops(1);
-    discover
-        .opts_mut()
-        .insert(DhcpOption::RelayAgentInformation(relay_info));
     let request_bytes = discover.to_vec().unwrap();
     let sent_82 = {
         let at = request_bytes.windows(2).position(|w| w == [82, 8]).unwrap();
         request_bytes[at..at + 10].to_vec()
     };
-    let offer = h
-        .engine
-        .handle(datagram_bytes(request_bytes, SERVER), Admission::Process);
+    let offer = h.send_bytes(request_bytes, SERVER);
     assert_eq!(
         h.hooks.take()[1],
         Call::HandleOptions(Some(Ipv4Addr::new(198, 19, 0, 0)))
@@ -1122,12 +1052,7 @@ fn scope_selection_filters_state_and_delay() {
     assert_eq!(h.send(&elsewhere).dropped, Some(DropReason::NoSubnets));
     assert_eq!(
         h.hooks.take(),
-        vec![
-            Call::NewPkt,
-            Call::HandleOptions(None),
-            Call::PktDrop(DropReason::NoSubnets),
-            Call::PktDrop(DropReason::Processed),
-        ]
+        calls_in(None, [Call::PktDrop(DropReason::NoSubnets)])
     );
 }
 
@@ -1146,19 +1071,13 @@ fn conflict_detection_skips_an_address_in_use() {
     assert_eq!(decode(&offer).yiaddr(), ip(14));
     assert_eq!(
         h.hooks.take(),
-        vec![
-            Call::NewPkt,
-            Call::HandleOptions(Some(Ipv4Addr::new(198, 18, 0, 0))),
+        main_calls([
             Call::AddressDel(ProbCode::Conflict, SERVER, ip(13)),
             Call::PktSend,
-            Call::PktDrop(DropReason::Processed),
-        ]
+        ])
     );
     // The bad address stays out of the pool for others too.
-    assert_eq!(
-        decode(&h.send(&message(MessageType::Discover, 2))).yiaddr(),
-        ip(15)
-    );
+    assert_eq!(h.offered(2), ip(15));
 }
 
 #[test]
@@ -1207,9 +1126,10 @@ fn ignore_broadcast_flag_broadcasts_renewals() {
         Arc::new(NoProber),
     )
     .unwrap();
-    let offer = engine.handle(
-        datagram(&message(MessageType::Discover, 1), Ipv4Addr::BROADCAST),
-        Admission::Process,
+    let offer = handle(
+        &engine,
+        &message(MessageType::Discover, 1),
+        Ipv4Addr::BROADCAST,
     );
     let decoded = decode(&offer);
     assert_eq!(
@@ -1218,11 +1138,7 @@ fn ignore_broadcast_flag_broadcasts_renewals() {
             198, 18, 0, 250
         )))
     );
-    let mut inform = renewal(1, ip(200));
-    inform
-        .opts_mut()
-        .insert(DhcpOption::MessageType(MessageType::Inform));
-    let outcome = engine.handle(datagram(&inform, SERVER), Admission::Process);
+    let outcome = handle(&engine, &inform(1, ip(200)), SERVER);
     assert_eq!(
         outcome.reply.unwrap().dest,
         SocketAddrV4::new(Ipv4Addr::BROADCAST, 68)
@@ -1265,24 +1181,6 @@ fn concurrent_workers_never_share_an_address() {
     assert!(offers.iter().all(|locked| *locked));
 }
 
-impl Harness {
-    /// Like `dora`, without touching the shared call log (for concurrent use).
-    fn dora_quiet(&self, n: u8) -> Ipv4Addr {
-        let offer = self.send(&message(MessageType::Discover, n));
-        let offered = decode(&offer).yiaddr();
-        let mut request = message(MessageType::Request, n);
-        request
-            .opts_mut()
-            .insert(DhcpOption::ServerIdentifier(SERVER));
-        request
-            .opts_mut()
-            .insert(DhcpOption::RequestedIpAddress(offered));
-        let ack = self.send(&request);
-        assert_eq!(ack.reply_type, Some(5), "ACK for client {n}");
-        decode(&ack).yiaddr()
-    }
-}
-
 #[test]
 fn user_class_options_are_resolved_per_client() {
     let dir = tempfile::tempdir().unwrap();
@@ -1301,18 +1199,11 @@ fn user_class_options_are_resolved_per_client() {
     });
     let h = harness(cfg, &dir.path().join("leases.db"));
     let dns = |user_class: Option<&[u8]>, n: u8| {
-        let mut discover = message(MessageType::Discover, n);
-        discover
-            .opts_mut()
-            .insert(DhcpOption::ParameterRequestList(vec![
-                OptionCode::DomainNameServer,
-            ]));
-        if let Some(class) = user_class {
-            discover
-                .opts_mut()
-                .insert(DhcpOption::UserClass(class.to_vec()));
-        }
-        decode(&h.send(&discover))
+        let mut options = vec![DhcpOption::ParameterRequestList(vec![
+            OptionCode::DomainNameServer,
+        ])];
+        options.extend(user_class.map(|class| DhcpOption::UserClass(class.to_vec())));
+        decode(&h.send(&with(message(MessageType::Discover, n), options)))
             .opts()
             .get(OptionCode::DomainNameServer)
             .cloned()
@@ -1387,10 +1278,7 @@ fn boot_options_fill_the_header_fields() {
         });
     }
     let h = harness(cfg, &dir.path().join("leases.db"));
-    let outcome = h.engine.handle(
-        datagram_bytes(bootp_request(1, false), Ipv4Addr::BROADCAST),
-        Admission::Process,
-    );
+    let outcome = h.send_bytes(bootp_request(1, false), Ipv4Addr::BROADCAST);
     let bytes = outcome.reply.unwrap().bytes;
     assert_eq!(&bytes[20..24], &ip(5).octets(), "siaddr");
     assert_eq!(&bytes[44..55], b"198.18.0.5\0", "sname");
@@ -1399,17 +1287,11 @@ fn boot_options_fill_the_header_fields() {
 
 #[test]
 fn rebinding_from_an_unknown_client_is_ignored_renewing_is_nacked() {
-    let dir = tempfile::tempdir().unwrap();
-    let h = harness(config(), &dir.path().join("leases.db"));
-    let rebind = h.engine.handle(
-        datagram(&renewal(5, ip(30)), Ipv4Addr::BROADCAST),
-        Admission::Process,
-    );
+    let (_dir, h) = fresh_harness();
+    let rebind = h.send(&renewal(5, ip(30)));
     assert!(rebind.reply.is_none());
     assert_eq!(rebind.dropped, Some(DropReason::WrongServer));
-    let renew = h
-        .engine
-        .handle(datagram(&renewal(5, ip(30)), SERVER), Admission::Process);
+    let renew = h.send_to(&renewal(5, ip(30)), SERVER);
     assert_eq!(renew.reply_type, Some(6));
 }
 
@@ -1436,37 +1318,29 @@ fn memory_store_restores_too() {
     .unwrap();
     assert_eq!(engine.leases(), vec![lease]);
     // The restored client's INIT-REBOOT for its address is acknowledged with an infinite lease.
-    let outcome = engine.handle(
-        datagram(&init_reboot(1, ip(20)), Ipv4Addr::BROADCAST),
-        Admission::Process,
-    );
+    let outcome = handle(&engine, &init_reboot(1, ip(20)), Ipv4Addr::BROADCAST);
     assert_eq!(outcome.reply_type, Some(5));
 }
 
 #[test]
 fn overloaded_request_and_anonymous_client() {
-    let dir = tempfile::tempdir().unwrap();
-    let h = harness(config(), &dir.path().join("leases.db"));
+    let (_dir, h) = fresh_harness();
     let leased = h.dora(1);
     // INIT-REBOOT whose option 50 sits in the overloaded file field.
-    let mut m = message(MessageType::Request, 1);
-    m.opts_mut().insert(DhcpOption::OptionOverload(1));
+    let m = with(
+        message(MessageType::Request, 1),
+        [DhcpOption::OptionOverload(1)],
+    );
     let mut bytes = m.to_vec().unwrap();
     bytes[108..115].copy_from_slice(&[50, 4, 198, 18, 0, leased.octets()[3], 255]);
-    let outcome = h.engine.handle(
-        datagram_bytes(bytes, Ipv4Addr::BROADCAST),
-        Admission::Process,
-    );
+    let outcome = h.send_bytes(bytes, Ipv4Addr::BROADCAST);
     assert_eq!(outcome.reply_type, Some(5));
     assert_eq!(decode(&outcome).yiaddr(), leased);
 
     // hlen 0 and no client identifier: nobody to serve.
     let mut anonymous = message(MessageType::Discover, 2).to_vec().unwrap();
     anonymous[2] = 0;
-    let outcome = h.engine.handle(
-        datagram_bytes(anonymous, Ipv4Addr::BROADCAST),
-        Admission::Process,
-    );
+    let outcome = h.send_bytes(anonymous, Ipv4Addr::BROADCAST);
     assert_eq!(outcome.dropped, Some(DropReason::Invalid));
 }
 
@@ -1484,16 +1358,8 @@ fn exhausted_pool_recovers_when_an_address_is_freed() {
             Some(DropReason::NoAddress)
         );
     }
-    let mut release = renewal(1, first);
-    release
-        .opts_mut()
-        .insert(DhcpOption::MessageType(MessageType::Release));
-    h.engine
-        .handle(datagram(&release, SERVER), Admission::Process);
-    assert_eq!(
-        decode(&h.send(&message(MessageType::Discover, 3))).yiaddr(),
-        first
-    );
+    h.send_to(&release(1, first), SERVER);
+    assert_eq!(h.offered(3), first);
 }
 
 /// `ManualClock` time for the audit log, noting whether the lease lock is held when a line is written
@@ -1559,40 +1425,23 @@ fn audit_log_records_a_scenario() {
     h.engine.audit_log().unwrap().started();
 
     // DORA with a host name and vendor class, then a renewal and a release.
-    let offered = decode(&h.send(&message(MessageType::Discover, 1))).yiaddr();
-    let mut request = message(MessageType::Request, 1);
-    request
-        .opts_mut()
-        .insert(DhcpOption::ServerIdentifier(SERVER));
-    request
-        .opts_mut()
-        .insert(DhcpOption::RequestedIpAddress(offered));
-    request
-        .opts_mut()
-        .insert(DhcpOption::Hostname("pc-one".into()));
-    request
-        .opts_mut()
-        .insert(DhcpOption::ClassIdentifier(b"MSFT 5.0".to_vec()));
+    let offered = h.offered(1);
+    let request = with(
+        request_for(1, offered),
+        [
+            DhcpOption::Hostname("pc-one".into()),
+            DhcpOption::ClassIdentifier(b"MSFT 5.0".to_vec()),
+        ],
+    );
     assert_eq!(h.send(&request).reply_type, Some(5));
     let first = offered;
-    let renew = h
-        .engine
-        .handle(datagram(&renewal(1, first), SERVER), Admission::Process);
+    let renew = h.send_to(&renewal(1, first), SERVER);
     assert_eq!(renew.reply_type, Some(5));
-    let mut release = renewal(1, first);
-    release
-        .opts_mut()
-        .insert(DhcpOption::MessageType(MessageType::Release));
-    h.engine
-        .handle(datagram(&release, SERVER), Admission::Process);
+    h.send_to(&release(1, first), SERVER);
 
     // A decline, an administrative delete and a NAK.
     let second = h.dora(2);
-    let mut decline = message(MessageType::Decline, 2);
-    decline
-        .opts_mut()
-        .insert(DhcpOption::RequestedIpAddress(second));
-    h.send(&decline);
+    h.send(&decline(2, second));
     let third = h.dora(3);
     h.engine.delete_lease(third).unwrap().unwrap();
     let fourth = h.dora(4);
@@ -1672,26 +1521,18 @@ fn audit_log_records_conflicts_exhaustion_bootp_and_relay_info() {
         clock.clone(),
         Some(audit.clone()),
     );
-    let bootp = h.engine.handle(
-        datagram_bytes(bootp_request(1, false), Ipv4Addr::BROADCAST),
-        Admission::Process,
-    );
+    let bootp = h.send_bytes(bootp_request(1, false), Ipv4Addr::BROADCAST);
     assert_eq!(bootp.reply_type, Some(0));
     // The pool is now used up (.13 on probation, .14 to the BOOTP client).
-    let mut discover = message(MessageType::Discover, 2);
-    discover
-        .opts_mut()
-        .insert(DhcpOption::UserClass(b"lab".to_vec()));
-    let mut relay_info = RelayAgentInformation::default();
-    relay_info.insert(RelayInfo::AgentCircuitId(b"port-7".to_vec()));
-    discover
-        .opts_mut()
-        .insert(DhcpOption::RelayAgentInformation(relay_info));
-    assert_eq!(h.send(&discover).dropped, Some(DropReason::NoAddress));
-    let again = h.engine.handle(
-        datagram_bytes(bootp_request(3, false), Ipv4Addr::BROADCAST),
-        Admission::Process,
+    let discover = with(
+        message(MessageType::Discover, 2),
+        [
+            DhcpOption::UserClass(b"lab".to_vec()),
+            agent_circuit(b"port-7"),
+        ],
     );
+    assert_eq!(h.send(&discover).dropped, Some(DropReason::NoAddress));
+    let again = h.send_bytes(bootp_request(3, false), Ipv4Addr::BROADCAST);
     assert_eq!(again.dropped, Some(DropReason::NoAddress));
 
     let events = audit_events(&audit, &clock);
@@ -1751,22 +1592,10 @@ fn engine_over_commit_log(defer_commits: bool) -> (Engine, Arc<Mutex<Vec<u64>>>)
     (engine, commits)
 }
 
-/// A SELECTING REQUEST of client `n` for `offered` from us.
-fn request_for(n: u8, offered: Ipv4Addr) -> Message {
-    let mut request = message(MessageType::Request, n);
-    request
-        .opts_mut()
-        .insert(DhcpOption::ServerIdentifier(SERVER));
-    request
-        .opts_mut()
-        .insert(DhcpOption::RequestedIpAddress(offered));
-    request
-}
-
 #[test]
 fn deferred_commits_leave_the_ack_and_release_changes_to_the_runtime() {
     let (engine, commits) = engine_over_commit_log(true);
-    let send = |m: &Message| engine.handle(datagram(m, Ipv4Addr::BROADCAST), Admission::Process);
+    let send = |m: &Message| handle(&engine, m, Ipv4Addr::BROADCAST);
     let offer = send(&message(MessageType::Discover, 1));
     assert_eq!(offer.uncommitted, None, "an offer changes no stored lease");
     let ack = send(&request_for(1, decode(&offer).yiaddr()));
@@ -1782,14 +1611,8 @@ fn deferred_commits_leave_the_ack_and_release_changes_to_the_runtime() {
     assert_eq!(*commits.lock().unwrap(), vec![ticket.0]);
 
     let leased = decode(&ack).yiaddr();
-    let mut release = renewal(1, leased);
-    release
-        .opts_mut()
-        .insert(DhcpOption::MessageType(MessageType::Release));
-    release
-        .opts_mut()
-        .insert(DhcpOption::ServerIdentifier(SERVER));
-    let released = engine.handle(datagram(&release, SERVER), Admission::Process);
+    let release = with(release(1, leased), [DhcpOption::ServerIdentifier(SERVER)]);
+    let released = handle(&engine, &release, SERVER);
     assert!(released.reply.is_none());
     let removal = released.uncommitted.expect("the release's removal too");
     assert!(removal > ticket);
@@ -1799,7 +1622,7 @@ fn deferred_commits_leave_the_ack_and_release_changes_to_the_runtime() {
 #[test]
 fn without_deferral_the_engine_commits_before_the_ack() {
     let (engine, commits) = engine_over_commit_log(false);
-    let send = |m: &Message| engine.handle(datagram(m, Ipv4Addr::BROADCAST), Admission::Process);
+    let send = |m: &Message| handle(&engine, m, Ipv4Addr::BROADCAST);
     let offer = send(&message(MessageType::Discover, 1));
     let ack = send(&request_for(1, decode(&offer).yiaddr()));
     assert_eq!(ack.reply_type, Some(5));
