@@ -258,8 +258,13 @@ fn harness(config: ServerConfig, db: &Path) -> Harness {
 
 /// A harness on [`config`] over a database in a fresh directory (dropping the directory removes it).
 fn fresh_harness() -> (tempfile::TempDir, Harness) {
+    fresh_harness_with(config())
+}
+
+/// A harness on `config` over a database in a fresh directory.
+fn fresh_harness_with(config: ServerConfig) -> (tempfile::TempDir, Harness) {
     let dir = tempfile::tempdir().unwrap();
-    let h = harness(config(), &dir.path().join("leases.db"));
+    let h = harness(config, &dir.path().join("leases.db"));
     (dir, h)
 }
 
@@ -684,10 +689,9 @@ fn bootp_request(n: u8, cookie: bool) -> Vec<u8> {
 
 #[test]
 fn bootp_clients_get_permanent_addresses_in_bootp_scopes_only() {
-    let dir = tempfile::tempdir().unwrap();
     let mut cfg = config();
     cfg.scopes[0].kind = ScopeType::Both;
-    let h = harness(cfg, &dir.path().join("leases.db"));
+    let (_dir, h) = fresh_harness_with(cfg);
 
     let plain = h.send_bytes(bootp_request(1, false), Ipv4Addr::BROADCAST);
     assert_eq!(
@@ -755,13 +759,12 @@ fn reservation(address: Ipv4Addr, client_id: &[u8]) -> Reservation {
 
 #[test]
 fn reservations_match_by_mac_and_by_client_id() {
-    let dir = tempfile::tempdir().unwrap();
     let mut cfg = config();
     cfg.scopes[0].reservations = vec![
         reservation(ip(40), &mac(1)),
         reservation(ip(41), b"\x00host-two"),
     ];
-    let h = harness(cfg, &dir.path().join("leases.db"));
+    let (_dir, h) = fresh_harness_with(cfg);
     let offer = decode(&h.send(&message(MessageType::Discover, 1)));
     assert_eq!(offer.yiaddr(), ip(40));
     assert_eq!(
@@ -786,11 +789,10 @@ fn reservations_match_by_mac_and_by_client_id() {
 
 #[test]
 fn a_reservation_uid_of_htype_and_mac_matches_a_client_without_option_61() {
-    let dir = tempfile::tempdir().unwrap();
     let mut cfg = config();
     let uid = [&[1u8][..], &mac(5)[..]].concat();
     cfg.scopes[0].reservations = vec![reservation(ip(42), &uid)];
-    let h = harness(cfg, &dir.path().join("leases.db"));
+    let (_dir, h) = fresh_harness_with(cfg);
     assert_eq!(h.offered(5), ip(42));
     let stranger = h.offered(6);
     assert_ne!(stranger, ip(42));
@@ -852,10 +854,9 @@ fn requested_excluded_address_is_not_offered() {
 
 #[test]
 fn pool_exhaustion_drops_noaddress() {
-    let dir = tempfile::tempdir().unwrap();
     let mut cfg = config();
     cfg.scopes[0].end_range = ip(14);
-    let h = harness(cfg, &dir.path().join("leases.db"));
+    let (_dir, h) = fresh_harness_with(cfg);
     assert_eq!(h.dora(1), ip(13));
     // Client 2 holds .14 by an offer; client 3 finds nothing.
     assert_eq!(h.offered(2), ip(14));
@@ -902,10 +903,9 @@ fn garbage_and_hops_are_invalid() {
 
 #[test]
 fn request_for_another_server_frees_our_offer() {
-    let dir = tempfile::tempdir().unwrap();
     let mut cfg = config();
     cfg.scopes[0].end_range = ip(13);
-    let h = harness(cfg, &dir.path().join("leases.db"));
+    let (_dir, h) = fresh_harness_with(cfg);
     assert_eq!(h.offered(1), ip(13));
     h.hooks.take();
     let request = with(
@@ -1015,7 +1015,6 @@ fn relayed_requests_use_giaddr_and_echo_option_82_last() {
 
 #[test]
 fn scope_selection_filters_state_and_delay() {
-    let dir = tempfile::tempdir().unwrap();
     let mut cfg = config();
     cfg.scopes[0].delay = Duration::from_millis(250);
     cfg.scopes[1].state = ScopeState::Inactive;
@@ -1031,7 +1030,7 @@ fn scope_selection_filters_state_and_delay() {
             description: String::new(),
         }],
     };
-    let h = harness(cfg, &dir.path().join("leases.db"));
+    let (_dir, h) = fresh_harness_with(cfg);
     let offer = h.send(&message(MessageType::Discover, 1));
     assert_eq!(offer.reply.unwrap().delay, Duration::from_millis(250));
     assert_eq!(
@@ -1183,7 +1182,6 @@ fn concurrent_workers_never_share_an_address() {
 
 #[test]
 fn user_class_options_are_resolved_per_client() {
-    let dir = tempfile::tempdir().unwrap();
     let mut cfg = config();
     cfg.classes.push(calloutd_config::Class {
         name: "Lab".into(),
@@ -1197,7 +1195,7 @@ fn user_class_options_are_resolved_per_client() {
         vendor_class: None,
         user_class: Some("Lab".into()),
     });
-    let h = harness(cfg, &dir.path().join("leases.db"));
+    let (_dir, h) = fresh_harness_with(cfg);
     let dns = |user_class: Option<&[u8]>, n: u8| {
         let mut options = vec![DhcpOption::ParameterRequestList(vec![
             OptionCode::DomainNameServer,
@@ -1266,7 +1264,6 @@ fn precomputed_options_equal_effective_options() {
 
 #[test]
 fn boot_options_fill_the_header_fields() {
-    let dir = tempfile::tempdir().unwrap();
     let mut cfg = config();
     cfg.scopes[0].kind = ScopeType::Both;
     for (id, text) in [(66, "198.18.0.5"), (67, "pxelinux.0")] {
@@ -1277,7 +1274,7 @@ fn boot_options_fill_the_header_fields() {
             user_class: None,
         });
     }
-    let h = harness(cfg, &dir.path().join("leases.db"));
+    let (_dir, h) = fresh_harness_with(cfg);
     let outcome = h.send_bytes(bootp_request(1, false), Ipv4Addr::BROADCAST);
     let bytes = outcome.reply.unwrap().bytes;
     assert_eq!(&bytes[20..24], &ip(5).octets(), "siaddr");
@@ -1346,10 +1343,9 @@ fn overloaded_request_and_anonymous_client() {
 
 #[test]
 fn exhausted_pool_recovers_when_an_address_is_freed() {
-    let dir = tempfile::tempdir().unwrap();
     let mut cfg = config();
     cfg.scopes[0].end_range = ip(14);
-    let h = harness(cfg, &dir.path().join("leases.db"));
+    let (_dir, h) = fresh_harness_with(cfg);
     let first = h.dora(1);
     h.dora(2);
     for _ in 0..3 {
