@@ -4,6 +4,7 @@
 //! A definition in the file with the same id (and vendor class) takes the place of the built-in one.
 
 use crate::model::{Class, ClassKind, OptionDefinition, OptionType, ServerConfig};
+use crate::text::same_class_name;
 
 /// One built-in standard option: id, name, element type, array or not.
 struct Builtin(u8, &'static str, OptionType, bool);
@@ -202,22 +203,15 @@ pub fn builtin_definitions() -> Vec<OptionDefinition> {
 
 /// Windows' predefined user and vendor classes (`Default BOOTP Class`, `Microsoft Options`...).
 pub fn builtin_classes() -> Vec<Class> {
-    CLASSES
-        .iter()
-        .map(|(name, kind, data, description)| Class {
-            name: name.to_string(),
-            kind: *kind,
-            data: data.to_vec(),
-            description: description.to_string(),
-        })
-        .collect()
+    CLASSES.iter().map(to_class).collect()
 }
 
-fn same_vendor(a: Option<&str>, b: Option<&str>) -> bool {
-    match (a, b) {
-        (None, None) => true,
-        (Some(a), Some(b)) => a.eq_ignore_ascii_case(b),
-        _ => false,
+fn to_class(&(name, kind, data, description): &(&str, ClassKind, &[u8], &str)) -> Class {
+    Class {
+        name: name.to_string(),
+        kind,
+        data: data.to_vec(),
+        description: description.to_string(),
     }
 }
 
@@ -230,7 +224,7 @@ impl ServerConfig {
         vendor_class: Option<&str>,
     ) -> Option<OptionDefinition> {
         if let Some(def) = self.option_definitions.iter().find(|d| {
-            d.option_id == option_id && same_vendor(d.vendor_class.as_deref(), vendor_class)
+            d.option_id == option_id && same_class_name(d.vendor_class.as_deref(), vendor_class)
         }) {
             return Some(def.clone());
         }
@@ -260,12 +254,7 @@ impl ServerConfig {
         CLASSES
             .iter()
             .find(|(n, ..)| n.eq_ignore_ascii_case(name))
-            .map(|(name, kind, data, description)| Class {
-                name: name.to_string(),
-                kind: *kind,
-                data: data.to_vec(),
-                description: description.to_string(),
-            })
+            .map(to_class)
     }
 }
 

@@ -236,12 +236,7 @@ fn pick_in_source<'v>(
 ) -> BTreeMap<u8, &'v OptionValue> {
     let mut best: BTreeMap<u8, &'v OptionValue> = BTreeMap::new();
     for v in values {
-        let vendor_ok = match (&v.vendor_class, vendor) {
-            (None, None) => true,
-            (Some(a), Some(b)) => a.eq_ignore_ascii_case(b),
-            _ => false,
-        };
-        if !vendor_ok {
+        if !crate::text::same_class_name(v.vendor_class.as_deref(), vendor) {
             continue;
         }
         let class_specific = match &v.user_class {
@@ -365,12 +360,8 @@ fn split_wildcard(value: &str) -> (&str, bool) {
 }
 
 /// Hex text (`00-15-5D-...`, `00:15:...`, `0x0015...`, `00155d...`) to bytes; `None` if not hex.
-pub(crate) fn parse_hex_loose(text: &str) -> Option<Vec<u8>> {
-    let t = text.trim();
-    let t = t
-        .strip_prefix("0x")
-        .or_else(|| t.strip_prefix("0X"))
-        .unwrap_or(t);
+fn parse_hex_loose(text: &str) -> Option<Vec<u8>> {
+    let t = crate::text::strip_hex_prefix(text);
     let digits: Vec<u8> = t
         .bytes()
         .filter(|b| !matches!(b, b'-' | b':' | b' ' | b'.'))

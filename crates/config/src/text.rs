@@ -51,14 +51,27 @@ fn looks_utf16(bytes: &[u8]) -> bool {
     (odd_nuls * 10 >= half * 9 && even_nuls == 0) || (even_nuls * 10 >= half * 9 && odd_nuls == 0)
 }
 
+/// `text` trimmed and without a leading `0x`/`0X`.
+pub(crate) fn strip_hex_prefix(text: &str) -> &str {
+    let t = text.trim();
+    t.strip_prefix("0x")
+        .or_else(|| t.strip_prefix("0X"))
+        .unwrap_or(t)
+}
+
+/// Two optional class names are the same: both absent, or equal ignoring ASCII case (as Windows compares).
+pub(crate) fn same_class_name(a: Option<&str>, b: Option<&str>) -> bool {
+    match (a, b) {
+        (None, None) => true,
+        (Some(a), Some(b)) => a.eq_ignore_ascii_case(b),
+        _ => false,
+    }
+}
+
 /// Hex bytes as the formats write them: `0x4d53`, `4d534654`, `00-15-5d-8a-54-a1`, `00:15:...`. An odd
 /// digit count gets a leading zero (`0x1` is one byte).
 pub(crate) fn parse_hex(text: &str) -> Option<Vec<u8>> {
-    let t = text.trim();
-    let t = t
-        .strip_prefix("0x")
-        .or_else(|| t.strip_prefix("0X"))
-        .unwrap_or(t);
+    let t = strip_hex_prefix(text);
     let mut digits: Vec<u32> = Vec::with_capacity(t.len());
     for c in t.chars() {
         if matches!(c, '-' | ':' | ' ' | ',') {

@@ -12,7 +12,7 @@ use crate::model::{
 };
 use crate::raw::{At, RawConfig, RawOptionValue, RawPolicy, RawRange, RawScope};
 use crate::resolve::encode_elements;
-use crate::text::{parse_hex, parse_u64, UNLIMITED_SECS};
+use crate::text::{parse_hex, parse_u64, same_class_name, UNLIMITED_SECS};
 
 /// Longest encoded standard option value accepted: more cannot fit a DHCP message on Ethernet.
 pub(crate) const MAX_OPTION_BYTES: usize = 1200;
@@ -101,14 +101,6 @@ fn parse_elements(kind: OptionType, values: &[String]) -> Result<Vec<OptionEleme
             Ok(vec![OptionElement::Encapsulated(encode_elements(&out))])
         }
         _ => Ok(out),
-    }
-}
-
-fn same_name(a: Option<&str>, b: Option<&str>) -> bool {
-    match (a, b) {
-        (None, None) => true,
-        (Some(a), Some(b)) => a.eq_ignore_ascii_case(b),
-        _ => false,
     }
 }
 
@@ -257,8 +249,8 @@ impl Validator<'_> {
             };
             if let Some(prev) = out.iter_mut().find(|p| {
                 p.option_id == v.option_id
-                    && same_name(p.user_class.as_deref(), v.user_class.as_deref())
-                    && same_name(p.vendor_class.as_deref(), v.vendor_class.as_deref())
+                    && same_class_name(p.user_class.as_deref(), v.user_class.as_deref())
+                    && same_class_name(p.vendor_class.as_deref(), v.vendor_class.as_deref())
             }) {
                 self.diags.warning(
                     &at.pos,
@@ -633,7 +625,7 @@ pub(crate) fn validate(raw: RawConfig, diags: &mut Diags) -> ServerConfig {
             .iter()
             .any(|p: &OptionDefinition| {
                 p.option_id == id
-                    && same_name(p.vendor_class.as_deref(), raw_def.vendor_class.as_deref())
+                    && same_class_name(p.vendor_class.as_deref(), raw_def.vendor_class.as_deref())
             })
         {
             v.diags.error(
