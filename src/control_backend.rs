@@ -38,14 +38,9 @@ fn unix_secs(time: SystemTime) -> u64 {
     time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
-fn in_scope(scope: &Scope, ip: Ipv4Addr) -> bool {
-    let mask = u32::from(scope.subnet_mask);
-    u32::from(ip) & mask == u32::from(scope.scope_id) & mask
-}
-
 impl EngineBackend {
     fn scope_of(&self, ip: Ipv4Addr) -> Option<&Scope> {
-        self.engine.config().scopes.iter().find(|s| in_scope(s, ip))
+        self.engine.config().scopes.iter().find(|s| s.contains(ip))
     }
 
     fn view(&self, lease: &Lease, now: SystemTime) -> LeaseView {
@@ -63,29 +58,20 @@ impl EngineBackend {
     }
 }
 
-/// Pool addresses of `scope` neither excluded, reserved nor in `leased`.
+/// Pool addresses of `scope` neither excluded, reserved nor in `leased`: the scope's own count of
+/// its dynamic pool ([`Scope::pool_counts`]) less the leases inside that pool.
 fn free_addresses(scope: &Scope, leased: &[Ipv4Addr]) -> u64 {
-    let (start, end) = (u32::from(scope.start_range), u32::from(scope.end_range));
-    if end < start {
-        return 0;
-    }
-    let excluded = |ip: u32| {
-        scope
-            .exclusion_ranges
-            .iter()
-            .any(|r| (u32::from(r.start_range)..=u32::from(r.end_range)).contains(&ip))
-    };
-    // A set, so a scope with a million leases is counted in one pass, not pool × leases.
-    let taken: std::collections::HashSet<u32> = scope
-        .reservations
+    let reserved: std::collections::HashSet<Ipv4Addr> =
+        scope.reservations.iter().map(|r| r.ip_address).collect();
+    let in_pool = leased
         .iter()
-        .map(|r| u32::from(r.ip_address))
-        .chain(leased.iter().map(|ip| u32::from(*ip)))
-        .filter(|ip| (start..=end).contains(ip))
-        .collect();
-    (start..=end)
-        .filter(|ip| !taken.contains(ip) && !excluded(*ip))
-        .count() as u64
+        .filter(|ip| {
+            (scope.start_range..=scope.end_range).contains(*ip)
+                && !scope.is_excluded(**ip)
+                && !reserved.contains(*ip)
+        })
+        .count() as u64;
+    scope.pool_counts().free.saturating_sub(in_pool)
 }
 
 impl ControlBackend for EngineBackend {
@@ -106,7 +92,7 @@ impl ControlBackend for EngineBackend {
             .engine
             .leases()
             .iter()
-            .filter(|l| wanted.is_none_or(|s| in_scope(s, l.ip)))
+            .filter(|l| wanted.is_none_or(|s| s.contains(l.ip)))
             .map(|l| self.view(l, now))
             .collect())
     }
@@ -144,7 +130,7 @@ impl ControlBackend for EngineBackend {
                 let leased: Vec<Ipv4Addr> = leases
                     .iter()
                     .map(|l| l.ip)
-                    .filter(|ip| in_scope(scope, *ip))
+                    .filter(|ip| scope.contains(*ip))
                     .collect();
                 ScopeView {
                     scope: scope.scope_id,
@@ -272,8 +258,21 @@ mod tests {
         };
         assert_eq!(free_addresses(&scope, &[]), 8);
         assert_eq!(free_addresses(&scope, &[Ipv4Addr::new(198, 18, 0, 12)]), 7);
-        assert!(in_scope(&scope, Ipv4Addr::new(198, 18, 0, 250)));
-        assert!(!in_scope(&scope, Ipv4Addr::new(198, 18, 1, 1)));
+        // Leases on an excluded address or outside the range take nothing from the pool.
+        let outside = [Ipv4Addr::new(198, 18, 0, 10), Ipv4Addr::new(198, 18, 0, 30)];
+        assert_eq!(free_addresses(&scope, &outside), 8);
+        // A reserved address is not in the dynamic pool, leased or not.
+        let mut reserved = scope.clone();
+        reserved.reservations.push(calloutd_config::Reservation {
+            name: "r".into(),
+            ip_address: Ipv4Addr::new(198, 18, 0, 13),
+            client_id: vec![2, 0, 0, 0, 0, 1],
+            kind: ScopeType::Dhcp,
+            description: String::new(),
+            option_values: Vec::new(),
+        });
+        let on_reservation = [Ipv4Addr::new(198, 18, 0, 13), Ipv4Addr::new(198, 18, 0, 12)];
+        assert_eq!(free_addresses(&reserved, &on_reservation), 6);
         assert_eq!(hex_dashed(&[0, 0x1a, 0xff]), "00-1a-ff");
     }
 }
