@@ -31,6 +31,12 @@ pub fn copy_fixture(dir: &Path, name: &str, file_name: &str) -> PathBuf {
     target
 }
 
+/// Copies each `(fixture, file name)` pair into `dir` with [`copy_fixture`]; the copies' paths in
+/// the same order.
+pub fn copy_fixtures<const N: usize>(dir: &Path, fixtures: [(&str, &str); N]) -> [PathBuf; N] {
+    fixtures.map(|(name, file_name)| copy_fixture(dir, name, file_name))
+}
+
 /// Loads with `vars` set (and every other fixture var unset) for the duration of the load.
 pub fn load_with_env(config: &CalloutConfig, vars: &[(&str, &str)]) -> LoadResult {
     let _guard = ENV_LOCK.lock().unwrap_or_else(|p| p.into_inner());
