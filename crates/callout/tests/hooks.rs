@@ -4,7 +4,7 @@ mod common;
 
 use calloutd_callout::{
     Callout, ClientType, ControlCode, DropReason, GiveCode, GuardZone, HeldLocks, HookFault,
-    HookName, LoadOrder, ProbCode, TraceRecord, TraceSink, MIN_BUFFER,
+    HookName, LoadOrder, LoadResult, ProbCode, TraceRecord, TraceSink, MIN_BUFFER,
 };
 use common::*;
 use serde_json::json;
@@ -15,6 +15,8 @@ use std::time::Duration;
 
 const MAC: [u8; 6] = [0x02, 0x00, 0x5e, 0x10, 0x20, 0x30];
 const SERVER_IP: Ipv4Addr = Ipv4Addr::new(192, 168, 0, 1);
+/// The address the hooks are told about (the one [`full_request`] asks for).
+const CLIENT_IP: Ipv4Addr = Ipv4Addr::new(192, 168, 0, 50);
 
 fn s(p: &Path) -> String {
     p.display().to_string()
@@ -27,6 +29,77 @@ fn load_one(dir: &Path, name: &str, vars: &[(&str, &str)]) -> Callout {
     result
         .callout
         .unwrap_or_else(|| panic!("{name} did not load: {:?}", result.report))
+}
+
+/// Loads `dlls` in alphabetical order with the trace fixtures among them writing to `trace`, and
+/// `vars` set too.
+fn load_tracing(dlls: &[&Path], trace: &Path, vars: &[(&str, &str)]) -> LoadResult {
+    let trace = s(trace);
+    let mut all = vec![("CALLOUT_TRACE_FILE", trace.as_str())];
+    all.extend_from_slice(vars);
+    load_with_env(&enabled(dlls, LoadOrder::Alphabetical), &all)
+}
+
+/// Loads the trace fixture writing its lines to `dll_trace`.
+fn load_trace(dir: &Path, dll_trace: &Path) -> Callout {
+    load_one(dir, "trace", &[("CALLOUT_TRACE_FILE", &s(dll_trace))])
+}
+
+/// NewPkt on `packet` from [`SERVER_IP`] with no lock held.
+fn new_pkt(callout: &Callout, packet: &mut Vec<u8>, ctx: &mut usize) -> Result<bool, HookFault> {
+    callout.new_pkt(packet, SERVER_IP, ctx, HeldLocks::None)
+}
+
+/// PktSend of `reply` on [`SERVER_IP`] with no lock held.
+fn send_reply(callout: &Callout, reply: &mut Vec<u8>, ctx: usize) -> Result<(), HookFault> {
+    callout.pkt_send(reply, SERVER_IP, ctx, HeldLocks::None)
+}
+
+/// PktDrop of `packet` for `reason` with no lock held; the hook must not fault.
+fn drop_packet(callout: &Callout, packet: &mut Vec<u8>, reason: DropReason, ctx: usize) {
+    callout
+        .pkt_drop(packet, reason, SERVER_IP, ctx, HeldLocks::None)
+        .unwrap();
+}
+
+/// AddressOffer of [`CLIENT_IP`] to a DHCP client for `lease_secs`; the hook must not fault.
+fn offer(
+    callout: &Callout,
+    packet: &[u8],
+    code: GiveCode,
+    lease_secs: u32,
+    ctx: usize,
+    locks: HeldLocks,
+) {
+    callout
+        .address_offer(
+            packet,
+            code,
+            SERVER_IP,
+            CLIENT_IP,
+            ClientType::Dhcp,
+            lease_secs,
+            ctx,
+            locks,
+        )
+        .unwrap();
+}
+
+/// AddressDel of [`CLIENT_IP`] under the lease lock; the hook must not fault.
+fn delete_address(callout: &Callout, packet: &[u8], code: ProbCode, ctx: usize) {
+    callout
+        .address_del(packet, code, SERVER_IP, CLIENT_IP, ctx, HeldLocks::Lease)
+        .unwrap();
+}
+
+/// The records `sink` wrote to `path`, after a flush.
+fn flushed_records(sink: &TraceSink, path: &Path) -> Vec<TraceRecord> {
+    sink.flush().unwrap();
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
 
 /// A REQUEST carrying every option DHCP_SERVER_OPTIONS maps.
@@ -60,81 +133,41 @@ fn every_hook_reaches_the_trace_callout_with_every_argument() {
     let dll_trace = dir.path().join("dll.jsonl");
     let our_trace = dir.path().join("calloutd.jsonl");
     let sink = Arc::new(TraceSink::create(&our_trace).unwrap());
-    let callout = load_one(
-        dir.path(),
-        "trace",
-        &[("CALLOUT_TRACE_FILE", &s(&dll_trace))],
-    )
-    .with_trace(Some(sink.clone()));
+    let callout = load_trace(dir.path(), &dll_trace).with_trace(Some(sink.clone()));
 
     let request = full_request();
     let mut packet = request.clone();
     let mut ctx = 0usize;
-    let client = Ipv4Addr::new(192, 168, 0, 50);
     let scope = Ipv4Addr::new(192, 168, 0, 0);
 
     assert_eq!(
         callout.control(ControlCode::Start, HeldLocks::Service),
         Some(0)
     );
-    assert_eq!(
-        callout.new_pkt(&mut packet, SERVER_IP, &mut ctx, HeldLocks::None),
-        Ok(true)
-    );
+    assert_eq!(new_pkt(&callout, &mut packet, &mut ctx), Ok(true));
     assert_ne!(ctx, 0, "NewPkt stored a context");
     assert_eq!(packet, request, "trace does not change the packet");
     callout
         .handle_options(&packet, ctx, Some(scope), HeldLocks::None)
         .unwrap();
-    callout
-        .address_offer(
-            &packet,
-            GiveCode::New,
-            SERVER_IP,
-            client,
-            ClientType::Dhcp,
-            3600,
-            ctx,
-            HeldLocks::Lease,
-        )
-        .unwrap();
+    offer(
+        &callout,
+        &packet,
+        GiveCode::New,
+        3600,
+        ctx,
+        HeldLocks::Lease,
+    );
     let mut reply = Packet::request(5, MAC).finish();
     reply[0] = 2;
     let reply_len = reply.len();
-    callout
-        .pkt_send(&mut reply, SERVER_IP, ctx, HeldLocks::None)
-        .unwrap();
+    send_reply(&callout, &mut reply, ctx).unwrap();
     assert_eq!(reply.len(), reply_len);
+    delete_address(&callout, &packet, ProbCode::Release, ctx);
+    drop_packet(&callout, &mut packet, DropReason::NoAddress, ctx);
+    drop_packet(&callout, &mut packet, DropReason::Processed, ctx);
     callout
-        .address_del(
-            &packet,
-            ProbCode::Release,
-            SERVER_IP,
-            client,
-            ctx,
-            HeldLocks::Lease,
-        )
-        .unwrap();
-    callout
-        .pkt_drop(
-            &mut packet,
-            DropReason::NoAddress,
-            SERVER_IP,
-            ctx,
-            HeldLocks::None,
-        )
-        .unwrap();
-    callout
-        .pkt_drop(
-            &mut packet,
-            DropReason::Processed,
-            SERVER_IP,
-            ctx,
-            HeldLocks::None,
-        )
-        .unwrap();
-    callout
-        .delete_client(client, &MAC, HeldLocks::Lease)
+        .delete_client(CLIENT_IP, &MAC, HeldLocks::Lease)
         .unwrap();
     callout.control(ControlCode::Stop, HeldLocks::Service);
 
@@ -209,12 +242,7 @@ fn every_hook_reaches_the_trace_callout_with_every_argument() {
     assert_fields(&lines[10], json!({"code": 2}));
 
     // What calloutd recorded.
-    sink.flush().unwrap();
-    let ours: Vec<TraceRecord> = std::fs::read_to_string(&our_trace)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let ours = flushed_records(&sink, &our_trace);
     let summary: Vec<(u64, HookName, Option<u32>, HeldLocks)> = ours
         .iter()
         .map(|r| (r.seq, r.hook, r.code, r.locks))
@@ -240,7 +268,7 @@ fn every_hook_reaches_the_trace_callout_with_every_argument() {
         ]
     );
     assert!(ours.iter().all(|r| r.ret == 0 && r.fault.is_none()));
-    assert_eq!(ours[3].alt, Some(client));
+    assert_eq!(ours[3].alt, Some(CLIENT_IP));
     assert_eq!(ours[3].ip, Some(SERVER_IP));
     assert_eq!(ours[1].xid, Some(XID));
     assert_eq!(ours[8].xid, None);
@@ -254,11 +282,7 @@ fn every_hook_reaches_the_trace_callout_with_every_argument() {
 fn handle_options_without_options_or_scope_passes_nulls() {
     let dir = tempfile::tempdir().unwrap();
     let dll_trace = dir.path().join("dll.jsonl");
-    let callout = load_one(
-        dir.path(),
-        "trace",
-        &[("CALLOUT_TRACE_FILE", &s(&dll_trace))],
-    );
+    let callout = load_trace(dir.path(), &dll_trace);
     // Truncated after the message type: option 50 claims 4 bytes but only 2 follow.
     let mut packet = Packet::request(1, MAC).bytes;
     packet.extend_from_slice(&[50, 4, 10, 0]);
@@ -279,13 +303,15 @@ fn handle_options_without_options_or_scope_passes_nulls() {
 fn the_chain_callout_forwards_every_hook_to_both_chained_dlls() {
     let dir = tempfile::tempdir().unwrap();
     let trace = dir.path().join("trace.jsonl");
-    let chain = copy_fixture(dir.path(), "chain", "a_chain.so");
-    let t2 = copy_fixture(dir.path(), "trace2", "b_trace2.so");
-    let t3 = copy_fixture(dir.path(), "trace3", "c_trace3.so");
-    let result = load_with_env(
-        &enabled(&[&t3, &chain, &t2], LoadOrder::Alphabetical),
-        &[("CALLOUT_TRACE_FILE", &s(&trace))],
+    let [chain, t2, t3] = copy_fixtures(
+        dir.path(),
+        [
+            ("chain", "a_chain.so"),
+            ("trace2", "b_trace2.so"),
+            ("trace3", "c_trace3.so"),
+        ],
     );
+    let result = load_tracing(&[&t3, &chain, &t2], &trace, &[]);
     let loaded = result.report.loaded.clone().unwrap();
     assert_eq!(loaded.entry, s(&chain));
     assert_eq!(loaded.chain_dlls, vec![s(&t2), s(&t3)]);
@@ -306,52 +332,18 @@ fn the_chain_callout_forwards_every_hook_to_both_chained_dlls() {
 
     let mut packet = full_request();
     let mut ctx = 0usize;
-    let client = Ipv4Addr::new(192, 168, 0, 50);
     callout.control(ControlCode::Start, HeldLocks::Service);
-    assert_eq!(
-        callout.new_pkt(&mut packet, SERVER_IP, &mut ctx, HeldLocks::None),
-        Ok(true)
-    );
+    assert_eq!(new_pkt(&callout, &mut packet, &mut ctx), Ok(true));
     callout
         .handle_options(&packet, ctx, None, HeldLocks::None)
         .unwrap();
-    callout
-        .address_offer(
-            &packet,
-            GiveCode::Old,
-            SERVER_IP,
-            client,
-            ClientType::Dhcp,
-            60,
-            ctx,
-            HeldLocks::Lease,
-        )
-        .unwrap();
-    callout
-        .address_del(
-            &packet,
-            ProbCode::Decline,
-            SERVER_IP,
-            client,
-            ctx,
-            HeldLocks::Lease,
-        )
-        .unwrap();
+    offer(&callout, &packet, GiveCode::Old, 60, ctx, HeldLocks::Lease);
+    delete_address(&callout, &packet, ProbCode::Decline, ctx);
     let mut reply = packet.clone();
+    send_reply(&callout, &mut reply, ctx).unwrap();
+    drop_packet(&callout, &mut packet, DropReason::Processed, ctx);
     callout
-        .pkt_send(&mut reply, SERVER_IP, ctx, HeldLocks::None)
-        .unwrap();
-    callout
-        .pkt_drop(
-            &mut packet,
-            DropReason::Processed,
-            SERVER_IP,
-            ctx,
-            HeldLocks::None,
-        )
-        .unwrap();
-    callout
-        .delete_client(client, &MAC, HeldLocks::Lease)
+        .delete_client(CLIENT_IP, &MAC, HeldLocks::Lease)
         .unwrap();
 
     for dll in ["trace2", "trace3"] {
@@ -388,10 +380,7 @@ fn the_rewrite_callout_swaps_in_a_grown_packet_and_grows_the_reply_in_place() {
     let original = Packet::request(1, MAC).finish();
     let mut packet = original.clone();
     let mut ctx = 0;
-    assert_eq!(
-        callout.new_pkt(&mut packet, SERVER_IP, &mut ctx, HeldLocks::None),
-        Ok(true)
-    );
+    assert_eq!(new_pkt(&callout, &mut packet, &mut ctx), Ok(true));
     assert_eq!(packet.len(), original.len() + 2 + 16);
     assert_eq!(&packet[..240], &original[..240]);
     assert_eq!(
@@ -405,9 +394,7 @@ fn the_rewrite_callout_swaps_in_a_grown_packet_and_grows_the_reply_in_place() {
 
     let mut reply = Packet::request(2, MAC).finish();
     let before = reply.len();
-    callout
-        .pkt_send(&mut reply, SERVER_IP, ctx, HeldLocks::None)
-        .unwrap();
+    send_reply(&callout, &mut reply, ctx).unwrap();
     assert_eq!(reply.len(), before + 2 + 15);
     assert_eq!(
         options_of(&reply),
@@ -433,9 +420,7 @@ fn a_size_larger_than_the_buffer_is_a_fault_and_leaves_the_packet_alone() {
     let original = Packet::request(1, MAC).finish();
     let mut packet = original.clone();
     let mut ctx = 0;
-    let fault = callout
-        .new_pkt(&mut packet, SERVER_IP, &mut ctx, HeldLocks::None)
-        .unwrap_err();
+    let fault = new_pkt(&callout, &mut packet, &mut ctx).unwrap_err();
     assert_eq!(
         fault,
         HookFault::SizeAboveCapacity {
@@ -446,24 +431,14 @@ fn a_size_larger_than_the_buffer_is_a_fault_and_leaves_the_packet_alone() {
     );
     assert_eq!(packet, original);
     assert_eq!(callout.stats().get(HookName::NewPkt).faults, 1);
-    sink.flush().unwrap();
-    let record: TraceRecord = serde_json::from_str(
-        std::fs::read_to_string(&trace)
-            .unwrap()
-            .lines()
-            .next()
-            .unwrap(),
-    )
-    .unwrap();
+    let record = &flushed_records(&sink, &trace)[0];
     assert!(record
         .fault
+        .as_deref()
         .unwrap()
         .contains("larger than the 4096-byte buffer"));
     // Hooks not configured to misbehave still work.
-    assert_eq!(
-        callout.pkt_send(&mut packet, SERVER_IP, ctx, HeldLocks::None),
-        Ok(())
-    );
+    assert_eq!(send_reply(&callout, &mut packet, ctx), Ok(()));
 }
 
 #[test]
@@ -475,9 +450,7 @@ fn writing_past_the_buffer_is_reported_and_the_buffer_recovers() {
         &[("CALLOUT_FAULTY_OVERRUN_HOOK", "PktSend")],
     );
     let mut reply = Packet::request(5, MAC).finish();
-    let fault = callout
-        .pkt_send(&mut reply, SERVER_IP, 0, HeldLocks::None)
-        .unwrap_err();
+    let fault = send_reply(&callout, &mut reply, 0).unwrap_err();
     assert_eq!(
         fault,
         HookFault::WrotePastBuffer {
@@ -489,10 +462,7 @@ fn writing_past_the_buffer_is_reported_and_the_buffer_recovers() {
     // The same thread's buffer is repaired: a well-behaved hook on it succeeds.
     let mut packet = reply.clone();
     let mut ctx = 0;
-    assert_eq!(
-        callout.new_pkt(&mut packet, SERVER_IP, &mut ctx, HeldLocks::None),
-        Ok(true)
-    );
+    assert_eq!(new_pkt(&callout, &mut packet, &mut ctx), Ok(true));
     assert_eq!(packet, reply);
 }
 
@@ -517,7 +487,7 @@ fn the_macfilter_callout_drops_discover_and_request_from_the_prefix_only() {
         let mut packet = Packet::request(msg_type, mac).finish();
         let mut ctx = 0;
         assert_eq!(
-            callout.new_pkt(&mut packet, SERVER_IP, &mut ctx, HeldLocks::None),
+            new_pkt(&callout, &mut packet, &mut ctx),
             Ok(expected),
             "type {msg_type} mac {mac:02x?}"
         );
@@ -563,36 +533,13 @@ fn a_slow_hook_under_the_lease_lock_is_warned_about() {
         .with_ansi(false)
         .finish();
     let packet = full_request();
-    let client = Ipv4Addr::new(192, 168, 0, 50);
     tracing::subscriber::with_default(subscriber, || {
-        callout
-            .address_offer(
-                &packet,
-                GiveCode::New,
-                SERVER_IP,
-                client,
-                ClientType::Dhcp,
-                60,
-                0,
-                HeldLocks::None,
-            )
-            .unwrap();
+        offer(&callout, &packet, GiveCode::New, 60, 0, HeldLocks::None);
         assert!(
             captured.0.lock().unwrap().is_empty(),
             "no lock held: no warning"
         );
-        callout
-            .address_offer(
-                &packet,
-                GiveCode::New,
-                SERVER_IP,
-                client,
-                ClientType::Dhcp,
-                60,
-                0,
-                HeldLocks::Lease,
-            )
-            .unwrap();
+        offer(&callout, &packet, GiveCode::New, 60, 0, HeldLocks::Lease);
     });
     let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
     assert!(text.contains("slow under the lease lock"), "{text}");
@@ -606,14 +553,7 @@ fn concurrent_hook_calls_from_many_threads_are_all_traced() {
     let dll_trace = dir.path().join("dll.jsonl");
     let our_trace = dir.path().join("ours.jsonl");
     let sink = Arc::new(TraceSink::create(&our_trace).unwrap());
-    let callout = Arc::new(
-        load_one(
-            dir.path(),
-            "trace",
-            &[("CALLOUT_TRACE_FILE", &s(&dll_trace))],
-        )
-        .with_trace(Some(sink.clone())),
-    );
+    let callout = Arc::new(load_trace(dir.path(), &dll_trace).with_trace(Some(sink.clone())));
     let threads: Vec<_> = (0..4)
         .map(|_| {
             let callout = callout.clone();
@@ -621,19 +561,8 @@ fn concurrent_hook_calls_from_many_threads_are_all_traced() {
                 for _ in 0..25 {
                     let mut packet = full_request();
                     let mut ctx = 0;
-                    assert_eq!(
-                        callout.new_pkt(&mut packet, SERVER_IP, &mut ctx, HeldLocks::None),
-                        Ok(true)
-                    );
-                    callout
-                        .pkt_drop(
-                            &mut packet,
-                            DropReason::Processed,
-                            SERVER_IP,
-                            ctx,
-                            HeldLocks::None,
-                        )
-                        .unwrap();
+                    assert_eq!(new_pkt(&callout, &mut packet, &mut ctx), Ok(true));
+                    drop_packet(&callout, &mut packet, DropReason::Processed, ctx);
                 }
             })
         })
@@ -641,12 +570,7 @@ fn concurrent_hook_calls_from_many_threads_are_all_traced() {
     for t in threads {
         t.join().unwrap();
     }
-    sink.flush().unwrap();
-    let ours: Vec<TraceRecord> = std::fs::read_to_string(&our_trace)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let ours = flushed_records(&sink, &our_trace);
     assert_eq!(ours.len(), 200);
     let mut seqs: Vec<u64> = ours.iter().map(|r| r.seq).collect();
     seqs.sort_unstable();
@@ -664,21 +588,24 @@ fn concurrent_hook_calls_from_many_threads_are_all_traced() {
 fn a_context_stored_before_a_fault_still_reaches_pkt_drop() {
     let dir = tempfile::tempdir().unwrap();
     let trace = dir.path().join("trace.jsonl");
-    let chain = copy_fixture(dir.path(), "chain", "a_chain.so");
-    let faulty = copy_fixture(dir.path(), "faulty", "b_faulty.so");
-    let t2 = copy_fixture(dir.path(), "trace2", "c_trace2.so");
-    let result = load_with_env(
-        &enabled(&[&chain, &faulty, &t2], LoadOrder::Alphabetical),
-        &[
-            ("CALLOUT_TRACE_FILE", &s(&trace)),
-            ("CALLOUT_FAULTY_OVERSIZE_HOOK", "NewPkt"),
+    let [chain, faulty, t2] = copy_fixtures(
+        dir.path(),
+        [
+            ("chain", "a_chain.so"),
+            ("faulty", "b_faulty.so"),
+            ("trace2", "c_trace2.so"),
         ],
+    );
+    let result = load_tracing(
+        &[&chain, &faulty, &t2],
+        &trace,
+        &[("CALLOUT_FAULTY_OVERSIZE_HOOK", "NewPkt")],
     );
     let callout = result.callout.unwrap();
     let original = full_request();
     let mut packet = original.clone();
     let mut ctx = 0;
-    let fault = callout.new_pkt(&mut packet, SERVER_IP, &mut ctx, HeldLocks::None);
+    let fault = new_pkt(&callout, &mut packet, &mut ctx);
     assert!(
         matches!(fault, Err(HookFault::SizeAboveCapacity { .. })),
         "{fault:?}"
@@ -688,24 +615,8 @@ fn a_context_stored_before_a_fault_still_reaches_pkt_drop() {
         ctx, 0,
         "the chain's context is handed back despite the fault"
     );
-    callout
-        .pkt_drop(
-            &mut packet,
-            DropReason::Invalid,
-            SERVER_IP,
-            ctx,
-            HeldLocks::None,
-        )
-        .unwrap();
-    callout
-        .pkt_drop(
-            &mut packet,
-            DropReason::Processed,
-            SERVER_IP,
-            ctx,
-            HeldLocks::None,
-        )
-        .unwrap();
+    drop_packet(&callout, &mut packet, DropReason::Invalid, ctx);
+    drop_packet(&callout, &mut packet, DropReason::Processed, ctx);
     let drops = lines_for(&trace, "trace2", "PktDrop");
     assert_eq!(drops.len(), 2);
     assert_eq!(drops[0]["code"], 8);
