@@ -214,6 +214,57 @@ impl<'n> Cur<'n, '_> {
     }
 }
 
+/// The words a keyword element accepts (compared after the reader folds the case) and how a wrong one is
+/// reported: "{what} `{word}` is not {expected}".
+struct Keywords<T: 'static> {
+    words: &'static [(&'static str, T)],
+    rule: &'static str,
+    what: &'static str,
+    expected: &'static str,
+}
+
+const CLASS_TYPES: Keywords<ClassKind> = Keywords {
+    words: &[("user", ClassKind::User), ("vendor", ClassKind::Vendor)],
+    rule: "bad-class-type",
+    what: "class type",
+    expected: "User or Vendor",
+};
+
+const FILTER_LISTS: Keywords<FilterList> = Keywords {
+    words: &[("allow", FilterList::Allow), ("deny", FilterList::Deny)],
+    rule: "bad-filter",
+    what: "filter list",
+    expected: "Allow or Deny",
+};
+
+const CONDITIONS: Keywords<PolicyCondition> = Keywords {
+    words: &[("OR", PolicyCondition::Or), ("AND", PolicyCondition::And)],
+    rule: "bad-condition",
+    what: "policy condition",
+    expected: "AND or OR",
+};
+
+const SCOPE_STATES: Keywords<ScopeState> = Keywords {
+    words: &[
+        ("active", ScopeState::Active),
+        ("inactive", ScopeState::Inactive),
+    ],
+    rule: "bad-state",
+    what: "state",
+    expected: "Active or Inactive",
+};
+
+const SCOPE_TYPES: Keywords<ScopeType> = Keywords {
+    words: &[
+        ("dhcp", ScopeType::Dhcp),
+        ("bootp", ScopeType::Bootp),
+        ("both", ScopeType::Both),
+    ],
+    rule: "bad-type",
+    what: "type",
+    expected: "Dhcp, Bootp or Both",
+};
+
 struct Walker<'d> {
     diags: &'d mut Diags,
 }
@@ -238,6 +289,43 @@ impl Walker<'_> {
         }
     }
 
+    /// Reports child `name` of `cur` (or `cur` itself when the child is absent).
+    fn bad_child(&mut self, cur: Cur<'_, '_>, name: &str, rule: &'static str, message: String) {
+        self.diags.error(&cur.child_pos(name), rule, message);
+    }
+
+    /// `word` (already case-folded) of child `name` looked up in `keywords`; an unknown one is reported.
+    fn keyword<T: Copy>(
+        &mut self,
+        cur: Cur<'_, '_>,
+        name: &str,
+        word: &str,
+        keywords: &Keywords<T>,
+    ) -> Res<T> {
+        match keywords.words.iter().find(|(w, _)| *w == word) {
+            Some((_, value)) => Ok(*value),
+            None => {
+                let message = format!("{} `{word}` is not {}", keywords.what, keywords.expected);
+                self.bad_child(cur, name, keywords.rule, message);
+                Err(())
+            }
+        }
+    }
+
+    /// Optional keyword child `name`, case-folded by `fold`; `None` when absent or empty.
+    fn opt_keyword<T: Copy>(
+        &mut self,
+        cur: Cur<'_, '_>,
+        name: &str,
+        fold: fn(&str) -> String,
+        keywords: &Keywords<T>,
+    ) -> Res<Option<T>> {
+        match cur.some_text(name) {
+            None => Ok(None),
+            Some(word) => self.keyword(cur, name, &fold(&word), keywords).map(Some),
+        }
+    }
+
     fn required(&mut self, cur: Cur<'_, '_>, name: &str) -> Res<String> {
         match cur.text(name) {
             Some(t) if !t.is_empty() => Ok(t),
@@ -255,8 +343,9 @@ impl Walker<'_> {
     fn ip(&mut self, cur: Cur<'_, '_>, name: &str) -> Res<Ipv4Addr> {
         let t = self.required(cur, name)?;
         t.parse().map_err(|_| {
-            self.diags.error(
-                &cur.child_pos(name),
+            self.bad_child(
+                cur,
+                name,
                 "bad-address",
                 format!("<{name}> `{t}` is not an IPv4 address"),
             );
@@ -275,11 +364,7 @@ impl Walker<'_> {
         match cur.some_text(name) {
             None => Ok(None),
             Some(t) => parse(&t).map(Some).ok_or_else(|| {
-                self.diags.error(
-                    &cur.child_pos(name),
-                    rule,
-                    format!("<{name}> `{t}` is not {what}"),
-                );
+                self.bad_child(cur, name, rule, format!("<{name}> `{t}` is not {what}"));
             }),
         }
     }
@@ -292,8 +377,9 @@ impl Walker<'_> {
         match self.opt_u64(cur, name)? {
             None => Ok(None),
             Some(n) => u32::try_from(n).map(Some).map_err(|_| {
-                self.diags.error(
-                    &cur.child_pos(name),
+                self.bad_child(
+                    cur,
+                    name,
                     "bad-number",
                     format!("<{name}> {n} is too large"),
                 );
@@ -361,8 +447,9 @@ impl Walker<'_> {
         if let Ok(Some(n)) = self.opt_u64(v4, "ConflictDetectionAttempts") {
             match u8::try_from(n).ok().filter(|n| *n <= 5) {
                 Some(n) => raw.settings.conflict_detection_attempts = n,
-                None => self.diags.error(
-                    &v4.child_pos("ConflictDetectionAttempts"),
+                None => self.bad_child(
+                    v4,
+                    "ConflictDetectionAttempts",
                     "bad-number",
                     format!("ConflictDetectionAttempts {n} is not 0-5"),
                 ),
@@ -433,22 +520,13 @@ impl Walker<'_> {
         );
         // Class names are references: compared trimmed, as netsh's are.
         let name = self.required(cur, "Name")?;
-        let kind = match self.required(cur, "Type")?.to_ascii_lowercase().as_str() {
-            "user" => ClassKind::User,
-            "vendor" => ClassKind::Vendor,
-            other => {
-                self.diags.error(
-                    &cur.child_pos("Type"),
-                    "bad-class-type",
-                    format!("class type `{other}` is not User or Vendor"),
-                );
-                return Err(());
-            }
-        };
+        let word = self.required(cur, "Type")?.to_ascii_lowercase();
+        let kind = self.keyword(cur, "Type", &word, &CLASS_TYPES)?;
         let data_text = self.required(cur, "Data")?;
         let data = parse_hex(&data_text).ok_or_else(|| {
-            self.diags.error(
-                &cur.child_pos("Data"),
+            self.bad_child(
+                cur,
+                "Data",
                 "bad-hex",
                 format!("class data `{data_text}` is not hex"),
             );
@@ -477,8 +555,9 @@ impl Walker<'_> {
             "binarydata" | "binary" => OptionType::BinaryData,
             "encapsulateddata" | "encapsulated" => OptionType::EncapsulatedData,
             _ => {
-                self.diags.error(
-                    &cur.child_pos("Type"),
+                self.bad_child(
+                    cur,
+                    "Type",
                     "bad-type",
                     format!("unknown option type `{t}`"),
                 );
@@ -490,8 +569,9 @@ impl Walker<'_> {
     fn option_id(&mut self, cur: Cur<'_, '_>) -> Res<i64> {
         let t = self.required(cur, "OptionId")?;
         parse_i64(&t).ok_or_else(|| {
-            self.diags.error(
-                &cur.child_pos("OptionId"),
+            self.bad_child(
+                cur,
+                "OptionId",
                 "bad-number",
                 format!("OptionId `{t}` is not a number"),
             );
@@ -554,22 +634,13 @@ impl Walker<'_> {
 
     fn filter(&mut self, cur: Cur<'_, '_>) -> Res<At<Filter>> {
         self.check_children(cur, &["List", "MacAddress", "Description"], &[]);
-        let list = match self.required(cur, "List")?.to_ascii_lowercase().as_str() {
-            "allow" => FilterList::Allow,
-            "deny" => FilterList::Deny,
-            other => {
-                self.diags.error(
-                    &cur.child_pos("List"),
-                    "bad-filter",
-                    format!("filter list `{other}` is not Allow or Deny"),
-                );
-                return Err(());
-            }
-        };
+        let word = self.required(cur, "List")?.to_ascii_lowercase();
+        let list = self.keyword(cur, "List", &word, &FILTER_LISTS)?;
         let text = self.required(cur, "MacAddress")?;
         let mac = crate::netsh::parse_mac_pattern(&text).ok_or_else(|| {
-            self.diags.error(
-                &cur.child_pos("MacAddress"),
+            self.bad_child(
+                cur,
+                "MacAddress",
                 "bad-mac",
                 format!("`{text}` is not a MAC pattern"),
             );
@@ -632,22 +703,9 @@ impl Walker<'_> {
         self.check_children(cur, &known, &["ScopeId"]);
         self.required(cur, "Name")?;
         let name = cur.free_text("Name");
-        let condition = match cur
-            .some_text("Condition")
-            .map(|c| c.to_ascii_uppercase())
-            .as_deref()
-        {
-            None | Some("OR") => PolicyCondition::Or,
-            Some("AND") => PolicyCondition::And,
-            Some(other) => {
-                self.diags.error(
-                    &cur.child_pos("Condition"),
-                    "bad-condition",
-                    format!("policy condition `{other}` is not AND or OR"),
-                );
-                return Err(());
-            }
-        };
+        let condition = self
+            .opt_keyword(cur, "Condition", str::to_ascii_uppercase, &CONDITIONS)?
+            .unwrap_or(PolicyCondition::Or);
         // Each criterion element holds an operator (EQ|NE) followed by its values; an element may hold
         // several operator groups.
         let mut criteria = Vec::new();
@@ -718,26 +776,7 @@ impl Walker<'_> {
     }
 
     fn scope_type(&mut self, cur: Cur<'_, '_>) -> Res<Option<ScopeType>> {
-        Ok(
-            match cur
-                .some_text("Type")
-                .map(|t| t.to_ascii_lowercase())
-                .as_deref()
-            {
-                None => None,
-                Some("dhcp") => Some(ScopeType::Dhcp),
-                Some("bootp") => Some(ScopeType::Bootp),
-                Some("both") => Some(ScopeType::Both),
-                Some(other) => {
-                    self.diags.error(
-                        &cur.child_pos("Type"),
-                        "bad-type",
-                        format!("type `{other}` is not Dhcp, Bootp or Both"),
-                    );
-                    return Err(());
-                }
-            },
-        )
+        self.opt_keyword(cur, "Type", str::to_ascii_lowercase, &SCOPE_TYPES)
     }
 
     fn scope(&mut self, cur: Cur<'_, '_>) -> Res<At<RawScope>> {
@@ -778,22 +817,9 @@ impl Walker<'_> {
         }
         s.lease_duration = self.opt_timespan(cur, "LeaseDuration")?;
         s.lease_pos = cur.child_pos("LeaseDuration");
-        s.state = match cur
-            .some_text("State")
-            .map(|t| t.to_ascii_lowercase())
-            .as_deref()
-        {
-            None | Some("active") => ScopeState::Active,
-            Some("inactive") => ScopeState::Inactive,
-            Some(other) => {
-                self.diags.error(
-                    &cur.child_pos("State"),
-                    "bad-state",
-                    format!("state `{other}` is not Active or Inactive"),
-                );
-                return Err(());
-            }
-        };
+        s.state = self
+            .opt_keyword(cur, "State", str::to_ascii_lowercase, &SCOPE_STATES)?
+            .unwrap_or(ScopeState::Active);
         s.kind = self.scope_type(cur)?.unwrap_or(ScopeType::Dhcp);
         s.max_bootp_clients = self.opt_u32(cur, "MaxBootpClients")?;
         s.delay = Duration::from_millis(
@@ -829,8 +855,9 @@ impl Walker<'_> {
         let client_id = parse_hex(&id_text)
             .filter(|b| !b.is_empty())
             .ok_or_else(|| {
-                self.diags.error(
-                    &cur.child_pos("ClientId"),
+                self.bad_child(
+                    cur,
+                    "ClientId",
                     "bad-hex",
                     format!("ClientId `{id_text}` is not hex"),
                 );
@@ -874,8 +901,9 @@ impl Walker<'_> {
         let ip_address = self.ip(cur, "IPAddress")?;
         let id_text = cur.text("ClientId").unwrap_or_default();
         let client_id = parse_hex(&id_text).ok_or_else(|| {
-            self.diags.error(
-                &cur.child_pos("ClientId"),
+            self.bad_child(
+                cur,
+                "ClientId",
                 "bad-hex",
                 format!("ClientId `{id_text}` is not hex"),
             );
