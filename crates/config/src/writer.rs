@@ -11,8 +11,9 @@ fn escape(text: &str) -> String {
 }
 
 use crate::model::{
-    ClassKind, ExclusionRange, OptionElement, OptionType, OptionValue, Policy, PolicyCondition,
-    PolicyField, ScopeState, ScopeType, ServerConfig,
+    Class, ClassKind, ExclusionRange, FilterList, Filters, OptionDefinition, OptionElement,
+    OptionType, OptionValue, Policy, PolicyCondition, PolicyField, Reservation, Scope, ScopeState,
+    ScopeType, ServerConfig,
 };
 use crate::text::{dashed_hex, format_timespan};
 
@@ -54,6 +55,26 @@ impl Out {
         if let Some(t) = text {
             self.leaf(name, t);
         }
+    }
+
+    /// `<section>` holding one `<item>` per entry, each filled by `write`; nothing when `items` is empty.
+    fn list<T>(
+        &mut self,
+        section: &str,
+        item: &str,
+        items: &[T],
+        mut write: impl FnMut(&mut Out, &T),
+    ) {
+        if items.is_empty() {
+            return;
+        }
+        self.open(section);
+        for entry in items {
+            self.open(item);
+            write(self, entry);
+            self.close(item);
+        }
+        self.close(section);
     }
 }
 
@@ -124,12 +145,7 @@ fn bool_text(b: bool) -> &'static str {
 }
 
 fn option_values(out: &mut Out, values: &[OptionValue]) {
-    if values.is_empty() {
-        return;
-    }
-    out.open("OptionValues");
-    for v in values {
-        out.open("OptionValue");
+    out.list("OptionValues", "OptionValue", values, |out, v| {
         out.leaf("OptionId", &v.option_id.to_string());
         for e in &v.value {
             out.indent();
@@ -143,60 +159,146 @@ fn option_values(out: &mut Out, values: &[OptionValue]) {
         }
         out.opt_leaf("VendorClass", v.vendor_class.as_deref());
         out.opt_leaf("UserClass", v.user_class.as_deref());
-        out.close("OptionValue");
-    }
-    out.close("OptionValues");
+    });
 }
 
 fn ranges(out: &mut Out, list: &str, ranges: &[ExclusionRange]) {
-    if ranges.is_empty() {
-        return;
-    }
-    out.open(list);
-    for r in ranges {
-        out.open("IPRange");
+    out.list(list, "IPRange", ranges, |out, r| {
         out.leaf("StartRange", &r.start_range.to_string());
         out.leaf("EndRange", &r.end_range.to_string());
-        out.close("IPRange");
-    }
-    out.close(list);
+    });
 }
 
 fn policies(out: &mut Out, policies: &[Policy]) {
-    if policies.is_empty() {
+    out.list("Policies", "Policy", policies, policy);
+}
+
+fn policy(out: &mut Out, p: &Policy) {
+    out.leaf("Name", &p.name);
+    out.leaf("ProcessingOrder", &p.processing_order.to_string());
+    out.leaf("Enabled", bool_text(p.enabled));
+    out.leaf(
+        "Condition",
+        match p.condition {
+            PolicyCondition::And => "AND",
+            PolicyCondition::Or => "OR",
+        },
+    );
+    out.leaf("Description", &p.description);
+    if let Some(d) = p.lease_duration {
+        out.leaf("LeaseDuration", &format_timespan(Some(d)));
+    }
+    for c in &p.criteria {
+        let name = field_name(c.field);
+        out.open(name);
+        out.leaf("Value", if c.equal { "EQ" } else { "NE" });
+        for v in &c.values {
+            out.leaf("Value", v);
+        }
+        out.close(name);
+    }
+    ranges(out, "IPRanges", &p.ip_ranges);
+    option_values(out, &p.option_values);
+}
+
+fn class(out: &mut Out, c: &Class) {
+    out.leaf("Name", &c.name);
+    out.leaf(
+        "Type",
+        if c.kind == ClassKind::User {
+            "User"
+        } else {
+            "Vendor"
+        },
+    );
+    out.leaf("Data", &hex0x(&c.data));
+    out.leaf("Description", &c.description);
+}
+
+fn definition(out: &mut Out, d: &OptionDefinition) {
+    out.leaf("Name", &d.name);
+    out.leaf("OptionId", &d.option_id.to_string());
+    out.leaf("Type", type_name(d.kind));
+    out.leaf("MultiValued", bool_text(d.multi_valued));
+    for e in &d.default_value {
+        out.leaf("DefaultValue", &element_text(e));
+    }
+    out.leaf("Description", &d.description);
+    out.opt_leaf("VendorClass", d.vendor_class.as_deref());
+}
+
+fn filters(out: &mut Out, f: &Filters) {
+    if !(f.allow_enabled || f.deny_enabled || !f.filters.is_empty()) {
         return;
     }
-    out.open("Policies");
-    for p in policies {
-        out.open("Policy");
-        out.leaf("Name", &p.name);
-        out.leaf("ProcessingOrder", &p.processing_order.to_string());
-        out.leaf("Enabled", bool_text(p.enabled));
+    out.open("Filters");
+    out.leaf("Allow", bool_text(f.allow_enabled));
+    out.leaf("Deny", bool_text(f.deny_enabled));
+    for filter in &f.filters {
+        out.open("Filter");
         out.leaf(
-            "Condition",
-            match p.condition {
-                PolicyCondition::And => "AND",
-                PolicyCondition::Or => "OR",
+            "List",
+            if filter.list == FilterList::Allow {
+                "Allow"
+            } else {
+                "Deny"
             },
         );
-        out.leaf("Description", &p.description);
-        if let Some(d) = p.lease_duration {
-            out.leaf("LeaseDuration", &format_timespan(Some(d)));
+        let mut mac = dashed_hex(&filter.mac.prefix).to_ascii_uppercase();
+        if filter.mac.wildcard {
+            mac.push_str(if mac.is_empty() { "*" } else { "-*" });
         }
-        for c in &p.criteria {
-            let name = field_name(c.field);
-            out.open(name);
-            out.leaf("Value", if c.equal { "EQ" } else { "NE" });
-            for v in &c.values {
-                out.leaf("Value", v);
-            }
-            out.close(name);
-        }
-        ranges(out, "IPRanges", &p.ip_ranges);
-        option_values(out, &p.option_values);
-        out.close("Policy");
+        out.leaf("MacAddress", &mac);
+        out.leaf("Description", &filter.description);
+        out.close("Filter");
     }
-    out.close("Policies");
+    out.close("Filters");
+}
+
+fn scope(out: &mut Out, s: &Scope) {
+    out.leaf("ScopeId", &s.scope_id.to_string());
+    out.leaf("Name", &s.name);
+    out.leaf("SubnetMask", &s.subnet_mask.to_string());
+    out.leaf("StartRange", &s.start_range.to_string());
+    out.leaf("EndRange", &s.end_range.to_string());
+    out.leaf("LeaseDuration", &format_timespan(s.lease_duration));
+    out.leaf(
+        "State",
+        if s.state == ScopeState::Active {
+            "Active"
+        } else {
+            "Inactive"
+        },
+    );
+    out.leaf("Type", scope_type(s.kind));
+    if let Some(m) = s.max_bootp_clients {
+        out.leaf("MaxBootpClients", &m.to_string());
+    }
+    out.leaf("Delay", &s.delay.as_millis().to_string());
+    out.leaf("Description", &s.description);
+    out.opt_leaf("SuperScopeName", s.superscope_name.as_deref());
+    out.leaf("ActivatePolicies", bool_text(s.activate_policies));
+    ranges(out, "ExclusionRanges", &s.exclusion_ranges);
+    out.list("Reservations", "Reservation", &s.reservations, reservation);
+    policies(out, &s.policies);
+    option_values(out, &s.option_values);
+    out.list("Leases", "Lease", &s.leases, |out, l| {
+        out.leaf("IPAddress", &l.ip_address.to_string());
+        out.leaf("ScopeId", &s.scope_id.to_string());
+        out.leaf("ClientId", &dashed_hex(&l.client_id));
+        out.opt_leaf("HostName", l.host_name.as_deref());
+        out.leaf("AddressState", &l.address_state);
+        out.opt_leaf("LeaseExpiryTime", l.lease_expiry_time.as_deref());
+    });
+}
+
+fn reservation(out: &mut Out, r: &Reservation) {
+    out.leaf("Name", &r.name);
+    out.leaf("IPAddress", &r.ip_address.to_string());
+    out.leaf("ClientId", &dashed_hex(&r.client_id));
+    out.leaf("Type", scope_type(r.kind));
+    out.leaf("Description", &r.description);
+    option_values(out, &r.option_values);
 }
 
 /// The configuration as Export-DhcpServer XML (UTF-8), readable by [`crate::read_xml`] and `Import-DhcpServer`.
@@ -213,130 +315,17 @@ pub fn write_xml(config: &ServerConfig) -> String {
         "ConflictDetectionAttempts",
         &config.settings.conflict_detection_attempts.to_string(),
     );
-    if !config.classes.is_empty() {
-        out.open("Classes");
-        for c in &config.classes {
-            out.open("Class");
-            out.leaf("Name", &c.name);
-            out.leaf(
-                "Type",
-                if c.kind == ClassKind::User {
-                    "User"
-                } else {
-                    "Vendor"
-                },
-            );
-            out.leaf("Data", &hex0x(&c.data));
-            out.leaf("Description", &c.description);
-            out.close("Class");
-        }
-        out.close("Classes");
-    }
-    if !config.option_definitions.is_empty() {
-        out.open("OptionDefinitions");
-        for d in &config.option_definitions {
-            out.open("OptionDefinition");
-            out.leaf("Name", &d.name);
-            out.leaf("OptionId", &d.option_id.to_string());
-            out.leaf("Type", type_name(d.kind));
-            out.leaf("MultiValued", bool_text(d.multi_valued));
-            for e in &d.default_value {
-                out.leaf("DefaultValue", &element_text(e));
-            }
-            out.leaf("Description", &d.description);
-            out.opt_leaf("VendorClass", d.vendor_class.as_deref());
-            out.close("OptionDefinition");
-        }
-        out.close("OptionDefinitions");
-    }
+    out.list("Classes", "Class", &config.classes, class);
+    out.list(
+        "OptionDefinitions",
+        "OptionDefinition",
+        &config.option_definitions,
+        definition,
+    );
     option_values(&mut out, &config.option_values);
-    let f = &config.filters;
-    if f.allow_enabled || f.deny_enabled || !f.filters.is_empty() {
-        out.open("Filters");
-        out.leaf("Allow", bool_text(f.allow_enabled));
-        out.leaf("Deny", bool_text(f.deny_enabled));
-        for filter in &f.filters {
-            out.open("Filter");
-            out.leaf(
-                "List",
-                if filter.list == crate::model::FilterList::Allow {
-                    "Allow"
-                } else {
-                    "Deny"
-                },
-            );
-            let mut mac = dashed_hex(&filter.mac.prefix).to_ascii_uppercase();
-            if filter.mac.wildcard {
-                mac.push_str(if mac.is_empty() { "*" } else { "-*" });
-            }
-            out.leaf("MacAddress", &mac);
-            out.leaf("Description", &filter.description);
-            out.close("Filter");
-        }
-        out.close("Filters");
-    }
+    filters(&mut out, &config.filters);
     policies(&mut out, &config.policies);
-    if !config.scopes.is_empty() {
-        out.open("Scopes");
-        for s in &config.scopes {
-            out.open("Scope");
-            out.leaf("ScopeId", &s.scope_id.to_string());
-            out.leaf("Name", &s.name);
-            out.leaf("SubnetMask", &s.subnet_mask.to_string());
-            out.leaf("StartRange", &s.start_range.to_string());
-            out.leaf("EndRange", &s.end_range.to_string());
-            out.leaf("LeaseDuration", &format_timespan(s.lease_duration));
-            out.leaf(
-                "State",
-                if s.state == ScopeState::Active {
-                    "Active"
-                } else {
-                    "Inactive"
-                },
-            );
-            out.leaf("Type", scope_type(s.kind));
-            if let Some(m) = s.max_bootp_clients {
-                out.leaf("MaxBootpClients", &m.to_string());
-            }
-            out.leaf("Delay", &s.delay.as_millis().to_string());
-            out.leaf("Description", &s.description);
-            out.opt_leaf("SuperScopeName", s.superscope_name.as_deref());
-            out.leaf("ActivatePolicies", bool_text(s.activate_policies));
-            ranges(&mut out, "ExclusionRanges", &s.exclusion_ranges);
-            if !s.reservations.is_empty() {
-                out.open("Reservations");
-                for r in &s.reservations {
-                    out.open("Reservation");
-                    out.leaf("Name", &r.name);
-                    out.leaf("IPAddress", &r.ip_address.to_string());
-                    out.leaf("ClientId", &dashed_hex(&r.client_id));
-                    out.leaf("Type", scope_type(r.kind));
-                    out.leaf("Description", &r.description);
-                    option_values(&mut out, &r.option_values);
-                    out.close("Reservation");
-                }
-                out.close("Reservations");
-            }
-            policies(&mut out, &s.policies);
-            option_values(&mut out, &s.option_values);
-            if !s.leases.is_empty() {
-                out.open("Leases");
-                for l in &s.leases {
-                    out.open("Lease");
-                    out.leaf("IPAddress", &l.ip_address.to_string());
-                    out.leaf("ScopeId", &s.scope_id.to_string());
-                    out.leaf("ClientId", &dashed_hex(&l.client_id));
-                    out.opt_leaf("HostName", l.host_name.as_deref());
-                    out.leaf("AddressState", &l.address_state);
-                    out.opt_leaf("LeaseExpiryTime", l.lease_expiry_time.as_deref());
-                    out.close("Lease");
-                }
-                out.close("Leases");
-            }
-            out.close("Scope");
-        }
-        out.close("Scopes");
-    }
+    out.list("Scopes", "Scope", &config.scopes, scope);
     out.close("IPv4");
     out.close("DHCPServer");
     out.buf
