@@ -104,6 +104,11 @@ fn parse_elements(kind: OptionType, values: &[String]) -> Result<Vec<OptionEleme
     }
 }
 
+/// An option id as the model holds it: 1-254 (0 and 255 are pad and end).
+fn option_code(id: i64) -> Option<u8> {
+    u8::try_from(id).ok().filter(|id| (1..=254).contains(id))
+}
+
 struct Validator<'d> {
     diags: &'d mut Diags,
     config: ServerConfig,
@@ -140,10 +145,7 @@ impl Validator<'_> {
     /// Option value: id range, classes, definition, type, arity, size.
     fn option_value(&mut self, at: &At<RawOptionValue>) -> Option<OptionValue> {
         let (pos, raw) = (&at.pos, &at.item);
-        let Some(id) = u8::try_from(raw.option_id)
-            .ok()
-            .filter(|id| (1..=254).contains(id))
-        else {
+        let Some(id) = option_code(raw.option_id) else {
             self.diags.error(
                 pos,
                 "option-id-range",
@@ -268,6 +270,23 @@ impl Validator<'_> {
         out
     }
 
+    /// Each item checked by `check`; one that fails (reported by `check`) is left out and clears `ok`.
+    fn each_valid<R, T>(
+        &mut self,
+        items: &[R],
+        ok: &mut bool,
+        mut check: impl FnMut(&mut Self, &R) -> Option<T>,
+    ) -> Vec<T> {
+        let mut out = Vec::with_capacity(items.len());
+        for item in items {
+            match check(self, item) {
+                Some(valid) => out.push(valid),
+                None => *ok = false,
+            }
+        }
+        out
+    }
+
     fn range(
         &mut self,
         at: &At<RawRange>,
@@ -317,13 +336,8 @@ impl Validator<'_> {
                 ok &= self.class_check(&c.pos, name, kind, &format!("policy `{}`", raw.name));
             }
         }
-        let mut ip_ranges = Vec::new();
-        for r in &raw.ip_ranges {
-            match self.range(r, subnet, &format!("policy `{}` range", raw.name)) {
-                Some(r) => ip_ranges.push(r),
-                None => ok = false,
-            }
-        }
+        let what = format!("policy `{}` range", raw.name);
+        let ip_ranges = self.each_valid(&raw.ip_ranges, &mut ok, |v, r| v.range(r, subnet, &what));
         let option_values = self.option_values(&raw.option_values);
         ok.then(|| Policy {
             name: raw.name.clone(),
@@ -427,13 +441,9 @@ impl Validator<'_> {
             );
             ok = false;
         }
-        let mut exclusion_ranges = Vec::new();
-        for e in &raw.exclusions {
-            match self.range(e, subnet, &format!("{label} exclusion")) {
-                Some(r) => exclusion_ranges.push(r),
-                None => ok = false,
-            }
-        }
+        let what = format!("{label} exclusion");
+        let exclusion_ranges =
+            self.each_valid(&raw.exclusions, &mut ok, |v, e| v.range(e, subnet, &what));
         let mut reservations: Vec<Reservation> = Vec::new();
         for r in &raw.reservations {
             let item = &r.item;
@@ -514,13 +524,7 @@ impl Validator<'_> {
             (None, Some(opt)) => opt,
             (None, None) => Some(DEFAULT_LEASE),
         };
-        let mut policies = Vec::new();
-        for p in &raw.policies {
-            match self.policy(p, subnet) {
-                Some(p) => policies.push(p),
-                None => ok = false,
-            }
-        }
+        let policies = self.each_valid(&raw.policies, &mut ok, |v, p| v.policy(p, subnet));
         let mut leases = Vec::new();
         for l in &raw.leases {
             if let Some(net) = subnet {
@@ -601,10 +605,7 @@ pub(crate) fn validate(raw: RawConfig, diags: &mut Diags) -> ServerConfig {
     }
     for d in &raw.definitions {
         let raw_def = &d.item;
-        let Some(id) = u8::try_from(raw_def.option_id)
-            .ok()
-            .filter(|id| (1..=254).contains(id))
-        else {
+        let Some(id) = option_code(raw_def.option_id) else {
             v.diags.error(
                 &d.pos,
                 "option-id-range",
@@ -660,12 +661,12 @@ pub(crate) fn validate(raw: RawConfig, diags: &mut Diags) -> ServerConfig {
         deny_enabled: raw.filters_deny,
         filters: raw.filters.iter().map(|f| f.item.clone()).collect(),
     };
-    let mut policies = Vec::new();
-    for p in &raw.policies {
-        if let Some(p) = v.policy(p, None) {
-            policies.push(p);
-        }
-    }
+    // A server policy that fails was reported; the others still apply.
+    let policies = raw
+        .policies
+        .iter()
+        .filter_map(|p| v.policy(p, None))
+        .collect();
     v.config.policies = policies;
     // Overlaps are checked over every scope with a usable subnet, valid or not otherwise.
     let mut spans: Vec<(u32, u32, usize)> = Vec::new();
