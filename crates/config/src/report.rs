@@ -6,9 +6,9 @@
 use std::fmt::Write as _;
 use std::net::Ipv4Addr;
 
-use crate::model::{OptionValue, Scope, ScopeState, ServerConfig};
-use crate::resolve::encode_elements;
+use crate::model::{OptionElement, OptionValue, Scope, ScopeState, ServerConfig};
 use crate::text::{dashed_hex, format_timespan};
+use crate::writer::element_text;
 
 /// Address counts of one scope's pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,22 +92,8 @@ fn option_line(config: &ServerConfig, v: &OptionValue) -> String {
         .value
         .iter()
         .map(|e| match e {
-            crate::model::OptionElement::String(s) => format!("\"{s}\""),
-            crate::model::OptionElement::Binary(b)
-            | crate::model::OptionElement::Encapsulated(b) => {
-                format!("0x{}", dashed_hex(b).replace('-', ""))
-            }
-            other => {
-                let bytes = encode_elements(std::slice::from_ref(other));
-                match other {
-                    crate::model::OptionElement::IPv4Address(a) => a.to_string(),
-                    crate::model::OptionElement::IPv6Address(a) => a.to_string(),
-                    _ => bytes
-                        .iter()
-                        .fold(0u64, |acc, b| acc << 8 | u64::from(*b))
-                        .to_string(),
-                }
-            }
+            OptionElement::String(s) => format!("\"{s}\""),
+            other => element_text(other),
         })
         .collect();
     let mut line = format!("{} {} = {}", v.option_id, name.trim(), texts.join(", "));

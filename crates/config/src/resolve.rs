@@ -385,10 +385,15 @@ fn bytes_match(pattern: &str, sent: Option<&[u8]>) -> bool {
     let Some(want) = parse_hex_loose(head) else {
         return false;
     };
+    prefix_or_exact(sent, &want, prefix)
+}
+
+/// `sent` starts with `want` (a `*` pattern) or, without `prefix`, equals it.
+fn prefix_or_exact(sent: &[u8], want: &[u8], prefix: bool) -> bool {
     if prefix {
-        sent.starts_with(&want)
+        sent.starts_with(want)
     } else {
-        sent == want.as_slice()
+        sent == want
     }
 }
 
@@ -472,11 +477,7 @@ fn value_matches(
 impl MacPattern {
     /// True when `mac` starts with the prefix and, without a wildcard, has exactly its length.
     pub fn matches(&self, mac: &[u8]) -> bool {
-        if self.wildcard {
-            mac.starts_with(&self.prefix)
-        } else {
-            mac == self.prefix.as_slice()
-        }
+        prefix_or_exact(mac, &self.prefix, self.wildcard)
     }
 }
 

@@ -78,7 +78,9 @@ impl Out {
     }
 }
 
-fn element_text(e: &OptionElement) -> String {
+/// One option element as the export writes it (and the scope report shows it): numbers in decimal,
+/// bytes as `0x` + lower-case hex.
+pub(crate) fn element_text(e: &OptionElement) -> String {
     match e {
         OptionElement::Byte(v) => v.to_string(),
         OptionElement::Word(v) => v.to_string(),
