@@ -197,11 +197,21 @@ impl<'n> Cur<'n, '_> {
             .collect()
     }
 
+    /// The first child called `name` with its path `parent/name`.
+    fn section(&self, name: &str) -> Option<(String, &'n Node)> {
+        self.child(name).map(|n| (self.child_path(n), n))
+    }
+
+    /// The path of child node `c`: `parent/name`.
+    fn child_path(&self, c: &Node) -> String {
+        format!("{}/{}", self.path, c.name)
+    }
+
     /// The position of child node `c`: its line and `parent/name`.
     fn pos_of(&self, c: &Node) -> Pos {
         Pos {
             line: c.line,
-            path: Some(format!("{}/{}", self.path, c.name)),
+            path: Some(self.child_path(c)),
         }
     }
 
@@ -415,12 +425,11 @@ impl Walker<'_> {
                 "the IPv6 section is ignored (calloutd serves DHCPv4 only)",
             );
         }
-        let Some(v4) = cur.child("IPv4") else {
+        let Some((v4_path, v4)) = cur.section("IPv4") else {
             self.diags
                 .warning(&cur.pos(), "no-ipv4", "no <IPv4> section: no scopes");
             return;
         };
-        let v4_path = format!("{path}/{}", v4.name);
         let v4 = Cur {
             node: v4,
             path: &v4_path,
@@ -463,7 +472,7 @@ impl Walker<'_> {
             Self::definition,
         );
         raw.option_values = self.option_values(v4);
-        if let Some((p, filters)) = self.section(v4, "Filters") {
+        if let Some((p, filters)) = v4.section("Filters") {
             let cur = Cur {
                 node: filters,
                 path: &p,
@@ -477,11 +486,6 @@ impl Walker<'_> {
         raw.scopes = self.items(v4, "Scopes", "Scope", Self::scope);
     }
 
-    fn section<'n>(&mut self, cur: Cur<'n, '_>, name: &str) -> Option<(String, &'n Node)> {
-        cur.child(name)
-            .map(|n| (format!("{}/{}", cur.path, n.name), n))
-    }
-
     /// The `item` elements of list section `section` under `cur` (e.g. `Scopes/Scope*`), each read by
     /// `read`; other children of the section are warned about, items that fail were reported and are left out.
     fn items<T>(
@@ -491,7 +495,7 @@ impl Walker<'_> {
         item: &str,
         read: impl FnMut(&mut Self, Cur<'_, '_>) -> Res<T>,
     ) -> Vec<T> {
-        let Some((path, node)) = self.section(cur, section) else {
+        let Some((path, node)) = cur.section(section) else {
             return Vec::new();
         };
         let list = Cur { node, path: &path };
