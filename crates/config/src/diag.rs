@@ -110,6 +110,14 @@ impl Diags {
         }
     }
 
+    /// The collected diagnostics as the error a load returns.
+    pub fn into_errors(self) -> ConfigErrors {
+        ConfigErrors {
+            errors: self.errors,
+            warnings: self.warnings,
+        }
+    }
+
     pub fn warning(&mut self, pos: &Pos, rule: &'static str, message: impl Into<String>) {
         if self.warnings.len() < MAX_ERRORS {
             let d = self.make(pos, rule, message.into());

@@ -73,15 +73,10 @@ pub const MAX_FILE_BYTES: u64 = 64 * 1024 * 1024;
 /// Reads and validates a scope file, picking the reader by content (`<DHCPServer` vs netsh text).
 pub fn load_scopes(path: &Path) -> Result<Loaded, ConfigErrors> {
     let file = path.display().to_string();
-    let fail = |rule: &'static str, message: String| ConfigErrors {
-        errors: vec![Diagnostic {
-            file: file.clone(),
-            line: None,
-            path: None,
-            rule,
-            message,
-        }],
-        warnings: Vec::new(),
+    let fail = |rule: &'static str, message: String| {
+        let mut diags = diag::Diags::new(&file);
+        diags.error(&diag::Pos::default(), rule, message);
+        diags.into_errors()
     };
     let meta = std::fs::metadata(path).map_err(|e| fail("io", format!("cannot read: {e}")))?;
     if meta.len() > MAX_FILE_BYTES {
@@ -99,8 +94,8 @@ pub fn load_scopes(path: &Path) -> Result<Loaded, ConfigErrors> {
 
 /// Reads and validates scope-file bytes (format by content); `file` names the source in diagnostics.
 pub fn read_scopes(bytes: &[u8], file: &str) -> Result<Loaded, ConfigErrors> {
-    let (text, format) = decode_and_detect(bytes);
-    read_text(&text.0, text.1, format, file)
+    let (text, how) = text::decode(bytes);
+    read_text(&text, how, format_of(&text), file)
 }
 
 /// Reads and validates Export-DhcpServer XML bytes (UTF-8, or UTF-16 with or without BOM).
@@ -117,20 +112,21 @@ pub fn read_netsh(bytes: &[u8], file: &str) -> Result<Loaded, ConfigErrors> {
 
 /// The format of scope-file bytes: XML when the first markup is `<?xml` or `<DHCPServer`.
 pub fn detect_format(bytes: &[u8]) -> ScopeFormat {
-    decode_and_detect(bytes).1
+    format_of(&text::decode(bytes).0)
 }
 
-fn decode_and_detect(bytes: &[u8]) -> ((String, text::Decoded), ScopeFormat) {
-    let decoded = text::decode(bytes);
-    let start = decoded
-        .0
-        .trim_start_matches(|c: char| c.is_whitespace() || c == '\u{feff}');
-    let format = if start.starts_with('<') {
+/// White space or a byte-order mark left in decoded text.
+fn is_blank_or_bom(c: char) -> bool {
+    c.is_whitespace() || c == '\u{feff}'
+}
+
+/// XML when the decoded text's first markup is `<` (`<?xml`, `<DHCPServer`), else netsh.
+fn format_of(text: &str) -> ScopeFormat {
+    if text.trim_start_matches(is_blank_or_bom).starts_with('<') {
         ScopeFormat::Xml
     } else {
         ScopeFormat::Netsh
-    };
-    (decoded, format)
+    }
 }
 
 fn read_text(
@@ -140,15 +136,9 @@ fn read_text(
     file: &str,
 ) -> Result<Loaded, ConfigErrors> {
     let mut diags = diag::Diags::new(file);
-    if text
-        .trim_matches(|c: char| c.is_whitespace() || c == '\u{feff}')
-        .is_empty()
-    {
+    if text.trim_matches(is_blank_or_bom).is_empty() {
         diags.error(&diag::Pos::default(), "empty", "the file is empty");
-        return Err(ConfigErrors {
-            errors: diags.errors,
-            warnings: diags.warnings,
-        });
+        return Err(diags.into_errors());
     }
     match (how, format) {
         (text::Decoded::Clean, _) => {}
@@ -168,10 +158,7 @@ fn read_text(
                 "encoding",
                 "XML is neither UTF-8 nor UTF-16 (no byte-order mark, invalid UTF-8)",
             );
-            return Err(ConfigErrors {
-                errors: diags.errors,
-                warnings: diags.warnings,
-            });
+            return Err(diags.into_errors());
         }
     }
     let raw = match format {
@@ -185,9 +172,6 @@ fn read_text(
             warnings: diags.warnings,
         })
     } else {
-        Err(ConfigErrors {
-            errors: diags.errors,
-            warnings: diags.warnings,
-        })
+        Err(diags.into_errors())
     }
 }
