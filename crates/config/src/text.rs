@@ -13,27 +13,25 @@ pub(crate) enum Decoded {
     Windows1252,
 }
 
-/// Decodes a file: BOM FF FE → UTF-16LE; FE FF → UTF-16BE; EF BB BF → UTF-8; else UTF-8 if valid,
-/// else UTF-16 when every other byte is NUL, else windows-1252 (lossless for single-byte text).
+/// Decodes a file: BOM FF FE → UTF-16LE; FE FF → UTF-16BE; EF BB BF → UTF-8; else UTF-16 when every
+/// other byte is NUL, else UTF-8 if valid, else windows-1252 (lossless for single-byte text).
 pub(crate) fn decode(bytes: &[u8]) -> (String, Decoded) {
     if let Some((enc, bom_len)) = encoding_rs::Encoding::for_bom(bytes) {
         let (text, _) = enc.decode_without_bom_handling(&bytes[bom_len..]);
         return (text.into_owned(), Decoded::Clean);
     }
-    if let Ok(s) = std::str::from_utf8(bytes) {
-        if !looks_utf16(bytes) {
-            return (s.to_string(), Decoded::Clean);
-        }
-    }
+    // UTF-16 of ASCII text is also valid UTF-8 (NULs and letters), so it is checked first.
     if looks_utf16(bytes) {
-        let le = bytes.len() >= 2 && bytes[1] == 0;
-        let enc = if le {
+        let enc = if bytes.get(1) == Some(&0) {
             encoding_rs::UTF_16LE
         } else {
             encoding_rs::UTF_16BE
         };
         let (text, _) = enc.decode_without_bom_handling(bytes);
         return (text.into_owned(), Decoded::GuessedUtf16);
+    }
+    if let Ok(s) = std::str::from_utf8(bytes) {
+        return (s.to_string(), Decoded::Clean);
     }
     let (text, _) = encoding_rs::WINDOWS_1252.decode_without_bom_handling(bytes);
     (text.into_owned(), Decoded::Windows1252)
