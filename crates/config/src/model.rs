@@ -352,6 +352,36 @@ pub enum PolicyField {
     Fqdn,
 }
 
+impl PolicyField {
+    /// Every field, in the order Export-DhcpServer lists them.
+    pub(crate) const ALL: [PolicyField; 9] = [
+        PolicyField::VendorClass,
+        PolicyField::UserClass,
+        PolicyField::MacAddress,
+        PolicyField::ClientId,
+        PolicyField::RelayAgent,
+        PolicyField::CircuitId,
+        PolicyField::RemoteId,
+        PolicyField::SubscriberId,
+        PolicyField::Fqdn,
+    ];
+
+    /// The criterion's element name in Export-DhcpServer XML.
+    pub(crate) fn export_name(self) -> &'static str {
+        match self {
+            PolicyField::VendorClass => "VendorClass",
+            PolicyField::UserClass => "UserClass",
+            PolicyField::MacAddress => "MacAddress",
+            PolicyField::ClientId => "ClientId",
+            PolicyField::RelayAgent => "RelayAgent",
+            PolicyField::CircuitId => "CircuitId",
+            PolicyField::RemoteId => "RemoteId",
+            PolicyField::SubscriberId => "SubscriberId",
+            PolicyField::Fqdn => "Fqdn",
+        }
+    }
+}
+
 /// A lease carried in an export made with `Export-DhcpServer -Leases`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImportedLease {

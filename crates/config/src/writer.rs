@@ -12,8 +12,8 @@ fn escape(text: &str) -> String {
 
 use crate::model::{
     Class, ClassKind, ExclusionRange, FilterList, Filters, OptionDefinition, OptionElement,
-    OptionType, OptionValue, Policy, PolicyCondition, PolicyField, Reservation, Scope, ScopeState,
-    ScopeType, ServerConfig,
+    OptionType, OptionValue, Policy, PolicyCondition, Reservation, Scope, ScopeState, ScopeType,
+    ServerConfig,
 };
 use crate::text::{dashed_hex, format_timespan};
 
@@ -124,20 +124,6 @@ fn scope_type(kind: ScopeType) -> &'static str {
     }
 }
 
-fn field_name(field: PolicyField) -> &'static str {
-    match field {
-        PolicyField::VendorClass => "VendorClass",
-        PolicyField::UserClass => "UserClass",
-        PolicyField::MacAddress => "MacAddress",
-        PolicyField::ClientId => "ClientId",
-        PolicyField::RelayAgent => "RelayAgent",
-        PolicyField::CircuitId => "CircuitId",
-        PolicyField::RemoteId => "RemoteId",
-        PolicyField::SubscriberId => "SubscriberId",
-        PolicyField::Fqdn => "Fqdn",
-    }
-}
-
 fn bool_text(b: bool) -> &'static str {
     if b {
         "true"
@@ -191,7 +177,7 @@ fn policy(out: &mut Out, p: &Policy) {
         out.leaf("LeaseDuration", &format_timespan(Some(d)));
     }
     for c in &p.criteria {
-        let name = field_name(c.field);
+        let name = c.field.export_name();
         out.open(name);
         out.leaf("Value", if c.equal { "EQ" } else { "NE" });
         for v in &c.values {

@@ -682,17 +682,6 @@ impl Walker<'_> {
     }
 
     fn policy(&mut self, cur: Cur<'_, '_>) -> Res<At<RawPolicy>> {
-        const FIELDS: &[(&str, PolicyField)] = &[
-            ("VendorClass", PolicyField::VendorClass),
-            ("UserClass", PolicyField::UserClass),
-            ("MacAddress", PolicyField::MacAddress),
-            ("ClientId", PolicyField::ClientId),
-            ("RelayAgent", PolicyField::RelayAgent),
-            ("CircuitId", PolicyField::CircuitId),
-            ("RemoteId", PolicyField::RemoteId),
-            ("SubscriberId", PolicyField::SubscriberId),
-            ("Fqdn", PolicyField::Fqdn),
-        ];
         let mut known: Vec<&str> = vec![
             "Name",
             "ProcessingOrder",
@@ -703,7 +692,7 @@ impl Walker<'_> {
             "OptionValues",
             "IPRanges",
         ];
-        known.extend(FIELDS.iter().map(|(n, _)| *n));
+        known.extend(PolicyField::ALL.map(PolicyField::export_name));
         self.check_children(cur, &known, &["ScopeId"]);
         self.required(cur, "Name")?;
         let name = cur.free_text("Name");
@@ -714,9 +703,9 @@ impl Walker<'_> {
         // several operator groups.
         let mut criteria = Vec::new();
         for child in &cur.node.children {
-            let Some((_, field)) = FIELDS
-                .iter()
-                .find(|(n, _)| n.eq_ignore_ascii_case(&child.name))
+            let Some(field) = PolicyField::ALL
+                .into_iter()
+                .find(|f| f.export_name().eq_ignore_ascii_case(&child.name))
             else {
                 continue;
             };
@@ -736,7 +725,7 @@ impl Walker<'_> {
                 if op == "EQ" || op == "NE" {
                     criteria.extend(current.take().map(|c| At::new(pos.clone(), c)));
                     current = Some(PolicyCriterion {
-                        field: *field,
+                        field,
                         equal: op == "EQ",
                         values: Vec::new(),
                     });
