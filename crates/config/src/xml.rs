@@ -336,10 +336,15 @@ impl Walker<'_> {
         }
     }
 
+    /// Reports child `name` (holding `text`) as not hex: "{label} `{text}` is not hex".
+    fn not_hex(&mut self, cur: Cur<'_, '_>, name: &str, label: &str, text: &str) {
+        self.bad_child(cur, name, "bad-hex", format!("{label} `{text}` is not hex"));
+    }
+
     fn required(&mut self, cur: Cur<'_, '_>, name: &str) -> Res<String> {
-        match cur.text(name) {
-            Some(t) if !t.is_empty() => Ok(t),
-            _ => {
+        match cur.some_text(name) {
+            Some(t) => Ok(t),
+            None => {
                 self.diags.error(
                     &cur.pos(),
                     "missing-element",
@@ -527,14 +532,8 @@ impl Walker<'_> {
         let word = self.required(cur, "Type")?.to_ascii_lowercase();
         let kind = self.keyword(cur, "Type", &word, &CLASS_TYPES)?;
         let data_text = self.required(cur, "Data")?;
-        let data = parse_hex(&data_text).ok_or_else(|| {
-            self.bad_child(
-                cur,
-                "Data",
-                "bad-hex",
-                format!("class data `{data_text}` is not hex"),
-            );
-        })?;
+        let data = parse_hex(&data_text)
+            .ok_or_else(|| self.not_hex(cur, "Data", "class data", &data_text))?;
         Ok(At::new(
             cur.pos(),
             Class {
@@ -847,14 +846,7 @@ impl Walker<'_> {
         let id_text = self.required(cur, "ClientId")?;
         let client_id = parse_hex(&id_text)
             .filter(|b| !b.is_empty())
-            .ok_or_else(|| {
-                self.bad_child(
-                    cur,
-                    "ClientId",
-                    "bad-hex",
-                    format!("ClientId `{id_text}` is not hex"),
-                );
-            })?;
+            .ok_or_else(|| self.not_hex(cur, "ClientId", "ClientId", &id_text))?;
         Ok(At::new(
             cur.pos(),
             RawReservation {
@@ -893,14 +885,8 @@ impl Walker<'_> {
         );
         let ip_address = self.ip(cur, "IPAddress")?;
         let id_text = cur.text("ClientId").unwrap_or_default();
-        let client_id = parse_hex(&id_text).ok_or_else(|| {
-            self.bad_child(
-                cur,
-                "ClientId",
-                "bad-hex",
-                format!("ClientId `{id_text}` is not hex"),
-            );
-        })?;
+        let client_id = parse_hex(&id_text)
+            .ok_or_else(|| self.not_hex(cur, "ClientId", "ClientId", &id_text))?;
         Ok(At::new(
             cur.pos(),
             ImportedLease {
