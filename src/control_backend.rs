@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use calloutd_callout::Callout;
-use calloutd_config::Scope;
+use calloutd_config::{dashed_hex, Scope};
 use calloutd_engine::{Engine, Lease};
 use calloutd_registry::Parameters;
 use calloutd_server::{ControlBackend, HookView, LeaseView, ScopeView};
@@ -25,15 +25,6 @@ pub struct EngineBackend {
     pub settings: Value,
 }
 
-/// `aa-bb-cc`, as Microsoft writes hardware addresses and client ids.
-fn hex_dashed(bytes: &[u8]) -> String {
-    bytes
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join("-")
-}
-
 fn unix_secs(time: SystemTime) -> u64 {
     time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
@@ -47,8 +38,8 @@ impl EngineBackend {
         let expired = lease.expires.is_some_and(|e| e <= now);
         LeaseView {
             ip: lease.ip,
-            client_id: hex_dashed(&lease.client_id),
-            mac: hex_dashed(&lease.hw_address),
+            client_id: dashed_hex(&lease.client_id),
+            mac: dashed_hex(&lease.hw_address),
             hostname: lease.host_name.clone(),
             expires: lease.expires.map(unix_secs),
             state: if expired { "expired" } else { "active" }.into(),
@@ -189,7 +180,7 @@ impl ControlBackend for EngineBackend {
                         .map(|r| json!({
                             "ip": r.ip_address,
                             "name": r.name,
-                            "client_id": hex_dashed(&r.client_id),
+                            "client_id": dashed_hex(&r.client_id),
                             "type": format!("{:?}", r.kind),
                         }))
                         .collect::<Vec<_>>(),
@@ -273,6 +264,5 @@ mod tests {
         });
         let on_reservation = [Ipv4Addr::new(198, 18, 0, 13), Ipv4Addr::new(198, 18, 0, 12)];
         assert_eq!(free_addresses(&reserved, &on_reservation), 6);
-        assert_eq!(hex_dashed(&[0, 0x1a, 0xff]), "00-1a-ff");
     }
 }

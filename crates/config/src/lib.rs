@@ -47,6 +47,7 @@ pub use resolve::{
     effective_options, encode_elements, matching_policies, ClientFacts, EffectiveOption,
     EffectiveOptions, OptionLevel,
 };
+pub use text::dashed_hex;
 pub use writer::write_xml;
 
 /// A scope file that validated: the model, and the warnings met on the way.

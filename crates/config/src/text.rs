@@ -87,7 +87,7 @@ pub(crate) fn parse_hex(text: &str) -> Option<Vec<u8>> {
 }
 
 /// Bytes as Microsoft writes a client id: lower-case hex pairs joined by `-`.
-pub(crate) fn dashed_hex(bytes: &[u8]) -> String {
+pub fn dashed_hex(bytes: &[u8]) -> String {
     let parts: Vec<String> = bytes.iter().map(|b| format!("{b:02x}")).collect();
     parts.join("-")
 }
