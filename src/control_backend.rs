@@ -220,32 +220,21 @@ impl ControlBackend for EngineBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use calloutd_config::{ExclusionRange, ScopeState, ScopeType};
+    use calloutd_config::{ExclusionRange, ScopeType};
 
     #[test]
     fn free_addresses_leave_out_exclusions_reservations_and_leases() {
         let scope = Scope {
-            scope_id: Ipv4Addr::new(198, 18, 0, 0),
-            subnet_mask: Ipv4Addr::new(255, 255, 255, 0),
-            name: "t".into(),
-            description: String::new(),
-            start_range: Ipv4Addr::new(198, 18, 0, 10),
-            end_range: Ipv4Addr::new(198, 18, 0, 19),
-            lease_duration: None,
-            state: ScopeState::Active,
-            kind: ScopeType::Dhcp,
-            max_bootp_clients: None,
-            delay: std::time::Duration::ZERO,
-            superscope_name: None,
-            activate_policies: false,
             exclusion_ranges: vec![ExclusionRange {
                 start_range: Ipv4Addr::new(198, 18, 0, 10),
                 end_range: Ipv4Addr::new(198, 18, 0, 11),
             }],
-            reservations: Vec::new(),
-            option_values: Vec::new(),
-            policies: Vec::new(),
-            leases: Vec::new(),
+            ..Scope::new(
+                Ipv4Addr::new(198, 18, 0, 0),
+                Ipv4Addr::new(255, 255, 255, 0),
+                Ipv4Addr::new(198, 18, 0, 10),
+                Ipv4Addr::new(198, 18, 0, 19),
+            )
         };
         assert_eq!(free_addresses(&scope, &[]), 8);
         assert_eq!(free_addresses(&scope, &[Ipv4Addr::new(198, 18, 0, 12)]), 7);

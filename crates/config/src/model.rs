@@ -200,6 +200,38 @@ pub struct Scope {
     pub leases: Vec<ImportedLease>,
 }
 
+impl Scope {
+    /// An active DHCP scope `scope_id`/`subnet_mask` whose pool is `start_range`-`end_range`, and
+    /// nothing else: no name, lease limit, delay, exclusions, reservations, options or policies.
+    pub fn new(
+        scope_id: Ipv4Addr,
+        subnet_mask: Ipv4Addr,
+        start_range: Ipv4Addr,
+        end_range: Ipv4Addr,
+    ) -> Scope {
+        Scope {
+            scope_id,
+            subnet_mask,
+            name: String::new(),
+            description: String::new(),
+            start_range,
+            end_range,
+            lease_duration: None,
+            state: ScopeState::Active,
+            kind: ScopeType::Dhcp,
+            max_bootp_clients: None,
+            delay: Duration::ZERO,
+            superscope_name: None,
+            activate_policies: false,
+            exclusion_ranges: Vec::new(),
+            reservations: Vec::new(),
+            option_values: Vec::new(),
+            policies: Vec::new(),
+            leases: Vec::new(),
+        }
+    }
+}
+
 /// Whether a scope serves clients.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ScopeState {

@@ -183,24 +183,14 @@ mod tests {
 
     fn scope(start: &str, end: &str) -> Scope {
         Scope {
-            scope_id: Ipv4Addr::new(10, 0, 0, 0),
-            subnet_mask: Ipv4Addr::new(255, 0, 0, 0),
             name: "big".into(),
-            description: String::new(),
-            start_range: start.parse().unwrap(),
-            end_range: end.parse().unwrap(),
-            lease_duration: None,
-            state: ScopeState::Active,
-            kind: ScopeType::Dhcp,
-            max_bootp_clients: None,
-            delay: std::time::Duration::ZERO,
-            superscope_name: None,
             activate_policies: true,
-            exclusion_ranges: vec![],
-            reservations: vec![],
-            option_values: vec![],
-            policies: vec![],
-            leases: vec![],
+            ..Scope::new(
+                Ipv4Addr::new(10, 0, 0, 0),
+                Ipv4Addr::new(255, 0, 0, 0),
+                start.parse().unwrap(),
+                end.parse().unwrap(),
+            )
         }
     }
 

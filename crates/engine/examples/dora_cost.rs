@@ -7,7 +7,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use calloutd_config::{Scope, ScopeState, ScopeType, ServerConfig};
+use calloutd_config::{Scope, ServerConfig};
 use calloutd_engine::{
     Admission, Datagram, Engine, EngineOptions, LeaseStore, MemoryLeaseStore, NoHooks, NoProber,
     PacketHandler, SqliteLeaseStore,
@@ -50,24 +50,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .unwrap_or(20_000);
     let config = ServerConfig {
         scopes: vec![Scope {
-            scope_id: Ipv4Addr::new(198, 18, 0, 0),
-            subnet_mask: Ipv4Addr::new(255, 254, 0, 0),
             name: "bench".into(),
-            description: String::new(),
-            start_range: Ipv4Addr::new(198, 18, 0, 10),
-            end_range: Ipv4Addr::new(198, 19, 255, 250),
             lease_duration: Some(Duration::from_secs(3600)),
-            state: ScopeState::Active,
-            kind: ScopeType::Dhcp,
-            max_bootp_clients: None,
-            delay: Duration::ZERO,
-            superscope_name: None,
-            activate_policies: false,
-            exclusion_ranges: Vec::new(),
-            reservations: Vec::new(),
-            option_values: Vec::new(),
-            policies: Vec::new(),
-            leases: Vec::new(),
+            ..Scope::new(
+                Ipv4Addr::new(198, 18, 0, 0),
+                Ipv4Addr::new(255, 254, 0, 0),
+                Ipv4Addr::new(198, 18, 0, 10),
+                Ipv4Addr::new(198, 19, 255, 250),
+            )
         }],
         ..ServerConfig::default()
     };

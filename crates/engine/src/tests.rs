@@ -158,21 +158,8 @@ impl Prober for BusyProber {
 
 fn scope(third: u8, first: u8, last: u8) -> Scope {
     Scope {
-        scope_id: Ipv4Addr::new(198, third, 0, 0),
-        subnet_mask: Ipv4Addr::new(255, 255, 255, 0),
         name: format!("net{third}"),
-        description: String::new(),
-        start_range: Ipv4Addr::new(198, third, 0, first),
-        end_range: Ipv4Addr::new(198, third, 0, last),
         lease_duration: Some(Duration::from_secs(3600)),
-        state: ScopeState::Active,
-        kind: ScopeType::Dhcp,
-        max_bootp_clients: None,
-        delay: Duration::ZERO,
-        superscope_name: None,
-        activate_policies: false,
-        exclusion_ranges: Vec::new(),
-        reservations: Vec::new(),
         option_values: vec![
             OptionValue {
                 option_id: 3,
@@ -187,8 +174,12 @@ fn scope(third: u8, first: u8, last: u8) -> Scope {
                 user_class: None,
             },
         ],
-        policies: Vec::new(),
-        leases: Vec::new(),
+        ..Scope::new(
+            Ipv4Addr::new(198, third, 0, 0),
+            Ipv4Addr::new(255, 255, 255, 0),
+            Ipv4Addr::new(198, third, 0, first),
+            Ipv4Addr::new(198, third, 0, last),
+        )
     }
 }
 
