@@ -173,7 +173,7 @@ fn max_rate_default_window_survives_a_small_server_buffer() {
 /// Throughput of the generator itself against a responder that keeps up. A measurement, not a
 /// check: run with `cargo test --release -p calloutd-client --test bench -- --ignored --nocapture`.
 #[test]
-#[ignore]
+#[ignore = "a measurement, run by hand with --release --ignored"]
 fn throughput_against_a_fast_responder() {
     for rate in [0, 30_000, 40_000] {
         let server = support::FastResponder::start();

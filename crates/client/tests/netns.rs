@@ -138,7 +138,7 @@ fn broadcast_mode_in_network_namespaces() {
 
 /// Inside the server namespace: answer on SERVER_IF for a bounded time.
 #[test]
-#[ignore]
+#[ignore = "a role the namespace test re-executes inside its server namespace"]
 fn responder_role() {
     if std::env::var(ROLE_VAR).as_deref() != Ok("responder_role") {
         return;
@@ -160,7 +160,7 @@ struct Cli {
 
 /// Inside the client namespace: no address on CLIENT_IF; DORA and BOOTP by broadcast.
 #[test]
-#[ignore]
+#[ignore = "a role the namespace test re-executes inside its client namespace"]
 fn client_role() {
     if std::env::var(ROLE_VAR).as_deref() != Ok("client_role") {
         return;
