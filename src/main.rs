@@ -100,3 +100,8 @@ fn usage_error(e: clap::Error) -> ExitCode {
         ExitCode::from(2)
     }
 }
+
+/// mimalloc instead of glibc's malloc: the packet path allocates and frees small buffers on every
+/// datagram, and under load mimalloc's per-thread free lists cost measurably less CPU per exchange.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

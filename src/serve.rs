@@ -51,11 +51,12 @@ pub struct ServeArgs {
     /// Capacity of the receive queue; one more datagram is dropped with DHCP_DROP_NOMEM.
     #[arg(long, value_name = "N", default_value_t = calloutd_server::DEFAULT_QUEUE_CAPACITY)]
     queue: usize,
-    /// Hold each ACK up to this many microseconds so one lease commit covers every ACK of that
-    /// span (group commit); an ACK never leaves before its lease is committed. 0: every ACK waits
-    /// for its own commit.
-    #[arg(long, value_name = "US", default_value_t = calloutd_server::DEFAULT_COMMIT_DELAY.as_micros() as u64)]
-    commit_delay_us: u64,
+    /// While datagrams come densely, a worker that emptied its socket waits this many microseconds
+    /// before it reads again, so it then handles what came meanwhile in one round, with one wake-up
+    /// and one lease commit for all its ACKs (an ACK never leaves before its lease is committed).
+    /// 0: workers never wait; a round is what queued up on its own.
+    #[arg(long, value_name = "US", default_value_t = calloutd_server::DEFAULT_COALESCE.as_micros() as u64)]
+    coalesce_us: u64,
     /// Log a warning when a hook runs longer than this many milliseconds under a server lock.
     #[arg(long, value_name = "MS", default_value_t = 10)]
     slow_hook_ms: u64,
@@ -204,7 +205,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     let options = EngineOptions {
         ignore_broadcast_flag: params.ignore_broadcast(),
         audit: audit.clone(),
-        // The runtime commits, once per batch of replies (ServerConfig::commit_delay).
+        // The runtime commits, once per round of a worker (see calloutd_server's crate doc).
         defer_commits: true,
         ..EngineOptions::default()
     };
@@ -277,7 +278,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
             "trace": args.trace,
             "workers": args.workers,
             "queue": args.queue,
-            "commit_delay_us": args.commit_delay_us,
+            "coalesce_us": args.coalesce_us,
             "cleanup_interval_secs": cleanup.as_secs(),
             "control": args.control,
         }),
@@ -289,7 +290,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         interfaces: args.interface.clone(),
         workers: args.workers,
         queue_capacity: args.queue,
-        commit_delay: std::time::Duration::from_micros(args.commit_delay_us),
+        coalesce: std::time::Duration::from_micros(args.coalesce_us),
         handle_signals: true,
         summary: Some(Arc::new({
             let backend = backend.clone();

@@ -7,33 +7,40 @@
 //! [`calloutd_engine::Hooks`]).
 //!
 //! The way of a datagram: worker threads receive themselves. Each socket has its share of the
-//! workers blocked in `recvmsg` on it, and the kernel wakes exactly one of them per datagram, which
-//! then runs it through the engine and sends the reply from the same socket: no thread hand-off per
+//! workers blocked in `recvmsg` on it, and the kernel wakes exactly one of them, which then runs the
+//! datagram through the engine and sends the reply from the same socket: no thread hand-off per
 //! datagram. IP_PKTINFO gives the receiving interface's address and the destination address;
 //! SO_TIMESTAMPNS gives the kernel's receive time, so a datagram's wait counts from its arrival.
 //!
+//! Rounds: a worker that got a datagram goes on reading without waiting until the socket is empty
+//! (or [`ROUND_LIMIT`] datagrams); that is one round. The ACKs of a round wait in the worker until
+//! it ends, then one commit makes all their leases durable ([`calloutd_engine::Outcome::uncommitted`],
+//! group commit) and only then do they leave. While datagrams come densely (a worker waited less
+//! than [`ServerConfig::coalesce`] for its last round's first one), a worker that ended a round
+//! sleeps that long before it reads again, so its next round handles everything that came
+//! meanwhile: one wake-up and one commit for many datagrams, instead of one each.
+//!
 //! The queue: while some worker is waiting in `recvmsg`, nothing queues. When every worker was busy,
 //! datagrams wait in the socket's kernel buffer; the next worker to read one that waited there longer
-//! than [`BACKLOG_AGE`] reads the backlog into the bounded queue ([`ServerConfig::queue_capacity`]),
-//! which workers empty before they receive again. (The kernel turns receive timestamps on a moment
-//! after the first socket asks for them; a datagram in that moment counts as not having waited.)
-//! A datagram that finds the queue full
-//! is dropped with `NoMem`, and one that is a copy of a datagram in flight (same xid, chaddr and
-//! message type, or the same bytes, that arrived before the earlier copy finished) with `Duplicate`;
-//! both still go through the engine (NewPkt, PktDrop) on the reading worker, right after the read, so
-//! this drop path cannot back up: one read stops after `queue_capacity` refusals, and whatever
-//! arrives meanwhile waits in (or overflows) the kernel buffer, whose drops are counted
-//! (`kernel_drops`). A worker handles a datagram with `Drop(Paused)` while the service is paused,
-//! `Drop(Timeout)` if it waited longer than [`ServerConfig::queue_timeout`] since its arrival, else
-//! `Process`. A reply with a delay goes to the timer thread, so no worker sleeps. So does a reply whose
-//! lease change is not durable yet ([`calloutd_engine::Outcome::uncommitted`]): the timer thread
-//! holds the replies of [`ServerConfig::commit_delay`], commits their changes in one transaction
-//! (group commit) and only then sends them.
+//! than [`ServerConfig::coalesce`] plus [`BACKLOG_AGE`] reads the backlog into the bounded queue
+//! ([`ServerConfig::queue_capacity`]), which workers empty before they receive again. (The kernel
+//! turns receive timestamps on a moment after the first socket asks for them; a datagram in that
+//! moment counts as not having waited.) A datagram that finds the queue full is dropped with
+//! `NoMem`, and one that is a copy of a datagram in flight (same xid, chaddr and message type, or the
+//! same bytes, that arrived before the earlier copy finished) with `Duplicate`; both still go through
+//! the engine (NewPkt, PktDrop) on the reading worker, right after the read, so this drop path cannot
+//! back up: one read stops after `queue_capacity` refusals, and whatever arrives meanwhile waits in
+//! (or overflows) the kernel buffer, whose drops are counted (`kernel_drops`). A worker handles a
+//! datagram with `Drop(Paused)` while the service is paused, `Drop(Timeout)` if it waited longer than
+//! [`ServerConfig::queue_timeout`] since its arrival, else `Process`. A reply with a delay (a scope's
+//! offer `Delay`) goes to the timer thread, which commits its lease change, if any, when it sends it;
+//! no worker sleeps for a reply.
 //!
 //! Control hooks, all under the service state lock: START after the sockets are bound and before any
 //! thread that could handle a packet exists; PAUSE before the service starts dropping packets as
 //! paused, CONTINUE after it stopped; STOP after receiving stopped, the queue is drained, every worker
-//! has finished and every delayed reply is sent: the very last hook call.
+//! has finished (its last round's ACKs sent) and every delayed reply is sent: the very last hook
+//! call.
 //!
 //! [`IcmpProber`] implements the engine's conflict detection (`calloutd_engine::Prober`) with ICMP
 //! echo.
@@ -113,12 +120,16 @@ pub const DHCP_SERVER_PORT: u16 = 67;
 pub const DEFAULT_QUEUE_CAPACITY: usize = 1024;
 /// Default longest wait in the queue before a datagram is dropped with `DHCP_DROP_TIMEOUT`.
 pub const DEFAULT_QUEUE_TIMEOUT: Duration = Duration::from_secs(2);
-/// Default [`ServerConfig::commit_delay`]: at 8 000 ACKs/s one commit covers about eight of them,
-/// for a millisecond more on each ACK's way.
-pub const DEFAULT_COMMIT_DELAY: Duration = Duration::from_millis(1);
+/// Default [`ServerConfig::coalesce`]: at 8 000 exchanges/s a round then handles about sixteen
+/// datagrams, for at most a millisecond more on each datagram's way.
+pub const DEFAULT_COALESCE: Duration = Duration::from_millis(1);
 
-/// A datagram that waited in the socket buffer longer than this shows that every worker was busy:
-/// the worker that reads it reads the backlog into the queue.
+/// The most datagrams one round handles before its ACKs are committed and sent, which bounds how
+/// long an ACK waits in its worker.
+pub const ROUND_LIMIT: usize = 64;
+
+/// A datagram that waited in the socket buffer longer than this (beyond [`ServerConfig::coalesce`])
+/// shows that every worker was busy: the worker that reads it reads the backlog into the queue.
 pub const BACKLOG_AGE: Duration = Duration::from_millis(1);
 
 /// Receive buffer per worker thread: the largest possible UDP payload over IPv4 fits.
@@ -175,10 +186,10 @@ pub struct ServerConfig {
     pub audit: Option<Arc<AuditLog>>,
     /// Periodic housekeeping, e.g. the expired-lease purge.
     pub periodic: Option<PeriodicTask>,
-    /// How long a reply whose lease change is not durable yet ([`calloutd_engine::Outcome::uncommitted`]) waits on
-    /// the timer thread, so that one commit covers every ACK of that span; 0 commits each in its
-    /// worker at once.
-    pub commit_delay: Duration,
+    /// While datagrams come densely, how long a worker that emptied its socket waits before it reads
+    /// again, so its next round handles (and commits) many at once; 0: a worker never waits, it
+    /// blocks for the next datagram.
+    pub coalesce: Duration,
 }
 
 impl Default for ServerConfig {
@@ -195,7 +206,7 @@ impl Default for ServerConfig {
             summary: None,
             audit: None,
             periodic: None,
-            commit_delay: DEFAULT_COMMIT_DELAY,
+            coalesce: DEFAULT_COALESCE,
         }
     }
 }
@@ -214,7 +225,7 @@ impl fmt::Debug for ServerConfig {
             .field("summary", &self.summary.as_ref().map(|_| "custom"))
             .field("audit", &self.audit)
             .field("periodic", &self.periodic)
-            .field("commit_delay", &self.commit_delay)
+            .field("coalesce", &self.coalesce)
             .finish()
     }
 }
@@ -313,7 +324,7 @@ struct Runtime {
     counters: Counters,
     service: Service,
     queue_timeout: Duration,
-    commit_delay: Duration,
+    coalesce: Duration,
 }
 
 impl Runtime {
@@ -451,16 +462,22 @@ impl Runtime {
 
     /// The admission of a datagram a worker is about to process (duplicates are decided earlier).
     fn admission(&self, job: &Job) -> Admission {
+        self.admission_after(job.arrived.elapsed())
+    }
+
+    /// The admission of a datagram that has waited `waited` since it arrived.
+    fn admission_after(&self, waited: Duration) -> Admission {
         if self.service.paused.load(Ordering::Relaxed) {
             Admission::Drop(DropReason::Paused)
-        } else if job.arrived.elapsed() > self.queue_timeout {
+        } else if waited > self.queue_timeout {
             Admission::Drop(DropReason::Timeout)
         } else {
             Admission::Process
         }
     }
 
-    /// Runs one datagram through the engine and sends (or schedules) its reply. A datagram that was
+    /// Runs one datagram through the engine and sends its reply, or holds it in `round` when its
+    /// lease change is not durable yet, or schedules it when it has a delay. A datagram that was
     /// claimed or queued (`in_flight`) stops being in flight when the engine is done with it, before
     /// the reply leaves, so a client's next datagram always arrives after that.
     fn process<H: PacketHandler + ?Sized>(
@@ -469,6 +486,7 @@ impl Runtime {
         job: Job,
         admission: Admission,
         in_flight: bool,
+        round: &mut Round,
     ) {
         self.counters.admitted(admission);
         let Job {
@@ -487,28 +505,21 @@ impl Runtime {
         match outcome {
             Ok(outcome) => {
                 self.counters.outcome(&outcome);
-                let reply = match outcome.uncommitted {
-                    Some(ticket) if !self.commit_delay.is_zero() => {
-                        // The timer thread commits and sends: one commit for every ACK it holds.
-                        let after = outcome
-                            .reply
-                            .as_ref()
-                            .map_or(self.commit_delay, |r| r.delay.max(self.commit_delay));
-                        self.delayed
-                            .schedule(outcome.reply, Some(ticket), after, socket, ifindex);
-                        return;
-                    }
-                    Some(ticket) => self.committed(handler, ticket, outcome.reply),
-                    None => outcome.reply,
-                };
-                if let Some(reply) = reply {
-                    if reply.delay.is_zero() {
-                        self.send(socket, ifindex, &reply);
-                    } else {
+                let commit = outcome.uncommitted;
+                match outcome.reply {
+                    Some(reply) if !reply.delay.is_zero() => {
                         let delay = reply.delay;
                         self.delayed
-                            .schedule(Some(reply), None, delay, socket, ifindex);
+                            .schedule(Some(reply), commit, delay, socket, ifindex);
                     }
+                    reply if commit.is_some() => round.held.push(Pending {
+                        reply,
+                        commit,
+                        socket,
+                        ifindex,
+                    }),
+                    Some(reply) => self.send(socket, ifindex, &reply),
+                    None => {}
                 }
             }
             Err(_) => {
@@ -541,15 +552,15 @@ impl Runtime {
         }
     }
 
-    /// What the timer thread does with the replies due at one moment: one commit for the highest
-    /// ticket among them (the store commits everything queued up to it), then each reply whose own
-    /// change is durable goes out.
-    fn send_due<H: PacketHandler + ?Sized>(&self, handler: &H, due: Vec<Pending>) {
-        if let Some(highest) = due.iter().filter_map(|p| p.commit).max() {
+    /// Commits once for the highest ticket among `pending` (the store commits everything queued up
+    /// to it), then sends each reply whose own change is durable. Ends a worker's round, and is what
+    /// the timer thread does with the replies due at one moment.
+    fn send_committed<H: PacketHandler + ?Sized>(&self, handler: &H, batch: Vec<Pending>) {
+        if let Some(highest) = batch.iter().filter_map(|p| p.commit).max() {
             // A failure shows again in the per-reply check below, for the replies it concerns.
             let _ = handler.commit(highest);
         }
-        for pending in due {
+        for pending in batch {
             let reply = match pending.commit {
                 Some(ticket) => self.committed(handler, ticket, pending.reply),
                 None => pending.reply,
@@ -573,37 +584,75 @@ impl Runtime {
         }
     }
 
-    /// A worker thread on socket `index`: takes queued datagrams first, else receives one itself;
-    /// until stop, and then until the queue is empty.
+    /// A worker thread on socket `index`, round after round (see the crate doc): takes queued
+    /// datagrams first, else receives one itself; until stop, and then until the queue is empty.
     fn serve<H: PacketHandler + ?Sized>(&self, handler: &H, index: usize) {
         let Some(socket) = self.sockets.get(index) else {
             return;
         };
         let mut buf = vec![0u8; RECV_BUFFER];
         let mut cmsg = socket::control_buffer();
+        let mut round = Round::default();
+        // Whether the last round's first datagram came within `coalesce` of the wait for it.
+        let mut dense = false;
         loop {
+            if round.handled >= ROUND_LIMIT {
+                self.end_round(handler, &mut round);
+            }
             if let Some(job) = self.backlog.pop() {
                 let admission = self.admission(&job);
-                self.process(handler, job, admission, true);
+                self.process(handler, job, admission, true, &mut round);
+                round.handled += 1;
                 continue;
             }
             if self.service.stopping.load(Ordering::Relaxed) {
                 break;
             }
-            let Some(job) = self.receive(socket, index, &mut buf, &mut cmsg, true) else {
-                continue;
+            let job = match round.open {
+                true => self.receive(socket, index, &mut buf, &mut cmsg, false),
+                false => None,
             };
-
-            if job.arrived.elapsed() > BACKLOG_AGE {
-                self.read_backlog(handler, socket, index, &mut buf, &mut cmsg);
+            let job = match job {
+                Some(job) => job,
+                None => {
+                    self.end_round(handler, &mut round);
+                    if dense {
+                        thread::sleep(self.coalesce);
+                    }
+                    let waiting = Instant::now();
+                    let Some(job) = self.receive(socket, index, &mut buf, &mut cmsg, true) else {
+                        continue;
+                    };
+                    dense = waiting.elapsed() < self.coalesce;
+                    job
+                }
+            };
+            round.open = true;
+            round.handled += 1;
+            let mut waited = job.arrived.elapsed();
+            // Waiting up to `coalesce` is the workers' choice, not a backlog.
+            if waited > self.coalesce + BACKLOG_AGE {
+                self.read_backlog(handler, socket, index, &mut buf, &mut cmsg, &mut round);
+                waited = job.arrived.elapsed();
             }
-            if self.backlog.claim(job.key, job.arrived) {
-                let admission = self.admission(&job);
-                self.process(handler, job, admission, true);
+            if self.backlog.claim(job.key, job.arrived, index) {
+                let admission = self.admission_after(waited);
+                self.process(handler, job, admission, true, &mut round);
             } else {
-                self.process(handler, job, Admission::Drop(DropReason::Duplicate), false);
+                let duplicate = Admission::Drop(DropReason::Duplicate);
+                self.process(handler, job, duplicate, false, &mut round);
             }
         }
+        self.end_round(handler, &mut round);
+    }
+
+    /// Ends a worker's round: one commit for the ACKs it holds, then they leave.
+    fn end_round<H: PacketHandler + ?Sized>(&self, handler: &H, round: &mut Round) {
+        if !round.held.is_empty() {
+            self.send_committed(handler, std::mem::take(&mut round.held));
+        }
+        round.open = false;
+        round.handled = 0;
     }
 
     /// Reads one datagram from `socket`, waiting for it or not. `None` when nothing came, on an
@@ -626,7 +675,10 @@ impl Runtime {
                         | io::ErrorKind::Interrupted
                 ) =>
             {
-                return None
+                if err.kind() != io::ErrorKind::Interrupted {
+                    self.backlog.emptied(index, Instant::now());
+                }
+                return None;
             }
             Err(err) => {
                 warn!(socket = %socket.local, "receiving failed: {err}");
@@ -675,6 +727,7 @@ impl Runtime {
         index: usize,
         buf: &mut [u8],
         cmsg: &mut [u8],
+        round: &mut Round,
     ) {
         let mut refused = Vec::new();
         // Until the socket is empty, or as many refused as the queue holds: bounded work per read.
@@ -689,9 +742,20 @@ impl Runtime {
             }
         }
         for (job, reason) in refused {
-            self.process(handler, *job, Admission::Drop(reason), false);
+            self.process(handler, *job, Admission::Drop(reason), false, round);
         }
     }
+}
+
+/// What a worker holds during a round (see the crate doc).
+#[derive(Default)]
+struct Round {
+    /// Replies (and bare lease changes) that leave once the round's commit made them durable.
+    held: Vec<Pending>,
+    /// Datagrams handled in this round.
+    handled: usize,
+    /// A datagram was received in this round, so the worker reads on without waiting.
+    open: bool,
 }
 
 /// Pause, resume, stop and read the counters of a running server, from any thread. Cheap to clone.
@@ -787,9 +851,14 @@ impl Server {
                 config.recv_buffer_bytes,
             )?);
         }
+        let backlog = Backlog::new(
+            config.queue_capacity.max(1),
+            config.queue_timeout,
+            sockets.len(),
+        );
         let runtime = Arc::new(Runtime {
             sockets,
-            backlog: Backlog::new(config.queue_capacity.max(1), config.queue_timeout),
+            backlog,
             delayed: DelayedReplies::default(),
             counters: Counters::default(),
             service: Service {
@@ -801,7 +870,7 @@ impl Server {
                 audit: config.audit.clone(),
             },
             queue_timeout: config.queue_timeout,
-            commit_delay: config.commit_delay,
+            coalesce: config.coalesce,
         });
         runtime.start();
         let mut server = Server {
@@ -842,7 +911,7 @@ impl Server {
             Box::new(move || {
                 runtime
                     .delayed
-                    .run(|due| runtime.send_due(&*timer_handler, due))
+                    .run(|due| runtime.send_committed(&*timer_handler, due))
             }),
         )?);
         let workers = if config.workers == 0 {

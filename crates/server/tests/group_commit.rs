@@ -1,5 +1,6 @@
-//! Replies whose lease change is not durable yet (`Outcome::uncommitted`): the runtime holds them for
-//! the commit delay, commits once for the batch, and only then sends; a failed commit withholds them.
+//! Replies whose lease change is not durable yet (`Outcome::uncommitted`): a worker holds them until
+//! its round ends (its socket is empty), commits once for the round, and only then sends; a failed
+//! commit withholds them.
 
 mod support;
 
@@ -15,7 +16,8 @@ use dhcpssdk::ControlCode;
 use support::*;
 
 /// Answers every datagram with "re:<datagram>" and a fresh ticket (1, 2, …), or with no reply when
-/// the datagram starts with `-`; logs every commit; fails commits of tickets up to `fail_up_to`.
+/// the datagram starts with `-`; takes [`SLOW`] over a datagram that starts with `~`; logs every
+/// commit; fails commits of tickets up to `fail_up_to`.
 struct TicketHandler {
     log: Log,
     issued: AtomicU64,
@@ -39,7 +41,12 @@ impl PacketHandler for TicketHandler {
             admission,
         });
         let ticket = CommitTicket(self.issued.fetch_add(1, Ordering::SeqCst) + 1);
-        let reply = (datagram.bytes.first() != Some(&b'-')).then(|| Reply {
+        let mut bytes = datagram.bytes.as_slice();
+        if let Some(rest) = bytes.strip_prefix(b"~") {
+            std::thread::sleep(SLOW);
+            bytes = rest;
+        }
+        let reply = (bytes.first() != Some(&b'-')).then(|| Reply {
             bytes: [b"re:".as_slice(), &datagram.bytes].concat(),
             dest: datagram.peer,
             source: datagram.if_addr,
@@ -64,11 +71,13 @@ impl PacketHandler for TicketHandler {
     }
 }
 
-fn start(handler: TicketHandler, log: &Log, commit_delay: Duration) -> (Server, SocketAddrV4) {
+/// Long enough for the datagrams a test sends meanwhile to be in the socket when it is over.
+const SLOW: Duration = Duration::from_millis(150);
+
+fn start(handler: TicketHandler, log: &Log, workers: usize) -> (Server, SocketAddrV4) {
     let config = ServerConfig {
         listen: vec![SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0)],
-        workers: 2,
-        commit_delay,
+        workers,
         ..ServerConfig::default()
     };
     start_recorded(config, handler, log)
@@ -85,16 +94,13 @@ fn commits(log: &Log) -> Vec<u64> {
 }
 
 #[test]
-fn one_commit_covers_the_batch_and_every_reply_leaves_after_it() {
+fn one_commit_covers_the_round_and_every_reply_leaves_after_it() {
     let log = Log::default();
-    // A long window, so the five datagrams surely land in one batch.
-    let (server, addr) = start(
-        TicketHandler::new(&log, 0),
-        &log,
-        Duration::from_millis(400),
-    );
+    let (server, addr) = start(TicketHandler::new(&log, 0), &log, 1);
     let client = client();
-    for n in 1..=5u8 {
+    // The one worker is slow over the first, so the other four wait in the socket: one round.
+    client.send_to(b"~1", addr).unwrap();
+    for n in 2..=5u8 {
         client.send_to(&[b'0' + n], addr).unwrap();
     }
     let mut replies = Vec::new();
@@ -104,18 +110,19 @@ fn one_commit_covers_the_batch_and_every_reply_leaves_after_it() {
         assert_eq!(
             commits(&log).first(),
             Some(&5),
-            "the first commit is for the batch's highest ticket"
+            "the first commit is for the round's highest ticket"
         );
         replies.push(reply);
     }
     replies.sort();
-    let expected: Vec<Vec<u8>> = (1..=5u8)
+    let mut expected: Vec<Vec<u8>> = (2..=5u8)
         .map(|n| vec![b'r', b'e', b':', b'0' + n])
         .collect();
+    expected.push(b"re:~1".to_vec());
     assert_eq!(replies, expected);
     let counters = stop_server(server);
     assert_eq!((counters.sent, counters.replies_withheld), (5, 0));
-    // After the batch's commit(5), each reply's own ticket is only checked (the store returns at
+    // After the round's commit(5), each reply's own ticket is only checked (the store returns at
     // once for a ticket already committed).
     let mut checked = commits(&log)[1..].to_vec();
     checked.sort_unstable();
@@ -125,7 +132,7 @@ fn one_commit_covers_the_batch_and_every_reply_leaves_after_it() {
 #[test]
 fn a_failed_commit_withholds_the_reply_and_counts_it() {
     let log = Log::default();
-    let (server, addr) = start(TicketHandler::new(&log, 1), &log, Duration::from_millis(20));
+    let (server, addr) = start(TicketHandler::new(&log, 1), &log, 2);
     let client = client();
     client.send_to(b"lost", addr).unwrap();
     log.wait_for("the commit of ticket 1", |events| {
@@ -139,30 +146,28 @@ fn a_failed_commit_withholds_the_reply_and_counts_it() {
 }
 
 #[test]
-fn with_no_commit_delay_each_worker_commits_its_own_change_before_sending() {
+fn a_lone_datagram_is_a_round_of_its_own_committed_before_its_reply_leaves() {
     let log = Log::default();
-    let (server, addr) = start(TicketHandler::new(&log, 0), &log, Duration::ZERO);
+    let (server, addr) = start(TicketHandler::new(&log, 0), &log, 2);
     let client = client();
+    // The round's commit, then the reply's own check (which the store answers at once).
     client.send_to(b"a", addr).unwrap();
     assert_eq!(recv(&client).0, b"re:a");
-    assert_eq!(commits(&log), vec![1]);
+    assert_eq!(commits(&log), vec![1, 1]);
     client.send_to(b"b", addr).unwrap();
     assert_eq!(recv(&client).0, b"re:b");
-    assert_eq!(commits(&log), vec![1, 2]);
+    assert_eq!(commits(&log), vec![1, 1, 2, 2]);
     stop_server(server);
 }
 
 #[test]
-fn a_change_without_a_reply_is_committed_and_pending_ones_are_sent_before_control_stop() {
+fn a_change_without_a_reply_is_committed_and_held_replies_are_sent_before_control_stop() {
     let log = Log::default();
-    let (server, addr) = start(
-        TicketHandler::new(&log, 0),
-        &log,
-        Duration::from_millis(300),
-    );
+    let (server, addr) = start(TicketHandler::new(&log, 0), &log, 1);
     let client = client();
-    client.send_to(b"-release", addr).unwrap();
-    client.send_to(b"ack", addr).unwrap();
+    // One round: the release arrives while the worker is slow over the ACK.
+    client.send_to(b"~ack", addr).unwrap();
+    client.send_to(b"~-release", addr).unwrap();
     log.wait_for("both datagrams handled", |events| {
         events
             .iter()
@@ -170,9 +175,9 @@ fn a_change_without_a_reply_is_committed_and_pending_ones_are_sent_before_contro
             .count()
             == 2
     });
-    // Stop inside the commit window: the batch is still committed and sent, before Control(STOP).
+    // Stop inside the round: its changes are still committed and its ACK sent, before Control(STOP).
     let counters = stop_server(server);
-    assert_eq!(recv(&client).0, b"re:ack");
+    assert_eq!(recv(&client).0, b"re:~ack");
     assert_eq!(counters.sent, 1);
     let events = log.events();
     let stop_at = events
