@@ -7,20 +7,23 @@
 //! [`calloutd_engine::Hooks`]).
 //!
 //! The way of a datagram: worker threads receive themselves. Each socket has its share of the
-//! workers blocked in `recvmsg` on it, and the kernel wakes exactly one of them, which then runs the
-//! datagram through the engine and sends the reply from the same socket: no thread hand-off per
-//! datagram. IP_PKTINFO gives the receiving interface's address and the destination address;
-//! SO_TIMESTAMPNS gives the kernel's receive time, so a datagram's wait counts from its arrival.
+//! workers blocked in `recvmmsg` on it; the kernel wakes one of them, which reads what is queued (up
+//! to sixteen datagrams in one call), runs each through the engine and sends the replies from the
+//! same socket: no thread hand-off per datagram. IP_PKTINFO gives the receiving interface's address
+//! and the destination address; SO_TIMESTAMPNS gives the kernel's receive time, so a datagram's wait
+//! counts from its arrival.
 //!
-//! Rounds: a worker that got a datagram goes on reading without waiting until the socket is empty
-//! (or [`ROUND_LIMIT`] datagrams); that is one round. The ACKs of a round wait in the worker until
-//! it ends, then one commit makes all their leases durable ([`calloutd_engine::Outcome::uncommitted`],
-//! group commit) and only then do they leave. While datagrams come densely (a worker waited less
-//! than [`ServerConfig::coalesce`] for its last round's first one), a worker that ended a round
-//! sleeps that long before it reads again, so its next round handles everything that came
-//! meanwhile: one wake-up and one commit for many datagrams, instead of one each.
+//! Rounds: a worker that got datagrams goes on reading without waiting while its reads fill a whole
+//! batch (more may be waiting), up to [`ROUND_LIMIT`] datagrams; that is one round. Its replies
+//! wait in the worker until the round ends; then one commit makes the leases of all its ACKs durable
+//! ([`calloutd_engine::Outcome::uncommitted`], group commit), and the replies leave together
+//! (`sendmmsg`, one call per run of replies that need the same packet info). While datagrams come
+//! densely (a worker waited less than [`ServerConfig::coalesce`] for its last round's first one), a
+//! worker that ended a round sleeps that long before it reads again, so its next round handles
+//! everything that came meanwhile: one wake-up, one read, one commit and one send for many
+//! datagrams, instead of one each.
 //!
-//! The queue: while some worker is waiting in `recvmsg`, nothing queues. When every worker was busy,
+//! The queue: while some worker is waiting in `recvmmsg`, nothing queues. When every worker was busy,
 //! datagrams wait in the socket's kernel buffer; the next worker to read one that waited there longer
 //! than [`ServerConfig::coalesce`] plus [`BACKLOG_AGE`] reads the backlog into the bounded queue
 //! ([`ServerConfig::queue_capacity`]), which workers empty before they receive again. (The kernel
@@ -87,6 +90,7 @@ mod duplicate;
 mod prober;
 mod socket;
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::io;
 use std::net::SocketAddrV4;
@@ -112,7 +116,7 @@ use backlog::{Backlog, Job, Pushed};
 use counters::Counters;
 use delayed::{DelayedReplies, Pending};
 use duplicate::DuplicateKey;
-use socket::ServerSocket;
+use socket::{Outgoing, ServerSocket};
 
 /// The DHCP server port: the default for `--listen` and `--interface`.
 pub const DHCP_SERVER_PORT: u16 = 67;
@@ -120,20 +124,17 @@ pub const DHCP_SERVER_PORT: u16 = 67;
 pub const DEFAULT_QUEUE_CAPACITY: usize = 1024;
 /// Default longest wait in the queue before a datagram is dropped with `DHCP_DROP_TIMEOUT`.
 pub const DEFAULT_QUEUE_TIMEOUT: Duration = Duration::from_secs(2);
-/// Default [`ServerConfig::coalesce`]: at 8 000 exchanges/s a round then handles about sixteen
-/// datagrams, for at most a millisecond more on each datagram's way.
+/// Default [`ServerConfig::coalesce`]: at 8 000 exchanges/s (16 000 datagrams/s) a round then
+/// handles about sixteen datagrams, for at most a millisecond more on each datagram's way.
 pub const DEFAULT_COALESCE: Duration = Duration::from_millis(1);
 
-/// The most datagrams one round handles before its ACKs are committed and sent, which bounds how
-/// long an ACK waits in its worker.
+/// The most datagrams one round handles before its ACKs are committed and its replies sent, which
+/// bounds how long a reply waits in its worker.
 pub const ROUND_LIMIT: usize = 64;
 
 /// A datagram that waited in the socket buffer longer than this (beyond [`ServerConfig::coalesce`])
 /// shows that every worker was busy: the worker that reads it reads the backlog into the queue.
 pub const BACKLOG_AGE: Duration = Duration::from_millis(1);
-
-/// Receive buffer per worker thread: the largest possible UDP payload over IPv4 fits.
-const RECV_BUFFER: usize = 65_536;
 
 /// A function that logs the one-screen summary (SIGUSR1); it gets the runtime's counters and may add
 /// the engine's own.
@@ -512,14 +513,14 @@ impl Runtime {
                         self.delayed
                             .schedule(Some(reply), commit, delay, socket, ifindex);
                     }
-                    reply if commit.is_some() => round.held.push(Pending {
+                    // Sent at the end of the round, together (and ACKs only once committed).
+                    reply if reply.is_some() || commit.is_some() => round.held.push(Pending {
                         reply,
                         commit,
                         socket,
                         ifindex,
                     }),
-                    Some(reply) => self.send(socket, ifindex, &reply),
-                    None => {}
+                    _ => {}
                 }
             }
             Err(_) => {
@@ -552,30 +553,69 @@ impl Runtime {
         }
     }
 
-    /// Commits once for the highest ticket among `pending` (the store commits everything queued up
-    /// to it), then sends each reply whose own change is durable. Ends a worker's round, and is what
-    /// the timer thread does with the replies due at one moment.
-    fn send_committed<H: PacketHandler + ?Sized>(&self, handler: &H, batch: Vec<Pending>) {
+    /// Commits once for the highest ticket among `batch` (the store commits everything queued up
+    /// to it), then keeps, in order, each reply whose own change is durable (the others are
+    /// withheld).
+    fn committed_replies<H: PacketHandler + ?Sized>(
+        &self,
+        handler: &H,
+        batch: Vec<Pending>,
+    ) -> Vec<(usize, i32, Reply)> {
         if let Some(highest) = batch.iter().filter_map(|p| p.commit).max() {
             // A failure shows again in the per-reply check below, for the replies it concerns.
             let _ = handler.commit(highest);
         }
-        for pending in batch {
-            let reply = match pending.commit {
-                Some(ticket) => self.committed(handler, ticket, pending.reply),
-                None => pending.reply,
+        batch
+            .into_iter()
+            .filter_map(|pending| {
+                let reply = match pending.commit {
+                    Some(ticket) => self.committed(handler, ticket, pending.reply),
+                    None => pending.reply,
+                };
+                reply.map(|reply| (pending.socket, pending.ifindex, reply))
+            })
+            .collect()
+    }
+
+    /// What the timer thread does with the replies due at one moment.
+    fn send_due<H: PacketHandler + ?Sized>(&self, handler: &H, due: Vec<Pending>) {
+        for (socket, ifindex, reply) in self.committed_replies(handler, due) {
+            let Some(server_socket) = self.sockets.get(socket) else {
+                continue;
             };
-            if let Some(reply) = reply {
-                self.send(pending.socket, pending.ifindex, &reply);
+            let result = server_socket.send(&reply.bytes, reply.dest, reply.source, ifindex);
+            self.count_send(server_socket, &reply, result);
+        }
+    }
+
+    /// Sends a worker's replies, with as few system calls as the sockets allow.
+    fn send_all(&self, replies: &[(usize, i32, Reply)], buffers: &mut SendBuffers) {
+        for (index, server_socket) in self.sockets.iter().enumerate() {
+            let (mine, outgoing): (Vec<&Reply>, Vec<Outgoing<'_>>) = replies
+                .iter()
+                .filter(|(socket, ..)| *socket == index)
+                .map(|(_, ifindex, reply)| {
+                    let outgoing = Outgoing {
+                        bytes: &reply.bytes,
+                        dest: reply.dest,
+                        source: reply.source,
+                        ifindex: *ifindex,
+                    };
+                    (reply, outgoing)
+                })
+                .unzip();
+            if mine.is_empty() {
+                continue;
+            }
+            server_socket.send_batch(&mut buffers.headers, &outgoing, &mut buffers.results);
+            for (reply, result) in mine.into_iter().zip(buffers.results.drain(..)) {
+                self.count_send(server_socket, reply, result);
             }
         }
     }
 
-    fn send(&self, socket: usize, ifindex: i32, reply: &Reply) {
-        let Some(server_socket) = self.sockets.get(socket) else {
-            return;
-        };
-        match server_socket.send(&reply.bytes, reply.dest, reply.source, ifindex) {
+    fn count_send(&self, server_socket: &ServerSocket, reply: &Reply, result: io::Result<()>) {
+        match result {
             Ok(()) => self.counters.sent(),
             Err(err) => {
                 self.counters.send_error();
@@ -585,13 +625,13 @@ impl Runtime {
     }
 
     /// A worker thread on socket `index`, round after round (see the crate doc): takes queued
-    /// datagrams first, else receives one itself; until stop, and then until the queue is empty.
+    /// datagrams first, then those its last receive read, else receives itself; until stop, and
+    /// then until the queue and its inbox are empty.
     fn serve<H: PacketHandler + ?Sized>(&self, handler: &H, index: usize) {
         let Some(socket) = self.sockets.get(index) else {
             return;
         };
-        let mut buf = vec![0u8; RECV_BUFFER];
-        let mut cmsg = socket::control_buffer();
+        let mut inbox = Inbox::default();
         let mut round = Round::default();
         // Whether the last round's first datagram came within `coalesce` of the wait for it.
         let mut dense = false;
@@ -605,34 +645,32 @@ impl Runtime {
                 round.handled += 1;
                 continue;
             }
-            if self.service.stopping.load(Ordering::Relaxed) {
-                break;
-            }
-            let job = match round.open {
-                true => self.receive(socket, index, &mut buf, &mut cmsg, false),
-                false => None,
-            };
-            let job = match job {
-                Some(job) => job,
-                None => {
+            let Some(job) = inbox.jobs.pop_front() else {
+                if self.service.stopping.load(Ordering::Relaxed) {
+                    break;
+                }
+                // A full batch means more may be waiting: the round goes on. Otherwise the socket
+                // was empty at the last read, and what came since waits for the next round.
+                let more =
+                    round.open && inbox.full && self.receive(socket, index, &mut inbox, false);
+                if !more {
                     self.end_round(handler, &mut round);
                     if dense {
                         thread::sleep(self.coalesce);
                     }
                     let waiting = Instant::now();
-                    let Some(job) = self.receive(socket, index, &mut buf, &mut cmsg, true) else {
-                        continue;
-                    };
-                    dense = waiting.elapsed() < self.coalesce;
-                    job
+                    if self.receive(socket, index, &mut inbox, true) {
+                        dense = waiting.elapsed() < self.coalesce;
+                    }
                 }
+                continue;
             };
             round.open = true;
             round.handled += 1;
             let mut waited = job.arrived.elapsed();
             // Waiting up to `coalesce` is the workers' choice, not a backlog.
             if waited > self.coalesce + BACKLOG_AGE {
-                self.read_backlog(handler, socket, index, &mut buf, &mut cmsg, &mut round);
+                self.read_backlog(handler, socket, index, &mut inbox, &mut round);
                 waited = job.arrived.elapsed();
             }
             if self.backlog.claim(job.key, job.arrived, index) {
@@ -646,99 +684,100 @@ impl Runtime {
         self.end_round(handler, &mut round);
     }
 
-    /// Ends a worker's round: one commit for the ACKs it holds, then they leave.
+    /// Ends a worker's round: one commit for the ACKs it holds, then its replies leave.
     fn end_round<H: PacketHandler + ?Sized>(&self, handler: &H, round: &mut Round) {
         if !round.held.is_empty() {
-            self.send_committed(handler, std::mem::take(&mut round.held));
+            let replies = self.committed_replies(handler, std::mem::take(&mut round.held));
+            self.send_all(&replies, &mut round.send);
         }
         round.open = false;
         round.handled = 0;
     }
 
-    /// Reads one datagram from `socket`, waiting for it or not. `None` when nothing came, on an
-    /// error (logged), and once stopping.
-    fn receive(
-        &self,
-        socket: &ServerSocket,
-        index: usize,
-        buf: &mut [u8],
-        cmsg: &mut [u8],
-        wait: bool,
-    ) -> Option<Job> {
-        let received = match socket.recv(buf, cmsg, wait) {
-            Ok(received) => received,
-            Err(err)
-                if matches!(
-                    err.kind(),
-                    io::ErrorKind::WouldBlock
-                        | io::ErrorKind::TimedOut
-                        | io::ErrorKind::Interrupted
-                ) =>
-            {
-                if err.kind() != io::ErrorKind::Interrupted {
+    /// Reads up to a batch of datagrams from `socket` into `inbox.jobs`, waiting for the first or
+    /// not. `false` when nothing came, on an error (logged), and once stopping.
+    fn receive(&self, socket: &ServerSocket, index: usize, inbox: &mut Inbox, wait: bool) -> bool {
+        if let Err(err) = socket.recv_batch(&mut inbox.buffers, wait, &mut inbox.received) {
+            inbox.full = false;
+            match err.kind() {
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
                     self.backlog.emptied(index, Instant::now());
                 }
-                return None;
-            }
-            Err(err) => {
-                warn!(socket = %socket.local, "receiving failed: {err}");
-                if wait {
-                    // Do not spin on a persistent error.
-                    thread::sleep(Duration::from_millis(100));
+                io::ErrorKind::Interrupted => {}
+                _ => {
+                    warn!(socket = %socket.local, "receiving failed: {err}");
+                    if wait {
+                        // Do not spin on a persistent error.
+                        thread::sleep(Duration::from_millis(100));
+                    }
                 }
-                return None;
             }
-        };
-        // The wake-up from stop's shutdown, or a datagram that raced it: stop means stop receiving.
-        if self.service.stopping.load(Ordering::Relaxed) {
-            return None;
+            return false;
         }
-        if let Some(dropped) = received.kernel_drops {
-            socket.note_kernel_drops(dropped);
+        // The wake-up from stop's shutdown, or datagrams that raced it: stop means stop receiving.
+        if self.service.stopping.load(Ordering::Relaxed) || inbox.received.is_empty() {
+            return false;
         }
-        let bytes = buf.get(..received.len)?;
-        self.counters.received();
         let now = Instant::now();
-        let waited = received
-            .arrived
-            .and_then(|arrived| SystemTime::now().duration_since(arrived).ok())
-            .unwrap_or_default();
-        Some(Job {
-            key: DuplicateKey::of(bytes),
-            datagram: Datagram {
-                bytes: bytes.to_vec(),
-                if_addr: received.if_addr,
-                dst_addr: received.dst_addr,
-                peer: received.peer,
-            },
-            socket: index,
-            ifindex: received.ifindex,
-            arrived: now.checked_sub(waited).unwrap_or(now),
-        })
+        let wall_now = SystemTime::now();
+        inbox.full = inbox.received.len() >= socket::RECV_BATCH;
+        if !inbox.full {
+            // The read took everything there was.
+            self.backlog.emptied(index, now);
+        }
+        for (slot, received) in inbox.received.iter().enumerate() {
+            if let Some(dropped) = received.kernel_drops {
+                socket.note_kernel_drops(dropped);
+            }
+            let Some(bytes) = inbox.buffers.datagram(slot, received.len) else {
+                continue;
+            };
+            self.counters.received();
+            let waited = received
+                .arrived
+                .and_then(|arrived| wall_now.duration_since(arrived).ok())
+                .unwrap_or_default();
+            inbox.jobs.push_back(Job {
+                key: DuplicateKey::of(bytes),
+                datagram: Datagram {
+                    bytes: bytes.to_vec(),
+                    if_addr: received.if_addr,
+                    dst_addr: received.dst_addr,
+                    peer: received.peer,
+                },
+                socket: index,
+                ifindex: received.ifindex,
+                arrived: now.checked_sub(waited).unwrap_or(now),
+            });
+        }
+        true
     }
 
-    /// Reads what waits in `socket` into the queue; what is refused (duplicates, no room) goes through
-    /// the engine with its drop reason right here. Stops when the socket is empty or after as many
-    /// refusals as the queue holds, so one read is bounded work.
+    /// Moves what this worker has read and what waits in `socket` into the queue; what is refused
+    /// (duplicates, no room) goes through the engine with its drop reason right here. Stops when
+    /// the socket is empty or after as many refusals as the queue holds, so one read is bounded work.
     fn read_backlog<H: PacketHandler + ?Sized>(
         &self,
         handler: &H,
         socket: &ServerSocket,
         index: usize,
-        buf: &mut [u8],
-        cmsg: &mut [u8],
+        inbox: &mut Inbox,
         round: &mut Round,
     ) {
         let mut refused = Vec::new();
         // Until the socket is empty, or as many refused as the queue holds: bounded work per read.
-        while refused.len() < self.backlog.capacity() {
-            let Some(job) = self.receive(socket, index, buf, cmsg, false) else {
+        loop {
+            while let Some(job) = inbox.jobs.pop_front() {
+                match self.backlog.push(job) {
+                    Pushed::Queued => {}
+                    Pushed::Duplicate(job) => refused.push((job, DropReason::Duplicate)),
+                    Pushed::Full(job) => refused.push((job, DropReason::NoMem)),
+                }
+            }
+            if refused.len() >= self.backlog.capacity()
+                || !self.receive(socket, index, inbox, false)
+            {
                 break;
-            };
-            match self.backlog.push(job) {
-                Pushed::Queued => {}
-                Pushed::Duplicate(job) => refused.push((job, DropReason::Duplicate)),
-                Pushed::Full(job) => refused.push((job, DropReason::NoMem)),
             }
         }
         for (job, reason) in refused {
@@ -747,11 +786,31 @@ impl Runtime {
     }
 }
 
+/// A worker's send headers and the results of its last send.
+#[derive(Default)]
+struct SendBuffers {
+    headers: socket::SendBuffers,
+    results: Vec<io::Result<()>>,
+}
+
+/// A worker's receive side: its buffers, and the datagrams its last receive read that it has not
+/// taken yet.
+#[derive(Default)]
+struct Inbox {
+    buffers: socket::RecvBuffers,
+    received: Vec<socket::Received>,
+    jobs: VecDeque<Job>,
+    /// The last receive filled its batch, so more may be waiting in the socket.
+    full: bool,
+}
+
 /// What a worker holds during a round (see the crate doc).
 #[derive(Default)]
 struct Round {
-    /// Replies (and bare lease changes) that leave once the round's commit made them durable.
+    /// Replies (and bare lease changes) that leave at the end of the round, ACKs once the round's
+    /// commit made them durable.
     held: Vec<Pending>,
+    send: SendBuffers,
     /// Datagrams handled in this round.
     handled: usize,
     /// A datagram was received in this round, so the worker reads on without waiting.
@@ -911,7 +970,7 @@ impl Server {
             Box::new(move || {
                 runtime
                     .delayed
-                    .run(|due| runtime.send_committed(&*timer_handler, due))
+                    .run(|due| runtime.send_due(&*timer_handler, due))
             }),
         )?);
         let workers = if config.workers == 0 {

@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use nix::sys::socket::{
-    recvmsg, sendmsg, setsockopt, sockopt, ControlMessage, ControlMessageOwned, MsgFlags,
-    SockaddrIn,
+    recvmmsg, sendmmsg, sendmsg, setsockopt, sockopt, ControlMessage, ControlMessageOwned,
+    MsgFlags, MultiHeaders, RecvMsg, SockaddrIn,
 };
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -30,6 +30,64 @@ pub(crate) struct ServerSocket {
     pub(crate) device: Option<String>,
     /// The kernel's last reported count of datagrams dropped on this socket (SO_RXQ_OVFL).
     kernel_drops: AtomicU32,
+}
+
+/// The most datagrams one receive call reads ([`ServerSocket::recv_batch`]).
+pub(crate) const RECV_BATCH: usize = 16;
+
+/// Receive buffer per datagram: the largest possible UDP payload over IPv4 fits.
+const DATAGRAM_BUFFER: usize = 65_536;
+
+/// One worker's buffers for [`ServerSocket::recv_batch`]: [`RECV_BATCH`] datagrams with their
+/// addresses and control messages.
+pub(crate) struct RecvBuffers {
+    headers: MultiHeaders<SockaddrIn>,
+    datagrams: Vec<Vec<u8>>,
+}
+
+impl Default for RecvBuffers {
+    fn default() -> Self {
+        RecvBuffers {
+            headers: MultiHeaders::preallocate(RECV_BATCH, Some(control_buffer())),
+            datagrams: vec![vec![0u8; DATAGRAM_BUFFER]; RECV_BATCH],
+        }
+    }
+}
+
+impl RecvBuffers {
+    /// The bytes of the `index`th datagram of the last receive (`len` from its [`Received`]).
+    pub(crate) fn datagram(&self, index: usize, len: usize) -> Option<&[u8]> {
+        self.datagrams.get(index)?.get(..len)
+    }
+}
+
+/// The most replies one send call sends ([`ServerSocket::send_batch`]).
+pub(crate) const SEND_BATCH: usize = 64;
+
+/// One worker's headers for [`ServerSocket::send_batch`]: for replies without packet info, and for
+/// replies with it (its control buffer holds exactly one `in_pktinfo`).
+pub(crate) struct SendBuffers {
+    plain: MultiHeaders<SockaddrIn>,
+    pinned: MultiHeaders<SockaddrIn>,
+}
+
+impl Default for SendBuffers {
+    fn default() -> Self {
+        SendBuffers {
+            plain: MultiHeaders::preallocate(SEND_BATCH, None),
+            pinned: MultiHeaders::preallocate(SEND_BATCH, Some(nix::cmsg_space!(libc::in_pktinfo))),
+        }
+    }
+}
+
+/// A reply to send: its bytes, where to, and from which address and interface (see
+/// [`ServerSocket::send`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Outgoing<'a> {
+    pub(crate) bytes: &'a [u8],
+    pub(crate) dest: SocketAddrV4,
+    pub(crate) source: Ipv4Addr,
+    pub(crate) ifindex: i32,
 }
 
 /// One received datagram's addressing.
@@ -124,18 +182,41 @@ impl ServerSocket {
         })
     }
 
-    /// Reads one datagram into `buf`; `cmsg` is the reusable control buffer from [`control_buffer`].
-    /// With `wait`, blocks (up to [`RECV_POLL`], then `WouldBlock`); without, returns `WouldBlock` at
-    /// once when nothing is waiting.
-    pub(crate) fn recv(&self, buf: &mut [u8], cmsg: &mut [u8], wait: bool) -> io::Result<Received> {
+    /// Reads up to [`RECV_BATCH`] datagrams into `buffers` with one system call: waits for the
+    /// first if `wait` (up to the socket's receive timeout), then takes whatever else is queued
+    /// without waiting. `received` gets one entry per datagram, in arrival order; the bytes of
+    /// entry `i` are [`RecvBuffers::datagram`]`(i, len)`.
+    pub(crate) fn recv_batch(
+        &self,
+        buffers: &mut RecvBuffers,
+        wait: bool,
+        received: &mut Vec<Received>,
+    ) -> io::Result<()> {
+        received.clear();
         let flags = if wait {
-            MsgFlags::empty()
+            MsgFlags::MSG_WAITFORONE
         } else {
             MsgFlags::MSG_DONTWAIT
         };
-        let mut iov = [IoSliceMut::new(buf)];
-        let msg = recvmsg::<SockaddrIn>(self.socket.as_raw_fd(), &mut iov, Some(cmsg), flags)
-            .map_err(io::Error::from)?;
+        let mut slices: Vec<[IoSliceMut<'_>; 1]> = buffers
+            .datagrams
+            .iter_mut()
+            .map(|datagram| [IoSliceMut::new(datagram)])
+            .collect();
+        let results = recvmmsg(
+            self.socket.as_raw_fd(),
+            &mut buffers.headers,
+            slices.iter_mut(),
+            flags,
+            None,
+        )
+        .map_err(io::Error::from)?;
+        received.extend(results.map(|msg| self.received(&msg)));
+        Ok(())
+    }
+
+    /// The addressing of one received datagram, from its header and control messages.
+    fn received(&self, msg: &RecvMsg<'_, '_, SockaddrIn>) -> Received {
         let peer = msg
             .address
             .map(SocketAddrV4::from)
@@ -175,7 +256,7 @@ impl ServerSocket {
                 }
             }
         }
-        Ok(received)
+        received
     }
 
     /// Sends `bytes` to `dest` from `source` (ignored when the socket is bound to an address: then
@@ -188,38 +269,101 @@ impl ServerSocket {
         source: Ipv4Addr,
         ifindex: i32,
     ) -> io::Result<()> {
+        let info = self.packet_info(dest, source, ifindex);
+        let cmsgs = info.as_ref().map(ControlMessage::Ipv4PacketInfo);
+        sendmsg(
+            self.socket.as_raw_fd(),
+            &[IoSlice::new(bytes)],
+            cmsgs.as_slice(),
+            MsgFlags::empty(),
+            Some(&SockaddrIn::from(dest)),
+        )
+        .map(|_| ())
+        .map_err(io::Error::from)
+    }
+
+    /// Sends `replies` in order, as [`ServerSocket::send`] would each, but with one system call
+    /// (sendmmsg) for every run of replies that need the same packet info. `results` gets one
+    /// entry per reply.
+    pub(crate) fn send_batch(
+        &self,
+        buffers: &mut SendBuffers,
+        replies: &[Outgoing<'_>],
+        results: &mut Vec<io::Result<()>>,
+    ) {
+        results.clear();
+        let mut rest = replies;
+        while let Some(first) = rest.first() {
+            let info = self.packet_info(first.dest, first.source, first.ifindex);
+            let run = rest
+                .iter()
+                .take(SEND_BATCH)
+                .take_while(|r| same_info(&self.packet_info(r.dest, r.source, r.ifindex), &info))
+                .count();
+            let (group, after) = rest.split_at(run);
+            let sent = self.send_run(buffers, group, info.as_ref());
+            results.extend((0..sent).map(|_| Ok(())));
+            // The kernel stops at the first reply it cannot send: that one and the rest of the run
+            // go one by one, so each gets its own result.
+            for reply in group.iter().skip(sent) {
+                results.push(self.send(reply.bytes, reply.dest, reply.source, reply.ifindex));
+            }
+            rest = after;
+        }
+    }
+
+    /// One sendmmsg for `group` (all with packet info `info`); how many the kernel sent.
+    fn send_run(
+        &self,
+        buffers: &mut SendBuffers,
+        group: &[Outgoing<'_>],
+        info: Option<&libc::in_pktinfo>,
+    ) -> usize {
+        let slices: Vec<[IoSlice<'_>; 1]> = group.iter().map(|r| [IoSlice::new(r.bytes)]).collect();
+        let addrs: Vec<Option<SockaddrIn>> = group
+            .iter()
+            .map(|r| Some(SockaddrIn::from(r.dest)))
+            .collect();
+        let cmsgs = info.map(ControlMessage::Ipv4PacketInfo);
+        let headers = match info {
+            Some(_) => &mut buffers.pinned,
+            None => &mut buffers.plain,
+        };
+        let fd = self.socket.as_raw_fd();
+        sendmmsg(
+            fd,
+            headers,
+            &slices,
+            addrs,
+            cmsgs.as_slice(),
+            MsgFlags::empty(),
+        )
+        .map_or(0, |sent| sent.count())
+    }
+
+    /// The packet info a reply needs, if any: only when there is something to pin down that the
+    /// socket does not already, the source of a wildcard-bound socket or the way out for a broadcast.
+    fn packet_info(
+        &self,
+        dest: SocketAddrV4,
+        source: Ipv4Addr,
+        ifindex: i32,
+    ) -> Option<libc::in_pktinfo> {
         let bound = *self.local.ip();
         let spec_dst = if bound.is_unspecified() {
             source
         } else {
             bound
         };
-        let info = libc::in_pktinfo {
-            ipi_ifindex: if dest.ip().is_broadcast() { ifindex } else { 0 },
+        let ifindex = if dest.ip().is_broadcast() { ifindex } else { 0 };
+        let pin_source = bound.is_unspecified() && !spec_dst.is_unspecified();
+        (ifindex != 0 || pin_source).then(|| libc::in_pktinfo {
+            ipi_ifindex: ifindex,
             ipi_spec_dst: libc::in_addr {
                 s_addr: u32::from(spec_dst).to_be(),
             },
             ipi_addr: libc::in_addr { s_addr: 0 },
-        };
-        let addr = SockaddrIn::from(dest);
-        let cmsgs = [ControlMessage::Ipv4PacketInfo(&info)];
-        // Only when there is something to pin down that the socket does not already: the source of a
-        // wildcard-bound socket, or the way out for a broadcast.
-        let pin_source = bound.is_unspecified() && !spec_dst.is_unspecified();
-        let cmsgs: &[ControlMessage<'_>] = if info.ipi_ifindex == 0 && !pin_source {
-            &[]
-        } else {
-            &cmsgs
-        };
-        sendmsg(
-            self.socket.as_raw_fd(),
-            &[IoSlice::new(bytes)],
-            cmsgs,
-            MsgFlags::empty(),
-            Some(&addr),
-        )
-        .map(|_| ())
-        .map_err(io::Error::from)
+        })
     }
 
     /// Records the kernel's drop count that came with a datagram.
@@ -236,6 +380,17 @@ impl ServerSocket {
     pub(crate) fn shutdown_read(&self) {
         // Linux wakes blocked readers of an unconnected UDP socket even though it reports ENOTCONN.
         let _ = self.socket.shutdown(std::net::Shutdown::Read);
+    }
+}
+
+/// Whether two replies need the same packet info.
+fn same_info(a: &Option<libc::in_pktinfo>, b: &Option<libc::in_pktinfo>) -> bool {
+    match (a, b) {
+        (None, None) => true,
+        (Some(a), Some(b)) => {
+            (a.ipi_ifindex, a.ipi_spec_dst.s_addr) == (b.ipi_ifindex, b.ipi_spec_dst.s_addr)
+        }
+        _ => false,
     }
 }
 
@@ -304,16 +459,21 @@ mod recv_tests {
             std::net::SocketAddr::V4(addr) => addr,
             other => panic!("{other}"),
         };
-        let mut buf = [0u8; 64];
-        let mut cmsg = control_buffer();
+        let mut buffers = RecvBuffers::default();
+        let mut received = Vec::new();
         // The kernel turns receive timestamps on a moment after the first socket asks (a deferred
         // static key); until then the time is the read's. So allow a few tries.
         let mut waited = Duration::ZERO;
         for _ in 0..50 {
             client.send_to(b"ping", server.local).unwrap();
             std::thread::sleep(Duration::from_millis(20));
-            let received = server.recv(&mut buf, &mut cmsg, true).unwrap();
-            assert_eq!(&buf[..received.len], b"ping");
+            server
+                .recv_batch(&mut buffers, true, &mut received)
+                .unwrap();
+            let [received] = received[..] else {
+                panic!("{} datagrams", received.len())
+            };
+            assert_eq!(buffers.datagram(0, received.len), Some(&b"ping"[..]));
             assert_eq!(received.peer, client_addr);
             assert_eq!(
                 (received.if_addr, received.dst_addr),
@@ -329,7 +489,76 @@ mod recv_tests {
             }
         }
         assert!(waited >= Duration::from_millis(20), "{waited:?}");
-        let nothing = server.recv(&mut buf, &mut cmsg, false).unwrap_err();
+        let nothing = server
+            .recv_batch(&mut buffers, false, &mut received)
+            .unwrap_err();
         assert_eq!(nothing.kind(), io::ErrorKind::WouldBlock);
+    }
+
+    #[test]
+    fn a_send_batch_delivers_in_order_and_reports_each_reply_also_after_a_failure() {
+        // Wildcard-bound, so replies with a source carry packet info and those without do not: the
+        // batch mixes runs of both.
+        let server =
+            ServerSocket::bind_address(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0), None).unwrap();
+        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let to_client = match client.local_addr().unwrap() {
+            std::net::SocketAddr::V4(addr) => addr,
+            other => panic!("{other}"),
+        };
+        let nowhere = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0);
+        let reply = |bytes: &'static [u8], dest, source| Outgoing {
+            bytes,
+            dest,
+            source,
+            ifindex: 0,
+        };
+        let replies = [
+            reply(b"one", to_client, Ipv4Addr::LOCALHOST),
+            reply(b"two", to_client, Ipv4Addr::LOCALHOST),
+            reply(b"bad", nowhere, Ipv4Addr::LOCALHOST),
+            reply(b"three", to_client, Ipv4Addr::LOCALHOST),
+            reply(b"four", to_client, Ipv4Addr::UNSPECIFIED),
+        ];
+        let mut buffers = SendBuffers::default();
+        let mut results = Vec::new();
+        server.send_batch(&mut buffers, &replies, &mut results);
+        let ok: Vec<bool> = results.iter().map(Result::is_ok).collect();
+        assert_eq!(ok, [true, true, false, true, true]);
+        let mut buf = [0u8; 16];
+        for expected in [&b"one"[..], b"two", b"three", b"four"] {
+            let (len, from) = client.recv_from(&mut buf).unwrap();
+            assert_eq!(&buf[..len], expected);
+            assert_eq!(from.ip(), std::net::IpAddr::V4(Ipv4Addr::LOCALHOST));
+        }
+    }
+
+    #[test]
+    fn one_receive_takes_everything_queued_in_arrival_order_up_to_the_batch_size() {
+        let server =
+            ServerSocket::bind_address(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0), None).unwrap();
+        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let sent = RECV_BATCH + 3;
+        for n in 0..sent {
+            client.send_to(&vec![b'x'; n + 1], server.local).unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        let mut buffers = RecvBuffers::default();
+        let mut received = Vec::new();
+        let mut lengths = Vec::new();
+        server
+            .recv_batch(&mut buffers, true, &mut received)
+            .unwrap();
+        assert_eq!(received.len(), RECV_BATCH, "a full batch");
+        assert_eq!(buffers.datagram(1, 2), Some(&b"xx"[..]));
+        lengths.extend(received.iter().map(|r| r.len));
+        server
+            .recv_batch(&mut buffers, false, &mut received)
+            .unwrap();
+        lengths.extend(received.iter().map(|r| r.len));
+        assert_eq!(lengths, (1..=sent).collect::<Vec<_>>());
     }
 }
