@@ -7,11 +7,14 @@
 //! [`calloutd_engine::Hooks`]).
 //!
 //! The way of a datagram: worker threads receive themselves. Each socket has its share of the
-//! workers blocked in `recvmmsg` on it; the kernel wakes one of them, which reads what is queued (up
-//! to sixteen datagrams in one call), runs each through the engine and sends the replies from the
-//! same socket: no thread hand-off per datagram. IP_PKTINFO gives the receiving interface's address
-//! and the destination address; SO_TIMESTAMPNS gives the kernel's receive time, so a datagram's wait
-//! counts from its arrival.
+//! workers; the one whose turn it is (`turn.rs`) waits in `recvmmsg`, reads what is queued (up to 32
+//! datagrams in one call), runs each through the engine and sends the replies from the same socket:
+//! no thread hand-off per datagram. The others wait for the turn: it passes on when a read fills a
+//! whole batch (one worker no longer keeps up), and they read without it when the holder has been
+//! handling datagrams for [`READ_TURN_PATIENCE`] (a slow hook must not stall the socket); otherwise
+//! one worker serves the socket, which costs the fewest wake-ups. IP_PKTINFO gives the receiving
+//! interface's address and the destination address; SO_TIMESTAMPNS gives the kernel's receive time,
+//! so a datagram's wait counts from its arrival.
 //!
 //! Rounds: a worker that got datagrams goes on reading without waiting while its reads fill a whole
 //! batch (more may be waiting), up to [`ROUND_LIMIT`] datagrams; that is one round. Its replies
@@ -23,7 +26,7 @@
 //! everything that came meanwhile: one wake-up, one read, one commit and one send for many
 //! datagrams, instead of one each.
 //!
-//! The queue: while some worker is waiting in `recvmmsg`, nothing queues. When every worker was busy,
+//! The queue: while a worker is waiting in `recvmmsg`, nothing queues. When every worker was busy,
 //! datagrams wait in the socket's kernel buffer; the next worker to read one that waited there longer
 //! than [`ServerConfig::coalesce`] plus [`BACKLOG_AGE`] reads the backlog into the bounded queue
 //! ([`ServerConfig::queue_capacity`]), which workers empty before they receive again. (The kernel
@@ -89,6 +92,7 @@ mod delayed;
 mod duplicate;
 mod prober;
 mod socket;
+mod turn;
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -117,6 +121,7 @@ use counters::Counters;
 use delayed::{DelayedReplies, Pending};
 use duplicate::DuplicateKey;
 use socket::{Outgoing, ServerSocket};
+use turn::{ReadTurn, Took};
 
 /// The DHCP server port: the default for `--listen` and `--interface`.
 pub const DHCP_SERVER_PORT: u16 = 67;
@@ -127,6 +132,10 @@ pub const DEFAULT_QUEUE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Default [`ServerConfig::coalesce`]: at 8 000 exchanges/s (16 000 datagrams/s) a round then
 /// handles about sixteen datagrams, for at most a millisecond more on each datagram's way.
 pub const DEFAULT_COALESCE: Duration = Duration::from_millis(1);
+
+/// How long the holder of a socket's read turn may handle datagrams before the other workers of the
+/// socket read without the turn (see `turn.rs`): what a slow hook can delay others by.
+pub const READ_TURN_PATIENCE: Duration = Duration::from_millis(5);
 
 /// The most datagrams one round handles before its ACKs are committed and its replies sent, which
 /// bounds how long a reply waits in its worker.
@@ -320,6 +329,8 @@ impl Service {
 /// Everything the threads share that does not depend on the handler type.
 struct Runtime {
     sockets: Vec<ServerSocket>,
+    /// Per socket: the turn to wait for and read its datagrams.
+    turns: Vec<ReadTurn>,
     backlog: Backlog,
     delayed: DelayedReplies,
     counters: Counters,
@@ -631,10 +642,14 @@ impl Runtime {
         let Some(socket) = self.sockets.get(index) else {
             return;
         };
+        let Some(turn) = self.turns.get(index) else {
+            return;
+        };
         let mut inbox = Inbox::default();
         let mut round = Round::default();
         // Whether the last round's first datagram came within `coalesce` of the wait for it.
         let mut dense = false;
+        let mut my_turn = false;
         loop {
             if round.handled >= ROUND_LIMIT {
                 self.end_round(handler, &mut round);
@@ -655,12 +670,28 @@ impl Runtime {
                     round.open && inbox.full && self.receive(socket, index, &mut inbox, false);
                 if !more {
                     self.end_round(handler, &mut round);
-                    if dense {
-                        thread::sleep(self.coalesce);
+                    if !my_turn {
+                        my_turn = turn.take(READ_TURN_PATIENCE) == Took::Turn;
                     }
-                    let waiting = Instant::now();
-                    if self.receive(socket, index, &mut inbox, true) {
-                        dense = waiting.elapsed() < self.coalesce;
+                    if my_turn {
+                        turn.waiting();
+                        if dense {
+                            thread::sleep(self.coalesce);
+                        }
+                        let waiting = Instant::now();
+                        if self.receive(socket, index, &mut inbox, true) {
+                            dense = waiting.elapsed() < self.coalesce;
+                            if inbox.full {
+                                // More than one worker reads: let the next one wait for the rest.
+                                turn.pass();
+                                my_turn = false;
+                            } else {
+                                turn.handling();
+                            }
+                        }
+                    } else {
+                        // The holder is busy for long: take what waits, without waiting.
+                        self.receive(socket, index, &mut inbox, false);
                     }
                 }
                 continue;
@@ -680,6 +711,9 @@ impl Runtime {
                 let duplicate = Admission::Drop(DropReason::Duplicate);
                 self.process(handler, job, duplicate, false, &mut round);
             }
+        }
+        if my_turn {
+            turn.pass();
         }
         self.end_round(handler, &mut round);
     }
@@ -915,8 +949,10 @@ impl Server {
             config.queue_timeout,
             sockets.len(),
         );
+        let turns = sockets.iter().map(|_| ReadTurn::default()).collect();
         let runtime = Arc::new(Runtime {
             sockets,
+            turns,
             backlog,
             delayed: DelayedReplies::default(),
             counters: Counters::default(),

@@ -33,7 +33,7 @@ pub(crate) struct ServerSocket {
 }
 
 /// The most datagrams one receive call reads ([`ServerSocket::recv_batch`]).
-pub(crate) const RECV_BATCH: usize = 16;
+pub(crate) const RECV_BATCH: usize = 32;
 
 /// Receive buffer per datagram: the largest possible UDP payload over IPv4 fits.
 const DATAGRAM_BUFFER: usize = 65_536;
