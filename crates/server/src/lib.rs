@@ -20,7 +20,9 @@
 //! batch (more may be waiting), up to [`ROUND_LIMIT`] datagrams; that is one round. Its replies
 //! wait in the worker until the round ends; then one commit makes the leases of all its ACKs durable
 //! ([`calloutd_engine::Outcome::uncommitted`], group commit), and the replies leave together
-//! (`sendmmsg`, one call per run of replies that need the same packet info). While datagrams come
+//! (`sendmmsg`, one call per run of replies that need the same packet info). A worker that ends its
+//! round while another worker commits leaves its replies to that one and goes on reading, so a slow
+//! commit stalls one worker, not the socket. While datagrams come
 //! densely (a worker waited less than [`ServerConfig::coalesce`] for its last round's first one), a
 //! worker that ended a round sleeps that long before it reads again, so its next round handles
 //! everything that came meanwhile: one wake-up, one read, one commit and one send for many
@@ -331,6 +333,8 @@ struct Runtime {
     sockets: Vec<ServerSocket>,
     /// Per socket: the turn to wait for and read its datagrams.
     turns: Vec<ReadTurn>,
+    /// The workers' round commits (see `Runtime::end_round`).
+    commits: Mutex<RoundCommits>,
     backlog: Backlog,
     delayed: DelayedReplies,
     counters: Counters,
@@ -719,13 +723,35 @@ impl Runtime {
     }
 
     /// Ends a worker's round: one commit for the ACKs it holds, then its replies leave.
+    /// While another worker commits, the round's replies are left to it (parked) and this worker
+    /// goes on reading: a slow commit (an SQLite checkpoint writing back the database) then stalls
+    /// one worker, not all of them. The committing worker commits and sends parked replies until
+    /// none are left.
     fn end_round<H: PacketHandler + ?Sized>(&self, handler: &H, round: &mut Round) {
-        if !round.held.is_empty() {
-            let replies = self.committed_replies(handler, std::mem::take(&mut round.held));
-            self.send_all(&replies, &mut round.send);
-        }
         round.open = false;
         round.handled = 0;
+        if round.held.is_empty() {
+            return;
+        }
+        let mut batch = std::mem::take(&mut round.held);
+        {
+            let mut commits = self.commits.lock().unwrap_or_else(PoisonError::into_inner);
+            if commits.running {
+                commits.parked.append(&mut batch);
+                return;
+            }
+            commits.running = true;
+        }
+        loop {
+            let replies = self.committed_replies(handler, batch);
+            self.send_all(&replies, &mut round.send);
+            let mut commits = self.commits.lock().unwrap_or_else(PoisonError::into_inner);
+            if commits.parked.is_empty() {
+                commits.running = false;
+                return;
+            }
+            batch = std::mem::take(&mut commits.parked);
+        }
     }
 
     /// Reads up to a batch of datagrams from `socket` into `inbox.jobs`, waiting for the first or
@@ -818,6 +844,13 @@ impl Runtime {
             self.process(handler, *job, Admission::Drop(reason), false, round);
         }
     }
+}
+
+/// Whether a worker is committing rounds, and the rounds' replies left to it meanwhile.
+#[derive(Default)]
+struct RoundCommits {
+    running: bool,
+    parked: Vec<Pending>,
 }
 
 /// A worker's send headers and the results of its last send.
@@ -953,6 +986,7 @@ impl Server {
         let runtime = Arc::new(Runtime {
             sockets,
             turns,
+            commits: Mutex::default(),
             backlog,
             delayed: DelayedReplies::default(),
             counters: Counters::default(),

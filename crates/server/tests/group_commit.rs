@@ -5,7 +5,8 @@
 mod support;
 
 use std::net::{Ipv4Addr, SocketAddrV4};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use calloutd_engine::{
@@ -17,11 +18,14 @@ use support::*;
 
 /// Answers every datagram with "re:<datagram>" and a fresh ticket (1, 2, …), or with no reply when
 /// the datagram starts with `-`; takes [`SLOW`] over a datagram that starts with `~`; logs every
-/// commit; fails commits of tickets up to `fail_up_to`.
+/// commit; fails commits of tickets up to `fail_up_to`. Commits run one at a time, like the SQLite
+/// store's; the commit of `slow_commit`'s ticket takes [`SLOW`] and then sets its flag.
 struct TicketHandler {
     log: Log,
     issued: AtomicU64,
     fail_up_to: u64,
+    serial: Mutex<()>,
+    slow_commit: Option<(u64, Arc<AtomicBool>)>,
 }
 
 impl TicketHandler {
@@ -30,6 +34,8 @@ impl TicketHandler {
             log: log.clone(),
             issued: AtomicU64::new(0),
             fail_up_to,
+            serial: Mutex::new(()),
+            slow_commit: None,
         }
     }
 }
@@ -60,7 +66,14 @@ impl PacketHandler for TicketHandler {
     }
 
     fn commit(&self, ticket: CommitTicket) -> Result<(), StoreError> {
+        let _one_at_a_time = self.serial.lock().unwrap();
         self.log.push(Event::Committed(ticket.0));
+        if let Some((slow, done)) = &self.slow_commit {
+            if ticket.0 == *slow {
+                std::thread::sleep(SLOW);
+                done.store(true, Ordering::SeqCst);
+            }
+        }
         if ticket.0 <= self.fail_up_to {
             return Err(StoreError::CommitFailed {
                 path: "test.sqlite3".into(),
@@ -196,4 +209,47 @@ fn a_change_without_a_reply_is_committed_and_held_replies_are_sent_before_contro
         Some(&2),
         "one commit for both tickets"
     );
+}
+
+#[test]
+fn a_worker_goes_on_while_another_commits_and_the_committer_sends_its_replies() {
+    let log = Log::default();
+    let slow_done = Arc::new(AtomicBool::new(false));
+    let handler = TicketHandler {
+        slow_commit: Some((1, Arc::clone(&slow_done))),
+        ..TicketHandler::new(&log, 0)
+    };
+    let (server, addr) = start(handler, &log, 2);
+    let client = client();
+    client.send_to(b"a", addr).unwrap();
+    log.wait_for("the slow commit of ticket 1", |events| {
+        events.contains(&Event::Committed(1))
+    });
+    client.send_to(b"b", addr).unwrap();
+    log.wait_for("b handled", |events| {
+        events
+            .iter()
+            .any(|e| matches!(e, Event::Handled { datagram, .. } if datagram.bytes == b"b"))
+    });
+    // Time for b's worker to end its round; c comes after that.
+    std::thread::sleep(SLOW / 5);
+    client.send_to(b"c", addr).unwrap();
+    log.wait_for("c handled", |events| {
+        events
+            .iter()
+            .any(|e| matches!(e, Event::Handled { datagram, .. } if datagram.bytes == b"c"))
+    });
+    assert!(
+        !slow_done.load(Ordering::SeqCst),
+        "c was handled only after the slow commit: the other worker waited for it"
+    );
+    // b's and c's replies were left to the committing worker, which sent them after its commit.
+    let mut replies: Vec<Vec<u8>> = (0..3).map(|_| recv(&client).0).collect();
+    replies.sort();
+    assert_eq!(
+        replies,
+        [b"re:a".to_vec(), b"re:b".to_vec(), b"re:c".to_vec()]
+    );
+    let counters = stop_server(server);
+    assert_eq!((counters.sent, counters.replies_withheld), (3, 0));
 }
