@@ -319,7 +319,7 @@ mod tests {
             Instant::now(),
             Duration::from_secs(3600),
         );
-        assert!(backlog.lock().flights.get(&a).is_none(), "forgotten");
+        assert!(!backlog.lock().flights.contains_key(&a), "forgotten");
         assert!(backlog.claim(a, early, 0));
     }
 }

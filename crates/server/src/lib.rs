@@ -22,11 +22,10 @@
 //! ([`calloutd_engine::Outcome::uncommitted`], group commit), and the replies leave together
 //! (`sendmmsg`, one call per run of replies that need the same packet info). A worker that ends its
 //! round while another worker commits leaves its replies to that one and goes on reading, so a slow
-//! commit stalls one worker, not the socket. While datagrams come
-//! densely (a worker waited less than [`ServerConfig::coalesce`] for its last round's first one), a
-//! worker that ended a round sleeps that long before it reads again, so its next round handles
-//! everything that came meanwhile: one wake-up, one read, one commit and one send for many
-//! datagrams, instead of one each.
+//! commit stalls one worker, not the socket. While datagrams come densely (a worker waited less than
+//! [`ServerConfig::coalesce`] for its last round's first one), a worker that ended a round sleeps
+//! that long before it reads again, so its next round handles everything that came meanwhile: one
+//! wake-up, one read, one commit and one send for many datagrams, instead of one each.
 //!
 //! The queue: while a worker is waiting in `recvmmsg`, nothing queues. When every worker was busy,
 //! datagrams wait in the socket's kernel buffer; the next worker to read one that waited there longer
