@@ -8,8 +8,9 @@
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
-use std::sync::{Condvar, Mutex, MutexGuard};
-use std::time::SystemTime;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime};
 
 use dhcpssdk::ClientType;
 use rusqlite::{params, Connection};
@@ -55,6 +56,24 @@ pub enum StoreError {
         ip: Ipv4Addr,
         /// What is wrong with it.
         what: String,
+    },
+    /// The lock file next to the database is held: another calloutd serves from it.
+    #[error("lease database {path}: in use by another process (it holds {lock})")]
+    InUse {
+        /// The database file.
+        path: PathBuf,
+        /// The lock file.
+        lock: PathBuf,
+    },
+    /// The lock file next to the database cannot be opened.
+    #[error("lease database {path}: cannot open its lock file {lock}: {source}")]
+    LockFile {
+        /// The database file.
+        path: PathBuf,
+        /// The lock file.
+        lock: PathBuf,
+        /// Why.
+        source: std::io::Error,
     },
     /// The batch holding this change failed to commit.
     #[error("lease database {path}: commit failed: {message}")]
@@ -171,9 +190,13 @@ struct Queue {
 /// hand-off, and concurrent workers share one transaction (one WAL write) per batch.
 ///
 /// Durability: `synchronous = NORMAL` in WAL mode, so a committed lease survives a crash of calloutd;
-/// a power loss may lose the last batches. The connection holds the database exclusively
-/// (`locking_mode = EXCLUSIVE`): a second server on the same file fails to open it, and the sqlite3
-/// shell can read it only after calloutd stops.
+/// a power loss may lose the last batches.
+///
+/// Checkpoints (copying the WAL back into the database, with an fsync) run on a thread of their
+/// own, on a second connection, every [`CHECKPOINT_EVERY`]: SQLite's automatic checkpoint would run
+/// inside a commit and stall the worker committing for milliseconds. A lock file next to the
+/// database (`<file>.lock`, held with `flock`) keeps a second server off it; the sqlite3 shell can
+/// read the database while calloutd runs.
 pub struct SqliteLeaseStore {
     path: PathBuf,
     /// The leases stored when the database was opened, until [`LeaseStore::load_all`] hands them
@@ -184,6 +207,74 @@ pub struct SqliteLeaseStore {
     done: Condvar,
     /// Used only by the worker that is committing.
     conn: Mutex<Connection>,
+    checkpointer: Option<Checkpointer>,
+    /// Held (locked) for as long as the store is open.
+    _lock: std::fs::File,
+}
+
+/// How often the checkpoint thread copies the WAL back into the database.
+pub const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+
+/// The checkpoint thread and how to stop it.
+struct Checkpointer {
+    stop: Arc<(Mutex<bool>, Condvar)>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Checkpointer {
+    /// Starts checkpointing `path` on a connection of its own.
+    fn start(path: &Path) -> Result<Self, rusqlite::Error> {
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(Duration::from_secs(1))?;
+        let stop: Arc<(Mutex<bool>, Condvar)> = Arc::default();
+        let thread = {
+            let stop = Arc::clone(&stop);
+            let path = path.to_path_buf();
+            std::thread::Builder::new()
+                .name("lease-checkpoint".into())
+                .spawn(move || checkpoint_periodically(&conn, &path, &stop))
+                .ok()
+        };
+        if thread.is_none() {
+            tracing::warn!(
+                "lease database {}: no checkpoint thread; checkpoints run at commits",
+                path.display()
+            );
+        }
+        Ok(Checkpointer { stop, thread })
+    }
+
+    fn stop(&mut self) {
+        let (stopped, wake) = &*self.stop;
+        *stopped.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        wake.notify_all();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The checkpoint thread's loop: a PASSIVE checkpoint (it never waits for, nor blocks, the writer)
+/// every [`CHECKPOINT_EVERY`] until stopped.
+fn checkpoint_periodically(conn: &Connection, path: &Path, stop: &(Mutex<bool>, Condvar)) {
+    let (stopped, wake) = stop;
+    let mut guard = stopped.lock().unwrap_or_else(|p| p.into_inner());
+    while !*guard {
+        guard = wake
+            .wait_timeout(guard, CHECKPOINT_EVERY)
+            .unwrap_or_else(|p| p.into_inner())
+            .0;
+        if *guard {
+            break;
+        }
+        let checkpoint = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+        if let Err(error) = checkpoint {
+            tracing::warn!(
+                "lease database {}: checkpoint failed: {error}",
+                path.display()
+            );
+        }
+    }
 }
 
 impl std::fmt::Debug for SqliteLeaseStore {
@@ -218,6 +309,7 @@ impl SqliteLeaseStore {
             path: path.clone(),
             source,
         };
+        let lock = take_lock(&path)?;
         let conn = Connection::open(&path).map_err(sql_err)?;
         // Another process holding the file: give up after a second rather than SQLite's default 5 s.
         conn.busy_timeout(std::time::Duration::from_secs(1))
@@ -230,20 +322,23 @@ impl SqliteLeaseStore {
             .map_err(sql_err)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(sql_err)?;
-        // One process owns the database: no per-transaction file locking or shared-memory index.
-        conn.pragma_update(None, "locking_mode", "EXCLUSIVE")
+        // The checkpoint thread checkpoints; a commit never does.
+        conn.pragma_update(None, "wal_autocheckpoint", 0)
             .map_err(sql_err)?;
         conn.execute_batch(SCHEMA).map_err(sql_err)?;
         // Prepare once here so a bad schema fails at open, not at the first commit.
         conn.prepare_cached(PUT_SQL).map_err(sql_err)?;
         conn.prepare_cached(REMOVE_SQL).map_err(sql_err)?;
         let loaded = read_leases(&conn, &path)?;
+        let checkpointer = Some(Checkpointer::start(&path).map_err(sql_err)?);
         Ok(Self {
             path,
             loaded: Mutex::new(Some(loaded)),
             queue: Mutex::new(Queue::default()),
             done: Condvar::new(),
             conn: Mutex::new(conn),
+            checkpointer,
+            _lock: lock,
         })
     }
 
@@ -348,6 +443,39 @@ impl Drop for SqliteLeaseStore {
         if let Err(error) = self.commit(last) {
             tracing::error!("{error}");
         }
+        if let Some(mut checkpointer) = self.checkpointer.take() {
+            checkpointer.stop();
+        }
+    }
+}
+
+/// Opens and locks `<path>.lock`: held while the store is open, so a second server on the same
+/// database fails at once with a clear error.
+fn take_lock(path: &Path) -> Result<std::fs::File, StoreError> {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".lock");
+    let lock_path = PathBuf::from(name);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|source| StoreError::LockFile {
+            path: path.to_path_buf(),
+            lock: lock_path.clone(),
+            source,
+        })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::InUse {
+            path: path.to_path_buf(),
+            lock: lock_path,
+        }),
+        Err(std::fs::TryLockError::Error(source)) => Err(StoreError::LockFile {
+            path: path.to_path_buf(),
+            lock: lock_path,
+            source,
+        }),
     }
 }
 
@@ -519,7 +647,10 @@ mod tests {
         let first = SqliteLeaseStore::open(&path).unwrap();
         first.commit(first.put(lease(1))).unwrap();
         let second = SqliteLeaseStore::open(&path);
-        assert!(second.is_err(), "opened a database another store holds");
+        assert!(
+            matches!(second, Err(StoreError::InUse { .. })),
+            "opened a database another store holds: {second:?}"
+        );
         drop(first);
         assert_eq!(
             SqliteLeaseStore::open(&path)
@@ -529,6 +660,35 @@ mod tests {
                 .len(),
             1
         );
+    }
+
+    #[test]
+    fn the_checkpoint_thread_writes_commits_back_and_others_can_read_meanwhile() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("leases.db");
+        let store = SqliteLeaseStore::open(&path).unwrap();
+        for last in 1..=50 {
+            store.put(lease(last));
+        }
+        store.commit(CommitTicket(50)).unwrap();
+        // Commits never checkpoint (wal_autocheckpoint = 0): only the thread does.
+        std::thread::sleep(CHECKPOINT_EVERY * 4);
+        // An immutable reader ignores the WAL: it sees what was checkpointed into the file.
+        let file = Connection::open_with_flags(
+            format!("file:{}?immutable=1", path.display()),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_URI,
+        )
+        .unwrap();
+        let in_file: i64 = file
+            .query_row("SELECT count(*) FROM leases", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(in_file, 50, "the commits were not checkpointed");
+        // A normal reader (the sqlite3 shell, say) reads while the store is open.
+        let reader = Connection::open(&path).unwrap();
+        let seen: i64 = reader
+            .query_row("SELECT count(*) FROM leases", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(seen, 50);
     }
 
     #[test]
