@@ -222,8 +222,9 @@ struct Checkpointer {
 }
 
 impl Checkpointer {
-    /// Starts checkpointing `path` on a connection of its own.
-    fn start(path: &Path) -> Result<Self, rusqlite::Error> {
+    /// Starts checkpointing `path` on a connection of its own; `None` when no thread could be
+    /// started.
+    fn start(path: &Path) -> Result<Option<Self>, rusqlite::Error> {
         let conn = Connection::open(path)?;
         conn.busy_timeout(Duration::from_secs(1))?;
         let stop: Arc<(Mutex<bool>, Condvar)> = Arc::default();
@@ -235,13 +236,10 @@ impl Checkpointer {
                 .spawn(move || checkpoint_periodically(&conn, &path, &stop))
                 .ok()
         };
-        if thread.is_none() {
-            tracing::warn!(
-                "lease database {}: no checkpoint thread; checkpoints run at commits",
-                path.display()
-            );
-        }
-        Ok(Checkpointer { stop, thread })
+        Ok(thread.map(|thread| Checkpointer {
+            stop,
+            thread: Some(thread),
+        }))
     }
 
     fn stop(&mut self) {
@@ -330,7 +328,15 @@ impl SqliteLeaseStore {
         conn.prepare_cached(PUT_SQL).map_err(sql_err)?;
         conn.prepare_cached(REMOVE_SQL).map_err(sql_err)?;
         let loaded = read_leases(&conn, &path)?;
-        let checkpointer = Some(Checkpointer::start(&path).map_err(sql_err)?);
+        let checkpointer = Checkpointer::start(&path).map_err(sql_err)?;
+        if checkpointer.is_none() {
+            tracing::warn!(
+                "lease database {}: no checkpoint thread; commits checkpoint",
+                path.display()
+            );
+            conn.pragma_update(None, "wal_autocheckpoint", 1000)
+                .map_err(sql_err)?;
+        }
         Ok(Self {
             path,
             loaded: Mutex::new(Some(loaded)),
