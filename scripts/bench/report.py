@@ -243,15 +243,17 @@ def target_table(runs):
         return ""
     lines = ["| run | floor µs / exch | calloutd+noop µs / exch | ratio | calloutd+noop drops |",
              "|---|---|---|---|---|"]
-    repeat = 0
-    for f, c in zip(floors, callouts):
-        if c["load"] == "perfdhcp":
-            name = "matrix"
-        else:
-            repeat += 1
-            name = f"target {repeat}"
-        lines.append(f"| {name} | {f['cpu_per_1000'] * 1000:.1f} | {c['cpu_per_1000'] * 1000:.1f} "
-                     f"| {ratio(c['cpu_per_1000'], f['cpu_per_1000'])} | {c['drops']} |")
+
+    def run_name(r):
+        # bench.sh names a target run's output target-SERVER-N.txt.
+        return "matrix" if r["load"] == "perfdhcp" else "target " + r["output"].rsplit("-", 1)[-1][:-4]
+
+    floor_by_name = {run_name(r): r for r in floors}
+    for c in callouts:
+        f = floor_by_name.get(run_name(c))
+        if f:
+            lines.append(f"| {run_name(c)} | {f['cpu_per_1000'] * 1000:.1f} | {c['cpu_per_1000'] * 1000:.1f} "
+                         f"| {ratio(c['cpu_per_1000'], f['cpu_per_1000'])} | {c['drops']} |")
     mf = median([r["cpu_per_1000"] for r in floors])
     mc = median([r["cpu_per_1000"] for r in callouts])
     lines.append(f"| **median** | **{mf * 1000:.1f}** | **{mc * 1000:.1f}** | **{ratio(mc, mf)}** "

@@ -40,13 +40,13 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Write};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::thread::JoinHandle;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use chrono::{DateTime, Datelike, FixedOffset, Local, NaiveDate, Offset, Timelike, Utc};
 
 use crate::clock::{Clock, SystemClock};
+use crate::ticker::Ticker;
 
 /// The block every `DhcpSrvLog-<Day>.log` file begins with (CRLF line ends, as on Windows), ending with
 /// the column line [`COLUMNS`].
@@ -355,8 +355,7 @@ struct Inner {
 /// Microsoft's DHCP audit log (`DhcpSrvLog-<Day>.log`), safe to share between threads.
 pub struct AuditLog {
     inner: Arc<Inner>,
-    stop: Arc<(Mutex<bool>, Condvar)>,
-    flusher: Option<JoinHandle<()>>,
+    flusher: Option<Ticker>,
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -384,27 +383,19 @@ impl AuditLog {
             options,
             current: Mutex::new(Current::default()),
         });
-        let stop = Arc::new((Mutex::new(false), Condvar::new()));
         let flusher = if interval.is_zero() {
             None
         } else {
-            let (inner, stop) = (Arc::clone(&inner), Arc::clone(&stop));
-            let spawned = std::thread::Builder::new()
-                .name("audit-flush".into())
-                .spawn(move || flush_periodically(&inner, &stop, interval));
-            match spawned {
-                Ok(handle) => Some(handle),
+            let inner = Arc::clone(&inner);
+            match Ticker::start("audit-flush", interval, move || inner.flush()) {
+                Ok(ticker) => Some(ticker),
                 Err(error) => {
                     tracing::warn!("audit log: no flush thread ({error}); flushing by line count");
                     None
                 }
             }
         };
-        Ok(AuditLog {
-            inner,
-            stop,
-            flusher,
-        })
+        Ok(AuditLog { inner, flusher })
     }
 
     /// What the server's command line builds from `ActivityLogFlag` (`enabled`), `DhcpLogFilePath`
@@ -469,29 +460,9 @@ impl AuditLog {
 
 impl Drop for AuditLog {
     fn drop(&mut self) {
-        {
-            let (stopped, wake) = &*self.stop;
-            *stopped.lock().unwrap_or_else(|p| p.into_inner()) = true;
-            wake.notify_all();
-        }
-        if let Some(handle) = self.flusher.take() {
-            let _ = handle.join();
-        }
+        // Stopped first, so the last flush below is the last.
+        drop(self.flusher.take());
         self.inner.flush();
-    }
-}
-
-fn flush_periodically(inner: &Inner, stop: &(Mutex<bool>, Condvar), interval: Duration) {
-    let (stopped, wake) = stop;
-    let mut guard = stopped.lock().unwrap_or_else(|p| p.into_inner());
-    while !*guard {
-        guard = wake
-            .wait_timeout(guard, interval)
-            .map(|(g, _)| g)
-            .unwrap_or_else(|p| p.into_inner().0);
-        if !*guard {
-            inner.flush();
-        }
     }
 }
 

@@ -38,6 +38,7 @@ mod packet;
 mod scopes;
 pub mod store;
 mod table;
+mod ticker;
 
 #[cfg(test)]
 mod tests;

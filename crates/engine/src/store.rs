@@ -8,14 +8,14 @@
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::thread::JoinHandle;
+use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use dhcpssdk::ClientType;
 use rusqlite::{params, Connection};
 
 use crate::clock::{from_unix_secs, unix_secs};
+use crate::ticker::Ticker;
 
 /// One granted lease (DHCP or BOOTP), as persisted and as listed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -207,7 +207,7 @@ pub struct SqliteLeaseStore {
     done: Condvar,
     /// Used only by the worker that is committing.
     conn: Mutex<Connection>,
-    checkpointer: Option<Checkpointer>,
+    checkpointer: Option<Ticker>,
     /// Held (locked) for as long as the store is open.
     _lock: std::fs::File,
 }
@@ -215,64 +215,18 @@ pub struct SqliteLeaseStore {
 /// How often the checkpoint thread copies the WAL back into the database.
 pub const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
 
-/// The checkpoint thread and how to stop it.
-struct Checkpointer {
-    stop: Arc<(Mutex<bool>, Condvar)>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Checkpointer {
-    /// Starts checkpointing `path` on a connection of its own; `None` when no thread could be
-    /// started.
-    fn start(path: &Path) -> Result<Option<Self>, rusqlite::Error> {
-        let conn = Connection::open(path)?;
-        conn.busy_timeout(Duration::from_secs(1))?;
-        let stop: Arc<(Mutex<bool>, Condvar)> = Arc::default();
-        let thread = {
-            let stop = Arc::clone(&stop);
-            let path = path.to_path_buf();
-            std::thread::Builder::new()
-                .name("lease-checkpoint".into())
-                .spawn(move || checkpoint_periodically(&conn, &path, &stop))
-                .ok()
-        };
-        Ok(thread.map(|thread| Checkpointer {
-            stop,
-            thread: Some(thread),
-        }))
-    }
-
-    fn stop(&mut self) {
-        let (stopped, wake) = &*self.stop;
-        *stopped.lock().unwrap_or_else(|p| p.into_inner()) = true;
-        wake.notify_all();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
+/// Starts the checkpoint thread: a PASSIVE checkpoint (it never waits for, nor blocks, the writer)
+/// every [`CHECKPOINT_EVERY`], on a connection of its own. `None` when no thread could be started.
+fn start_checkpointer(path: &Path) -> Result<Option<Ticker>, rusqlite::Error> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(Duration::from_secs(1))?;
+    let shown = path.display().to_string();
+    let checkpoint = move || {
+        if let Err(error) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::warn!("lease database {shown}: checkpoint failed: {error}");
         }
-    }
-}
-
-/// The checkpoint thread's loop: a PASSIVE checkpoint (it never waits for, nor blocks, the writer)
-/// every [`CHECKPOINT_EVERY`] until stopped.
-fn checkpoint_periodically(conn: &Connection, path: &Path, stop: &(Mutex<bool>, Condvar)) {
-    let (stopped, wake) = stop;
-    let mut guard = stopped.lock().unwrap_or_else(|p| p.into_inner());
-    while !*guard {
-        guard = wake
-            .wait_timeout(guard, CHECKPOINT_EVERY)
-            .unwrap_or_else(|p| p.into_inner())
-            .0;
-        if *guard {
-            break;
-        }
-        let checkpoint = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
-        if let Err(error) = checkpoint {
-            tracing::warn!(
-                "lease database {}: checkpoint failed: {error}",
-                path.display()
-            );
-        }
-    }
+    };
+    Ok(Ticker::start("lease-checkpoint", CHECKPOINT_EVERY, checkpoint).ok())
 }
 
 impl std::fmt::Debug for SqliteLeaseStore {
@@ -328,7 +282,7 @@ impl SqliteLeaseStore {
         conn.prepare_cached(PUT_SQL).map_err(sql_err)?;
         conn.prepare_cached(REMOVE_SQL).map_err(sql_err)?;
         let loaded = read_leases(&conn, &path)?;
-        let checkpointer = Checkpointer::start(&path).map_err(sql_err)?;
+        let checkpointer = start_checkpointer(&path).map_err(sql_err)?;
         if checkpointer.is_none() {
             tracing::warn!(
                 "lease database {}: no checkpoint thread; commits checkpoint",
@@ -449,9 +403,7 @@ impl Drop for SqliteLeaseStore {
         if let Err(error) = self.commit(last) {
             tracing::error!("{error}");
         }
-        if let Some(mut checkpointer) = self.checkpointer.take() {
-            checkpointer.stop();
-        }
+        drop(self.checkpointer.take());
     }
 }
 

@@ -491,8 +491,8 @@ impl Runtime {
         }
     }
 
-    /// Runs one datagram through the engine and sends its reply, or holds it in `round` when its
-    /// lease change is not durable yet, or schedules it when it has a delay. A datagram that was
+    /// Runs one datagram through the engine and holds its reply (and lease change) in `round`,
+    /// which sends it at its end, or schedules it when it has a delay. A datagram that was
     /// claimed or queued (`in_flight`) stops being in flight when the engine is done with it, before
     /// the reply leaves, so a client's next datagram always arrives after that.
     fn process<H: PacketHandler + ?Sized>(
@@ -650,9 +650,7 @@ impl Runtime {
         };
         let mut inbox = Inbox::default();
         let mut round = Round::default();
-        // Whether the last round's first datagram came within `coalesce` of the wait for it.
-        let mut dense = false;
-        let mut my_turn = false;
+        let mut reader = Reader::default();
         loop {
             if round.handled >= ROUND_LIMIT {
                 self.end_round(handler, &mut round);
@@ -673,29 +671,7 @@ impl Runtime {
                     round.open && inbox.full && self.receive(socket, index, &mut inbox, false);
                 if !more {
                     self.end_round(handler, &mut round);
-                    if !my_turn {
-                        my_turn = turn.take(READ_TURN_PATIENCE) == Took::Turn;
-                    }
-                    if my_turn {
-                        turn.waiting();
-                        if dense {
-                            thread::sleep(self.coalesce);
-                        }
-                        let waiting = Instant::now();
-                        if self.receive(socket, index, &mut inbox, true) {
-                            dense = waiting.elapsed() < self.coalesce;
-                            if inbox.full {
-                                // More than one worker reads: let the next one wait for the rest.
-                                turn.pass();
-                                my_turn = false;
-                            } else {
-                                turn.handling();
-                            }
-                        }
-                    } else {
-                        // The holder is busy for long: take what waits, without waiting.
-                        self.receive(socket, index, &mut inbox, false);
-                    }
+                    self.read_next(socket, index, turn, &mut inbox, &mut reader);
                 }
                 continue;
             };
@@ -715,10 +691,46 @@ impl Runtime {
                 self.process(handler, job, duplicate, false, &mut round);
             }
         }
-        if my_turn {
+        if reader.my_turn {
             turn.pass();
         }
         self.end_round(handler, &mut round);
+    }
+
+    /// Reads the next datagrams into `inbox` after a round: with the turn, first sleeping
+    /// `coalesce` while traffic is dense, then waiting; or, when the holder has been busy for long,
+    /// what waits, without waiting.
+    fn read_next(
+        &self,
+        socket: &ServerSocket,
+        index: usize,
+        turn: &ReadTurn,
+        inbox: &mut Inbox,
+        reader: &mut Reader,
+    ) {
+        if !reader.my_turn {
+            reader.my_turn = turn.take(READ_TURN_PATIENCE) == Took::Turn;
+        }
+        if !reader.my_turn {
+            self.receive(socket, index, inbox, false);
+            return;
+        }
+        turn.waiting();
+        if reader.dense {
+            thread::sleep(self.coalesce);
+        }
+        let waiting = Instant::now();
+        if !self.receive(socket, index, inbox, true) {
+            return;
+        }
+        reader.dense = waiting.elapsed() < self.coalesce;
+        if inbox.full {
+            // More than one worker reads: let the next one wait for the rest.
+            turn.pass();
+            reader.my_turn = false;
+        } else {
+            turn.handling();
+        }
     }
 
     /// Ends a worker's round: one commit for the ACKs it holds, then its replies leave.
@@ -868,6 +880,15 @@ struct Inbox {
     jobs: VecDeque<Job>,
     /// The last receive filled its batch, so more may be waiting in the socket.
     full: bool,
+}
+
+/// A worker's part in reading its socket.
+#[derive(Default)]
+struct Reader {
+    /// It holds the socket's read turn.
+    my_turn: bool,
+    /// Its last wait for a first datagram was shorter than `coalesce`.
+    dense: bool,
 }
 
 /// What a worker holds during a round (see the crate doc).
