@@ -520,20 +520,22 @@ impl Runtime {
         match outcome {
             Ok(outcome) => {
                 self.counters.outcome(&outcome);
-                let commit = outcome.uncommitted;
-                match outcome.reply {
+                let pending = Pending {
+                    commit: outcome.uncommitted,
+                    reply_type: outcome.reply_type,
+                    reply: outcome.reply,
+                    socket,
+                    ifindex,
+                };
+                match &pending.reply {
                     Some(reply) if !reply.delay.is_zero() => {
                         let delay = reply.delay;
-                        self.delayed
-                            .schedule(Some(reply), commit, delay, socket, ifindex);
+                        self.delayed.schedule(pending, delay);
                     }
                     // Sent at the end of the round, together (and ACKs only once committed).
-                    reply if reply.is_some() || commit.is_some() => round.held.push(Pending {
-                        reply,
-                        commit,
-                        socket,
-                        ifindex,
-                    }),
+                    reply if reply.is_some() || pending.commit.is_some() => {
+                        round.held.push(pending)
+                    }
                     _ => {}
                 }
             }
@@ -586,6 +588,10 @@ impl Runtime {
                     Some(ticket) => self.committed(handler, ticket, pending.reply),
                     None => pending.reply,
                 };
+                // Counted by type only now: a withheld reply counts as withheld, not as an ACK.
+                if reply.is_some() {
+                    self.counters.released(pending.reply_type);
+                }
                 reply.map(|reply| (pending.socket, pending.ifindex, reply))
             })
             .collect()

@@ -59,6 +59,8 @@ impl PacketHandler for TicketHandler {
             delay: Duration::ZERO,
         });
         Outcome {
+            // Reported as an ACK (type 5) when there is a reply.
+            reply_type: reply.as_ref().map(|_| 5),
             reply,
             uncommitted: Some(ticket),
             ..Outcome::default()
@@ -156,6 +158,8 @@ fn a_failed_commit_withholds_the_reply_and_counts_it() {
     assert_eq!(recv(&client).0, b"re:kept");
     let counters = stop_server(server);
     assert_eq!((counters.sent, counters.replies_withheld), (1, 1));
+    // The withheld reply is counted as withheld only, not as an ACK.
+    assert_eq!(counters.replies_by_type[5], 1);
 }
 
 #[test]
