@@ -35,9 +35,13 @@ pub struct ServeArgs {
     #[arg(long, value_name = "IF")]
     interface: Vec<String>,
     /// The lease database (SQLite). Default: `<DatabasePath>/<DatabaseName stem>.sqlite3` under the
-    /// data directory.
+    /// data directory. Its folder must exist (a mistyped path must not start an empty table) unless
+    /// --create-dirs is given.
     #[arg(long, value_name = "PATH")]
     lease_db: Option<PathBuf>,
+    /// Create the folder of --lease-db when it does not exist.
+    #[arg(long)]
+    create_dirs: bool,
     /// Where Windows paths from the registry (DatabasePath, DhcpLogFilePath) are mapped on this host
     /// (default: /var/lib/calloutd for root, else $XDG_DATA_HOME/calloutd or ~/.local/share/calloutd).
     #[arg(long, value_name = "DIR")]
@@ -78,6 +82,9 @@ pub struct ServeArgs {
     /// Purge expired leases every N seconds instead of every DatabaseCleanupInterval minutes (tests).
     #[arg(long, value_name = "N", hide = true)]
     cleanup_interval_secs: Option<u64>,
+    /// Back the lease database up every N seconds instead of every BackupInterval minutes (tests).
+    #[arg(long, value_name = "N", hide = true)]
+    backup_interval_secs: Option<u64>,
 }
 
 /// The default data directory: `/var/lib/calloutd` for root (a system service), the XDG data
@@ -184,23 +191,13 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         Some(p) => p.clone(),
         None => default_lease_db(params, &data_dir),
     };
-    if let Some(dir) = lease_db.parent() {
-        if !dir.as_os_str().is_empty() {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                format!(
-                    "{}: cannot create the lease database folder: {e}",
-                    dir.display()
-                )
-            })?;
-        }
-    }
+    // The default folder is calloutd's own (under the data directory); a --lease-db folder is
+    // created only when asked, so a mistyped path is an error, not an empty lease table.
+    let create = args.lease_db.is_none() || args.create_dirs;
+    lease_db_folder(&lease_db, create)?;
     info!("lease database: {}", lease_db.display());
-    let store = SqliteLeaseStore::open(&lease_db).map_err(|e| {
-        format!(
-            "{}: cannot open the lease database: {e}",
-            lease_db.display()
-        )
-    })?;
+    // The store's errors name the database; an unwritable one is found here, once.
+    let store = SqliteLeaseStore::open(&lease_db).map_err(|e| e.to_string())?;
     let audit = open_audit_log(&args, params, &data_dir)?;
     let options = EngineOptions {
         ignore_broadcast_flag: params.ignore_broadcast(),
@@ -265,6 +262,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         ),
     };
     info!("expired leases are purged every {}s", cleanup.as_secs());
+    let backup_file = backup_file(params, &data_dir, &lease_db);
     let backend = Arc::new(EngineBackend {
         engine: engine.clone(),
         callout: callout.clone(),
@@ -280,6 +278,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
             "queue": args.queue,
             "coalesce_us": args.coalesce_us,
             "cleanup_interval_secs": cleanup.as_secs(),
+            "backup": backup_file,
             "control": args.control,
         }),
     });
@@ -319,6 +318,13 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         }),
         ..ServerConfig::default()
     };
+    let backup_every = match args.backup_interval_secs {
+        Some(secs) => std::time::Duration::from_secs(secs.max(1)),
+        None => {
+            std::time::Duration::from_secs(u64::from(params.backup_interval_minutes().max(1)) * 60)
+        }
+    };
+    let backups = start_backups(&engine, backup_file, backup_every);
     let server = Server::start(config, engine.clone(), hooks).map_err(|e| e.to_string())?;
     let _ = handle_slot.set(server.handle());
     let control = start_control(&args, server.handle(), backend.clone())?;
@@ -333,6 +339,9 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         }
     );
     let counters = server.wait();
+    if let Some(backups) = backups {
+        backups.stop();
+    }
     if let Some(control) = control {
         control.shutdown();
     }
@@ -365,6 +374,73 @@ fn default_lease_db(params: &calloutd_registry::Parameters, data_dir: &Path) -> 
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "dhcp".into());
     folder.path.join(format!("{stem}.sqlite3"))
+}
+
+/// Checks that the folder of `lease_db` exists, creating it when `create` says so.
+fn lease_db_folder(lease_db: &Path, create: bool) -> Result<(), String> {
+    let Some(dir) = lease_db.parent().filter(|d| !d.as_os_str().is_empty()) else {
+        return Ok(());
+    };
+    if dir.is_dir() {
+        return Ok(());
+    }
+    if !create {
+        return Err(format!(
+            "lease database {}: the folder {} does not exist (give --create-dirs to create it)",
+            lease_db.display(),
+            dir.display()
+        ));
+    }
+    std::fs::create_dir_all(dir).map_err(|e| {
+        format!(
+            "{}: cannot create the lease database folder: {e}",
+            dir.display()
+        )
+    })
+}
+
+/// Where the periodic backups go: `<BackupDatabasePath>/<lease database file name>`, the Windows
+/// path mapped under the data directory like DatabasePath. `None` (a warning) when the folder
+/// cannot be created: the server runs without backups.
+fn backup_file(
+    params: &calloutd_registry::Parameters,
+    data_dir: &Path,
+    lease_db: &Path,
+) -> Option<PathBuf> {
+    let folder = calloutd_registry::expand_path(params.backup_database_path_or_default(), data_dir);
+    if let Err(e) = std::fs::create_dir_all(&folder.path) {
+        warn!(
+            "no lease backups: cannot create the backup folder {} (BackupDatabasePath {}): {e}",
+            folder.path.display(),
+            folder.original
+        );
+        return None;
+    }
+    let name = lease_db
+        .file_name()
+        .map_or_else(|| "dhcp.sqlite3".into(), |n| n.to_os_string());
+    Some(folder.path.join(name))
+}
+
+/// Starts the periodic backups into `file`, if there is one.
+fn start_backups(
+    engine: &Arc<Engine>,
+    file: Option<PathBuf>,
+    every: std::time::Duration,
+) -> Option<calloutd_engine::BackupSchedule> {
+    let file = file?;
+    info!(
+        "the lease database is backed up to {} every {}s",
+        file.display(),
+        every.as_secs()
+    );
+    match engine.start_backups(file, every) {
+        Ok(schedule) => Some(schedule),
+        Err(e) => {
+            warn!("no lease backups: cannot start their thread: {e}");
+            None
+        }
+    }
 }
 
 /// The audit log: `--audit-log DIR`, else `DhcpLogFilePath` under the data directory when

@@ -3,6 +3,7 @@
 
 use std::cell::Cell;
 use std::net::{Ipv4Addr, SocketAddrV4};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
@@ -17,8 +18,9 @@ use crate::import::{lease_from_export, ImportReport, NotImported};
 use crate::io::{Admission, Datagram, Outcome, PacketHandler, Reply};
 use crate::packet::{option_wire_len, ReplyHeader, ReplyWriter, Request, DEFAULT_MAX_REPLY_LEN};
 use crate::scopes::{kind_serves, OptionSource, ReservationRt, ScopeRt};
-use crate::store::{CommitTicket, Lease, LeaseStore, StoreError};
+use crate::store::{BackupReport, CommitTicket, Lease, LeaseStore, StoreError};
 use crate::table::{LeaseTable, SlotState, NEVER};
+use crate::ticker::Ticker;
 
 /// DHCP message types (option 53).
 const DISCOVER: u8 = 1;
@@ -237,6 +239,23 @@ struct Built {
 fn lock_token<'g>(_guard: &'g MutexGuard<'_, LeaseTable>) -> LeaseLockHeld<'g> {
     LeaseLockHeld {
         _private: std::marker::PhantomData,
+    }
+}
+
+/// The periodic lease backups of [`Engine::start_backups`]; stopping (or dropping) it waits for a
+/// backup under way and ends the thread.
+pub struct BackupSchedule(Ticker);
+
+impl BackupSchedule {
+    /// Stops the backups (a backup under way finishes first).
+    pub fn stop(mut self) {
+        self.0.stop();
+    }
+}
+
+impl std::fmt::Debug for BackupSchedule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BackupSchedule")
     }
 }
 
@@ -490,6 +509,34 @@ impl Engine {
             self.store.commit(ticket)?;
         }
         Ok(())
+    }
+
+    /// Backs the lease database up into the file `dest` (see [`LeaseStore::backup`]), after
+    /// committing every change made so far, so the copy holds every lease granted up to now.
+    pub fn backup(&self, dest: &Path) -> Result<BackupReport, EngineError> {
+        self.flush()?;
+        Ok(self.store.backup(dest)?)
+    }
+
+    /// Backs the lease database up into `dest` every `every` (the registry's `BackupInterval`), on
+    /// a thread of its own, until the returned schedule is stopped or dropped. Each backup is
+    /// logged; a failed one is an error in the log, and the next one is tried at its time.
+    pub fn start_backups(
+        self: &Arc<Self>,
+        dest: PathBuf,
+        every: Duration,
+    ) -> std::io::Result<BackupSchedule> {
+        let engine = Arc::clone(self);
+        let ticker = Ticker::start("lease-backup", every, move || match engine.backup(&dest) {
+            Ok(report) => tracing::info!(
+                "lease database backed up to {} ({} leases, {} bytes)",
+                report.file.display(),
+                report.leases,
+                report.bytes
+            ),
+            Err(error) => tracing::error!("{error}"),
+        })?;
+        Ok(BackupSchedule(ticker))
     }
 
     /// The counters so far.

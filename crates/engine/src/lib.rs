@@ -49,9 +49,12 @@ pub use audit::{
 };
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use engine::{
-    Engine, EngineError, EngineOptions, EngineStats, LeaseLockProbe, NoProber, Prober,
+    BackupSchedule, Engine, EngineError, EngineOptions, EngineStats, LeaseLockProbe, NoProber,
+    Prober,
 };
 pub use hooks::{HookFault, Hooks, LeaseLockHeld, NoHooks, PktContext};
 pub use import::ImportReport;
 pub use io::{Admission, Datagram, Outcome, PacketHandler, Reply};
-pub use store::{CommitTicket, Lease, LeaseStore, MemoryLeaseStore, SqliteLeaseStore, StoreError};
+pub use store::{
+    BackupReport, CommitTicket, Lease, LeaseStore, MemoryLeaseStore, SqliteLeaseStore, StoreError,
+};

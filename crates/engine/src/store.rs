@@ -84,6 +84,19 @@ pub enum StoreError {
         /// What failed, and what was found about the file and its folder.
         why: String,
     },
+    /// A backup of the lease database failed.
+    #[error("lease database {path}: backup to {dest}: {why}")]
+    Backup {
+        /// The database file.
+        path: PathBuf,
+        /// The backup file.
+        dest: PathBuf,
+        /// What failed.
+        why: String,
+    },
+    /// This store keeps nothing on disk to back up.
+    #[error("this lease store ({0}) has no database to back up")]
+    NoBackup(&'static str),
     /// The batch holding this change failed to commit.
     #[error("lease database {path}: commit failed: {message}")]
     CommitFailed {
@@ -92,6 +105,17 @@ pub enum StoreError {
         /// The failure of the batch.
         message: String,
     },
+}
+
+/// What one backup of the lease database wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupReport {
+    /// The backup file (a complete SQLite database, rollback journal mode).
+    pub file: PathBuf,
+    /// Leases it holds.
+    pub leases: u64,
+    /// Its size in bytes.
+    pub bytes: u64,
 }
 
 /// Identifies a queued change; [`LeaseStore::commit`] waits until it is durable.
@@ -111,6 +135,13 @@ pub trait LeaseStore: Send + Sync {
     /// transaction, and says whether the one that held `ticket` committed: `Ok` only when that
     /// change is durable, whatever became of other batches before or after it.
     fn commit(&self, ticket: CommitTicket) -> Result<(), StoreError>;
+
+    /// Writes a consistent copy of every committed lease to the database file `dest` (replacing it
+    /// only once the copy is complete) while commits go on. Stores without a database refuse.
+    fn backup(&self, dest: &Path) -> Result<BackupReport, StoreError> {
+        let _ = dest;
+        Err(StoreError::NoBackup("not a database"))
+    }
 }
 
 /// A lease store that keeps leases in memory only (tests, benchmarks, `--lease-db :memory:`-style
@@ -420,6 +451,10 @@ impl LeaseStore for SqliteLeaseStore {
         self.enqueue(Change::Put(lease))
     }
 
+    fn backup(&self, dest: &Path) -> Result<BackupReport, StoreError> {
+        self.backup_to(dest)
+    }
+
     fn remove(&self, ip: Ipv4Addr) -> CommitTicket {
         self.enqueue(Change::Remove(ip))
     }
@@ -478,6 +513,45 @@ impl LeaseStore for SqliteLeaseStore {
     }
 }
 
+impl SqliteLeaseStore {
+    /// The backup itself (see [`LeaseStore::backup`]): SQLite's online backup API from a connection
+    /// of its own (a WAL reader: commits are not blocked) into `<dest>.tmp`, which is checked and
+    /// then renamed over `dest`.
+    fn backup_to(&self, dest: &Path) -> Result<BackupReport, StoreError> {
+        let failed = |why: String| StoreError::Backup {
+            path: self.path.clone(),
+            dest: dest.to_path_buf(),
+            why,
+        };
+        let mut name = dest.as_os_str().to_owned();
+        name.push(".tmp");
+        let partial = PathBuf::from(name);
+        // A leftover of an interrupted backup is not a database to open.
+        match std::fs::remove_file(&partial) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(failed(format!("{}: {e}", partial.display()))),
+        }
+        let leases = match copy_database(&self.path, &partial) {
+            Ok(leases) => leases,
+            Err(why) => {
+                let _ = std::fs::remove_file(&partial);
+                return Err(failed(why));
+            }
+        };
+        std::fs::rename(&partial, dest).map_err(|e| {
+            let _ = std::fs::remove_file(&partial);
+            failed(format!("renaming {} to it: {e}", partial.display()))
+        })?;
+        let bytes = std::fs::metadata(dest).map(|m| m.len()).unwrap_or(0);
+        Ok(BackupReport {
+            file: dest.to_path_buf(),
+            leases,
+            bytes,
+        })
+    }
+}
+
 impl Drop for SqliteLeaseStore {
     fn drop(&mut self) {
         // Commit what nobody waited for (e.g. the last RELEASE).
@@ -487,6 +561,40 @@ impl Drop for SqliteLeaseStore {
         }
         drop(self.checkpointer.take());
     }
+}
+
+/// Copies the database at `source` into a new file `copy` with SQLite's online backup API, makes
+/// the copy stand alone (rollback journal) and checks it; the number of leases it holds.
+fn copy_database(source: &Path, copy: &Path) -> Result<u64, String> {
+    let sql = |e: rusqlite::Error| e.to_string();
+    let from = Connection::open_with_flags(
+        source,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(sql)?;
+    from.busy_timeout(BUSY_TIMEOUT).map_err(sql)?;
+    let mut to = Connection::open(copy).map_err(sql)?;
+    {
+        let backup = rusqlite::backup::Backup::new(&from, &mut to).map_err(sql)?;
+        // All pages in one step: one read transaction, so one consistent picture (a commit during
+        // a step-by-step backup would make it start over).
+        backup
+            .run_to_completion(-1, Duration::ZERO, None)
+            .map_err(sql)?;
+    }
+    // One file, no -wal or -shm beside it: what a restore copies back.
+    to.pragma_update(None, "journal_mode", "DELETE")
+        .map_err(sql)?;
+    let check: String = to
+        .query_row("PRAGMA quick_check", [], |row| row.get(0))
+        .map_err(sql)?;
+    if check != "ok" {
+        return Err(format!("the copy fails SQLite's quick_check: {check}"));
+    }
+    let leases: i64 = to
+        .query_row("SELECT count(*) FROM leases", [], |row| row.get(0))
+        .map_err(sql)?;
+    Ok(u64::try_from(leases).unwrap_or(0))
 }
 
 /// Opens and locks `<path>.lock`: held while the store is open, so a second server on the same
@@ -1027,6 +1135,69 @@ mod tests {
         // Writable again, it opens with what it held.
         let store = SqliteLeaseStore::open(&path).unwrap();
         assert!(store.load_all().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_backup_holds_every_committed_lease_while_commits_go_on_and_opens_as_a_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("leases.db");
+        let store = Arc::new(SqliteLeaseStore::open(&path).unwrap());
+        for last in 1..=100 {
+            store.put(lease(last));
+        }
+        store.commit(CommitTicket(100)).unwrap();
+        // Commits from another thread while the backups run; none waits for a backup.
+        let writer = {
+            let store = Arc::clone(&store);
+            std::thread::spawn(move || {
+                for last in 101..=200u8 {
+                    let ticket = store.put(lease(last));
+                    store.commit(ticket).unwrap();
+                }
+            })
+        };
+        let dest = dir.path().join("backup.sqlite3");
+        for _ in 0..3 {
+            let report = store.backup(&dest).unwrap();
+            assert_eq!(report.file, dest);
+            assert!((100..=200).contains(&report.leases), "{report:?}");
+            assert!(report.bytes > 0);
+        }
+        writer.join().unwrap();
+        let report = store.backup(&dest).unwrap();
+        assert_eq!(report.leases, 200);
+        let mut partial = dest.as_os_str().to_owned();
+        partial.push(".tmp");
+        assert!(!Path::new(&partial).exists(), "the partial copy was left");
+        let mut wal = dest.as_os_str().to_owned();
+        wal.push("-wal");
+        assert!(!Path::new(&wal).exists(), "the backup is not one file");
+        drop(store);
+
+        // Restored (copied where a database is expected), it is a lease database like any other.
+        let restored = dir.path().join("restored.db");
+        std::fs::copy(&dest, &restored).unwrap();
+        let reopened = SqliteLeaseStore::open(&restored).unwrap();
+        let leases = reopened.load_all().unwrap();
+        assert_eq!(leases.len(), 200);
+        assert_eq!(leases[0], lease(1));
+        reopened.commit(reopened.put(lease(201))).unwrap();
+    }
+
+    #[test]
+    fn a_backup_that_cannot_be_written_fails_and_leaves_the_last_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteLeaseStore::open(dir.path().join("leases.db")).unwrap();
+        store.commit(store.put(lease(1))).unwrap();
+        let missing = dir.path().join("no such folder").join("backup.sqlite3");
+        let error = store.backup(&missing).unwrap_err();
+        assert!(matches!(error, StoreError::Backup { .. }), "{error:?}");
+        assert!(error.to_string().contains("backup to"), "{error}");
+        // Memory stores have nothing to back up.
+        assert!(matches!(
+            MemoryLeaseStore::new().backup(&missing),
+            Err(StoreError::NoBackup(_))
+        ));
     }
 
     #[test]
