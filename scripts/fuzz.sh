@@ -55,13 +55,20 @@ for target in "${targets[@]}"; do
             packet_path*)
                 { printf '\000'; cat "$seed"; } > "$corpus/$name.0"
                 { printf '\030'; cat "$seed"; } > "$corpus/$name.24" ;;
+            # The first byte picks the router without or with a token.
+            control_api)
+                { printf '\000'; cat "$seed"; } > "$corpus/$name.0"
+                { printf '\001'; cat "$seed"; } > "$corpus/$name.1" ;;
             *) cp "$seed" "$corpus/$name" ;;
         esac
     done
     echo "fuzz.sh: $target for ${seconds}s from $(ls "$corpus" | wc -l) inputs"
     log="artifacts/$target.log"
     mkdir -p artifacts
-    if cargo fuzz run "$target" "$corpus" -- -max_total_time="$seconds" -rss_limit_mb=2048 \
+    features=()
+    # The control target needs the runtime, which the others do not build.
+    [ "$target" = control_api ] && features=(--features control)
+    if cargo fuzz run "${features[@]}" "$target" "$corpus" -- -max_total_time="$seconds" -rss_limit_mb=2048 \
         -timeout=10 -print_final_stats=1 > "$log" 2>&1; then
         runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo '?')
         summary+=("$target: clean, $runs runs in ${seconds}s")

@@ -23,6 +23,8 @@ pub struct EngineBackend {
     pub params: Parameters,
     /// Other effective settings shown by `GET /v1/config` (paths, intervals), never secrets.
     pub settings: Value,
+    /// Where `POST /v1/backup` backs the lease database up (inside the data directory), if anywhere.
+    pub backup_file: Option<std::path::PathBuf>,
 }
 
 fn unix_secs(time: SystemTime) -> u64 {
@@ -142,6 +144,22 @@ impl ControlBackend for EngineBackend {
                 stats.suppressed_by_callout,
             ),
         ])
+    }
+
+    fn backup(&self) -> Result<Value, String> {
+        let Some(file) = &self.backup_file else {
+            return Err(
+                "no lease backups here: the backup folder (BackupDatabasePath) is not inside the \
+                 data directory, or could not be created"
+                    .into(),
+            );
+        };
+        let report = self.engine.backup(file).map_err(|e| e.to_string())?;
+        Ok(serde_json::json!({
+            "file": report.file,
+            "leases": report.leases,
+            "bytes": report.bytes,
+        }))
     }
 
     fn config(&self) -> Value {

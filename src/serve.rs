@@ -285,6 +285,8 @@ fn serve(args: ServeArgs) -> Result<(), String> {
             "backup": backup_file,
             "control": args.control,
         }),
+        // The API writes only inside the data directory.
+        backup_file: backup_file.clone().filter(|f| f.starts_with(&data_dir)),
     });
     // The summary needs the service state, known only once the server runs.
     let handle_slot: Arc<std::sync::OnceLock<ServerHandle>> = Arc::default();

@@ -12,7 +12,10 @@ use calloutd_engine::{
 use dhcpssdk::DropReason;
 
 /// The scopes the packet targets serve: two lab segments, 198.18.0.0/24 and 198.18.1.0/24.
-pub const LAB_SCOPES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/config/lab-netsh.txt");
+pub const LAB_SCOPES: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../fixtures/config/lab-netsh.txt"
+);
 
 /// An engine over the lab scopes, an in-memory lease store and `hooks`.
 pub fn lab_engine(hooks: Arc<dyn Hooks>) -> Engine {
@@ -69,7 +72,11 @@ pub fn run(engine: &Engine, data: &[u8]) {
             "a reply of {} bytes, under the BOOTP minimum",
             reply.bytes.len()
         );
-        assert_eq!(reply.bytes.first(), Some(&2), "a reply that is not a BOOTREPLY");
+        assert_eq!(
+            reply.bytes.first(),
+            Some(&2),
+            "a reply that is not a BOOTREPLY"
+        );
         if let Err(error) = <dhcproto::v4::Message as dhcproto::Decodable>::decode(
             &mut dhcproto::Decoder::new(&reply.bytes),
         ) {
@@ -83,7 +90,9 @@ fn check_spans(packet: &[u8]) {
     let spans = OptionSpans::parse(packet);
     let inside = |what: &str, offset: usize, len: usize| {
         assert!(
-            offset.checked_add(len).is_some_and(|end| end <= packet.len()),
+            offset
+                .checked_add(len)
+                .is_some_and(|end| end <= packet.len()),
             "{what} span {offset}+{len} outside a packet of {}",
             packet.len()
         );
@@ -107,7 +116,10 @@ fn check_spans(packet: &[u8]) {
         }
     }
     if let Some((_, hlen, span)) = spans.hardware {
-        assert!(hlen <= 16 && span.len == usize::from(hlen), "hardware {hlen}/{span:?}");
+        assert!(
+            hlen <= 16 && span.len == usize::from(hlen),
+            "hardware {hlen}/{span:?}"
+        );
         inside("chaddr", span.offset, span.len);
     }
     if let Some((_, Some(span))) = spans.client_fqdn {
