@@ -578,9 +578,17 @@ fn copy_database(source: &Path, copy: &Path) -> Result<u64, String> {
         let backup = rusqlite::backup::Backup::new(&from, &mut to).map_err(sql)?;
         // All pages in one step: one read transaction, so one consistent picture (a commit during
         // a step-by-step backup would make it start over).
-        backup
-            .run_to_completion(-1, Duration::ZERO, None)
-            .map_err(sql)?;
+        let mut tries = 0;
+        loop {
+            match backup.step(-1).map_err(sql)? {
+                rusqlite::backup::StepResult::Done => break,
+                _ if tries < 50 => {
+                    tries += 1;
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                other => return Err(format!("the database stayed busy ({other:?})")),
+            }
+        }
     }
     // One file, no -wal or -shm beside it: what a restore copies back.
     to.pragma_update(None, "journal_mode", "DELETE")
