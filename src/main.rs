@@ -8,6 +8,7 @@ mod check;
 mod config_sources;
 mod control_backend;
 mod ctl;
+mod harness_cli;
 mod serve;
 
 use std::path::PathBuf;
@@ -35,6 +36,13 @@ enum Command {
     Bench(Box<calloutd_client::bench::BenchCommand>),
     /// Talk to a running server's control API (leases, pause/continue/stop, stats, metrics, config).
     Ctl(ctl::CtlArgs),
+    /// Run scenario files against the engine and the callout on a virtual network (no root, no
+    /// sockets). Exit 0: all expectations hold; 1: one failed; 2: an invalid scenario.
+    Test(harness_cli::TestArgs),
+    /// Feed the client messages of a capture (pcap, pcapng) through the engine and the callout.
+    Replay(harness_cli::ReplayArgs),
+    /// Show the whole idea in one command: a scripted scenario with a built-in callout.
+    Demo,
 }
 
 /// The registry and callout options shared by `serve` and `check`.
@@ -78,6 +86,9 @@ fn main() -> ExitCode {
         Command::Client(cmd) => calloutd_client::cli::run(*cmd),
         Command::Bench(cmd) => calloutd_client::bench::run_bench(*cmd),
         Command::Ctl(args) => ctl::run(args),
+        Command::Test(args) => harness_cli::test(args),
+        Command::Replay(args) => harness_cli::replay(args),
+        Command::Demo => harness_cli::demo(),
     }
 }
 

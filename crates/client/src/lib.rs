@@ -40,7 +40,7 @@ pub use client::{Client, ClientSettings, Dora, Sent, Transport, CLIENT_PORT, SER
 pub use dhcproto;
 pub use dhcproto::v4::MessageType;
 pub use message::{
-    message_type_name, parse_hex, parse_mac, to_colon_hex, to_hex, DecodedOption, RawOption, Reply,
+    encode_request, Identity, Outgoing, message_type_name, parse_hex, parse_mac, to_colon_hex, to_hex, DecodedOption, RawOption, Reply,
     BOOTP_MIN_LEN,
 };
 
