@@ -14,7 +14,10 @@ fn main() {
     let sources = root.join("fixtures/callouts");
     let include = root.join("crates/dhcpssdk/include");
     let out = PathBuf::from(std::env::var_os("OUT_DIR").unwrap_or_default());
-    println!("cargo:rerun-if-changed={}", include.join("dhcpssdk.h").display());
+    println!(
+        "cargo:rerun-if-changed={}",
+        include.join("dhcpssdk.h").display()
+    );
     for header in ["fixture_util.h", "json_line.h"] {
         println!("cargo:rerun-if-changed={}", sources.join(header).display());
     }
@@ -26,7 +29,13 @@ fn main() {
     for name in DEMO_CALLOUTS {
         let source = sources.join(format!("{name}.c"));
         println!("cargo:rerun-if-changed={}", source.display());
-        build(&compiler, &source, &include, &sources, &out.join(format!("{name}.so")));
+        build(
+            &compiler,
+            &source,
+            &include,
+            &sources,
+            &out.join(format!("{name}.so")),
+        );
     }
 }
 

@@ -69,7 +69,11 @@ expect = { drop = "callout", not_hooks = ["HandleOptions", "PktSend"] }
 
 /// Writes the demo's files into `dir` and returns the scenario's path.
 fn write_files(dir: &Path) -> std::io::Result<std::path::PathBuf> {
-    for (name, bytes) in [("chain.so", CHAIN), ("trace.so", TRACE), ("macfilter.so", MACFILTER)] {
+    for (name, bytes) in [
+        ("chain.so", CHAIN),
+        ("trace.so", TRACE),
+        ("macfilter.so", MACFILTER),
+    ] {
         std::fs::write(dir.join(name), bytes)?;
     }
     let dlls: Vec<String> = ["chain.so", "macfilter.so", "trace.so"]
@@ -119,7 +123,11 @@ pub fn timeline(report: &ScenarioReport, start: &[TraceRecord]) -> String {
         }
     }
     for step in &report.steps {
-        let mark = if step.failure.is_some() { "  FAILED" } else { "" };
+        let mark = if step.failure.is_some() {
+            "  FAILED"
+        } else {
+            ""
+        };
         let _ = writeln!(out, "  {}. {}{mark}", step.number, step.summary);
         for call in &step.calls {
             let _ = writeln!(out, "{}", call_line(call));
@@ -153,7 +161,10 @@ pub fn run() -> u8 {
     let scenario = match write_files(dir.path()) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("calloutd demo: cannot write to {}: {e}", dir.path().display());
+            eprintln!(
+                "calloutd demo: cannot write to {}: {e}",
+                dir.path().display()
+            );
             return 1;
         }
     };
@@ -182,7 +193,9 @@ pub fn run() -> u8 {
         .unwrap_or(0);
     println!();
     println!("The trace callout also logged {dll_lines} calls to its own file, as a DLL under test would.");
-    println!("Locks: AddressOffer, AddressDel and DeleteClient run under the lease lock, Control under");
+    println!(
+        "Locks: AddressOffer, AddressDel and DeleteClient run under the lease lock, Control under"
+    );
     println!("the service lock; a slow hook there stalls every worker, and calloutd reports it.");
     println!();
     println!("{NEXT}");

@@ -102,7 +102,11 @@ pub fn run_files(paths: &[PathBuf], options: &TestOptions) -> u8 {
     );
     if let Some(junit) = &options.junit {
         if let Err(e) = std::fs::write(junit, report::junit(&reports, &invalid)) {
-            let _ = writeln!(out, "{}: cannot write the JUnit report: {e}", junit.display());
+            let _ = writeln!(
+                out,
+                "{}: cannot write the JUnit report: {e}",
+                junit.display()
+            );
             return EXIT_FAILED.max(if invalid.is_empty() { 0 } else { EXIT_INVALID });
         }
     }

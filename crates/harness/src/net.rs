@@ -221,7 +221,10 @@ impl VirtualNet {
             );
             (Some(callout), summary)
         } else {
-            (None, "no callout (CalloutEnabled is off or CalloutDlls absent)".into())
+            (
+                None,
+                "no callout (CalloutEnabled is off or CalloutDlls absent)".into(),
+            )
         };
         let hooks: Arc<dyn Hooks> = match &callout {
             Some(c) => Arc::new(CalloutHooks(c.clone())),
@@ -294,7 +297,10 @@ impl VirtualNet {
 
     /// The hook calls made since the last delivery or action.
     fn take_calls(&self) -> Vec<TraceRecord> {
-        self.sink.as_ref().map(|s| s.take_kept()).unwrap_or_default()
+        self.sink
+            .as_ref()
+            .map(|s| s.take_kept())
+            .unwrap_or_default()
     }
 
     /// Delivers one datagram. `runtime_drop` is a drop the runtime decides (DUPLICATE, NOMEM,

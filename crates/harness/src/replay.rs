@@ -171,7 +171,8 @@ pub fn classify(frame: &Frame) -> FrameKind {
     let Ok(sliced) = sliced else {
         return FrameKind::Other;
     };
-    let (Some(NetSlice::Ipv4(ip)), Some(TransportSlice::Udp(udp))) = (&sliced.net, &sliced.transport)
+    let (Some(NetSlice::Ipv4(ip)), Some(TransportSlice::Udp(udp))) =
+        (&sliced.net, &sliced.transport)
     else {
         return FrameKind::Other;
     };
@@ -256,7 +257,9 @@ pub fn run(options: &ReplayOptions) -> u8 {
     let trace = match &options.trace {
         None => None,
         Some(path) => match std::fs::File::create(path) {
-            Ok(f) => Some(SharedWriter(std::sync::Arc::new(std::sync::Mutex::new(Box::new(f))))),
+            Ok(f) => Some(SharedWriter(std::sync::Arc::new(std::sync::Mutex::new(
+                Box::new(f),
+            )))),
             Err(e) => {
                 eprintln!("{}: cannot create the trace file: {e}", path.display());
                 return 2;
@@ -357,14 +360,28 @@ fn replay_frames(
             summary.purged += purged as u64;
             if purged > 0 && !options.json {
                 let hooks: Vec<String> = calls.iter().map(call_text).collect();
-                let _ = writeln!(out, "  (purge: {purged} expired lease(s) [{}])", hooks.join(" "));
+                let _ = writeln!(
+                    out,
+                    "  (purge: {purged} expired lease(s) [{}])",
+                    hooks.join(" ")
+                );
             }
         }
         match classify(frame) {
             FrameKind::Other => summary.not_dhcp += 1,
             FrameKind::ServerReply => summary.server_replies += 1,
             FrameKind::Client { src, dst, payload } => {
-                replay_one(net, frame, src, dst, payload, options.json, out, &mut summary, at(now));
+                replay_one(
+                    net,
+                    frame,
+                    src,
+                    dst,
+                    payload,
+                    options.json,
+                    out,
+                    &mut summary,
+                    at(now),
+                );
             }
         }
     }
@@ -405,7 +422,11 @@ fn replay_one(
     let datagram = Datagram {
         bytes: payload.clone(),
         if_addr: net.server(),
-        dst_addr: if broadcast { Ipv4Addr::BROADCAST } else { net.server() },
+        dst_addr: if broadcast {
+            Ipv4Addr::BROADCAST
+        } else {
+            net.server()
+        },
         peer: src,
     };
     let delivery = net.deliver(datagram, None);
@@ -424,7 +445,11 @@ fn replay_one(
     } else if delivery.dropped_by_callout() {
         summary.dropped_by_callout += 1;
     }
-    let misbehaviour: Vec<_> = delivery.calls.iter().flat_map(|c| c.misbehaviour.iter()).collect();
+    let misbehaviour: Vec<_> = delivery
+        .calls
+        .iter()
+        .flat_map(|c| c.misbehaviour.iter())
+        .collect();
     summary.misbehaviour += misbehaviour.len() as u64;
     if json {
         let line = json!({
@@ -480,12 +505,25 @@ fn print_summary(out: &mut impl Write, s: &Summary, json: bool) {
         if m.is_empty() {
             "none".to_string()
         } else {
-            m.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", ")
+            m.iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
         }
     };
-    let _ = writeln!(out, "summary: {} frames, {requests} client messages ({})", s.frames, list(&s.requests));
+    let _ = writeln!(
+        out,
+        "summary: {} frames, {requests} client messages ({})",
+        s.frames,
+        list(&s.requests)
+    );
     let _ = writeln!(out, "  replies: {}", list(&s.replies));
-    let _ = writeln!(out, "  dropped: {}; by the callout: {}", list(&s.drops), s.dropped_by_callout);
+    let _ = writeln!(
+        out,
+        "  dropped: {}; by the callout: {}",
+        list(&s.drops),
+        s.dropped_by_callout
+    );
     let _ = writeln!(
         out,
         "  skipped: {} server replies, {} frames that are not DHCP; {} expired leases purged; {} misbehaviour reports",

@@ -24,7 +24,11 @@ pub fn text(report: &ScenarioReport) -> String {
     }
     let mut shown_failure = false;
     for step in &report.steps {
-        let mark = if step.failure.is_some() { "FAIL" } else { "ok  " };
+        let mark = if step.failure.is_some() {
+            "FAIL"
+        } else {
+            "ok  "
+        };
         let _ = writeln!(
             out,
             "  {mark} {:>3} line {:<4} {}  [{}]",
@@ -61,7 +65,10 @@ fn xml_escape(text: &str) -> String {
 
 /// JUnit XML: one `<testcase>` per scenario (failed ones carry the first failure), and one
 /// `<error>` test case per invalid scenario file.
-pub fn junit(reports: &[ScenarioReport], invalid: &[(std::path::PathBuf, Vec<ScenarioError>)]) -> String {
+pub fn junit(
+    reports: &[ScenarioReport],
+    invalid: &[(std::path::PathBuf, Vec<ScenarioError>)],
+) -> String {
     let failures = reports.iter().filter(|r| !r.passed()).count();
     let total_secs: f64 = reports.iter().map(|r| r.elapsed.as_secs_f64()).sum();
     let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
@@ -139,11 +146,22 @@ mod tests {
 
     #[test]
     fn junit_has_one_testcase_per_scenario_with_the_failure_escaped() {
-        let xml = junit(&[report(None), report(Some("  expected reply: ACK\n  got: none"))], &[]);
+        let xml = junit(
+            &[
+                report(None),
+                report(Some("  expected reply: ACK\n  got: none")),
+            ],
+            &[],
+        );
         assert_eq!(xml.matches("<testcase ").count(), 2);
         assert!(xml.contains("name=\"a &lt;b&gt;\""));
         assert!(xml.contains("failures=\"1\""));
-        assert!(xml.contains("<failure message=\"step 1 (x.toml:7): pc discover -&gt; OFFER 198.18.0.10\">"), "{xml}");
+        assert!(
+            xml.contains(
+                "<failure message=\"step 1 (x.toml:7): pc discover -&gt; OFFER 198.18.0.10\">"
+            ),
+            "{xml}"
+        );
     }
 
     #[test]

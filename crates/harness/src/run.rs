@@ -167,7 +167,11 @@ fn run_step(
             (summary, delivery.calls.clone(), Some(delivery))
         }
         Action::Raw(bytes) => {
-            let datagram = net.datagram(bytes.clone(), SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 68), true);
+            let datagram = net.datagram(
+                bytes.clone(),
+                SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 68),
+                true,
+            );
             let delivery = net.deliver(datagram, None);
             let summary = format!("raw {} bytes -> {}", bytes.len(), outcome_text(&delivery));
             (summary, delivery.calls.clone(), Some(delivery))
@@ -199,7 +203,11 @@ fn run_step(
         }
         Action::StoreFailing(failing) => {
             net.set_store_failing(*failing);
-            let text = if *failing { "lease store fails" } else { "lease store recovers" };
+            let text = if *failing {
+                "lease store fails"
+            } else {
+                "lease store recovers"
+            };
             (text.to_string(), Vec::new(), None)
         }
         Action::Check => ("check".to_string(), Vec::new(), None),
@@ -249,13 +257,55 @@ fn build(
     // (kind, ciaddr, requested, server id, broadcast)
     let (kind, ci, req, sid, broadcast) = match message {
         Message::Discover => (Some(MessageType::Discover), zero, None, None, true),
-        Message::Request => (Some(MessageType::Request), zero, offered_ip, offered_server, true),
-        Message::InitReboot => (Some(MessageType::Request), zero, bound_ip.or(offered_ip), None, true),
-        Message::Renew => (Some(MessageType::Request), bound_ip.unwrap_or(zero), None, None, false),
-        Message::Rebind => (Some(MessageType::Request), bound_ip.unwrap_or(zero), None, None, true),
-        Message::Release => (Some(MessageType::Release), bound_ip.unwrap_or(zero), None, bound_server, false),
-        Message::Decline => (Some(MessageType::Decline), zero, bound_ip.or(offered_ip), bound_server, true),
-        Message::Inform => (Some(MessageType::Inform), bound_ip.unwrap_or(zero), None, None, false),
+        Message::Request => (
+            Some(MessageType::Request),
+            zero,
+            offered_ip,
+            offered_server,
+            true,
+        ),
+        Message::InitReboot => (
+            Some(MessageType::Request),
+            zero,
+            bound_ip.or(offered_ip),
+            None,
+            true,
+        ),
+        Message::Renew => (
+            Some(MessageType::Request),
+            bound_ip.unwrap_or(zero),
+            None,
+            None,
+            false,
+        ),
+        Message::Rebind => (
+            Some(MessageType::Request),
+            bound_ip.unwrap_or(zero),
+            None,
+            None,
+            true,
+        ),
+        Message::Release => (
+            Some(MessageType::Release),
+            bound_ip.unwrap_or(zero),
+            None,
+            bound_server,
+            false,
+        ),
+        Message::Decline => (
+            Some(MessageType::Decline),
+            zero,
+            bound_ip.or(offered_ip),
+            bound_server,
+            true,
+        ),
+        Message::Inform => (
+            Some(MessageType::Inform),
+            bound_ip.unwrap_or(zero),
+            None,
+            None,
+            false,
+        ),
         Message::Bootp => (None, zero, None, None, true),
     };
     let ci = ciaddr.unwrap_or(ci);
@@ -264,7 +314,11 @@ fn build(
         xid,
         ciaddr: ci,
         giaddr: client.relay.unwrap_or(zero),
-        hops: if client.relay.is_some() { client.hops } else { 0 },
+        hops: if client.relay.is_some() {
+            client.hops
+        } else {
+            0
+        },
         broadcast_flag: client.broadcast_flag,
         requested_ip: requested_ip.or(req),
         server_id: server_id.or(sid),
@@ -289,7 +343,11 @@ fn build(
     let described = format!(
         "{}{} xid 0x{xid:08x}",
         message.name(),
-        if client.relay.is_some() { " (relayed)" } else { "" }
+        if client.relay.is_some() {
+            " (relayed)"
+        } else {
+            ""
+        }
     );
     (net.datagram(bytes, peer, broadcast), described)
 }
@@ -371,7 +429,10 @@ fn spec_text(spec: &HookSpec) -> String {
         args.push(format!("alt={alt}"));
     }
     if let Some(lock) = spec.lock {
-        args.push(format!("lock={}", lock.names().first().copied().unwrap_or("none")));
+        args.push(format!(
+            "lock={}",
+            lock.names().first().copied().unwrap_or("none")
+        ));
     }
     if !args.is_empty() {
         text.push_str(&format!("({})", args.join(", ")));
@@ -459,8 +520,14 @@ fn check(
                 ));
             }
         }
-    } else if expect.reply.is_some() || expect.yiaddr.is_some() || expect.drop.is_some() || !expect.options.is_empty() {
-        return Some("  reply, yiaddr, drop and options can only be expected of a step that sends".into());
+    } else if expect.reply.is_some()
+        || expect.yiaddr.is_some()
+        || expect.drop.is_some()
+        || !expect.options.is_empty()
+    {
+        return Some(
+            "  reply, yiaddr, drop and options can only be expected of a step that sends".into(),
+        );
     }
     if let Some(failure) = check_hooks(expect, calls) {
         return Some(failure);
@@ -479,20 +546,41 @@ fn check(
     if let Some(missing) = expect.misbehaviour.iter().find(|k| !found.contains(k)) {
         return Some(format!(
             "  expected misbehaviour: {missing}\n  got:                   {}",
-            if found.is_empty() { "none".to_string() } else { found.iter().map(|k| k.name()).collect::<Vec<_>>().join(", ") }
+            if found.is_empty() {
+                "none".to_string()
+            } else {
+                found
+                    .iter()
+                    .map(|k| k.name())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
         ));
     }
     check_leases(net, expect)
 }
 
 fn check_hooks(expect: &Expect, calls: &[TraceRecord]) -> Option<String> {
-    let actual = || format!("  got:      {}", if calls.is_empty() { "no hook calls".to_string() } else { hooks_text(calls) });
+    let actual = || {
+        format!(
+            "  got:      {}",
+            if calls.is_empty() {
+                "no hook calls".to_string()
+            } else {
+                hooks_text(calls)
+            }
+        )
+    };
     if expect.hooks_exact {
         let same = expect.hooks.len() == calls.len()
             && expect.hooks.iter().zip(calls).all(|(s, c)| matches(s, c));
         if !same {
             let wanted: Vec<String> = expect.hooks.iter().map(spec_text).collect();
-            return Some(format!("  expected exactly these hook calls: {}\n{}", wanted.join(" "), actual()));
+            return Some(format!(
+                "  expected exactly these hook calls: {}\n{}",
+                wanted.join(" "),
+                actual()
+            ));
         }
     } else {
         let mut rest = calls.iter();
@@ -539,7 +627,10 @@ fn check_leases(net: &VirtualNet, expect: &Expect) -> Option<String> {
                         "{} {}{}",
                         l.ip,
                         calloutd_client::to_colon_hex(&l.hw_address),
-                        l.host_name.as_ref().map(|h| format!(" {h}")).unwrap_or_default()
+                        l.host_name
+                            .as_ref()
+                            .map(|h| format!(" {h}"))
+                            .unwrap_or_default()
                     )
                 })
                 .collect();
@@ -556,7 +647,9 @@ fn check_leases(net: &VirtualNet, expect: &Expect) -> Option<String> {
             && wanted.iter().zip(&leases).all(|(w, l)| {
                 w.ip == l.ip
                     && w.mac.as_ref().is_none_or(|m| *m == l.hw_address)
-                    && w.hostname.as_ref().is_none_or(|h| Some(h) == l.host_name.as_ref())
+                    && w.hostname
+                        .as_ref()
+                        .is_none_or(|h| Some(h) == l.host_name.as_ref())
             });
         if !same {
             let rows: Vec<String> = wanted
@@ -565,12 +658,22 @@ fn check_leases(net: &VirtualNet, expect: &Expect) -> Option<String> {
                     format!(
                         "{}{}{}",
                         w.ip,
-                        w.mac.as_ref().map(|m| format!(" {}", calloutd_client::to_colon_hex(m))).unwrap_or_default(),
-                        w.hostname.as_ref().map(|h| format!(" {h}")).unwrap_or_default()
+                        w.mac
+                            .as_ref()
+                            .map(|m| format!(" {}", calloutd_client::to_colon_hex(m)))
+                            .unwrap_or_default(),
+                        w.hostname
+                            .as_ref()
+                            .map(|h| format!(" {h}"))
+                            .unwrap_or_default()
                     )
                 })
                 .collect();
-            let wanted = if rows.is_empty() { "no leases".to_string() } else { rows.join("; ") };
+            let wanted = if rows.is_empty() {
+                "no leases".to_string()
+            } else {
+                rows.join("; ")
+            };
             return Some(format!("  expected leases: {wanted}\n{}", table()));
         }
     }

@@ -482,10 +482,11 @@ impl Cx<'_> {
         let slow = match (&raw.slow_hook_ms, &raw.slow_unlocked_hook_ms) {
             (None, None) => None,
             (locked, unlocked) => {
-                let locked = locked.as_ref().map_or(
-                    calloutd_callout::DEFAULT_SLOW_THRESHOLD,
-                    |ms| Duration::from_millis(*ms.get_ref()),
-                );
+                let locked = locked
+                    .as_ref()
+                    .map_or(calloutd_callout::DEFAULT_SLOW_THRESHOLD, |ms| {
+                        Duration::from_millis(*ms.get_ref())
+                    });
                 let unlocked = unlocked.as_ref().map_or(locked.saturating_mul(10), |ms| {
                     Duration::from_millis(*ms.get_ref())
                 });
@@ -622,7 +623,12 @@ impl Cx<'_> {
                         "queue-full" => Some(DropReason::NoMem),
                         "late" => Some(DropReason::Timeout),
                         other => {
-                            self.error(&arrive.span(), format!("unknown `arrive` {other:?}: duplicate, queue-full or late"));
+                            self.error(
+                                &arrive.span(),
+                                format!(
+                                    "unknown `arrive` {other:?}: duplicate, queue-full or late"
+                                ),
+                            );
                             return None;
                         }
                     },
@@ -646,13 +652,22 @@ impl Cx<'_> {
                 "store-recovers" => Action::StoreFailing(false),
                 "advance" => {
                     let Some(by) = &raw.by else {
-                        self.error(&span, "`advance` needs `by = DURATION` (e.g. \"90s\", \"2h\")");
+                        self.error(
+                            &span,
+                            "`advance` needs `by = DURATION` (e.g. \"90s\", \"2h\")",
+                        );
                         return None;
                     };
                     match parse_duration(by.get_ref()) {
                         Some(d) => Action::Advance(d),
                         None => {
-                            self.error(&by.span(), format!("`by` must be a duration like 30s, 15m, 2h or 1d, not {:?}", by.get_ref()));
+                            self.error(
+                                &by.span(),
+                                format!(
+                                    "`by` must be a duration like 30s, 15m, 2h or 1d, not {:?}",
+                                    by.get_ref()
+                                ),
+                            );
                             return None;
                         }
                     }
@@ -670,7 +685,10 @@ impl Cx<'_> {
                 }
             },
             _ => {
-                self.error(&span, "a step has exactly one of `send` (with `client`), `raw` or `action`");
+                self.error(
+                    &span,
+                    "a step has exactly one of `send` (with `client`), `raw` or `action`",
+                );
                 return None;
             }
         };
@@ -697,7 +715,13 @@ impl Cx<'_> {
             expect.reply = match reply_type(reply.get_ref()) {
                 Some(r) => Some(r),
                 None => {
-                    self.error(&reply.span(), format!("unknown reply {:?}: none, offer, ack, nak or bootreply", reply.get_ref()));
+                    self.error(
+                        &reply.span(),
+                        format!(
+                            "unknown reply {:?}: none, offer, ack, nak or bootreply",
+                            reply.get_ref()
+                        ),
+                    );
                     None
                 }
             };
@@ -722,7 +746,10 @@ impl Cx<'_> {
         }
         for (code, value) in &raw.options {
             let Ok(code) = code.parse::<u8>() else {
-                self.error(&value.span(), format!("option code {code:?} must be a number"));
+                self.error(
+                    &value.span(),
+                    format!("option code {code:?} must be a number"),
+                );
                 continue;
             };
             let wanted = match value.get_ref() {
@@ -751,7 +778,10 @@ impl Cx<'_> {
             for lease in leases {
                 let l = lease.get_ref();
                 let Ok(ip) = l.ip.parse() else {
-                    self.error(&lease.span(), format!("lease ip {:?} is not an IPv4 address", l.ip));
+                    self.error(
+                        &lease.span(),
+                        format!("lease ip {:?} is not an IPv4 address", l.ip),
+                    );
                     continue;
                 };
                 let mac = match &l.mac {
@@ -788,9 +818,15 @@ impl Cx<'_> {
             match MisbehaviourKind::from_name(kind.get_ref()) {
                 Some(k) => expect.misbehaviour.push(k),
                 None => {
-                    let known: Vec<&str> =
-                        MisbehaviourKind::ALL.iter().map(|k| k.name()).collect();
-                    self.error(&kind.span(), format!("unknown misbehaviour {:?}: one of {}", kind.get_ref(), known.join(", ")));
+                    let known: Vec<&str> = MisbehaviourKind::ALL.iter().map(|k| k.name()).collect();
+                    self.error(
+                        &kind.span(),
+                        format!(
+                            "unknown misbehaviour {:?}: one of {}",
+                            kind.get_ref(),
+                            known.join(", ")
+                        ),
+                    );
                 }
             }
         }
@@ -839,10 +875,15 @@ pub fn code_name(hook: HookName, code: u32) -> Option<&'static str> {
         _ => return None,
     };
     Some(
-        ["DHCP_CONTROL_", "DHCP_DROP_", "DHCP_PROB_", "DHCP_GIVE_ADDRESS_"]
-            .iter()
-            .find_map(|p| full.strip_prefix(p))
-            .unwrap_or(full),
+        [
+            "DHCP_CONTROL_",
+            "DHCP_DROP_",
+            "DHCP_PROB_",
+            "DHCP_GIVE_ADDRESS_",
+        ]
+        .iter()
+        .find_map(|p| full.strip_prefix(p))
+        .unwrap_or(full),
     )
 }
 
@@ -866,7 +907,9 @@ fn parse_code(hook: HookName, text: &str) -> Option<u32> {
     all.into_iter().find(|&code| {
         code_name(hook, code).is_some_and(|short| {
             short.eq_ignore_ascii_case(text)
-                || short.replace('_', "").eq_ignore_ascii_case(&text.replace(['_', '-'], ""))
+                || short
+                    .replace('_', "")
+                    .eq_ignore_ascii_case(&text.replace(['_', '-'], ""))
         })
     })
 }
@@ -899,9 +942,7 @@ fn hook_spec(raw: &RawHook) -> Result<HookSpec, String> {
             };
             let hook = hook_name(name)?;
             let code = code
-                .map(|c| {
-                    parse_code(hook, c).ok_or_else(|| format!("unknown {hook} code {c:?}"))
-                })
+                .map(|c| parse_code(hook, c).ok_or_else(|| format!("unknown {hook} code {c:?}")))
                 .transpose()?;
             Ok(HookSpec {
                 hook,
@@ -915,12 +956,12 @@ fn hook_spec(raw: &RawHook) -> Result<HookSpec, String> {
             let hook = hook_name(&table.hook)?;
             let code = match &table.code {
                 None => None,
-                Some(toml::Value::Integer(n)) => Some(
-                    u32::try_from(*n).map_err(|_| format!("code {n} is out of range"))?,
-                ),
-                Some(toml::Value::String(s)) => Some(
-                    parse_code(hook, s).ok_or_else(|| format!("unknown {hook} code {s:?}"))?,
-                ),
+                Some(toml::Value::Integer(n)) => {
+                    Some(u32::try_from(*n).map_err(|_| format!("code {n} is out of range"))?)
+                }
+                Some(toml::Value::String(s)) => {
+                    Some(parse_code(hook, s).ok_or_else(|| format!("unknown {hook} code {s:?}"))?)
+                }
                 Some(other) => return Err(format!("code must be a name or a number, not {other}")),
             };
             let lock = match table.lock.as_deref() {
@@ -1000,9 +1041,18 @@ expect = { lease_count = 0, misbehaviour = ["slow-hook"] }
         let text = "scopes = \"s.txt\"\n[clients.pc]\nmac = \"zz\"\n[[step]]\nclient = \"other\"\nsend = \"discover\"\n[[step]]\naction = \"jump\"\n";
         let found = errors(text);
         assert_eq!(found.len(), 3, "{found:?}");
-        assert!(found[0].starts_with("/s/x.toml:3: client pc: `mac`"), "{found:?}");
-        assert!(found[1].starts_with("/s/x.toml:5: no client \"other\""), "{found:?}");
-        assert!(found[2].starts_with("/s/x.toml:8: unknown action \"jump\""), "{found:?}");
+        assert!(
+            found[0].starts_with("/s/x.toml:3: client pc: `mac`"),
+            "{found:?}"
+        );
+        assert!(
+            found[1].starts_with("/s/x.toml:5: no client \"other\""),
+            "{found:?}"
+        );
+        assert!(
+            found[2].starts_with("/s/x.toml:8: unknown action \"jump\""),
+            "{found:?}"
+        );
     }
 
     #[test]
@@ -1021,10 +1071,37 @@ expect = { lease_count = 0, misbehaviour = ["slow-hook"] }
         assert_eq!(parse_duration("2h"), Some(Duration::from_secs(7200)));
         assert_eq!(parse_duration("3600"), Some(Duration::from_secs(3600)));
         assert_eq!(parse_duration("2 weeks"), None);
-        assert_eq!(parse_code(HookName::PktDrop, "noaddress"), Some(DropReason::NoAddress.code()));
-        assert_eq!(parse_code(HookName::PktDrop, "NO_SUBNETS"), Some(DropReason::NoSubnets.code()));
-        assert_eq!(parse_code(HookName::AddressOffer, "OLD"), Some(GiveCode::Old.code()));
-        assert_eq!(code_name(HookName::Control, ControlCode::Pause.code()), Some("PAUSE"));
+        assert_eq!(
+            parse_code(HookName::PktDrop, "noaddress"),
+            Some(DropReason::NoAddress.code())
+        );
+        assert_eq!(
+            parse_code(HookName::PktDrop, "NO_SUBNETS"),
+            Some(DropReason::NoSubnets.code())
+        );
+        assert_eq!(
+            parse_code(HookName::AddressOffer, "OLD"),
+            Some(GiveCode::Old.code())
+        );
+        assert_eq!(
+            code_name(HookName::Control, ControlCode::Pause.code()),
+            Some("PAUSE")
+        );
         assert_eq!(code_name(HookName::PktSend, DHCP_SEND_PACKET), Some("SEND"));
+    }
+}
+
+#[cfg(test)]
+mod doc_tests {
+    /// The complete example of docs/scenarios.md is a valid scenario.
+    #[test]
+    fn the_documented_example_is_valid() {
+        let doc = include_str!("../../../docs/scenarios.md");
+        let start = doc.find("```toml\n").expect("a toml block") + "```toml\n".len();
+        let end = start + doc[start..].find("```").expect("its end");
+        let scenario = super::parse(std::path::Path::new("/d/example.toml"), &doc[start..end])
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(scenario.steps.len(), 3);
+        assert_eq!(scenario.clients[0].options.len(), 2);
     }
 }
