@@ -40,8 +40,8 @@ pub use client::{Client, ClientSettings, Dora, Sent, Transport, CLIENT_PORT, SER
 pub use dhcproto;
 pub use dhcproto::v4::MessageType;
 pub use message::{
-    encode_request, Identity, Outgoing, message_type_name, parse_hex, parse_mac, to_colon_hex, to_hex, DecodedOption, RawOption, Reply,
-    BOOTP_MIN_LEN,
+    encode_request, message_type_name, parse_hex, parse_mac, to_colon_hex, to_hex, DecodedOption,
+    Identity, Outgoing, RawOption, Reply, BOOTP_MIN_LEN,
 };
 
 /// Why an exchange failed. A NAK is not an error: it is a [`Reply`].
