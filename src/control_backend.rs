@@ -135,13 +135,22 @@ impl ControlBackend for EngineBackend {
 
     fn engine_counters(&self) -> BTreeMap<String, u64> {
         let stats = self.engine.stats();
-        BTreeMap::from([
+        let mut counters = BTreeMap::from([
             ("dropped_by_callout".to_string(), stats.dropped_by_callout),
             (
                 "suppressed_by_callout".to_string(),
                 stats.suppressed_by_callout,
             ),
-        ])
+        ]);
+        // Callout misbehaviour per kind (`misbehaviour_slow-hook` ...); each report, with its hook,
+        // packet and explanation, is in the log and the trace.
+        if let Some(callout) = &self.callout {
+            let log = callout.misbehaviour();
+            for kind in calloutd_callout::MisbehaviourKind::ALL {
+                counters.insert(format!("misbehaviour_{}", kind.name()), log.count(kind));
+            }
+        }
+        counters
     }
 
     fn config(&self) -> Value {
