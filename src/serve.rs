@@ -367,7 +367,8 @@ fn default_lease_db(params: &calloutd_registry::Parameters, data_dir: &Path) -> 
     folder.path.join(format!("{stem}.sqlite3"))
 }
 
-/// The audit log: `--audit-log DIR`, else `DhcpLogFilePath` under the data directory when
+/// The audit log: `--audit-log DIR`, else `DhcpLogFilePath` (by default the `DatabasePath` folder)
+/// under the data directory when
 /// `ActivityLogFlag` is on. A default folder that cannot be created is a warning, not a failure.
 fn open_audit_log(
     args: &ServeArgs,
@@ -377,9 +378,13 @@ fn open_audit_log(
     if args.no_audit_log {
         return Ok(None);
     }
-    let max_mb = params.dhcp_log_files_max_size_mb();
+    let limits = calloutd_engine::AuditLimits {
+        max_megabytes: params.dhcp_log_files_max_size_mb(),
+        min_free_megabytes: params.dhcp_log_min_space_on_disk_mb(),
+        disk_check_interval: params.dhcp_log_disk_space_check_interval(),
+    };
     if let Some(dir) = &args.audit_log {
-        let log = AuditLog::from_settings(true, dir, max_mb).map_err(|e| e.to_string())?;
+        let log = AuditLog::from_settings(true, dir, limits).map_err(|e| e.to_string())?;
         info!("audit log: {}", dir.display());
         return Ok(log);
     }
@@ -388,7 +393,7 @@ fn open_audit_log(
         return Ok(None);
     }
     let folder = calloutd_registry::expand_path(params.dhcp_log_file_path_or_default(), data_dir);
-    match AuditLog::from_settings(true, &folder.path, max_mb) {
+    match AuditLog::from_settings(true, &folder.path, limits) {
         Ok(log) => {
             info!(
                 "audit log: {} (DhcpLogFilePath {})",
