@@ -47,7 +47,18 @@ impl Segment {
 
         let dir = tempfile::tempdir().unwrap();
         let reg = dir.path().join("callout.reg");
-        write_callout_reg(&reg, &[fixture("trace")]);
+        // The segment tests check RFC 2131's unicast replies (renewals to ciaddr, the client's
+        // broadcast flag honoured): IgnoreBroadcastFlag 0, not Microsoft's default 1.
+        let mut tree =
+            calloutd_registry::parameters_tree(&[fixture("trace").display().to_string()], Some(1));
+        tree.set_value(
+            calloutd_registry::DHCP_PARAMETERS_KEY,
+            "IgnoreBroadcastFlag",
+            calloutd_registry::RegValueData::Dword(0),
+            None,
+        )
+        .expect("set IgnoreBroadcastFlag");
+        calloutd_registry::write_reg_v5_file(&tree, &reg).expect("write .reg");
         let run = TracedRun::start(
             &server_ns,
             dir.path(),
