@@ -78,6 +78,23 @@ pub struct ServeArgs {
     /// Purge expired leases every N seconds instead of every DatabaseCleanupInterval minutes (tests).
     #[arg(long, value_name = "N", hide = true)]
     cleanup_interval_secs: Option<u64>,
+    /// How long an expired lease stays in the database (still its client's) before the purge
+    /// deletes it, with DeleteClient. Microsoft's grace period: 4 hours.
+    #[arg(long, value_name = "SECS", default_value_t = calloutd_engine::DEFAULT_EXPIRED_GRACE.as_secs())]
+    expired_grace_secs: u64,
+    /// When DeleteClient runs: `expiry` (the administrative delete and the purge after the grace
+    /// period), or `release` (also directly before a RELEASE or DECLINE removes a lease).
+    #[arg(long, value_enum, value_name = "WHEN", default_value_t = DeleteClientArg::Expiry)]
+    delete_client_on: DeleteClientArg,
+}
+
+/// `--delete-client-on`: which removals of a lease call DeleteClient.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DeleteClientArg {
+    /// The administrative delete and the expiry purge only (RELEASE and DECLINE: AddressDel).
+    Expiry,
+    /// Also RELEASE and DECLINE of a lease.
+    Release,
 }
 
 /// The default data directory: `/var/lib/calloutd` for root (a system service), the XDG data
@@ -205,6 +222,11 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     let options = EngineOptions {
         ignore_broadcast_flag: params.ignore_broadcast(),
         audit: audit.clone(),
+        expired_grace: std::time::Duration::from_secs(args.expired_grace_secs),
+        delete_client_on: match args.delete_client_on {
+            DeleteClientArg::Expiry => calloutd_engine::DeleteClientOn::ExpiryAndDelete,
+            DeleteClientArg::Release => calloutd_engine::DeleteClientOn::AlsoReleaseAndDecline,
+        },
         // The runtime commits, once per round of a worker (see calloutd_server's crate doc).
         defer_commits: true,
         ..EngineOptions::default()

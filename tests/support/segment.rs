@@ -6,7 +6,10 @@ use std::path::PathBuf;
 use serde_json::Value;
 
 use super::TracedRun;
-use super::{check_traces_agree, fixture, repo_root, strings, veth, write_callout_reg, NetNs};
+use super::{
+    check_traces_agree, fixture, repo_root, set_parameter_dword, strings, veth, write_callout_reg,
+    NetNs,
+};
 
 /// Two namespaces joined by a veth pair, the server running. Fields drop in order: the client
 /// namespace first (killing any client left in it), then the server, its namespace and the files.
@@ -49,16 +52,8 @@ impl Segment {
         let reg = dir.path().join("callout.reg");
         // The segment tests check RFC 2131's unicast replies (renewals to ciaddr, the client's
         // broadcast flag honoured): IgnoreBroadcastFlag 0, not Microsoft's default 1.
-        let mut tree =
-            calloutd_registry::parameters_tree(&[fixture("trace").display().to_string()], Some(1));
-        tree.set_value(
-            calloutd_registry::DHCP_PARAMETERS_KEY,
-            "IgnoreBroadcastFlag",
-            calloutd_registry::RegValueData::Dword(0),
-            None,
-        )
-        .expect("set IgnoreBroadcastFlag");
-        calloutd_registry::write_reg_v5_file(&tree, &reg).expect("write .reg");
+        write_callout_reg(&reg, &[fixture("trace")]);
+        set_parameter_dword(&reg, "IgnoreBroadcastFlag", 0);
         let run = TracedRun::start(
             &server_ns,
             dir.path(),
