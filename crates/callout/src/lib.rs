@@ -11,6 +11,9 @@
 //!   annotation ([`HeldLocks`]) with a "slow under the lease lock" warning, the JSON Lines trace
 //!   ([`TraceSink`], schema in [`trace`]) and per-hook statistics ([`HookStats`]).
 //!
+//! - [`Callout`] implements the hook seam (`calloutd_hooks::Hooks`), so the engine and the runtime
+//!   call it directly.
+//!
 //! What it is not for: the DHCP state machine (the engine decides when each hook runs), and
 //! protecting the process from a DLL that crashes (a callout runs in-process, as on Windows).
 //!
@@ -41,6 +44,7 @@ mod buffer;
 mod callout;
 mod load;
 mod options;
+mod seam;
 pub mod trace;
 
 pub use buffer::{GuardZone, MIN_BUFFER};

@@ -24,6 +24,7 @@
 //! (likewise `netsh_reader`). Each target also checks that a model that loads writes back as XML that
 //! loads to the same model. `tests/roundtrip.rs` runs the same property over bounded mutations in CI.
 
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 mod diag;

@@ -14,11 +14,12 @@ use crate::audit::{AuditEventId, AuditLog, AuditRecord};
 use crate::clock::{unix_secs, Clock, SystemClock};
 use crate::hooks::{Hooks, LeaseLockHeld, PktContext};
 use crate::import::{lease_from_export, ImportReport, NotImported};
-use crate::io::{Admission, Datagram, Outcome, PacketHandler, Reply};
+use crate::io::{Admission, CommitError, Datagram, Outcome, PacketHandler, Reply};
 use crate::packet::{option_wire_len, ReplyHeader, ReplyWriter, Request, DEFAULT_MAX_REPLY_LEN};
 use crate::scopes::{kind_serves, OptionSource, ReservationRt, ScopeRt};
 use crate::store::{CommitTicket, Lease, LeaseStore, StoreError};
 use crate::table::{LeaseTable, SlotState, NEVER};
+pub use calloutd_hooks::{NoProber, Prober};
 
 /// DHCP message types (option 53).
 const DISCOVER: u8 = 1;
@@ -40,24 +41,6 @@ const MAX_CONFLICT_RETRIES: usize = 8;
 const CLIENT_PORT: u16 = 68;
 const SERVER_PORT: u16 = 67;
 const BROADCAST_FLAG: u16 = 0x8000;
-
-/// Conflict detection: is an address already in use on the network? The runtime implements it with
-/// ICMP echo; [`NoProber`] says "free" to everything.
-pub trait Prober: Send + Sync {
-    /// Sends up to `attempts` probes to `ip`; true when something answered (the address is in use).
-    /// Called without any engine lock held.
-    fn probe(&self, ip: Ipv4Addr, attempts: u8) -> bool;
-}
-
-/// A [`Prober`] that never finds an address in use.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct NoProber;
-
-impl Prober for NoProber {
-    fn probe(&self, _: Ipv4Addr, _: u8) -> bool {
-        false
-    }
-}
 
 /// Engine settings that do not come from the scope configuration.
 #[derive(Clone)]
@@ -234,10 +217,8 @@ struct Built {
 }
 
 /// The lock token, created only while `guard` (the lease lock) is alive.
-fn lock_token<'g>(_guard: &'g MutexGuard<'_, LeaseTable>) -> LeaseLockHeld<'g> {
-    LeaseLockHeld {
-        _private: std::marker::PhantomData,
-    }
+fn lock_token<'g>(guard: &'g MutexGuard<'_, LeaseTable>) -> LeaseLockHeld<'g> {
+    LeaseLockHeld::new(guard)
 }
 
 impl Engine {
@@ -1300,7 +1281,9 @@ impl PacketHandler for Engine {
         outcome
     }
 
-    fn commit(&self, ticket: CommitTicket) -> Result<(), StoreError> {
-        self.store.commit(ticket)
+    fn commit(&self, ticket: CommitTicket) -> Result<(), CommitError> {
+        self.store
+            .commit(ticket)
+            .map_err(|e| CommitError(e.to_string()))
     }
 }

@@ -1,7 +1,7 @@
-//! `calloutd serve`: wire the registry, scopes, callout, engine and runtime together and serve.
+//! `calloutd serve`: the registry, the scopes, the callout, the engine and the runtime, assembled and
+//! serving until a signal or the control API stops them.
 
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 use std::sync::Arc;
 
 use calloutd_callout::{load_callout, TraceSink};
@@ -15,69 +15,73 @@ use calloutd_server::{
 };
 use tracing::{error, info, warn};
 
-use crate::callout_hooks::CalloutHooks;
-use crate::config_sources::{callout_config, callouts_off_reason, read_registry};
-use crate::control_backend::EngineBackend;
-use crate::RegArgs;
+use crate::backend::EngineBackend;
+use crate::sources::{callout_config, callouts_off_reason, read_registry};
+use crate::RegOptions;
 
 /// `calloutd serve --reg FILE... --scopes FILE [--listen ADDR[:PORT]]... [--interface IF]...`.
-#[derive(Debug, clap::Args)]
-pub struct ServeArgs {
-    #[command(flatten)]
-    reg: RegArgs,
+#[derive(Debug, Clone)]
+#[cfg_attr(feature = "clap", derive(clap::Args))]
+pub struct ServeOptions {
+    /// The registry files and the callout load order.
+    #[cfg_attr(feature = "clap", command(flatten))]
+    pub reg: RegOptions,
     /// The scope configuration: Export-DhcpServer XML or a `netsh dhcp server dump`.
-    #[arg(long, value_name = "FILE")]
-    scopes: PathBuf,
+    #[cfg_attr(feature = "clap", arg(long, value_name = "FILE"))]
+    pub scopes: PathBuf,
     /// Bind this address (port 67 unless given). Repeatable.
-    #[arg(long, value_name = "ADDR[:PORT]")]
-    listen: Vec<String>,
+    #[cfg_attr(feature = "clap", arg(long, value_name = "ADDR[:PORT]"))]
+    pub listen: Vec<String>,
     /// Serve on this interface (0.0.0.0:67 with SO_BINDTODEVICE). Repeatable.
-    #[arg(long, value_name = "IF")]
-    interface: Vec<String>,
+    #[cfg_attr(feature = "clap", arg(long, value_name = "IF"))]
+    pub interface: Vec<String>,
     /// The lease database (SQLite). Default: `<DatabasePath>/<DatabaseName stem>.sqlite3` under the
     /// data directory.
-    #[arg(long, value_name = "PATH")]
-    lease_db: Option<PathBuf>,
+    #[cfg_attr(feature = "clap", arg(long, value_name = "PATH"))]
+    pub lease_db: Option<PathBuf>,
     /// Where Windows paths from the registry (DatabasePath, DhcpLogFilePath) are mapped on this host
     /// (default: /var/lib/calloutd for root, else $XDG_DATA_HOME/calloutd or ~/.local/share/calloutd).
-    #[arg(long, value_name = "DIR")]
-    data_dir: Option<PathBuf>,
+    #[cfg_attr(feature = "clap", arg(long, value_name = "DIR"))]
+    pub data_dir: Option<PathBuf>,
     /// Write one JSON line per hook call to FILE (schema in the README).
-    #[arg(long, value_name = "FILE")]
-    trace: Option<PathBuf>,
+    #[cfg_attr(feature = "clap", arg(long, value_name = "FILE"))]
+    pub trace: Option<PathBuf>,
     /// Worker threads (default: one per CPU).
-    #[arg(long, value_name = "N", default_value_t = 0)]
-    workers: usize,
+    #[cfg_attr(feature = "clap", arg(long, value_name = "N", default_value_t = 0))]
+    pub workers: usize,
     /// Capacity of the receive queue; one more datagram is dropped with DHCP_DROP_NOMEM.
-    #[arg(long, value_name = "N", default_value_t = calloutd_server::DEFAULT_QUEUE_CAPACITY)]
-    queue: usize,
+    #[cfg_attr(feature = "clap", arg(long, value_name = "N", default_value_t = calloutd_server::DEFAULT_QUEUE_CAPACITY))]
+    pub queue: usize,
     /// While datagrams come densely, a worker that emptied its socket waits this many microseconds
     /// before it reads again, so it then handles what came meanwhile in one round, with one wake-up
     /// and one lease commit for all its ACKs (an ACK never leaves before its lease is committed).
     /// 0: workers never wait; a round is what queued up on its own.
-    #[arg(long, value_name = "US", default_value_t = calloutd_server::DEFAULT_COALESCE.as_micros() as u64)]
-    coalesce_us: u64,
+    #[cfg_attr(feature = "clap", arg(long, value_name = "US", default_value_t = calloutd_server::DEFAULT_COALESCE.as_micros() as u64))]
+    pub coalesce_us: u64,
     /// Log a warning when a hook runs longer than this many milliseconds under a server lock.
-    #[arg(long, value_name = "MS", default_value_t = 10)]
-    slow_hook_ms: u64,
+    #[cfg_attr(feature = "clap", arg(long, value_name = "MS", default_value_t = 10))]
+    pub slow_hook_ms: u64,
     /// The control API (HTTP+JSON; `calloutd ctl` is its client) on ADDR:PORT, or `off`. A token is
     /// required off loopback. If the default address is taken the server runs without it.
-    #[arg(long, value_name = "ADDR:PORT|off", default_value = DEFAULT_CONTROL_ADDR)]
-    control: String,
+    #[cfg_attr(feature = "clap", arg(long, value_name = "ADDR:PORT|off", default_value = DEFAULT_CONTROL_ADDR))]
+    pub control: String,
     /// The bearer token the control API requires (default: $CALLOUTD_CONTROL_TOKEN; none on
     /// loopback).
-    #[arg(long, value_name = "TOKEN")]
-    control_token: Option<String>,
+    #[cfg_attr(feature = "clap", arg(long, value_name = "TOKEN"))]
+    pub control_token: Option<String>,
     /// Write Microsoft's audit log (DhcpSrvLog-<Day>.log) to DIR. Default: DhcpLogFilePath mapped
     /// under the data directory, when ActivityLogFlag is on.
-    #[arg(long, value_name = "DIR", conflicts_with = "no_audit_log")]
-    audit_log: Option<PathBuf>,
+    #[cfg_attr(
+        feature = "clap",
+        arg(long, value_name = "DIR", conflicts_with = "no_audit_log")
+    )]
+    pub audit_log: Option<PathBuf>,
     /// Write no audit log, whatever ActivityLogFlag says.
-    #[arg(long)]
-    no_audit_log: bool,
+    #[cfg_attr(feature = "clap", arg(long))]
+    pub no_audit_log: bool,
     /// Purge expired leases every N seconds instead of every DatabaseCleanupInterval minutes (tests).
-    #[arg(long, value_name = "N", hide = true)]
-    cleanup_interval_secs: Option<u64>,
+    #[cfg_attr(feature = "clap", arg(long, value_name = "N", hide = true))]
+    pub cleanup_interval_secs: Option<u64>,
 }
 
 /// The default data directory: `/var/lib/calloutd` for root (a system service), the XDG data
@@ -101,30 +105,9 @@ fn is_root() -> bool {
     std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
 }
 
-/// Runs the server until SIGINT/SIGTERM; exit 0 after a clean stop.
-pub fn run(args: ServeArgs) -> ExitCode {
-    init_logging();
-    match serve(args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(reason) => {
-            error!("{reason}");
-            eprintln!("calloutd serve: {reason}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("CALLOUTD_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
-}
-
-fn serve(args: ServeArgs) -> Result<(), String> {
+/// Serves until SIGINT/SIGTERM or the control API's stop; `Err` is the one-line reason it could not
+/// start or stop cleanly (already logged where it has details).
+pub fn serve(args: ServeOptions) -> Result<(), String> {
     let registry = read_registry(&args.reg)?;
     for w in &registry.warnings {
         warn!("{w}");
@@ -175,7 +158,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         }
     };
     let hooks: Arc<dyn Hooks> = match &callout {
-        Some(c) => Arc::new(CalloutHooks(c.clone())),
+        Some(c) => c.clone(),
         None => Arc::new(NoHooks),
     };
 
@@ -305,7 +288,9 @@ fn serve(args: ServeArgs) -> Result<(), String> {
                 )
             }
         })),
-        audit: audit.clone(),
+        audit: audit
+            .clone()
+            .map(|a| a as Arc<dyn calloutd_hooks::ServiceEvents>),
         periodic: Some(PeriodicTask {
             interval: cleanup,
             run: Arc::new({
@@ -370,7 +355,7 @@ fn default_lease_db(params: &calloutd_registry::Parameters, data_dir: &Path) -> 
 /// The audit log: `--audit-log DIR`, else `DhcpLogFilePath` under the data directory when
 /// `ActivityLogFlag` is on. A default folder that cannot be created is a warning, not a failure.
 fn open_audit_log(
-    args: &ServeArgs,
+    args: &ServeOptions,
     params: &calloutd_registry::Parameters,
     data_dir: &Path,
 ) -> Result<Option<Arc<AuditLog>>, String> {
@@ -407,7 +392,7 @@ fn open_audit_log(
 /// Starts the control API unless `--control off`. When the default address is taken the server runs
 /// without it (a warning); an address given explicitly must bind.
 fn start_control(
-    args: &ServeArgs,
+    args: &ServeOptions,
     service: ServerHandle,
     backend: Arc<dyn ControlBackend>,
 ) -> Result<Option<ControlServer>, String> {

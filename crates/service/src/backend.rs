@@ -14,7 +14,7 @@ use calloutd_server::{ControlBackend, HookView, LeaseView, ScopeView};
 use serde_json::{json, Value};
 
 /// The engine, the callout (if loaded) and the effective settings, for the control API.
-pub struct EngineBackend {
+pub(crate) struct EngineBackend {
     /// The engine serving.
     pub engine: Arc<Engine>,
     /// The loaded callout, whose hook statistics are reported.

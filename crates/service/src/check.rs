@@ -1,28 +1,38 @@
 //! `calloutd check`: validate the configuration, load the callout, report what would run.
 
 use std::path::PathBuf;
-use std::process::ExitCode;
 
 use calloutd_callout::{load_callout, LoadStatus};
 
-use crate::config_sources::{callout_config, callouts_off_reason, read_registry};
-use crate::RegArgs;
+use crate::sources::{callout_config, callouts_off_reason, read_registry};
+use crate::RegOptions;
 
 /// `calloutd check --reg FILE... [--scopes FILE]`.
-#[derive(Debug, clap::Args)]
-pub struct CheckArgs {
-    #[command(flatten)]
-    reg: RegArgs,
+#[derive(Debug, Clone)]
+#[cfg_attr(feature = "clap", derive(clap::Args))]
+pub struct CheckOptions {
+    /// The registry files and the callout load order.
+    #[cfg_attr(feature = "clap", command(flatten))]
+    pub reg: RegOptions,
     /// A scope file: Export-DhcpServer XML or a `netsh dhcp server dump`.
-    #[arg(long, value_name = "FILE")]
-    scopes: Option<PathBuf>,
+    #[cfg_attr(feature = "clap", arg(long, value_name = "FILE"))]
+    pub scopes: Option<PathBuf>,
 }
 
-/// Runs the check; exit 0 only when everything given is valid (and, with `--reg`, a callout loaded).
-pub fn run(args: CheckArgs) -> ExitCode {
+/// Why `check` did not pass.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckFailure {
+    /// Neither `--reg` nor `--scopes` was given (a usage error).
+    NothingToCheck,
+    /// Something given is invalid, or no callout loaded: the one-line reason.
+    Invalid(String),
+}
+
+/// Runs the check, printing what it found to stdout; `Ok` only when everything given is valid (and,
+/// with `--reg`, a callout loaded).
+pub fn check(args: &CheckOptions) -> Result<(), CheckFailure> {
     if args.reg.reg.is_empty() && args.scopes.is_none() {
-        eprintln!("calloutd check: nothing to check: give --reg FILE and/or --scopes FILE");
-        return ExitCode::from(2);
+        return Err(CheckFailure::NothingToCheck);
     }
     let mut failure: Option<String> = None;
     if !args.reg.reg.is_empty() {
@@ -56,17 +66,14 @@ pub fn run(args: CheckArgs) -> ExitCode {
     match failure {
         None => {
             println!("check: OK");
-            ExitCode::SUCCESS
+            Ok(())
         }
-        Some(reason) => {
-            eprintln!("calloutd check: {reason}");
-            ExitCode::FAILURE
-        }
+        Some(reason) => Err(CheckFailure::Invalid(reason)),
     }
 }
 
 /// Reads the `.reg` files and loads the callout, printing what happened; `Err` is the one-line reason.
-fn check_registry(args: &RegArgs) -> Result<(), String> {
+fn check_registry(args: &RegOptions) -> Result<(), String> {
     let registry = read_registry(args)?;
     for w in &registry.warnings {
         println!("warning: {w}");
