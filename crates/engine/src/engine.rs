@@ -244,7 +244,7 @@ impl<'a> Exchange<'a> {
 /// server answers under its default DNS settings ("update only if requested by the client"): the
 /// client's S bit kept (S = 1: the server updates A and PTR; S = 0: the client updates A, the server
 /// the PTR), O = 0 (nothing overridden), E as the client's, N echoed with S cleared, RCODE1 and RCODE2
-/// 255, and the client's name. See docs/dhcp.md (calloutd itself sends no DNS update).
+/// 255, and the client's name. See docs/dhcp.md section 5 (calloutd itself sends no DNS update).
 fn fqdn_answer(sent: &[u8]) -> Option<Vec<u8>> {
     const S: u8 = 0x01;
     const E: u8 = 0x04;
@@ -722,7 +722,7 @@ impl Engine {
             let now = self.now_secs();
             let selected = self.scope_for(link);
             // The serving scope is settled before HandleOptions so that its ScopeId is the scope
-            // that serves (superscopes: docs/dhcp.md).
+            // that serves (docs/dhcp.md section 3).
             let scope_index = selected.map(|i| self.serving_scope(&request, i, key, now));
             self.hooks
                 .handle_options(packet, ctx, scope_index.map(|i| self.scopes[i].scope_id));
@@ -865,7 +865,7 @@ impl Engine {
     }
 
     /// Address choice (RFC 2131 4.3.1) in scope `want.scope_index`: reservation, current binding,
-    /// offer, previous address, requested address, then a free address. Policies (docs/dhcp.md):
+    /// offer, previous address, requested address, then a free address. Policies (docs/dhcp.md section 2):
     /// a client matching scope policies with IP ranges gets a new address only from those ranges,
     /// policy by policy in processing order; any other client only from outside every policy range.
     /// `dry`: find an address without moving the scope's search cursor (serving-scope selection).

@@ -39,7 +39,7 @@ pub(crate) struct Slot {
     pub hw: [u8; 16],
     pub client_type: ClientType,
     pub host_name: Option<Box<str>>,
-    /// The scope policy the lease was granted under (kept for renewals; see docs/dhcp.md).
+    /// The scope policy the lease was granted under (kept for renewals; docs/dhcp.md section 2).
     pub policy: Option<Arc<str>>,
 }
 
