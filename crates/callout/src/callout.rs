@@ -181,6 +181,7 @@ impl Callout {
     fn finish(&self, info: CallInfo, started: Instant, ret: u32, fault: Option<&HookFault>) {
         let elapsed = started.elapsed();
         let dur_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+        crate::isolate::note_call(ret, dur_us);
         self.stats.record(info.hook, dur_us, fault.is_some());
         if info.locks.any() && elapsed > self.slow_threshold {
             let lock = info.locks.names().first().copied().unwrap_or("server");
