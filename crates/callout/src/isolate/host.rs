@@ -118,8 +118,12 @@ extern "C" fn on_fatal_signal(signal: libc::c_int) {
         header.fault_signal.store(signal as u32, Ordering::SeqCst);
         header.fault_slot.store(slot, Ordering::SeqCst);
     }
-    // SA_RESETHAND restored the default action: returning re-runs the faulting instruction (or
-    // abort raises again), and the process dies of this signal as it would have.
+    // SA_RESETHAND restored the default action: raising the signal again ends the process with
+    // it, as it would have ended without the handler (also for a raise() the code could survive).
+    // SAFETY: raise is async-signal-safe.
+    unsafe {
+        libc::raise(signal);
+    }
 }
 
 fn install_fatal_handlers() {

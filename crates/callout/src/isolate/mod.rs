@@ -13,9 +13,10 @@
 //!   logged as event 1031 with the hook, the packet (xid, chaddr), the signal and the DLL path,
 //!   counted ([`IsolatedCallout::counters`]) and traced with a `fault`; the packet is dropped
 //!   (its PktSend is refused, so no reply leaves). Then [`CrashPolicy`] applies.
-//! - Packets that went through NewPkt in a host that has died since keep their calls from
-//!   reaching the new host (the DLL instance that set their context is gone): each such call is a
-//!   trace line with a `fault` starting "not delivered", and their replies are not sent.
+//! - The packet that met the crash is not given to the DLL again: each of its later hooks is a
+//!   trace line with a `fault` starting "not delivered", and its reply is not sent. Other packets
+//!   whose NewPkt ran in a host that died since reach the new host with PktContext NULL (their
+//!   context died with the old host).
 //!
 //! [`Callout`]: crate::Callout
 

@@ -599,8 +599,8 @@ impl IsolatedCallout {
         result.map(|_| ())
     }
 
-    /// `DhcpPktSendHook`, as [`Callout::pkt_send`](crate::Callout::pkt_send). A packet whose host
-    /// died since its NewPkt (or that met a crash) is not sent: the fault says why.
+    /// `DhcpPktSendHook`, as [`Callout::pkt_send`](crate::Callout::pkt_send). The reply of a
+    /// packet that met a crash or a hang is not sent: the fault says why.
     pub fn pkt_send(
         &self,
         reply: &mut Vec<u8>,
@@ -825,9 +825,9 @@ impl Shared {
         }
     }
 
-    /// A hook of a packet that went through NewPkt: delivered to the host that saw the NewPkt,
-    /// with the DLL's own context; not delivered (a trace line with a `fault`) when that host died
-    /// or the packet met a crash. `Ok(true)`: `out` holds the packet the DLL left.
+    /// A hook of a packet that went through NewPkt: delivered with the DLL's own context (NULL in
+    /// a host started since the packet's NewPkt); not delivered (a trace line with a `fault`) when
+    /// the packet met a crash or a hang. `Ok(true)`: `out` holds the packet the DLL left.
     fn packet_hook(
         self: &Arc<Self>,
         mut call: Call<'_>,
@@ -836,17 +836,20 @@ impl Shared {
         let handle = call.ctx;
         let entry = self.entry(handle);
         let host = self.current_host();
-        if let Some(entry) = entry {
-            let stale = host
-                .as_ref()
-                .is_none_or(|h| h.generation != entry.generation);
-            if entry.faulted || stale {
-                return self.not_delivered(&call, host.as_deref(), entry.faulted);
+        match entry {
+            Some(entry) if entry.faulted => {
+                return self.not_delivered(&call, host.as_deref());
             }
-            call.ctx = entry.ctx;
-        } else {
-            // No handle: a packet the server made up (tests), delivered with no context.
-            call.ctx = 0;
+            // The DLL's own context, in the host that set it; a host started since never saw
+            // it, so the packet's later hooks reach that host with PktContext NULL.
+            Some(entry)
+                if host
+                    .as_ref()
+                    .is_some_and(|h| h.generation == entry.generation) =>
+            {
+                call.ctx = entry.ctx;
+            }
+            _ => call.ctx = 0,
         }
         let Some(host) = host else {
             return Ok(false);
@@ -865,21 +868,14 @@ impl Shared {
         Ok(reply.called && wants_packet)
     }
 
-    /// Records a hook of a packet whose host died (or that met a crash) without calling it. For
-    /// PktSend the reply is not sent.
-    fn not_delivered(
-        &self,
-        call: &Call<'_>,
-        host: Option<&Host>,
-        faulted: bool,
-    ) -> Result<bool, HookFault> {
+    /// Records a hook of a packet that met a crash or a hang without calling it. For PktSend the
+    /// reply is not sent.
+    fn not_delivered(&self, call: &Call<'_>, host: Option<&Host>) -> Result<bool, HookFault> {
         let set = host.is_none_or(|h| h.has(call.hook));
-        let why = if faulted {
-            "this packet met a crash of the callout host"
-        } else {
-            "the callout host that saw this packet's NewPkt died"
-        };
-        let message = format!("{}: not delivered: {why}", call.hook);
+        let message = format!(
+            "{}: not delivered: this packet met a crash or hang of the callout host",
+            call.hook
+        );
         if set {
             self.counters.not_delivered.fetch_add(1, Ordering::Relaxed);
             self.record(call, Instant::now(), 0, 0, Some(&message));
