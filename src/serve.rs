@@ -168,6 +168,8 @@ fn serve(args: ServeArgs) -> Result<(), String> {
             let mut options = args.isolate.options()?;
             options.trace = trace.clone();
             options.slow_threshold = slow;
+            // As `Callout::with_slow_threshold`: ten times that without a lock.
+            options.slow_unlocked_threshold = slow.saturating_mul(10);
             options.on_stop = Some(Arc::new({
                 let handle_slot = handle_slot.clone();
                 move || {

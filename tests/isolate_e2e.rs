@@ -220,7 +220,7 @@ fn scenario(tag: &str, hook: &str, fault: Fault) {
     let Some(mut lab) = Lab::start(
         tag,
         |_| vec![fixture("faulty")],
-        &["--isolate", "--hook-timeout-ms", "1000"],
+        &["--isolate", "--hook-timeout-ms", "2500"],
         &envs,
     ) else {
         return;
@@ -313,6 +313,11 @@ fn scenario(tag: &str, hook: &str, fault: Fault) {
         .filter(|r| r["hook"] == hook && r["fault"].as_str().is_some_and(|f| f.contains(word)))
         .collect();
     assert_eq!(faulted.len(), 1, "one {word} record for {hook}: {trace:#?}");
+    assert_eq!(
+        faulted[0]["misbehaviour"][0]["kind"], word,
+        "{}",
+        faulted[0]
+    );
     if hook == "AddressOffer" {
         // The lease committed before the fault is the one given on the retry: not lost, not
         // doubled.
@@ -424,4 +429,169 @@ fault_tests! {
     hang_in_address_del: "AddressDel", Fault::Hang;
     hang_in_delete_client: "DeleteClient", Fault::Hang;
     hang_in_control: "Control", Fault::Hang;
+}
+
+/// Runs the same exchanges, one at a time, with fixed xids, against a fresh server with the trace
+/// callout (`extra` args); returns (callout log, server trace).
+fn traffic(tag: &str, extra: &[&str]) -> Option<(Vec<Value>, Vec<Value>)> {
+    let mut lab = Lab::start(tag, |_| vec![fixture("trace")], extra, &[])?;
+    let expect = |run: CommandRun, code: i32, what: &str| {
+        assert_eq!(run.code, code, "{what}: {}", run.stderr);
+        run
+    };
+    let a = "02:00:00:00:00:a1";
+    let b = "02:00:00:00:00:b2";
+    let ip_a = expect(
+        lab.client("dora", &["--mac", a, "--xid", "0x1501"], 5),
+        0,
+        "dora a",
+    )
+    .json["yiaddr"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let ip_b = expect(
+        lab.client(
+            "dora",
+            &["--mac", b, "--xid", "0x1502", "--hostname", "bee"],
+            5,
+        ),
+        0,
+        "dora b",
+    )
+    .json["yiaddr"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    expect(
+        lab.client(
+            "renew",
+            &["--mac", a, "--ciaddr", &ip_a, "--xid", "0x1503"],
+            5,
+        ),
+        0,
+        "renew a",
+    );
+    expect(
+        lab.client(
+            "inform",
+            &["--mac", a, "--ciaddr", &ip_a, "--xid", "0x1504"],
+            5,
+        ),
+        0,
+        "inform a",
+    );
+    expect(
+        lab.client(
+            "release",
+            &["--mac", b, "--ciaddr", &ip_b, "--xid", "0x1505"],
+            5,
+        ),
+        0,
+        "release b",
+    );
+    expect(
+        lab.client(
+            "renew",
+            &["--mac", b, "--ciaddr", &ip_b, "--xid", "0x1506"],
+            5,
+        ),
+        1,
+        "renew of a released lease: NAK",
+    );
+    let r = lab.ctl(&["delete-lease", &ip_a]);
+    assert_eq!(r.code, 0, "delete-lease: {}", r.stderr);
+    // 2 DORAs (4 packets), renew, inform, release, NAKed renew.
+    lab.run.wait_processed(8);
+    Some(lab.run.stop())
+}
+
+/// `record` without the fields that differ between runs by nature: timings, thread ids, and the
+/// pointer values of contexts (whether a context is the DLL's own, `ctx_valid`, stays).
+fn comparable(record: &Value) -> Value {
+    let mut r = record.clone();
+    if let Some(map) = r.as_object_mut() {
+        for field in ["dur_us", "ts_us", "thread", "ctx", "ctx_in", "ctx_out"] {
+            map.remove(field);
+        }
+    }
+    r
+}
+
+#[test]
+fn the_same_traffic_gives_the_same_traces_in_both_modes() {
+    let Some((log_in, trace_in)) = traffic("same-inproc", &[]) else {
+        return;
+    };
+    let Some((log_iso, trace_iso)) = traffic("same-isolated", &["--isolate"]) else {
+        return;
+    };
+    assert!(trace_in.len() > 20, "a real trace: {trace_in:#?}");
+    assert_eq!(
+        trace_in.len(),
+        trace_iso.len(),
+        "server traces: same length"
+    );
+    for (a, b) in trace_in.iter().zip(&trace_iso) {
+        assert_eq!(
+            comparable(a),
+            comparable(b),
+            "server trace, in-process vs isolated"
+        );
+    }
+    // What the DLL saw: every argument it logged, PktContext its own throughout.
+    assert_eq!(log_in.len(), log_iso.len(), "callout logs: same length");
+    for (a, b) in log_in.iter().zip(&log_iso) {
+        assert_eq!(
+            comparable(a),
+            comparable(b),
+            "callout log, in-process vs isolated"
+        );
+    }
+    assert!(
+        log_iso
+            .iter()
+            .filter(|r| r.get("ctx_valid").is_some())
+            .all(|r| r["ctx_valid"] == true),
+        "PktContext round-trips in the isolated host"
+    );
+}
+
+#[test]
+fn check_isolate_reports_a_crash_while_loading_as_1032_and_loads_the_next_dll() {
+    let dir = tempfile::tempdir().unwrap();
+    // Alphabetical order: a missing DLL (1034), faulty crashing in its entry (1032), trace (1033).
+    let dlls = [
+        dir.path().join("a-missing.so"),
+        dir.path().join("b-faulty.so"),
+        dir.path().join("c-trace.so"),
+    ];
+    fs::copy(fixture("faulty"), &dlls[1]).unwrap();
+    fs::copy(fixture("trace"), &dlls[2]).unwrap();
+    let reg = dir.path().join("c.reg");
+    write_callout_reg(&reg, &dlls);
+    let mut cmd = std::process::Command::new(calloutd_bin());
+    cmd.args(["check", "--isolate", "--reg"])
+        .arg(&reg)
+        .env("CALLOUT_FAULTY_ENTRY_CRASH", "1")
+        .env("CALLOUT_TRACE_FILE", dir.path().join("trace.jsonl"));
+    let run = command_run(run_bounded(cmd, Duration::from_secs(60)));
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let out = &run.stdout;
+    let line = |needle: &str| {
+        out.lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("{needle:?} in:\n{out}"))
+            .to_string()
+    };
+    assert!(line("event 1034").contains("a-missing.so"), "{out}");
+    let crashed = line("event 1032");
+    assert!(
+        crashed.contains("b-faulty.so: exception while loading"),
+        "{crashed}"
+    );
+    assert!(crashed.contains("SIGSEGV"), "{crashed}");
+    assert!(line("loaded:").contains("c-trace.so"), "{out}");
+    // c-trace.so got ChainDlls = [] (it is last) and CalloutVersion 0, as in-process.
+    assert!(line("ChainDlls:").contains("[]"), "{out}");
 }

@@ -41,16 +41,18 @@ mod buffer;
 mod callout;
 pub mod isolate;
 mod load;
+mod misbehaviour;
 mod options;
 pub mod trace;
 
 pub use buffer::{GuardZone, MIN_BUFFER};
-pub use callout::{Callout, DEFAULT_SLOW_THRESHOLD};
+pub use callout::{Callout, DEFAULT_SLOW_THRESHOLD, DEFAULT_SLOW_UNLOCKED_THRESHOLD};
 pub use dhcpssdk::{ClientType, ControlCode, DropReason, GiveCode, ProbCode};
 pub use load::{
     load_callout, AttemptOutcome, CalloutConfig, LoadAttempt, LoadOrder, LoadReport, LoadResult,
     LoadStatus, LoadedDll,
 };
+pub use misbehaviour::{Misbehaviour, MisbehaviourKind, MisbehaviourLog, MisbehaviourSummary};
 pub use options::{OptionSpans, Span};
 pub use trace::{trace_epoch, HookStat, HookStats, TraceRecord, TraceSink};
 

@@ -5,8 +5,9 @@
 
 use super::shm::{futex_wait, futex_wake, host_state, state, status, Region, SLOT_DATA};
 use super::wire::{decode_locks, hook_from_id};
+use super::HostConfig;
 use crate::load::load_callout_observed;
-use crate::{Callout, CalloutConfig, HookFault, HookName};
+use crate::{Callout, HookFault, HookName};
 use dhcpssdk::{ClientType, ControlCode, DropReason, GiveCode, ProbCode};
 use std::cell::Cell;
 use std::net::Ipv4Addr;
@@ -43,7 +44,7 @@ pub fn host_main(fd: i32, parent: u32) -> ExitCode {
     );
     install_fatal_handlers();
     watch_parent(parent);
-    let config: CalloutConfig = match region
+    let config: HostConfig = match region
         .read_report()
         .and_then(|b| serde_json::from_slice(&b).ok())
     {
@@ -57,7 +58,7 @@ pub fn host_main(fd: i32, parent: u32) -> ExitCode {
     header
         .host_state
         .store(host_state::LOADING, Ordering::Release);
-    let loaded = load_callout_observed(&config, &mut |i, so_far| {
+    let loaded = load_callout_observed(&config.callout, &mut |i, so_far| {
         if let Ok(json) = serde_json::to_vec(so_far) {
             region.write_report(&json);
         }
@@ -68,10 +69,12 @@ pub fn host_main(fd: i32, parent: u32) -> ExitCode {
         eprintln!("calloutd callout host: the load report does not fit the shared region");
         return ExitCode::FAILURE;
     }
-    // The slow-hook warning is the server's (it knows the locks it holds), not the host's.
-    let callout = loaded
-        .callout
-        .map(|c| Arc::new(c.with_slow_threshold(Duration::MAX)));
+    let callout = loaded.callout.map(|c| {
+        Arc::new(c.with_slow_thresholds(
+            Duration::from_micros(config.slow_locked_us),
+            Duration::from_micros(config.slow_unlocked_us),
+        ))
+    });
     header
         .host_state
         .store(host_state::READY, Ordering::Release);
@@ -246,28 +249,39 @@ fn serve_one(region: &Region, i: usize, callout: &Callout, packet: &mut Vec<u8>)
     slot.out_ctx.store(out_ctx as u64, Ordering::Relaxed);
     slot.process_it
         .store(u32::from(process_it), Ordering::Relaxed);
-    let Some((ret, dur_us)) = crate::isolate::take_call() else {
+    let Some((ret, dur_us, found)) = crate::isolate::take_call() else {
         slot.status.store(status::NOT_SET, Ordering::Relaxed);
         slot.out_len.store(0, Ordering::Relaxed);
+        slot.mis_len.store(0, Ordering::Relaxed);
         return;
     };
     slot.ret.store(ret, Ordering::Relaxed);
     slot.dur_us.store(dur_us, Ordering::Relaxed);
-    match result {
-        Ok(()) => {
-            let out = if returns_packet { &packet[..] } else { &[][..] };
-            if !region.write_data(i, out) {
-                return bad("result packet larger than the slot");
-            }
-            slot.out_len.store(out.len() as u32, Ordering::Relaxed);
-            slot.status.store(status::CALLED, Ordering::Relaxed);
-        }
+    let fault_text;
+    let (out, st): (&[u8], u32) = match &result {
+        Ok(()) if returns_packet => (&packet[..], status::CALLED),
+        Ok(()) => (&[], status::CALLED),
         Err(fault) => {
-            let text = fault.to_string();
-            let text = &text.as_bytes()[..text.len().min(4096)];
-            let _ = region.write_data(i, text);
-            slot.out_len.store(text.len() as u32, Ordering::Relaxed);
-            slot.status.store(status::FAULT, Ordering::Relaxed);
+            fault_text = fault.to_string();
+            let text = fault_text.as_bytes();
+            (&text[..text.len().min(4096)], status::FAULT)
         }
+    };
+    if !region.write_data(i, out) {
+        return bad("result packet larger than the slot");
     }
+    let mis = if found.is_empty() {
+        Vec::new()
+    } else {
+        serde_json::to_vec(&found).unwrap_or_default()
+    };
+    // Misbehaviour that does not fit after the packet is dropped rather than the call.
+    let mis_len = if region.write_data_at(i, out.len(), &mis) {
+        mis.len()
+    } else {
+        0
+    };
+    slot.out_len.store(out.len() as u32, Ordering::Relaxed);
+    slot.mis_len.store(mis_len as u32, Ordering::Relaxed);
+    slot.status.store(st, Ordering::Relaxed);
 }

@@ -22,6 +22,17 @@
 
 mod host;
 mod parent;
+
+/// What the server tells a new host: where the DLLs are and the slow-hook thresholds.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub(crate) struct HostConfig {
+    /// The candidates this host tries, in order.
+    pub callout: crate::CalloutConfig,
+    /// The slow-hook threshold under a server lock, microseconds.
+    pub slow_locked_us: u64,
+    /// The slow-hook threshold without one, microseconds.
+    pub slow_unlocked_us: u64,
+}
 mod shm;
 mod wire;
 
@@ -78,8 +89,10 @@ pub struct IsolateOptions {
     pub crash_window: Duration,
     /// Slots (and host threads): calling threads beyond this share slots.
     pub slots: usize,
-    /// A call under a server lock slower than this is logged as slow.
+    /// A call under a server lock slower than this is a slow-hook misbehaviour.
     pub slow_threshold: Duration,
+    /// A call without a server lock slower than this is a slow-hook misbehaviour.
+    pub slow_unlocked_threshold: Duration,
     /// The hook-call trace (`--trace`), written by the server with the host's timings.
     pub trace: Option<Arc<TraceSink>>,
     /// Called once with [`CrashPolicy::Stop`] to stop the server.
@@ -110,25 +123,31 @@ impl IsolateOptions {
             crash_window: DEFAULT_CRASH_WINDOW,
             slots: 32,
             slow_threshold: crate::DEFAULT_SLOW_THRESHOLD,
+            slow_unlocked_threshold: crate::DEFAULT_SLOW_UNLOCKED_THRESHOLD,
             trace: None,
             on_stop: None,
         }
     }
 }
 
+/// What the host sends back about one call besides the packet: the hook's return value, its
+/// duration, and the misbehaviour [`Callout`](crate::Callout) saw.
+pub(crate) type NotedCall = (u32, u64, Vec<crate::Misbehaviour>);
+
 thread_local! {
-    /// The return value and duration of this thread's last hook call that reached the DLL.
-    static LAST_CALL: Cell<Option<(u32, u64)>> = const { Cell::new(None) };
+    /// This thread's last hook call that reached the DLL.
+    static LAST_CALL: Cell<Option<NotedCall>> = const { Cell::new(None) };
 }
 
 /// Notes a call that reached the DLL (called by [`Callout`](crate::Callout) for every call), so
-/// the host can send its return value and duration back.
-pub(crate) fn note_call(ret: u32, dur_us: u64) {
-    LAST_CALL.with(|c| c.set(Some((ret, dur_us))));
+/// the host can send its return value, duration and misbehaviour back. Costs a store (and a
+/// clone of the misbehaviour list, almost always empty).
+pub(crate) fn note_call(ret: u32, dur_us: u64, found: &[crate::Misbehaviour]) {
+    LAST_CALL.with(|c| c.set(Some((ret, dur_us, found.to_vec()))));
 }
 
 /// Takes (and clears) this thread's last noted call.
-pub(crate) fn take_call() -> Option<(u32, u64)> {
+pub(crate) fn take_call() -> Option<NotedCall> {
     LAST_CALL.with(Cell::take)
 }
 
@@ -185,6 +204,14 @@ impl LoadedCallout {
     /// Whether it runs in a child host.
     pub fn is_isolated(&self) -> bool {
         matches!(self, LoadedCallout::Isolated(_))
+    }
+
+    /// The misbehaviour seen so far.
+    pub fn misbehaviour(&self) -> &Arc<crate::MisbehaviourLog> {
+        match self {
+            LoadedCallout::InProcess(c) => c.misbehaviour(),
+            LoadedCallout::Isolated(c) => c.misbehaviour(),
+        }
     }
 
     /// Flushes the trace.

@@ -3,12 +3,13 @@
 
 use super::shm::{futex_wait, futex_wake, host_state, state, status, Region, SLOT_DATA};
 use super::wire::{encode_locks, hook_id, signal_name};
+use super::HostConfig;
 use super::{CrashPolicy, IsolateOptions};
 use crate::load::{ordered, resolve};
 use crate::trace::{thread_id, trace_epoch, HookStats, TraceRecord};
 use crate::{
     AttemptOutcome, CalloutConfig, HeldLocks, HookFault, HookName, LoadAttempt, LoadOrder,
-    LoadReport, LoadStatus,
+    LoadReport, LoadStatus, Misbehaviour, MisbehaviourKind, MisbehaviourLog,
 };
 use dhcpssdk::{ClientType, ControlCode, DropReason, GiveCode, ProbCode, DHCP_SEND_PACKET};
 use std::collections::{BTreeMap, VecDeque};
@@ -168,6 +169,7 @@ struct Reply {
     process_it: bool,
     out_ctx: usize,
     fault: Option<String>,
+    misbehaviour: Vec<Misbehaviour>,
 }
 
 /// Why a call did not complete.
@@ -224,6 +226,7 @@ struct Shared {
     generation: AtomicU64,
     counters: Counters,
     stats: Arc<HookStats>,
+    misbehaviour: Arc<MisbehaviourLog>,
     packets: Mutex<Packets>,
     stopping: AtomicBool,
     entry: String,
@@ -272,6 +275,15 @@ fn chaddr_of(packet: &[u8]) -> String {
         .map(|b| format!("{b:02x}"))
         .collect::<Vec<_>>()
         .join("-")
+}
+
+/// Bytes as `aa:bb:...`.
+fn colon_hex(bytes: &[u8]) -> String {
+    bytes
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 fn xid_of(packet: &[u8]) -> Option<u32> {
@@ -400,6 +412,7 @@ impl IsolatedCallout {
                 generation: AtomicU64::new(1),
                 counters: Counters::default(),
                 stats: Arc::new(HookStats::default()),
+                misbehaviour: Arc::new(MisbehaviourLog::default()),
                 packets: Mutex::new(Packets::default()),
                 stopping: AtomicBool::new(false),
                 entry: loaded.map(|l| l.entry.clone()).unwrap_or_default(),
@@ -427,6 +440,11 @@ impl IsolatedCallout {
     /// Per-hook call statistics (durations as the host measured them).
     pub fn stats(&self) -> &Arc<HookStats> {
         &self.shared.stats
+    }
+
+    /// The misbehaviour seen so far (the host's reports, crashes and hangs).
+    pub fn misbehaviour(&self) -> &Arc<MisbehaviourLog> {
+        &self.shared.misbehaviour
     }
 
     /// Flushes the trace sink, if any.
@@ -878,7 +896,7 @@ impl Shared {
         );
         if set {
             self.counters.not_delivered.fetch_add(1, Ordering::Relaxed);
-            self.record(call, Instant::now(), 0, 0, Some(&message));
+            self.record(call, Instant::now(), 0, 0, Some(&message), Vec::new());
         }
         if call.hook == HookName::PktSend {
             return Err(HookFault::Host {
@@ -889,8 +907,8 @@ impl Shared {
         Ok(false)
     }
 
-    /// Writes the trace line and the statistics of one call, and the slow-hook warning, as
-    /// in-process mode does.
+    /// Writes the trace line, the statistics and the misbehaviour of one call, as in-process
+    /// mode does.
     fn record(
         &self,
         call: &Call<'_>,
@@ -898,18 +916,11 @@ impl Shared {
         ret: u32,
         dur_us: u64,
         fault: Option<&str>,
+        misbehaviour: Vec<Misbehaviour>,
     ) {
         self.stats.record(call.hook, dur_us, fault.is_some());
-        let threshold = self.options.slow_threshold;
-        if call.locks.any() && Duration::from_micros(dur_us) > threshold {
-            let lock = call.locks.names().first().copied().unwrap_or("server");
-            tracing::warn!(
-                hook = %call.hook,
-                dur_us,
-                threshold_us = threshold.as_micros() as u64,
-                "{} slow under the {lock} lock: every worker waiting for it stalls",
-                call.hook
-            );
+        for report in &misbehaviour {
+            self.misbehaviour.record(report);
         }
         if let Some(sink) = &self.options.trace {
             sink.record(&mut TraceRecord {
@@ -926,6 +937,7 @@ impl Shared {
                 ts_us: u64::try_from(started.saturating_duration_since(trace_epoch()).as_micros())
                     .unwrap_or(u64::MAX),
                 fault: fault.map(str::to_string),
+                misbehaviour,
             });
         }
     }
@@ -941,18 +953,14 @@ impl Shared {
     ) -> Result<Reply, HookFault> {
         let started = Instant::now();
         match post(host, call, out, self.options.hook_timeout) {
-            Ok(reply) => {
+            Ok(mut reply) => {
                 if reply.called {
                     if let Some(fault) = &reply.fault {
                         tracing::warn!(hook = %call.hook, dll = %self.entry, "callout fault: {fault}");
                     }
-                    self.record(
-                        call,
-                        started,
-                        reply.ret,
-                        reply.dur_us,
-                        reply.fault.as_deref(),
-                    );
+                    let found = std::mem::take(&mut reply.misbehaviour);
+                    let fault = reply.fault.as_deref();
+                    self.record(call, started, reply.ret, reply.dur_us, fault, found);
                 }
                 Ok(reply)
             }
@@ -961,11 +969,26 @@ impl Shared {
                     self.mark_faulted(handle);
                 }
                 let elapsed = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-                let (message, culprit) = self.report_failure(host, call, &failure);
-                self.record(call, started, 0, elapsed, Some(&message));
+                let (message, _culprit) = self.report_failure(host, call, &failure);
+                let kind = if matches!(failure, Failure::Hung) {
+                    MisbehaviourKind::Hang
+                } else {
+                    MisbehaviourKind::Crash
+                };
+                let report = Misbehaviour {
+                    kind,
+                    hook: call.hook,
+                    xid: call.xid,
+                    chaddr: match call.hook {
+                        HookName::Control => None,
+                        HookName::DeleteClient => Some(colon_hex(call.packet)),
+                        _ => call.xid.map(|_| chaddr_of(call.packet).replace('-', ":")),
+                    },
+                    explanation: message.clone(),
+                };
+                self.record(call, started, 0, elapsed, Some(&message), vec![report]);
                 // Whichever call saw it first, the dead host is replaced (or the callout is
                 // switched off) once, by the policy.
-                let _ = culprit;
                 self.host_failed(host.generation);
                 Err(HookFault::Host {
                     hook: call.hook,
@@ -1339,8 +1362,18 @@ fn read_reply(region: &Region, index: usize, out: Option<&mut Vec<u8>>) -> Resul
         .ok_or_else(|| Failure::Protocol("no slot".into()))?;
     let st = slot.status.load(Ordering::Acquire);
     let out_len = slot.out_len.load(Ordering::Acquire) as usize;
-    if out_len > SLOT_DATA {
-        return Err(Failure::Protocol(format!("result length {out_len}")));
+    let mis_len = slot.mis_len.load(Ordering::Acquire) as usize;
+    if out_len.saturating_add(mis_len) > SLOT_DATA {
+        return Err(Failure::Protocol(format!(
+            "result lengths {out_len} + {mis_len}"
+        )));
+    }
+    let mut misbehaviour = Vec::new();
+    if mis_len > 0 {
+        let mut json = Vec::new();
+        region.read_data_at(index, out_len, mis_len, &mut json);
+        misbehaviour = serde_json::from_slice(&json)
+            .map_err(|e| Failure::Protocol(format!("misbehaviour report: {e}")))?;
     }
     let mut reply = Reply {
         called: true,
@@ -1349,6 +1382,7 @@ fn read_reply(region: &Region, index: usize, out: Option<&mut Vec<u8>>) -> Resul
         process_it: slot.process_it.load(Ordering::Acquire) != 0,
         out_ctx: usize::try_from(slot.out_ctx.load(Ordering::Acquire)).unwrap_or(0),
         fault: None,
+        misbehaviour,
     };
     match st {
         status::CALLED => {
@@ -1387,11 +1421,16 @@ fn start_host(
     let region = Region::create(options.slots.max(1))
         .map(Arc::new)
         .map_err(|e| StartError::Spawn(format!("shared memory: {e}")))?;
-    let host_config = CalloutConfig {
-        dlls: candidates[start..].to_vec(),
-        enabled: config.enabled,
-        base_dir: config.base_dir.clone(),
-        order: LoadOrder::Listed,
+    let host_config = HostConfig {
+        callout: CalloutConfig {
+            dlls: candidates[start..].to_vec(),
+            enabled: config.enabled,
+            base_dir: config.base_dir.clone(),
+            order: LoadOrder::Listed,
+        },
+        slow_locked_us: u64::try_from(options.slow_threshold.as_micros()).unwrap_or(u64::MAX),
+        slow_unlocked_us: u64::try_from(options.slow_unlocked_threshold.as_micros())
+            .unwrap_or(u64::MAX),
     };
     let json = serde_json::to_vec(&host_config).map_err(|e| StartError::Spawn(e.to_string()))?;
     if !region.write_report(&json) {

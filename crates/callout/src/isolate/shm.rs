@@ -86,6 +86,8 @@ pub(crate) struct SlotHeader {
     pub out_ctx: AtomicU64,
     /// Bytes of packet (status OK) or fault text (status FAULT) in the data area.
     pub out_len: AtomicU32,
+    /// Bytes of misbehaviour (JSON) right after them.
+    pub mis_len: AtomicU32,
 }
 
 /// Response statuses.
@@ -236,7 +238,17 @@ impl Region {
     /// Copies `data` into slot `i`'s data area; `false` when it does not fit or `i` is out of
     /// range.
     pub fn write_data(&self, i: usize, data: &[u8]) -> bool {
-        if i >= self.slots || data.len() > SLOT_DATA {
+        self.write_data_at(i, 0, data)
+    }
+
+    /// Copies `data` into slot `i`'s data area at `offset`; `false` when it does not fit or `i`
+    /// is out of range.
+    pub fn write_data_at(&self, i: usize, offset: usize, data: &[u8]) -> bool {
+        if i >= self.slots
+            || offset
+                .checked_add(data.len())
+                .is_none_or(|end| end > SLOT_DATA)
+        {
             return false;
         }
         // SAFETY: the destination range lies inside the mapping (checked above) and never overlaps
@@ -245,7 +257,8 @@ impl Region {
         unsafe {
             std::ptr::copy_nonoverlapping(
                 data.as_ptr(),
-                self.base.add(Self::slot_offset(i) + SLOT_HEADER_SIZE),
+                self.base
+                    .add(Self::slot_offset(i) + SLOT_HEADER_SIZE + offset),
                 data.len(),
             );
         }
@@ -255,7 +268,13 @@ impl Region {
     /// Copies `len` bytes of slot `i`'s data area into `out` (replacing its contents); `false`
     /// when `len` exceeds the data area or `i` is out of range.
     pub fn read_data(&self, i: usize, len: usize, out: &mut Vec<u8>) -> bool {
-        if i >= self.slots || len > SLOT_DATA {
+        self.read_data_at(i, 0, len, out)
+    }
+
+    /// Copies `len` bytes at `offset` of slot `i`'s data area into `out` (replacing its
+    /// contents); `false` when the range exceeds the data area or `i` is out of range.
+    pub fn read_data_at(&self, i: usize, offset: usize, len: usize, out: &mut Vec<u8>) -> bool {
+        if i >= self.slots || offset.checked_add(len).is_none_or(|end| end > SLOT_DATA) {
             return false;
         }
         out.clear();
@@ -265,7 +284,8 @@ impl Region {
         // never the bounds, which were validated first.
         unsafe {
             std::ptr::copy_nonoverlapping(
-                self.base.add(Self::slot_offset(i) + SLOT_HEADER_SIZE),
+                self.base
+                    .add(Self::slot_offset(i) + SLOT_HEADER_SIZE + offset),
                 out.as_mut_ptr(),
                 len,
             );
