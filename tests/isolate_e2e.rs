@@ -130,7 +130,12 @@ impl Lab {
 
     /// A DORA that must succeed; the leased address.
     fn dora_ok(&self, mac: &str) -> String {
-        let run = self.client("dora", &["--mac", mac], 5);
+        self.dora_within(mac, 5)
+    }
+
+    /// A DORA that must succeed with `timeout_s` for each reply; the leased address.
+    fn dora_within(&self, mac: &str, timeout_s: u64) -> String {
+        let run = self.client("dora", &["--mac", mac], timeout_s);
         assert_eq!(
             run.code,
             0,
@@ -246,7 +251,9 @@ fn scenario(tag: &str, hook: &str, fault: Fault) {
     let (other, triggered) = if hook == "Control" || matches!(fault, Fault::Crash(_)) {
         (None, trigger.join().expect("trigger thread"))
     } else {
-        let other = lab.dora_ok(OK_MAC);
+        // Its packets may wait for the hang (the hook timeout) and for the new host to start: on
+        // a loaded machine that takes seconds.
+        let other = lab.dora_within(OK_MAC, 20);
         (Some(other), trigger.join().expect("trigger thread"))
     };
 
@@ -375,7 +382,7 @@ fn trigger_fault(ns: &NetNsRef, hook: &str, bad_ip: Option<&str>) -> Option<Stri
         "--retries",
         "0",
         "--timeout",
-        "3",
+        "5",
         "--server",
         "127.0.0.1:67",
         "--giaddr",
@@ -506,13 +513,20 @@ fn traffic(tag: &str, extra: &[&str]) -> Option<(Vec<Value>, Vec<Value>)> {
     Some(lab.run.stop())
 }
 
-/// `record` without the fields that differ between runs by nature: timings, thread ids, and the
-/// pointer values of contexts (whether a context is the DLL's own, `ctx_valid`, stays).
+/// `record` without the fields that differ between runs by nature: timings (and the slow-hook
+/// reports they cause), thread ids, and the pointer values of contexts (whether a context is the
+/// DLL's own, `ctx_valid`, stays).
 fn comparable(record: &Value) -> Value {
     let mut r = record.clone();
     if let Some(map) = r.as_object_mut() {
         for field in ["dur_us", "ts_us", "thread", "ctx", "ctx_in", "ctx_out"] {
             map.remove(field);
+        }
+        if let Some(Value::Array(list)) = map.get_mut("misbehaviour") {
+            list.retain(|m| m["kind"] != "slow-hook");
+            if list.is_empty() {
+                map.remove("misbehaviour");
+            }
         }
     }
     r

@@ -162,6 +162,7 @@ struct Call<'a> {
 }
 
 /// What came back from a call that completed.
+#[derive(Debug)]
 struct Reply {
     called: bool,
     ret: u32,
@@ -1541,4 +1542,111 @@ fn start_host(
         report,
         host: Some(Arc::new(host)),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reply(region: &Region, out: &mut Vec<u8>) -> Result<Reply, String> {
+        read_reply(region, 0, Some(out)).map_err(|f| match f {
+            Failure::Protocol(why) => why,
+            _ => "not a protocol failure".into(),
+        })
+    }
+
+    #[test]
+    fn a_sound_reply_is_read_back() {
+        let region = Region::create(2).unwrap();
+        let slot = region.slot(0).unwrap();
+        assert!(region.write_data(0, b"packet"));
+        slot.out_len.store(6, Ordering::SeqCst);
+        slot.status.store(status::CALLED, Ordering::SeqCst);
+        slot.ret.store(7, Ordering::SeqCst);
+        let mut out = Vec::new();
+        let r = reply(&region, &mut out).unwrap();
+        assert_eq!((r.called, r.ret, out.as_slice()), (true, 7, &b"packet"[..]));
+    }
+
+    #[test]
+    fn a_corrupted_slot_is_a_protocol_fault_never_a_bad_read() {
+        let region = Region::create(1).unwrap();
+        let slot = region.slot(0).unwrap();
+        let mut out = Vec::new();
+        slot.status.store(status::CALLED, Ordering::SeqCst);
+        for (out_len, mis_len) in [
+            (SLOT_DATA as u32 + 1, 0),
+            (u32::MAX, u32::MAX),
+            (10, SLOT_DATA as u32),
+        ] {
+            slot.out_len.store(out_len, Ordering::SeqCst);
+            slot.mis_len.store(mis_len, Ordering::SeqCst);
+            assert!(reply(&region, &mut out)
+                .unwrap_err()
+                .contains("result lengths"));
+        }
+        slot.out_len.store(0, Ordering::SeqCst);
+        slot.mis_len.store(0, Ordering::SeqCst);
+        slot.status.store(99, Ordering::SeqCst);
+        assert!(reply(&region, &mut out).unwrap_err().contains("status 99"));
+        // Misbehaviour that is not the JSON the host writes.
+        slot.status.store(status::CALLED, Ordering::SeqCst);
+        assert!(region.write_data(0, b"{not json"));
+        slot.mis_len.store(9, Ordering::SeqCst);
+        assert!(reply(&region, &mut out)
+            .unwrap_err()
+            .contains("misbehaviour"));
+        // Out-of-range slots and writes are refused, not performed.
+        assert!(region.slot(1).is_none());
+        assert!(!region.write_data_at(0, SLOT_DATA - 1, b"xy"));
+        assert!(!region.write_data_at(0, usize::MAX, b"x"));
+        assert!(!region.read_data_at(0, 1, SLOT_DATA, &mut out));
+    }
+
+    #[test]
+    fn a_fault_reply_carries_the_hosts_text() {
+        let region = Region::create(1).unwrap();
+        let slot = region.slot(0).unwrap();
+        let text = "NewPkt: the callout wrote past the buffer (After guard zone damaged)";
+        assert!(region.write_data(0, text.as_bytes()));
+        slot.out_len.store(text.len() as u32, Ordering::SeqCst);
+        slot.status.store(status::FAULT, Ordering::SeqCst);
+        let mut out = Vec::new();
+        assert_eq!(
+            reply(&region, &mut out).unwrap().fault.as_deref(),
+            Some(text)
+        );
+    }
+
+    #[test]
+    fn the_region_a_host_opens_must_have_the_servers_layout() {
+        let region = Region::create(3).unwrap();
+        // A second descriptor of the memfd (through /proc), owned by the opening side.
+        let reopen = || {
+            std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(format!("/proc/self/fd/{}", region.fd()))
+                .unwrap()
+        };
+        let copy = reopen();
+        let opened = Region::open(std::os::fd::IntoRawFd::into_raw_fd(copy)).unwrap();
+        assert_eq!(opened.slots(), 3);
+        region.header().magic.store(0, Ordering::SeqCst);
+        let copy = reopen();
+        assert!(Region::open(std::os::fd::IntoRawFd::into_raw_fd(copy)).is_err());
+    }
+
+    #[test]
+    fn chaddr_and_xid_come_from_the_packet_and_never_read_past_it() {
+        let mut p = vec![0u8; 34];
+        p[2] = 6;
+        p[4..8].copy_from_slice(&[0xde, 0xad, 0xbe, 0xef]);
+        p[28..34].copy_from_slice(&[2, 0, 0, 0, 0x0b, 0xad]);
+        assert_eq!(chaddr_of(&p), "02-00-00-00-0b-ad");
+        assert_eq!(xid_of(&p), Some(0xdead_beef));
+        p[2] = 16; // hlen beyond the packet: nothing rather than a panic
+        assert_eq!(chaddr_of(&p), "");
+        assert_eq!(xid_of(&p[..5]), None);
+    }
 }
