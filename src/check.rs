@@ -73,6 +73,9 @@ fn check_registry(args: &RegArgs, isolate: &IsolateArgs) -> Result<(), String> {
     for w in &registry.warnings {
         println!("warning: {w}");
     }
+    for unused in &registry.unused {
+        println!("warning: {unused}");
+    }
     if let Some(reason) = callouts_off_reason(&registry.params) {
         return Err(reason);
     }
