@@ -32,6 +32,20 @@ enum Command {
     Bench(Box<calloutd_client::bench::BenchCommand>),
     /// Talk to a running server's control API (leases, pause/continue/stop, stats, metrics, config).
     Ctl(ctl::CtlArgs),
+    /// The isolated callout host (`--isolate`): started by `serve`/`check`, never by hand.
+    #[command(name = "callout-host", hide = true)]
+    CalloutHost(HostArgs),
+}
+
+/// The hidden host mode's arguments (given by the server that starts it).
+#[derive(Debug, clap::Args)]
+struct HostArgs {
+    /// The inherited shared-memory file descriptor.
+    #[arg(long)]
+    shm_fd: i32,
+    /// The server's pid: the host exits when it is gone.
+    #[arg(long)]
+    parent: u32,
 }
 
 fn main() -> ExitCode {
@@ -45,6 +59,9 @@ fn main() -> ExitCode {
         Command::Client(cmd) => calloutd_client::cli::run(*cmd),
         Command::Bench(cmd) => calloutd_client::bench::run_bench(*cmd),
         Command::Ctl(args) => ctl::run(args),
+        Command::CalloutHost(args) => {
+            calloutd_callout::isolate::host_main(args.shm_fd, args.parent)
+        }
     }
 }
 

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use calloutd_callout::{load_callout, LoadStatus};
 
 use crate::sources::{callout_config, callouts_off_reason, read_registry};
-use crate::RegOptions;
+use crate::{IsolateOptions, RegOptions};
 
 /// `calloutd check --reg FILE... [--scopes FILE]`.
 #[derive(Debug, Clone)]
@@ -14,6 +14,9 @@ pub struct CheckOptions {
     /// The registry files and the callout load order.
     #[cfg_attr(feature = "clap", command(flatten))]
     pub reg: RegOptions,
+    /// Whether the callout is loaded in an isolated host, as `serve --isolate` would.
+    #[cfg_attr(feature = "clap", command(flatten))]
+    pub isolate: IsolateOptions,
     /// A scope file: Export-DhcpServer XML or a `netsh dhcp server dump`.
     #[cfg_attr(feature = "clap", arg(long, value_name = "FILE"))]
     pub scopes: Option<PathBuf>,
@@ -36,7 +39,7 @@ pub fn check(args: &CheckOptions) -> Result<(), CheckFailure> {
     }
     let mut failure: Option<String> = None;
     if !args.reg.reg.is_empty() {
-        if let Err(reason) = check_registry(&args.reg) {
+        if let Err(reason) = check_registry(&args.reg, &args.isolate) {
             failure.get_or_insert(reason);
         }
     }
@@ -73,7 +76,7 @@ pub fn check(args: &CheckOptions) -> Result<(), CheckFailure> {
 }
 
 /// Reads the `.reg` files and loads the callout, printing what happened; `Err` is the one-line reason.
-fn check_registry(args: &RegOptions) -> Result<(), String> {
+fn check_registry(args: &RegOptions, isolate: &IsolateOptions) -> Result<(), String> {
     let registry = read_registry(args)?;
     for w in &registry.warnings {
         println!("warning: {w}");
@@ -84,8 +87,14 @@ fn check_registry(args: &RegOptions) -> Result<(), String> {
     if let Some(reason) = callouts_off_reason(&registry.params) {
         return Err(reason);
     }
-    let result = load_callout(&callout_config(&registry.params, args));
-    let report = &result.report;
+    let config = callout_config(&registry.params, args);
+    let report = if isolate.isolate {
+        // The host is stopped when the callout is dropped at the end of the check.
+        calloutd_callout::isolate::IsolatedCallout::load(&config, isolate.options()?).report
+    } else {
+        load_callout(&config).report
+    };
+    let report = &report;
     if let Some(d) = &registry.params.callout_dlls {
         println!("CalloutDlls ({}): {}", d.location(), d.value.join(", "));
     }

@@ -69,3 +69,52 @@ impl From<LoadOrderArg> for calloutd_callout::LoadOrder {
         }
     }
 }
+
+/// The isolation switches shared by `serve` and `check`.
+#[derive(Debug, Clone)]
+#[cfg_attr(feature = "clap", derive(clap::Args))]
+pub struct IsolateOptions {
+    /// Run the callout in a child process: a crash or a hang in a hook is reported (event 1031)
+    /// and survived instead of ending the server.
+    #[cfg_attr(feature = "clap", arg(long))]
+    pub isolate: bool,
+    /// With --isolate: a hook call not back within this many milliseconds is a hang, handled like
+    /// a crash (the host is killed).
+    #[cfg_attr(feature = "clap", arg(long, value_name = "MS", default_value_t = calloutd_callout::isolate::DEFAULT_HOOK_TIMEOUT.as_millis() as u64))]
+    pub hook_timeout_ms: u64,
+    /// With --isolate: after a crash or hang, restart the host (default; disabled after 5 crashes
+    /// within 60 s), disable the callout, or stop the server.
+    #[cfg_attr(feature = "clap", arg(long, value_enum, default_value_t = CrashPolicyArg::Restart))]
+    pub on_callout_crash: CrashPolicyArg,
+}
+
+/// `--on-callout-crash`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+pub enum CrashPolicyArg {
+    /// Start a new host and keep calling the DLL (Microsoft ignores the exception and keeps
+    /// calling it); disable it after 5 crashes within 60 s.
+    #[default]
+    Restart,
+    /// Serve without the callout from the first crash on.
+    Disable,
+    /// Stop the server (for callouts without which it must not answer).
+    Stop,
+}
+
+impl IsolateOptions {
+    /// The options for the host: the running `calloutd` binary in its hidden `callout-host` mode.
+    pub fn options(&self) -> Result<calloutd_callout::isolate::IsolateOptions, String> {
+        use calloutd_callout::isolate::{CrashPolicy, IsolateOptions};
+        let program = std::env::current_exe()
+            .map_err(|e| format!("cannot find the calloutd binary for the callout host: {e}"))?;
+        let mut options = IsolateOptions::new(program, vec!["callout-host".into()]);
+        options.hook_timeout = std::time::Duration::from_millis(self.hook_timeout_ms.max(1));
+        options.on_crash = match self.on_callout_crash {
+            CrashPolicyArg::Restart => CrashPolicy::Restart,
+            CrashPolicyArg::Disable => CrashPolicy::Disable,
+            CrashPolicyArg::Stop => CrashPolicy::Stop,
+        };
+        Ok(options)
+    }
+}
