@@ -26,6 +26,7 @@
 //! println!("{} {} lease {:?}", dora.reply.type_name(), dora.reply.yiaddr, dora.reply.lease_time);
 //! # Ok::<(), calloutd_client::ClientError>(())
 //! ```
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod bench;

@@ -26,6 +26,7 @@
 //! # let _ = engine; Ok(()) }
 //! ```
 
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod audit;
@@ -54,5 +55,5 @@ pub use engine::{
 };
 pub use hooks::{HookFault, Hooks, LeaseLockHeld, NoHooks, PktContext};
 pub use import::ImportReport;
-pub use io::{Admission, Datagram, Outcome, PacketHandler, Reply};
+pub use io::{Admission, CommitError, Datagram, Outcome, PacketHandler, Reply};
 pub use store::{CommitTicket, Lease, LeaseStore, MemoryLeaseStore, SqliteLeaseStore, StoreError};

@@ -20,7 +20,6 @@
 #![warn(missing_docs)]
 
 pub mod demo;
-mod hooks;
 pub mod net;
 pub mod replay;
 pub mod report;

@@ -16,8 +16,6 @@ use calloutd_engine::{
 };
 use dhcpssdk::{ControlCode, DropReason};
 
-use crate::hooks::CalloutHooks;
-
 /// How the callout runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum HostMode {
@@ -227,7 +225,7 @@ impl VirtualNet {
             )
         };
         let hooks: Arc<dyn Hooks> = match &callout {
-            Some(c) => Arc::new(CalloutHooks(c.clone())),
+            Some(c) => c.clone(),
             None => Arc::new(NoHooks),
         };
         let store = Arc::new(VirtualStore::default());

@@ -25,6 +25,7 @@
 //! assert_eq!(dlls.value, ["/opt/callouts/a.so"]);
 //! assert_eq!(dlls.location(), "dhcp.reg:4");
 //! ```
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 mod error;

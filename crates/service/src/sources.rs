@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use calloutd_registry::{Parameters, RegistryTree, UnusedValue, Warning};
 
-use crate::RegArgs;
+use crate::RegOptions;
 
 /// The registry side of the configuration after all `.reg` files were applied.
 pub struct RegistryConfig {
@@ -17,7 +17,7 @@ pub struct RegistryConfig {
 }
 
 /// Applies every `--reg` file in order; the error is one line naming the file (and line) at fault.
-pub fn read_registry(args: &RegArgs) -> Result<RegistryConfig, String> {
+pub fn read_registry(args: &RegOptions) -> Result<RegistryConfig, String> {
     let mut tree = RegistryTree::new();
     let mut warnings = Vec::new();
     for file in &args.reg {
@@ -34,7 +34,7 @@ pub fn read_registry(args: &RegArgs) -> Result<RegistryConfig, String> {
 }
 
 /// What the callout loader needs, from the Parameters view.
-pub fn callout_config(params: &Parameters, args: &RegArgs) -> calloutd_callout::CalloutConfig {
+pub fn callout_config(params: &Parameters, args: &RegOptions) -> calloutd_callout::CalloutConfig {
     let dlls = params.callout_dlls.as_ref();
     calloutd_callout::CalloutConfig {
         dlls: dlls.map(|d| d.value.clone()).unwrap_or_default(),
