@@ -47,6 +47,10 @@ pub struct RegArgs {
     /// The order in which CalloutDlls entries are tried.
     #[arg(long, value_enum, default_value_t = LoadOrderArg::Alphabetical)]
     pub load_order: LoadOrderArg,
+    /// Refuse to load a callout DLL that a user other than calloutd's own or root could have
+    /// written (the file or any folder above it), instead of warning.
+    #[arg(long)]
+    pub strict_dll_permissions: bool,
 }
 
 /// `--load-order`.

@@ -23,6 +23,7 @@
 //!     enabled: Some(1),
 //!     base_dir: None,
 //!     order: LoadOrder::Alphabetical,
+//!     strict_permissions: false,
 //! };
 //! let loaded = load_callout(&config);
 //! println!("{}", loaded.report.summary());
@@ -43,6 +44,7 @@ mod load;
 mod misbehaviour;
 mod options;
 pub mod trace;
+pub mod trust;
 
 pub use buffer::{GuardZone, MIN_BUFFER};
 pub use callout::{Callout, DEFAULT_SLOW_THRESHOLD, DEFAULT_SLOW_UNLOCKED_THRESHOLD};
@@ -54,6 +56,7 @@ pub use load::{
 pub use misbehaviour::{Misbehaviour, MisbehaviourKind, MisbehaviourLog, MisbehaviourSummary};
 pub use options::{OptionSpans, Span};
 pub use trace::{trace_epoch, HookStat, HookStats, TraceRecord, TraceSink};
+pub use trust::{DllTrust, PermissionWarning};
 
 use serde::{Deserialize, Serialize};
 

@@ -1,7 +1,7 @@
 //! Loading the callout DLL: shared/callout-api.md section 1, "Decision".
 
 use crate::callout::{Callout, HookTable};
-use crate::HookName;
+use crate::{trust, HookName};
 use dhcpssdk::{
     DHCP_CALLOUT_ENTRY_POINT, DHCP_CALLOUT_ENTRY_POINT_C, DHCP_CALLOUT_TABLE, DHCP_CALLOUT_VERSION,
     LPDHCP_ENTRY_POINT_FUNC,
@@ -31,6 +31,10 @@ pub struct CalloutConfig {
     pub base_dir: Option<PathBuf>,
     /// Alphabetical (default) or listed.
     pub order: LoadOrder,
+    /// `--strict-dll-permissions`: a DLL that someone other than calloutd's user or root could
+    /// have written (see [`crate::trust`]), or whose permissions cannot be checked, is not loaded
+    /// (a load failure, event 1034). Without it, that is a warning.
+    pub strict_permissions: bool,
 }
 
 /// How one candidate DLL fared.
@@ -53,6 +57,12 @@ pub enum AttemptOutcome {
     EntryFailed {
         /// The code it returned.
         code: u32,
+    },
+    /// `--strict-dll-permissions` refused it: others can write it or a folder above it (event
+    /// 1034).
+    Untrusted {
+        /// Who can write what.
+        error: String,
     },
 }
 
@@ -85,6 +95,9 @@ impl std::fmt::Display for AttemptOutcome {
                     "{DHCP_CALLOUT_ENTRY_POINT} returned {code} (0x{code:08X})"
                 )
             }
+            AttemptOutcome::Untrusted { error } => {
+                write!(f, "not loaded (--strict-dll-permissions): {error}")
+            }
         }
     }
 }
@@ -98,6 +111,9 @@ pub struct LoadAttempt {
     pub path: PathBuf,
     /// The `ChainDlls` passed to its entry point (empty when it was not called).
     pub chain_dlls: Vec<String>,
+    /// Who other than calloutd's user and root can change the DLL (see [`crate::trust`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub permission_warnings: Vec<String>,
     /// The outcome.
     #[serde(flatten)]
     pub outcome: AttemptOutcome,
@@ -126,6 +142,9 @@ pub struct LoadedDll {
     pub chain_dlls: Vec<String>,
     /// The hooks its table sets, in table order.
     pub hooks: Vec<HookName>,
+    /// The SHA-256 of the file loaded (lower-case hex); `None` for a bare name found through the
+    /// library search path.
+    pub sha256: Option<String>,
 }
 
 /// The overall result of loading.
@@ -193,6 +212,15 @@ impl LoadReport {
     pub fn failed_attempts(&self) -> impl Iterator<Item = &LoadAttempt> {
         self.attempts.iter().filter(|a| !a.outcome.is_loaded())
     }
+
+    /// Every permission warning of every attempt, each as `entry: warning`.
+    pub fn permission_warnings(&self) -> impl Iterator<Item = String> + '_ {
+        self.attempts.iter().flat_map(|a| {
+            a.permission_warnings
+                .iter()
+                .map(move |w| format!("{}: {w}", a.entry))
+        })
+    }
 }
 
 /// A [`LoadReport`] and, when one loaded, the [`Callout`].
@@ -238,10 +266,30 @@ pub fn load_callout(config: &CalloutConfig) -> LoadResult {
     for (i, entry) in candidates.iter().enumerate() {
         let chain_dlls = candidates[i + 1..].to_vec();
         let path = resolve(entry, config.base_dir.as_deref());
-        let (outcome, callout) = try_one(entry, &path, &chain_dlls);
+        let trust = trust::check_dll(&path);
+        let permission_warnings = trust.lines();
+        for warning in &permission_warnings {
+            tracing::warn!("{entry}: {warning}");
+        }
+        // Hashed before loading: what the log names is what the loader then reads (in strict
+        // mode nobody else could have changed it in between).
+        let sha256 = trust::sha256_file(&path)
+            .ok()
+            .filter(|_| path.components().count() > 1);
+        let (outcome, callout) = if config.strict_permissions && !trust.is_clean() {
+            (
+                AttemptOutcome::Untrusted {
+                    error: permission_warnings.join("; "),
+                },
+                None,
+            )
+        } else {
+            try_one(entry, &path, &chain_dlls)
+        };
         let attempt = LoadAttempt {
             entry: entry.clone(),
             path: path.clone(),
+            permission_warnings,
             chain_dlls: if matches!(
                 outcome,
                 AttemptOutcome::Loaded | AttemptOutcome::EntryFailed { .. }
@@ -254,11 +302,18 @@ pub fn load_callout(config: &CalloutConfig) -> LoadResult {
         };
         if let Some(callout) = callout {
             tracing::info!("{attempt}");
+            match &sha256 {
+                Some(digest) => tracing::info!("{entry}: SHA-256 {digest} ({})", path.display()),
+                None => {
+                    tracing::info!("{entry}: loaded through the library search path; not hashed")
+                }
+            }
             report.loaded = Some(LoadedDll {
                 entry: entry.clone(),
                 path,
                 chain_dlls,
                 hooks: callout.hooks_set(),
+                sha256,
             });
             report.attempts.push(attempt);
             report.status = LoadStatus::Loaded;
