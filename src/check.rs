@@ -71,6 +71,9 @@ fn check_registry(args: &RegArgs) -> Result<(), String> {
     for w in &registry.warnings {
         println!("warning: {w}");
     }
+    for unused in &registry.unused {
+        println!("warning: {unused}");
+    }
     if let Some(reason) = callouts_off_reason(&registry.params) {
         return Err(reason);
     }

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use calloutd_registry::{Parameters, RegistryTree, Warning};
+use calloutd_registry::{Parameters, RegistryTree, UnusedValue, Warning};
 
 use crate::RegArgs;
 
@@ -12,6 +12,8 @@ pub struct RegistryConfig {
     pub params: Parameters,
     /// Lines the readers skipped, with file:line and reason.
     pub warnings: Vec<Warning>,
+    /// Values in the Parameters key calloutd ignores, each with why (`check` warns about each).
+    pub unused: Vec<UnusedValue>,
 }
 
 /// Applies every `--reg` file in order; the error is one line naming the file (and line) at fault.
@@ -23,7 +25,12 @@ pub fn read_registry(args: &RegArgs) -> Result<RegistryConfig, String> {
         warnings.extend(w);
     }
     let params = Parameters::from_tree(&tree).map_err(|e| e.to_string())?;
-    Ok(RegistryConfig { params, warnings })
+    let unused = Parameters::unused_values(&tree);
+    Ok(RegistryConfig {
+        params,
+        warnings,
+        unused,
+    })
 }
 
 /// What the callout loader needs, from the Parameters view.

@@ -82,6 +82,23 @@ pub struct ServeArgs {
     /// Purge expired leases every N seconds instead of every DatabaseCleanupInterval minutes (tests).
     #[arg(long, value_name = "N", hide = true)]
     cleanup_interval_secs: Option<u64>,
+    /// How long an expired lease stays in the database (still its client's) before the purge
+    /// deletes it, with DeleteClient. Microsoft's grace period: 4 hours.
+    #[arg(long, value_name = "SECS", default_value_t = calloutd_engine::DEFAULT_EXPIRED_GRACE.as_secs())]
+    expired_grace_secs: u64,
+    /// When DeleteClient runs: `expiry` (the administrative delete and the purge after the grace
+    /// period), or `release` (also directly before a RELEASE or DECLINE removes a lease).
+    #[arg(long, value_enum, value_name = "WHEN", default_value_t = DeleteClientArg::Expiry)]
+    delete_client_on: DeleteClientArg,
+}
+
+/// `--delete-client-on`: which removals of a lease call DeleteClient.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DeleteClientArg {
+    /// The administrative delete and the expiry purge only (RELEASE and DECLINE: AddressDel).
+    Expiry,
+    /// Also RELEASE and DECLINE of a lease.
+    Release,
 }
 
 /// The default data directory: `/var/lib/calloutd` for root (a system service), the XDG data
@@ -209,6 +226,11 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     let options = EngineOptions {
         ignore_broadcast_flag: params.ignore_broadcast(),
         audit: audit.clone(),
+        expired_grace: std::time::Duration::from_secs(args.expired_grace_secs),
+        delete_client_on: match args.delete_client_on {
+            DeleteClientArg::Expiry => calloutd_engine::DeleteClientOn::ExpiryAndDelete,
+            DeleteClientArg::Release => calloutd_engine::DeleteClientOn::AlsoReleaseAndDecline,
+        },
         // The runtime commits, once per round of a worker (see calloutd_server's crate doc).
         defer_commits: true,
         ..EngineOptions::default()
@@ -371,7 +393,8 @@ fn default_lease_db(params: &calloutd_registry::Parameters, data_dir: &Path) -> 
     folder.path.join(format!("{stem}.sqlite3"))
 }
 
-/// The audit log: `--audit-log DIR`, else `DhcpLogFilePath` under the data directory when
+/// The audit log: `--audit-log DIR`, else `DhcpLogFilePath` (by default the `DatabasePath` folder)
+/// under the data directory when
 /// `ActivityLogFlag` is on. A default folder that cannot be created is a warning, not a failure.
 fn open_audit_log(
     args: &ServeArgs,
@@ -381,9 +404,13 @@ fn open_audit_log(
     if args.no_audit_log {
         return Ok(None);
     }
-    let max_mb = params.dhcp_log_files_max_size_mb();
+    let limits = calloutd_engine::AuditLimits {
+        max_megabytes: params.dhcp_log_files_max_size_mb(),
+        min_free_megabytes: params.dhcp_log_min_space_on_disk_mb(),
+        disk_check_interval: params.dhcp_log_disk_space_check_interval(),
+    };
     if let Some(dir) = &args.audit_log {
-        let log = AuditLog::from_settings(true, dir, max_mb).map_err(|e| e.to_string())?;
+        let log = AuditLog::from_settings(true, dir, limits).map_err(|e| e.to_string())?;
         info!("audit log: {}", dir.display());
         return Ok(log);
     }
@@ -392,7 +419,7 @@ fn open_audit_log(
         return Ok(None);
     }
     let folder = calloutd_registry::expand_path(params.dhcp_log_file_path_or_default(), data_dir);
-    match AuditLog::from_settings(true, &folder.path, max_mb) {
+    match AuditLog::from_settings(true, &folder.path, limits) {
         Ok(log) => {
             info!(
                 "audit log: {} (DhcpLogFilePath {})",

@@ -59,6 +59,22 @@ impl Prober for NoProber {
     }
 }
 
+/// Microsoft's grace period for expired leases: 4 hours (KB 261964).
+pub const DEFAULT_EXPIRED_GRACE: Duration = Duration::from_secs(4 * 3600);
+
+/// Which removals of a client's lease call DeleteClient ("directly before a client lease is deleted
+/// from the active leases database"). The administrative delete and the purge of a lease whose grace
+/// period ran out always do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DeleteClientOn {
+    /// Only the delete and the expiry purge: RELEASE and DECLINE are reported by AddressDel
+    /// (`ProbCode` Release / Decline), which is Microsoft's notification for them.
+    #[default]
+    ExpiryAndDelete,
+    /// Also RELEASE and DECLINE, directly before their lease leaves the database (then AddressDel).
+    AlsoReleaseAndDecline,
+}
+
 /// Engine settings that do not come from the scope configuration.
 #[derive(Clone)]
 pub struct EngineOptions {
@@ -69,8 +85,15 @@ pub struct EngineOptions {
     pub ignore_broadcast_flag: bool,
     /// How long an offered address is held for its client.
     pub offer_hold: Duration,
-    /// How long a declined or conflicting address is kept out of the pool.
-    pub probation: Duration,
+    /// How long a declined or conflicting address (Microsoft's BAD_ADDRESS) is kept out of the pool;
+    /// `None` (the default): the scope's lease time, as Microsoft does (never, in a scope with
+    /// unlimited leases).
+    pub probation: Option<Duration>,
+    /// How long an expired lease stays in the database before the purge deletes it (Microsoft's
+    /// grace period: 4 hours). Until then it is its client's and is not offered to others.
+    pub expired_grace: Duration,
+    /// When DeleteClient runs besides the administrative delete and the expiry purge.
+    pub delete_client_on: DeleteClientOn,
     /// Options sent even when the client's parameter request list does not ask for them (the admin's
     /// "always send"), when configured.
     pub always_send: Vec<u8>,
@@ -90,7 +113,9 @@ impl Default for EngineOptions {
             server_id_override: None,
             ignore_broadcast_flag: false,
             offer_hold: Duration::from_secs(60),
-            probation: Duration::from_secs(3600),
+            probation: None,
+            expired_grace: DEFAULT_EXPIRED_GRACE,
+            delete_client_on: DeleteClientOn::default(),
             always_send: Vec::new(),
             clock: Arc::new(SystemClock),
             audit: None,
@@ -106,6 +131,8 @@ impl std::fmt::Debug for EngineOptions {
             .field("ignore_broadcast_flag", &self.ignore_broadcast_flag)
             .field("offer_hold", &self.offer_hold)
             .field("probation", &self.probation)
+            .field("expired_grace", &self.expired_grace)
+            .field("delete_client_on", &self.delete_client_on)
             .field("always_send", &self.always_send)
             .field("audit", &self.audit)
             .finish_non_exhaustive()
@@ -310,6 +337,17 @@ impl Engine {
         }
     }
 
+    /// Writes 14 (or 22) as Microsoft does: the scope's subnet address, no client fields, xid 0 and
+    /// QResult 6.
+    fn audit_scope_full(&self, x: &Exchange<'_>, id: AuditEventId) {
+        if let Some(audit) = &self.options.audit {
+            audit.record(&AuditRecord {
+                ip: Some(x.scope.scope_id),
+                ..AuditRecord::new(id)
+            });
+        }
+    }
+
     /// Writes an audit event about a lease (administrative delete, expiry).
     fn audit_lease(&self, id: AuditEventId, lease: &Lease) {
         if let Some(audit) = &self.options.audit {
@@ -428,13 +466,14 @@ impl Engine {
         Ok(Some(lease))
     }
 
-    /// Removes every lease that expired at or before `now` (DeleteClient for each, under the lease
-    /// lock; the address stays its client's preferred one) and forgets lapsed offers and probations.
-    /// Returns how many leases were removed.
+    /// Removes every lease whose grace period ([`EngineOptions::expired_grace`]) ended at or before
+    /// `now` (DeleteClient for each, under the lease lock; the address stays its client's preferred
+    /// one) and forgets lapsed offers and probations. Returns how many leases were removed.
     ///
     /// Audit: 24 (cleanup begins), 17 for each removed lease, 25 (the statistics).
     pub fn purge_expired(&self, now: SystemTime) -> Result<usize, EngineError> {
         let now = unix_secs(now);
+        let grace = self.options.expired_grace.as_secs();
         let mut last = None;
         let mut purged = Vec::new();
         if let Some(audit) = &self.options.audit {
@@ -445,7 +484,11 @@ impl Engine {
             let mut expired: Vec<(u32, SlotState)> = table
                 .slots
                 .iter()
-                .filter(|(_, s)| s.until <= now && s.state != SlotState::Released)
+                .filter(|(_, s)| match s.state {
+                    SlotState::Released => false,
+                    SlotState::Active => s.until.saturating_add(grace) <= now,
+                    SlotState::Offered | SlotState::Probation => s.until <= now,
+                })
                 .map(|(&ip, s)| (ip, s.state))
                 .collect();
             expired.sort_unstable_by_key(|(ip, _)| *ip);
@@ -664,8 +707,7 @@ impl Engine {
             if probe && self.prober.probe(Ipv4Addr::from(ip), attempts) {
                 {
                     let mut table = self.lock();
-                    let until = x.now.saturating_add(self.options.probation.as_secs());
-                    table.probation(ip, until);
+                    table.probation(ip, self.bad_address_until(x));
                     self.hooks.address_del(
                         &lock_token(&table),
                         x.packet,
@@ -773,7 +815,7 @@ impl Engine {
             .pick_address(x, reservation, ClientType::Dhcp)
             .inspect_err(|reason| {
                 if *reason == DropReason::NoAddress {
-                    self.audit_packet(x, AuditEventId::ScopeFull, None, None);
+                    self.audit_scope_full(x, AuditEventId::ScopeFull);
                 }
             })?;
         let lease = self.lease_secs(x);
@@ -963,6 +1005,27 @@ impl Engine {
         }
     }
 
+    /// DeleteClient for the lease on `ip` (under the lease lock), with the lease's own hardware address.
+    fn delete_client_before_removal(&self, table: &MutexGuard<'_, LeaseTable>, ip: u32) {
+        if let Some(slot) = table.slots.get(&ip) {
+            self.hooks
+                .delete_client(&lock_token(table), Ipv4Addr::from(ip), slot.hw_address());
+        }
+    }
+
+    /// When a declined or conflicting address returns to the pool: after the scope's lease time
+    /// (Microsoft), or [`EngineOptions::probation`] when set.
+    fn bad_address_until(&self, x: &Exchange<'_>) -> u64 {
+        let secs = match self.options.probation {
+            Some(probation) => probation.as_secs(),
+            None => match x.scope.lease_secs {
+                Some(secs) if secs != INFINITE_LEASE => u64::from(secs),
+                _ => return NEVER,
+            },
+        };
+        x.now.saturating_add(secs)
+    }
+
     /// A REQUEST, DECLINE or RELEASE naming another server is not ours.
     fn check_server_id(&self, x: &Exchange<'_>) -> Result<(), DropReason> {
         match x.request.server_id {
@@ -991,7 +1054,12 @@ impl Engine {
             let Some(state) = owned else {
                 return Ok(None);
             };
-            table.probation(key, x.now.saturating_add(self.options.probation.as_secs()));
+            if state == SlotState::Active
+                && self.options.delete_client_on == DeleteClientOn::AlsoReleaseAndDecline
+            {
+                self.delete_client_before_removal(&table, key);
+            }
+            table.probation(key, self.bad_address_until(x));
             let ticket =
                 (state == SlotState::Active).then(|| self.note_ticket(self.store.remove(ip)));
             self.hooks.address_del(
@@ -1044,6 +1112,9 @@ impl Engine {
             if !owned {
                 return Ok(None);
             }
+            if self.options.delete_client_on == DeleteClientOn::AlsoReleaseAndDecline {
+                self.delete_client_before_removal(&table, key);
+            }
             table.release(key);
             let ticket = self.note_ticket(self.store.remove(ip));
             self.hooks.address_del(
@@ -1075,7 +1146,7 @@ impl Engine {
             .pick_address(x, reservation, ClientType::Bootp)
             .inspect_err(|reason| {
                 if *reason == DropReason::NoAddress {
-                    self.audit_packet(x, AuditEventId::BootpScopeFull, None, None);
+                    self.audit_scope_full(x, AuditEventId::BootpScopeFull);
                 }
             })?;
         let ticket = {

@@ -44,12 +44,13 @@ mod ticker;
 mod tests;
 
 pub use audit::{
-    parse_audit_line, parse_audit_log, AuditError, AuditEvent, AuditEventId, AuditLog,
-    AuditOptions, AuditParseError, AuditRecord, AuditZone,
+    disk_free_bytes, parse_audit_line, parse_audit_log, AuditError, AuditEvent, AuditEventId,
+    AuditLimits, AuditLog, AuditOptions, AuditParseError, AuditRecord, AuditZone,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use engine::{
-    Engine, EngineError, EngineOptions, EngineStats, LeaseLockProbe, NoProber, Prober,
+    DeleteClientOn, Engine, EngineError, EngineOptions, EngineStats, LeaseLockProbe, NoProber,
+    Prober, DEFAULT_EXPIRED_GRACE,
 };
 pub use hooks::{HookFault, Hooks, LeaseLockHeld, NoHooks, PktContext};
 pub use import::ImportReport;
