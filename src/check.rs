@@ -6,13 +6,15 @@ use std::process::ExitCode;
 use calloutd_callout::{load_callout, LoadStatus};
 
 use crate::config_sources::{callout_config, callouts_off_reason, read_registry};
-use crate::RegArgs;
+use crate::{IsolateArgs, RegArgs};
 
 /// `calloutd check --reg FILE... [--scopes FILE]`.
 #[derive(Debug, clap::Args)]
 pub struct CheckArgs {
     #[command(flatten)]
     reg: RegArgs,
+    #[command(flatten)]
+    isolate: IsolateArgs,
     /// A scope file: Export-DhcpServer XML or a `netsh dhcp server dump`.
     #[arg(long, value_name = "FILE")]
     scopes: Option<PathBuf>,
@@ -26,7 +28,7 @@ pub fn run(args: CheckArgs) -> ExitCode {
     }
     let mut failure: Option<String> = None;
     if !args.reg.reg.is_empty() {
-        if let Err(reason) = check_registry(&args.reg) {
+        if let Err(reason) = check_registry(&args.reg, &args.isolate) {
             failure.get_or_insert(reason);
         }
     }
@@ -66,7 +68,7 @@ pub fn run(args: CheckArgs) -> ExitCode {
 }
 
 /// Reads the `.reg` files and loads the callout, printing what happened; `Err` is the one-line reason.
-fn check_registry(args: &RegArgs) -> Result<(), String> {
+fn check_registry(args: &RegArgs, isolate: &IsolateArgs) -> Result<(), String> {
     let registry = read_registry(args)?;
     for w in &registry.warnings {
         println!("warning: {w}");
@@ -77,8 +79,14 @@ fn check_registry(args: &RegArgs) -> Result<(), String> {
     if let Some(reason) = callouts_off_reason(&registry.params) {
         return Err(reason);
     }
-    let result = load_callout(&callout_config(&registry.params, args));
-    let report = &result.report;
+    let config = callout_config(&registry.params, args);
+    let report = if isolate.isolate {
+        // The host is stopped when the callout is dropped at the end of the check.
+        calloutd_callout::isolate::IsolatedCallout::load(&config, isolate.options()?).report
+    } else {
+        load_callout(&config).report
+    };
+    let report = &report;
     if let Some(d) = &registry.params.callout_dlls {
         println!("CalloutDlls ({}): {}", d.location(), d.value.join(", "));
     }

@@ -35,6 +35,66 @@ enum Command {
     Bench(Box<calloutd_client::bench::BenchCommand>),
     /// Talk to a running server's control API (leases, pause/continue/stop, stats, metrics, config).
     Ctl(ctl::CtlArgs),
+    /// The isolated callout host (`--isolate`): started by `serve`/`check`, never by hand.
+    #[command(name = "callout-host", hide = true)]
+    CalloutHost(HostArgs),
+}
+
+/// The hidden host mode's arguments (given by the server that starts it).
+#[derive(Debug, clap::Args)]
+struct HostArgs {
+    /// The inherited shared-memory file descriptor.
+    #[arg(long)]
+    shm_fd: i32,
+    /// The server's pid: the host exits when it is gone.
+    #[arg(long)]
+    parent: u32,
+}
+
+/// The isolation switches shared by `serve` and `check`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct IsolateArgs {
+    /// Run the callout in a child process: a crash or a hang in a hook is reported (event 1031)
+    /// and survived instead of ending the server.
+    #[arg(long)]
+    pub isolate: bool,
+    /// With --isolate: a hook call not back within this many milliseconds is a hang, handled like
+    /// a crash (the host is killed).
+    #[arg(long, value_name = "MS", default_value_t = calloutd_callout::isolate::DEFAULT_HOOK_TIMEOUT.as_millis() as u64)]
+    pub hook_timeout_ms: u64,
+    /// With --isolate: after a crash or hang, restart the host (default; disabled after 5 crashes
+    /// within 60 s), disable the callout, or stop the server.
+    #[arg(long, value_enum, default_value_t = CrashPolicyArg::Restart)]
+    pub on_callout_crash: CrashPolicyArg,
+}
+
+/// `--on-callout-crash`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CrashPolicyArg {
+    /// Start a new host and keep calling the DLL (Microsoft ignores the exception and keeps
+    /// calling it); disable it after 5 crashes within 60 s.
+    Restart,
+    /// Serve without the callout from the first crash on.
+    Disable,
+    /// Stop the server (for callouts without which it must not answer).
+    Stop,
+}
+
+impl IsolateArgs {
+    /// The options for the host: this binary in its hidden host mode.
+    pub fn options(&self) -> Result<calloutd_callout::isolate::IsolateOptions, String> {
+        use calloutd_callout::isolate::{CrashPolicy, IsolateOptions};
+        let program = std::env::current_exe()
+            .map_err(|e| format!("cannot find the calloutd binary for the callout host: {e}"))?;
+        let mut options = IsolateOptions::new(program, vec!["callout-host".into()]);
+        options.hook_timeout = std::time::Duration::from_millis(self.hook_timeout_ms.max(1));
+        options.on_crash = match self.on_callout_crash {
+            CrashPolicyArg::Restart => CrashPolicy::Restart,
+            CrashPolicyArg::Disable => CrashPolicy::Disable,
+            CrashPolicyArg::Stop => CrashPolicy::Stop,
+        };
+        Ok(options)
+    }
 }
 
 /// The registry and callout options shared by `serve` and `check`.
@@ -82,6 +142,9 @@ fn main() -> ExitCode {
         Command::Client(cmd) => calloutd_client::cli::run(*cmd),
         Command::Bench(cmd) => calloutd_client::bench::run_bench(*cmd),
         Command::Ctl(args) => ctl::run(args),
+        Command::CalloutHost(args) => {
+            calloutd_callout::isolate::host_main(args.shm_fd, args.parent)
+        }
     }
 }
 

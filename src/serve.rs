@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use calloutd_callout::isolate::{IsolatedCallout, LoadedCallout};
 use calloutd_callout::{load_callout, TraceSink};
 use calloutd_engine::{
     AuditLog, Engine, EngineOptions, Hooks, NoHooks, NoProber, Prober, SqliteLeaseStore,
@@ -15,16 +16,18 @@ use calloutd_server::{
 };
 use tracing::{error, info, warn};
 
-use crate::callout_hooks::CalloutHooks;
+use crate::callout_hooks::{CalloutHooks, IsolatedHooks};
 use crate::config_sources::{callout_config, callouts_off_reason, read_registry};
 use crate::control_backend::EngineBackend;
-use crate::RegArgs;
+use crate::{IsolateArgs, RegArgs};
 
 /// `calloutd serve --reg FILE... --scopes FILE [--listen ADDR[:PORT]]... [--interface IF]...`.
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
     #[command(flatten)]
     reg: RegArgs,
+    #[command(flatten)]
+    isolate: IsolateArgs,
     /// The scope configuration: Export-DhcpServer XML or a `netsh dhcp server dump`.
     #[arg(long, value_name = "FILE")]
     scopes: PathBuf,
@@ -173,10 +176,34 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         }
         None => None,
     };
-    let callout = match callouts_off_reason(params) {
+    // The summary needs the service state, known only once the server runs; `--on-callout-crash
+    // stop` needs the handle to stop it.
+    let handle_slot: Arc<std::sync::OnceLock<ServerHandle>> = Arc::default();
+    let slow = std::time::Duration::from_millis(args.slow_hook_ms);
+    let callout: Option<LoadedCallout> = match callouts_off_reason(params) {
         Some(reason) => {
             info!("{reason}");
             None
+        }
+        None if args.isolate.isolate => {
+            let mut options = args.isolate.options()?;
+            options.trace = trace.clone();
+            options.slow_threshold = slow;
+            // As `Callout::with_slow_threshold`: ten times that without a lock.
+            options.slow_unlocked_threshold = slow.saturating_mul(10);
+            options.on_stop = Some(Arc::new({
+                let handle_slot = handle_slot.clone();
+                move || {
+                    if let Some(handle) = handle_slot.get() {
+                        handle.stop();
+                    }
+                }
+            }));
+            let loaded = IsolatedCallout::load(&callout_config(params, &args.reg), options);
+            match loaded.callout {
+                Some(c) => Some(LoadedCallout::Isolated(Arc::new(c))),
+                None => return Err(loaded.report.summary()),
+            }
         }
         None => {
             let loaded = load_callout(&callout_config(params, &args.reg));
@@ -188,15 +215,15 @@ fn serve(args: ServeArgs) -> Result<(), String> {
                 return Err(loaded.report.summary());
             }
             loaded.callout.map(|c| {
-                Arc::new(
-                    c.with_trace(trace.clone())
-                        .with_slow_threshold(std::time::Duration::from_millis(args.slow_hook_ms)),
-                )
+                LoadedCallout::InProcess(Arc::new(
+                    c.with_trace(trace.clone()).with_slow_threshold(slow),
+                ))
             })
         }
     };
     let hooks: Arc<dyn Hooks> = match &callout {
-        Some(c) => Arc::new(CalloutHooks(c.clone())),
+        Some(LoadedCallout::InProcess(c)) => Arc::new(CalloutHooks(c.clone())),
+        Some(LoadedCallout::Isolated(c)) => Arc::new(IsolatedHooks(c.clone())),
         None => Arc::new(NoHooks),
     };
 
@@ -307,10 +334,11 @@ fn serve(args: ServeArgs) -> Result<(), String> {
             "coalesce_us": args.coalesce_us,
             "cleanup_interval_secs": cleanup.as_secs(),
             "control": args.control,
+            "isolate": args.isolate.isolate,
+            "hook_timeout_ms": args.isolate.hook_timeout_ms,
+            "on_callout_crash": format!("{:?}", args.isolate.on_callout_crash).to_lowercase(),
         }),
     });
-    // The summary needs the service state, known only once the server runs.
-    let handle_slot: Arc<std::sync::OnceLock<ServerHandle>> = Arc::default();
     let config = ServerConfig {
         listen,
         interfaces: args.interface.clone(),

@@ -40,6 +40,7 @@
 
 mod buffer;
 mod callout;
+pub mod isolate;
 mod load;
 mod misbehaviour;
 mod options;
@@ -231,6 +232,16 @@ pub enum HookFault {
         /// The size it reported.
         size: u32,
     },
+    /// A fault of the isolated callout host (`--isolate`): a crash or a hang in the hook, a call
+    /// not delivered because the host that saw the packet died, or a fault the host detected and
+    /// described (then `message` is its text, so traces read the same in both modes).
+    #[error("{message}")]
+    Host {
+        /// The hook.
+        hook: HookName,
+        /// What happened, starting with the hook's name.
+        message: String,
+    },
     /// The packet handed to the hook is larger than a DWORD can describe.
     #[error("{hook}: packet of {len} bytes is too large to pass to the callout")]
     PacketTooLarge {
@@ -249,7 +260,8 @@ impl HookFault {
             | HookFault::WrotePastBuffer { hook, .. }
             | HookFault::NullBuffer { hook, .. }
             | HookFault::SwappedTooLarge { hook, .. }
-            | HookFault::PacketTooLarge { hook, .. } => *hook,
+            | HookFault::PacketTooLarge { hook, .. }
+            | HookFault::Host { hook, .. } => *hook,
         }
     }
 }

@@ -6,11 +6,11 @@ use dhcpssdk::{
     DHCP_CALLOUT_ENTRY_POINT, DHCP_CALLOUT_ENTRY_POINT_C, DHCP_CALLOUT_TABLE, DHCP_CALLOUT_VERSION,
     LPDHCP_ENTRY_POINT_FUNC,
 };
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 /// The order in which `CalloutDlls` entries are tried.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub enum LoadOrder {
     /// Case-insensitive sort of the full strings (Microsoft's documented behaviour; the default).
     #[default]
@@ -20,7 +20,7 @@ pub enum LoadOrder {
 }
 
 /// What the loader needs from the registry and the command line.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct CalloutConfig {
     /// `CalloutDlls`, already cut at the first empty string.
     pub dlls: Vec<String>,
@@ -38,7 +38,7 @@ pub struct CalloutConfig {
 }
 
 /// How one candidate DLL fared.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "result", rename_all = "snake_case")]
 pub enum AttemptOutcome {
     /// The entry point returned 0: this DLL is the callout (event 1033).
@@ -64,6 +64,12 @@ pub enum AttemptOutcome {
         /// Who can write what.
         error: String,
     },
+    /// The isolated host died while loading this DLL or calling its entry point (`--isolate`;
+    /// event 1032, "exception while loading"): the DLL is not loaded, the next one is tried.
+    Exception {
+        /// How the host died (`SIGSEGV`, `exit 3`...).
+        cause: String,
+    },
 }
 
 impl AttemptOutcome {
@@ -71,6 +77,7 @@ impl AttemptOutcome {
     pub fn event_id(&self) -> u32 {
         match self {
             AttemptOutcome::Loaded => 1033,
+            AttemptOutcome::Exception { .. } => 1032,
             _ => 1034,
         }
     }
@@ -89,6 +96,12 @@ impl std::fmt::Display for AttemptOutcome {
             AttemptOutcome::EntryPointMissing { error } => {
                 write!(f, "no {DHCP_CALLOUT_ENTRY_POINT} export: {error}")
             }
+            AttemptOutcome::Exception { cause } => {
+                write!(
+                    f,
+                    "exception while loading: the callout host died ({cause})"
+                )
+            }
             AttemptOutcome::EntryFailed { code } => {
                 write!(
                     f,
@@ -103,7 +116,7 @@ impl std::fmt::Display for AttemptOutcome {
 }
 
 /// One candidate tried, in order.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LoadAttempt {
     /// The `CalloutDlls` entry as written.
     pub entry: String,
@@ -132,7 +145,7 @@ impl std::fmt::Display for LoadAttempt {
 }
 
 /// The DLL that became the callout.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LoadedDll {
     /// The `CalloutDlls` entry as written.
     pub entry: String,
@@ -148,7 +161,7 @@ pub struct LoadedDll {
 }
 
 /// The overall result of loading.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LoadStatus {
     /// `CalloutEnabled` is absent or 0: nothing was loaded.
@@ -162,7 +175,7 @@ pub enum LoadStatus {
 }
 
 /// Everything the loader did, for logs and `calloutd check`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LoadReport {
     /// The overall result.
     pub status: LoadStatus,
@@ -238,6 +251,16 @@ pub struct LoadResult {
 /// (UTF-16 multi-sz, never NULL) and `CalloutVersion` 0; the first that returns 0 is kept, every
 /// other is unloaded and the next one tried. Every step is logged (events 1033/1034) and reported.
 pub fn load_callout(config: &CalloutConfig) -> LoadResult {
+    load_callout_observed(config, &mut |_, _| {})
+}
+
+/// [`load_callout`], telling `attempting` the index (in load order) of each candidate and the
+/// report so far before it is loaded: the isolated host publishes both, so a crash while loading
+/// names the DLL (event 1032) and the attempts before it are not lost.
+pub(crate) fn load_callout_observed(
+    config: &CalloutConfig,
+    attempting: &mut dyn FnMut(usize, &LoadReport),
+) -> LoadResult {
     let candidates = ordered(&config.dlls, config.order);
     let mut report = LoadReport {
         status: LoadStatus::AllFailed,
@@ -266,6 +289,7 @@ pub fn load_callout(config: &CalloutConfig) -> LoadResult {
     for (i, entry) in candidates.iter().enumerate() {
         let chain_dlls = candidates[i + 1..].to_vec();
         let path = resolve(entry, config.base_dir.as_deref());
+        attempting(i, &report);
         let trust = trust::check_dll(&path);
         let permission_warnings = trust.lines();
         for warning in &permission_warnings {
@@ -334,7 +358,7 @@ pub fn load_callout(config: &CalloutConfig) -> LoadResult {
 }
 
 /// The candidates in load order.
-fn ordered(dlls: &[String], order: LoadOrder) -> Vec<String> {
+pub(crate) fn ordered(dlls: &[String], order: LoadOrder) -> Vec<String> {
     let mut list = dlls.to_vec();
     if order == LoadOrder::Alphabetical {
         // Stable: entries equal but for case keep their listed order.
@@ -345,7 +369,7 @@ fn ordered(dlls: &[String], order: LoadOrder) -> Vec<String> {
 
 /// An absolute entry is used as is; a relative one is looked up in `base_dir` first, and otherwise
 /// handed to the OS loader unchanged (a bare name goes through the normal library search).
-fn resolve(entry: &str, base_dir: Option<&Path>) -> PathBuf {
+pub(crate) fn resolve(entry: &str, base_dir: Option<&Path>) -> PathBuf {
     let path = Path::new(entry);
     if path.is_relative() {
         if let Some(base) = base_dir {

@@ -44,8 +44,8 @@ pub use diag::{ConfigErrors, Diagnostic};
 pub use model::*;
 pub use report::{scope_report, PoolCounts};
 pub use resolve::{
-    effective_options, encode_elements, matching_policies, ClientFacts, EffectiveOption,
-    EffectiveOptions, OptionLevel,
+    effective_options, effective_options_with, encode_elements, matching_policies, ClientFacts,
+    EffectiveOption, EffectiveOptions, OptionLevel, PolicyMatch,
 };
 pub use text::dashed_hex;
 pub use writer::write_xml;
