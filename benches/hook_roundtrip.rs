@@ -37,6 +37,7 @@ fn main() {
         enabled: Some(1),
         base_dir: None,
         order: LoadOrder::Alphabetical,
+        strict_permissions: false,
     };
     let packet: Vec<u8> = (0..300u32).map(|i| i as u8).collect();
     let ip = Ipv4Addr::new(198, 18, 0, 1);

@@ -26,6 +26,7 @@
 //!     enabled: Some(1),
 //!     base_dir: None,
 //!     order: LoadOrder::Alphabetical,
+//!     strict_permissions: false,
 //! };
 //! let loaded = load_callout(&config);
 //! println!("{}", loaded.report.summary());
@@ -48,6 +49,7 @@ mod misbehaviour;
 mod options;
 mod seam;
 pub mod trace;
+pub mod trust;
 
 pub use buffer::{GuardZone, MIN_BUFFER};
 pub use callout::{Callout, DEFAULT_SLOW_THRESHOLD, DEFAULT_SLOW_UNLOCKED_THRESHOLD};
@@ -59,6 +61,7 @@ pub use load::{
 pub use misbehaviour::{Misbehaviour, MisbehaviourKind, MisbehaviourLog, MisbehaviourSummary};
 pub use options::{OptionSpans, Span};
 pub use trace::{trace_epoch, HookStat, HookStats, TraceRecord, TraceSink};
+pub use trust::{DllTrust, PermissionWarning};
 
 use serde::{Deserialize, Serialize};
 

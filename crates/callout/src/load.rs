@@ -1,7 +1,7 @@
 //! Loading the callout DLL: docs/hooks.md section 2.
 
 use crate::callout::{Callout, HookTable};
-use crate::HookName;
+use crate::{trust, HookName};
 use dhcpssdk::{
     DHCP_CALLOUT_ENTRY_POINT, DHCP_CALLOUT_ENTRY_POINT_C, DHCP_CALLOUT_TABLE, DHCP_CALLOUT_VERSION,
     LPDHCP_ENTRY_POINT_FUNC,
@@ -31,6 +31,10 @@ pub struct CalloutConfig {
     pub base_dir: Option<PathBuf>,
     /// Alphabetical (default) or listed.
     pub order: LoadOrder,
+    /// `--strict-dll-permissions`: a DLL that someone other than calloutd's user or root could
+    /// have written (see [`crate::trust`]), or whose permissions cannot be checked, is not loaded
+    /// (a load failure, event 1034). Without it, that is a warning.
+    pub strict_permissions: bool,
 }
 
 /// How one candidate DLL fared.
@@ -53,6 +57,12 @@ pub enum AttemptOutcome {
     EntryFailed {
         /// The code it returned.
         code: u32,
+    },
+    /// `--strict-dll-permissions` refused it: others can write it or a folder above it (event
+    /// 1034).
+    Untrusted {
+        /// Who can write what.
+        error: String,
     },
     /// The isolated host died while loading this DLL or calling its entry point (`--isolate`;
     /// event 1032, "exception while loading"): the DLL is not loaded, the next one is tried.
@@ -98,6 +108,9 @@ impl std::fmt::Display for AttemptOutcome {
                     "{DHCP_CALLOUT_ENTRY_POINT} returned {code} (0x{code:08X})"
                 )
             }
+            AttemptOutcome::Untrusted { error } => {
+                write!(f, "not loaded (--strict-dll-permissions): {error}")
+            }
         }
     }
 }
@@ -111,6 +124,9 @@ pub struct LoadAttempt {
     pub path: PathBuf,
     /// The `ChainDlls` passed to its entry point (empty when it was not called).
     pub chain_dlls: Vec<String>,
+    /// Who other than calloutd's user and root can change the DLL (see [`crate::trust`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub permission_warnings: Vec<String>,
     /// The outcome.
     #[serde(flatten)]
     pub outcome: AttemptOutcome,
@@ -139,6 +155,9 @@ pub struct LoadedDll {
     pub chain_dlls: Vec<String>,
     /// The hooks its table sets, in table order.
     pub hooks: Vec<HookName>,
+    /// The SHA-256 of the file loaded (lower-case hex); `None` for a bare name found through the
+    /// library search path.
+    pub sha256: Option<String>,
 }
 
 /// The overall result of loading.
@@ -206,6 +225,15 @@ impl LoadReport {
     pub fn failed_attempts(&self) -> impl Iterator<Item = &LoadAttempt> {
         self.attempts.iter().filter(|a| !a.outcome.is_loaded())
     }
+
+    /// Every permission warning of every attempt, each as `entry: warning`.
+    pub fn permission_warnings(&self) -> impl Iterator<Item = String> + '_ {
+        self.attempts.iter().flat_map(|a| {
+            a.permission_warnings
+                .iter()
+                .map(move |w| format!("{}: {w}", a.entry))
+        })
+    }
 }
 
 /// A [`LoadReport`] and, when one loaded, the [`Callout`].
@@ -262,10 +290,30 @@ pub(crate) fn load_callout_observed(
         let chain_dlls = candidates[i + 1..].to_vec();
         let path = resolve(entry, config.base_dir.as_deref());
         attempting(i, &report);
-        let (outcome, callout) = try_one(entry, &path, &chain_dlls);
+        let trust = trust::check_dll(&path);
+        let permission_warnings = trust.lines();
+        for warning in &permission_warnings {
+            tracing::warn!("{entry}: {warning}");
+        }
+        // Hashed before loading: what the log names is what the loader then reads (in strict
+        // mode nobody else could have changed it in between).
+        let sha256 = trust::sha256_file(&path)
+            .ok()
+            .filter(|_| path.components().count() > 1);
+        let (outcome, callout) = if config.strict_permissions && !trust.is_clean() {
+            (
+                AttemptOutcome::Untrusted {
+                    error: permission_warnings.join("; "),
+                },
+                None,
+            )
+        } else {
+            try_one(entry, &path, &chain_dlls)
+        };
         let attempt = LoadAttempt {
             entry: entry.clone(),
             path: path.clone(),
+            permission_warnings,
             chain_dlls: if matches!(
                 outcome,
                 AttemptOutcome::Loaded | AttemptOutcome::EntryFailed { .. }
@@ -278,11 +326,18 @@ pub(crate) fn load_callout_observed(
         };
         if let Some(callout) = callout {
             tracing::info!("{attempt}");
+            match &sha256 {
+                Some(digest) => tracing::info!("{entry}: SHA-256 {digest} ({})", path.display()),
+                None => {
+                    tracing::info!("{entry}: loaded through the library search path; not hashed")
+                }
+            }
             report.loaded = Some(LoadedDll {
                 entry: entry.clone(),
                 path,
                 chain_dlls,
                 hooks: callout.hooks_set(),
+                sha256,
             });
             report.attempts.push(attempt);
             report.status = LoadStatus::Loaded;

@@ -444,6 +444,9 @@ fn load(params: &calloutd_registry::Parameters, config: &NetConfig) -> Result<Ca
         enabled: params.callout_enabled.as_ref().map(|e| e.value),
         base_dir: dlls.and_then(|d| d.dir()).map(PathBuf::from),
         order: LoadOrder::Alphabetical,
+        // A scenario runs the author's own build: permissions are checked (warnings in the log),
+        // never refused.
+        strict_permissions: false,
     };
     let _turn = ENV_LOCK.lock().unwrap_or_else(|p| p.into_inner());
     for (key, value) in &config.env {

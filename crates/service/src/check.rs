@@ -99,12 +99,18 @@ fn check_registry(args: &RegOptions, isolate: &IsolateOptions) -> Result<(), Str
         println!("CalloutDlls ({}): {}", d.location(), d.value.join(", "));
     }
     println!("load order: {}", report.candidates.join(", "));
+    for warning in report.permission_warnings() {
+        println!("warning: {warning}");
+    }
     for attempt in report.failed_attempts() {
         println!("warning: {attempt}");
     }
     match (report.status, &report.loaded) {
         (LoadStatus::Loaded, Some(dll)) => {
             println!("loaded: {} ({})", dll.entry, dll.path.display());
+            if let Some(digest) = &dll.sha256 {
+                println!("SHA-256: {digest}");
+            }
             println!("ChainDlls: [{}]", dll.chain_dlls.join(", "));
             let hooks: Vec<&str> = dll.hooks.iter().map(|h| h.table_slot()).collect();
             println!("hooks: {}", hooks.join(", "));

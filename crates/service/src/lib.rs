@@ -13,11 +13,12 @@
 //! crate's).
 //!
 //! ```no_run
-//! use calloutd_service::{check, CheckOptions, LoadOrderArg, RegOptions};
+//! use calloutd_service::{check, CheckOptions, IsolateOptions, RegOptions};
 //!
 //! let options = CheckOptions {
-//!     reg: RegOptions { reg: vec!["dhcp.reg".into()], load_order: LoadOrderArg::Alphabetical },
+//!     reg: RegOptions { reg: vec!["dhcp.reg".into()], ..RegOptions::default() },
 //!     scopes: Some("lab.xml".into()),
+//!     isolate: IsolateOptions::default(),
 //! };
 //! if let Err(failure) = check(&options) {
 //!     eprintln!("{failure:?}");
@@ -48,6 +49,10 @@ pub struct RegOptions {
     /// The order in which CalloutDlls entries are tried.
     #[cfg_attr(feature = "clap", arg(long, value_enum, default_value_t = LoadOrderArg::Alphabetical))]
     pub load_order: LoadOrderArg,
+    /// Refuse to load a callout DLL that a user other than calloutd's own or root could have
+    /// written (the file or any folder above it), instead of warning.
+    #[cfg_attr(feature = "clap", arg(long))]
+    pub strict_dll_permissions: bool,
 }
 
 /// `--load-order`.
@@ -86,6 +91,16 @@ pub struct IsolateOptions {
     /// within 60 s), disable the callout, or stop the server.
     #[cfg_attr(feature = "clap", arg(long, value_enum, default_value_t = CrashPolicyArg::Restart))]
     pub on_callout_crash: CrashPolicyArg,
+}
+
+impl Default for IsolateOptions {
+    fn default() -> Self {
+        IsolateOptions {
+            isolate: false,
+            hook_timeout_ms: calloutd_callout::isolate::DEFAULT_HOOK_TIMEOUT.as_millis() as u64,
+            on_callout_crash: CrashPolicyArg::Restart,
+        }
+    }
 }
 
 /// `--on-callout-crash`.

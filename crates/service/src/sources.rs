@@ -41,6 +41,7 @@ pub fn callout_config(params: &Parameters, args: &RegOptions) -> calloutd_callou
         enabled: params.callout_enabled.as_ref().map(|e| e.value),
         base_dir: dlls.and_then(|d| d.dir()).map(PathBuf::from),
         order: args.load_order.into(),
+        strict_permissions: args.strict_dll_permissions,
     }
 }
 

@@ -358,6 +358,7 @@ impl IsolatedCallout {
                         path: resolve(&entry, config.base_dir.as_deref()),
                         entry,
                         chain_dlls: candidates[index + 1..].to_vec(),
+                        permission_warnings: Vec::new(),
                         outcome: AttemptOutcome::Exception { cause },
                     };
                     log_attempt(&attempt);
@@ -370,6 +371,7 @@ impl IsolatedCallout {
                         entry: candidates[start].clone(),
                         path: resolve(&candidates[start], config.base_dir.as_deref()),
                         chain_dlls: Vec::new(),
+                        permission_warnings: Vec::new(),
                         outcome: AttemptOutcome::LoadFailed {
                             error: format!("cannot start the callout host: {e}"),
                         },
@@ -1428,6 +1430,7 @@ fn start_host(
             enabled: config.enabled,
             base_dir: config.base_dir.clone(),
             order: LoadOrder::Listed,
+            strict_permissions: config.strict_permissions,
         },
         slow_locked_us: u64::try_from(options.slow_threshold.as_micros()).unwrap_or(u64::MAX),
         slow_unlocked_us: u64::try_from(options.slow_unlocked_threshold.as_micros())
