@@ -118,9 +118,7 @@ pub struct BackupReport {
     pub bytes: u64,
 }
 
-/// Identifies a queued change; [`LeaseStore::commit`] waits until it is durable.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
-pub struct CommitTicket(pub u64);
+pub use calloutd_hooks::CommitTicket;
 
 /// Where leases are persisted. Implementations must be thread-safe.
 pub trait LeaseStore: Send + Sync {

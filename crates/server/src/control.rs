@@ -816,7 +816,7 @@ mod tests {
     use super::*;
     use crate::tests::Silent;
     use crate::{Server, ServerConfig};
-    use calloutd_engine::NoHooks;
+    use calloutd_hooks::NoHooks;
     use std::sync::Mutex;
 
     /// A backend with one lease (198.18.0.10) that records what it was asked.

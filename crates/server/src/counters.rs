@@ -3,7 +3,7 @@
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use calloutd_engine::{Admission, Outcome};
+use calloutd_hooks::{Admission, Outcome};
 use dhcpssdk::DropReason;
 
 /// Message types counted one by one: 0 (BOOTP) to 18 (the highest DHCP message type assigned).

@@ -7,7 +7,7 @@ use std::collections::BinaryHeap;
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use calloutd_engine::{CommitTicket, Reply};
+use calloutd_hooks::{CommitTicket, Reply};
 
 /// A reply (or a bare lease change) that leaves once its change is durable: held by a worker for
 /// the rest of its round, or by the timer thread until its time.

@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use calloutd_engine::{
-    Admission, CommitTicket, Datagram, Outcome, PacketHandler, Reply, StoreError,
+use calloutd_hooks::{
+    Admission, CommitError, CommitTicket, Datagram, Outcome, PacketHandler, Reply,
 };
 use calloutd_server::{Server, ServerConfig};
 use dhcpssdk::ControlCode;
@@ -67,7 +67,7 @@ impl PacketHandler for TicketHandler {
         }
     }
 
-    fn commit(&self, ticket: CommitTicket) -> Result<(), StoreError> {
+    fn commit(&self, ticket: CommitTicket) -> Result<(), CommitError> {
         let _one_at_a_time = self.serial.lock().unwrap();
         self.log.push(Event::Committed(ticket.0));
         if let Some((slow, done)) = &self.slow_commit {
@@ -77,10 +77,7 @@ impl PacketHandler for TicketHandler {
             }
         }
         if ticket.0 <= self.fail_up_to {
-            return Err(StoreError::CommitFailed {
-                path: "test.sqlite3".into(),
-                message: "disk full (test)".into(),
-            });
+            return Err(CommitError("test.sqlite3: disk full (test)".into()));
         }
         Ok(())
     }

@@ -1,9 +1,10 @@
-//! `calloutd serve`: wire the registry, scopes, callout, engine and runtime together and serve.
+//! `calloutd serve`: the registry, the scopes, the callout, the engine and the runtime, assembled and
+//! serving until a signal or the control API stops them.
 
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 use std::sync::Arc;
 
+use calloutd_callout::isolate::{IsolatedCallout, LoadedCallout};
 use calloutd_callout::{load_callout, TraceSink};
 use calloutd_engine::{
     AuditLog, Engine, EngineOptions, Hooks, NoHooks, NoProber, Prober, SqliteLeaseStore,
@@ -15,80 +16,109 @@ use calloutd_server::{
 };
 use tracing::{error, info, warn};
 
-use crate::callout_hooks::CalloutHooks;
-use crate::config_sources::{callout_config, callouts_off_reason, read_registry};
-use crate::control_backend::EngineBackend;
-use crate::RegArgs;
+use crate::backend::EngineBackend;
+use crate::sources::{callout_config, callouts_off_reason, read_registry};
+use crate::{IsolateOptions, RegOptions};
 
 /// `calloutd serve --reg FILE... --scopes FILE [--listen ADDR[:PORT]]... [--interface IF]...`.
-#[derive(Debug, clap::Args)]
-pub struct ServeArgs {
-    #[command(flatten)]
-    reg: RegArgs,
+#[derive(Debug, Clone)]
+#[cfg_attr(feature = "clap", derive(clap::Args))]
+pub struct ServeOptions {
+    /// The registry files and the callout load order.
+    #[cfg_attr(feature = "clap", command(flatten))]
+    pub reg: RegOptions,
+    /// Whether the callout runs in an isolated host process, and what a crash or hang there does.
+    #[cfg_attr(feature = "clap", command(flatten))]
+    pub isolate: IsolateOptions,
     /// The scope configuration: Export-DhcpServer XML or a `netsh dhcp server dump`.
-    #[arg(long, value_name = "FILE")]
-    scopes: PathBuf,
+    #[cfg_attr(feature = "clap", arg(long, value_name = "FILE"))]
+    pub scopes: PathBuf,
     /// Bind this address (port 67 unless given). Repeatable.
-    #[arg(long, value_name = "ADDR[:PORT]")]
-    listen: Vec<String>,
+    #[cfg_attr(feature = "clap", arg(long, value_name = "ADDR[:PORT]"))]
+    pub listen: Vec<String>,
     /// Serve on this interface (0.0.0.0:67 with SO_BINDTODEVICE). Repeatable.
-    #[arg(long, value_name = "IF")]
-    interface: Vec<String>,
+    #[cfg_attr(feature = "clap", arg(long, value_name = "IF"))]
+    pub interface: Vec<String>,
     /// The lease database (SQLite). Default: `<DatabasePath>/<DatabaseName stem>.sqlite3` under the
     /// data directory. Its folder must exist (a mistyped path must not start an empty table) unless
     /// --create-dirs is given.
-    #[arg(long, value_name = "PATH")]
-    lease_db: Option<PathBuf>,
+    #[cfg_attr(feature = "clap", arg(long, value_name = "PATH"))]
+    pub lease_db: Option<PathBuf>,
     /// Create the folder of --lease-db when it does not exist.
-    #[arg(long)]
-    create_dirs: bool,
+    #[cfg_attr(feature = "clap", arg(long))]
+    pub create_dirs: bool,
     /// Where Windows paths from the registry (DatabasePath, DhcpLogFilePath) are mapped on this host
     /// (default: /var/lib/calloutd for root, else $XDG_DATA_HOME/calloutd or ~/.local/share/calloutd).
-    #[arg(long, value_name = "DIR")]
-    data_dir: Option<PathBuf>,
+    #[cfg_attr(feature = "clap", arg(long, value_name = "DIR"))]
+    pub data_dir: Option<PathBuf>,
     /// Write one JSON line per hook call to FILE (schema in the README).
-    #[arg(long, value_name = "FILE")]
-    trace: Option<PathBuf>,
+    #[cfg_attr(feature = "clap", arg(long, value_name = "FILE"))]
+    pub trace: Option<PathBuf>,
     /// Worker threads (default: one per CPU).
-    #[arg(long, value_name = "N", default_value_t = 0)]
-    workers: usize,
+    #[cfg_attr(feature = "clap", arg(long, value_name = "N", default_value_t = 0))]
+    pub workers: usize,
     /// Capacity of the receive queue; one more datagram is dropped with DHCP_DROP_NOMEM.
-    #[arg(long, value_name = "N", default_value_t = calloutd_server::DEFAULT_QUEUE_CAPACITY)]
-    queue: usize,
+    #[cfg_attr(feature = "clap", arg(long, value_name = "N", default_value_t = calloutd_server::DEFAULT_QUEUE_CAPACITY))]
+    pub queue: usize,
     /// While datagrams come densely, a worker that emptied its socket waits this many microseconds
     /// before it reads again, so it then handles what came meanwhile in one round, with one wake-up
     /// and one lease commit for all its ACKs (an ACK never leaves before its lease is committed).
     /// 0: workers never wait; a round is what queued up on its own.
-    #[arg(long, value_name = "US", default_value_t = calloutd_server::DEFAULT_COALESCE.as_micros() as u64)]
-    coalesce_us: u64,
+    #[cfg_attr(feature = "clap", arg(long, value_name = "US", default_value_t = calloutd_server::DEFAULT_COALESCE.as_micros() as u64))]
+    pub coalesce_us: u64,
     /// Log a warning when a hook runs longer than this many milliseconds under a server lock.
-    #[arg(long, value_name = "MS", default_value_t = 10)]
-    slow_hook_ms: u64,
+    #[cfg_attr(feature = "clap", arg(long, value_name = "MS", default_value_t = 10))]
+    pub slow_hook_ms: u64,
     /// The control API (HTTP+JSON; `calloutd ctl` is its client) on ADDR:PORT, or `off`. A token is
     /// required off loopback. If the default address is taken the server runs without it.
-    #[arg(long, value_name = "ADDR:PORT|off", default_value = DEFAULT_CONTROL_ADDR)]
-    control: String,
+    #[cfg_attr(feature = "clap", arg(long, value_name = "ADDR:PORT|off", default_value = DEFAULT_CONTROL_ADDR))]
+    pub control: String,
     /// The bearer token the control API requires (default: $CALLOUTD_CONTROL_TOKEN; none on
     /// loopback). Prefer --control-token-file: a command line is visible to every local user.
-    #[arg(long, value_name = "TOKEN", conflicts_with = "control_token_file")]
-    control_token: Option<String>,
+    #[cfg_attr(
+        feature = "clap",
+        arg(long, value_name = "TOKEN", conflicts_with = "control_token_file")
+    )]
+    pub control_token: Option<String>,
     /// A file holding the control API's bearer token (required off loopback, with --control-token
     /// or $CALLOUTD_CONTROL_TOKEN as alternatives).
-    #[arg(long, value_name = "FILE")]
-    control_token_file: Option<PathBuf>,
+    #[cfg_attr(feature = "clap", arg(long, value_name = "FILE"))]
+    pub control_token_file: Option<PathBuf>,
     /// Write Microsoft's audit log (DhcpSrvLog-<Day>.log) to DIR. Default: DhcpLogFilePath mapped
     /// under the data directory, when ActivityLogFlag is on.
-    #[arg(long, value_name = "DIR", conflicts_with = "no_audit_log")]
-    audit_log: Option<PathBuf>,
+    #[cfg_attr(
+        feature = "clap",
+        arg(long, value_name = "DIR", conflicts_with = "no_audit_log")
+    )]
+    pub audit_log: Option<PathBuf>,
     /// Write no audit log, whatever ActivityLogFlag says.
-    #[arg(long)]
-    no_audit_log: bool,
+    #[cfg_attr(feature = "clap", arg(long))]
+    pub no_audit_log: bool,
     /// Purge expired leases every N seconds instead of every DatabaseCleanupInterval minutes (tests).
-    #[arg(long, value_name = "N", hide = true)]
-    cleanup_interval_secs: Option<u64>,
+    #[cfg_attr(feature = "clap", arg(long, value_name = "N", hide = true))]
+    pub cleanup_interval_secs: Option<u64>,
     /// Back the lease database up every N seconds instead of every BackupInterval minutes (tests).
-    #[arg(long, value_name = "N", hide = true)]
-    backup_interval_secs: Option<u64>,
+    #[cfg_attr(feature = "clap", arg(long, value_name = "N", hide = true))]
+    pub backup_interval_secs: Option<u64>,
+    /// How long an expired lease stays in the database (still its client's) before the purge
+    /// deletes it, with DeleteClient. Microsoft's grace period: 4 hours.
+    #[cfg_attr(feature = "clap", arg(long, value_name = "SECS", default_value_t = calloutd_engine::DEFAULT_EXPIRED_GRACE.as_secs()))]
+    pub expired_grace_secs: u64,
+    /// When DeleteClient runs: `expiry` (the administrative delete and the purge after the grace
+    /// period), or `release` (also directly before a RELEASE or DECLINE removes a lease).
+    #[cfg_attr(feature = "clap", arg(long, value_enum, value_name = "WHEN", default_value_t = DeleteClientArg::Expiry))]
+    pub delete_client_on: DeleteClientArg,
+}
+
+/// `--delete-client-on`: which removals of a lease call DeleteClient.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+pub enum DeleteClientArg {
+    /// The administrative delete and the expiry purge only (RELEASE and DECLINE: AddressDel).
+    #[default]
+    Expiry,
+    /// Also RELEASE and DECLINE of a lease.
+    Release,
 }
 
 /// The default data directory: `/var/lib/calloutd` for root (a system service), the XDG data
@@ -112,30 +142,9 @@ fn is_root() -> bool {
     std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
 }
 
-/// Runs the server until SIGINT/SIGTERM; exit 0 after a clean stop.
-pub fn run(args: ServeArgs) -> ExitCode {
-    init_logging();
-    match serve(args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(reason) => {
-            error!("{reason}");
-            eprintln!("calloutd serve: {reason}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("CALLOUTD_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
-}
-
-fn serve(args: ServeArgs) -> Result<(), String> {
+/// Serves until SIGINT/SIGTERM or the control API's stop; `Err` is the one-line reason it could not
+/// start or stop cleanly (already logged where it has details).
+pub fn serve(args: ServeOptions) -> Result<(), String> {
     let registry = read_registry(&args.reg)?;
     for w in &registry.warnings {
         warn!("{w}");
@@ -163,10 +172,34 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         }
         None => None,
     };
-    let callout = match callouts_off_reason(params) {
+    // The summary needs the service state, known only once the server runs; `--on-callout-crash
+    // stop` needs the handle to stop it.
+    let handle_slot: Arc<std::sync::OnceLock<ServerHandle>> = Arc::default();
+    let slow = std::time::Duration::from_millis(args.slow_hook_ms);
+    let callout: Option<LoadedCallout> = match callouts_off_reason(params) {
         Some(reason) => {
             info!("{reason}");
             None
+        }
+        None if args.isolate.isolate => {
+            let mut options = args.isolate.options()?;
+            options.trace = trace.clone();
+            options.slow_threshold = slow;
+            // As `Callout::with_slow_threshold`: ten times that without a lock.
+            options.slow_unlocked_threshold = slow.saturating_mul(10);
+            options.on_stop = Some(Arc::new({
+                let handle_slot = handle_slot.clone();
+                move || {
+                    if let Some(handle) = handle_slot.get() {
+                        handle.stop();
+                    }
+                }
+            }));
+            let loaded = IsolatedCallout::load(&callout_config(params, &args.reg), options);
+            match loaded.callout {
+                Some(c) => Some(LoadedCallout::Isolated(Arc::new(c))),
+                None => return Err(loaded.report.summary()),
+            }
         }
         None => {
             let loaded = load_callout(&callout_config(params, &args.reg));
@@ -178,15 +211,15 @@ fn serve(args: ServeArgs) -> Result<(), String> {
                 return Err(loaded.report.summary());
             }
             loaded.callout.map(|c| {
-                Arc::new(
-                    c.with_trace(trace.clone())
-                        .with_slow_threshold(std::time::Duration::from_millis(args.slow_hook_ms)),
-                )
+                LoadedCallout::InProcess(Arc::new(
+                    c.with_trace(trace.clone()).with_slow_threshold(slow),
+                ))
             })
         }
     };
     let hooks: Arc<dyn Hooks> = match &callout {
-        Some(c) => Arc::new(CalloutHooks(c.clone())),
+        Some(LoadedCallout::InProcess(c)) => c.clone(),
+        Some(LoadedCallout::Isolated(c)) => c.clone(),
         None => Arc::new(NoHooks),
     };
 
@@ -206,6 +239,11 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     let options = EngineOptions {
         ignore_broadcast_flag: params.ignore_broadcast(),
         audit: audit.clone(),
+        expired_grace: std::time::Duration::from_secs(args.expired_grace_secs),
+        delete_client_on: match args.delete_client_on {
+            DeleteClientArg::Expiry => calloutd_engine::DeleteClientOn::ExpiryAndDelete,
+            DeleteClientArg::Release => calloutd_engine::DeleteClientOn::AlsoReleaseAndDecline,
+        },
         // The runtime commits, once per round of a worker (see calloutd_server's crate doc).
         defer_commits: true,
         ..EngineOptions::default()
@@ -284,12 +322,13 @@ fn serve(args: ServeArgs) -> Result<(), String> {
             "cleanup_interval_secs": cleanup.as_secs(),
             "backup": backup_file,
             "control": args.control,
+            "isolate": args.isolate.isolate,
+            "hook_timeout_ms": args.isolate.hook_timeout_ms,
+            "on_callout_crash": format!("{:?}", args.isolate.on_callout_crash).to_lowercase(),
         }),
         // The API writes only inside the data directory.
         backup_file: backup_file.clone().filter(|f| f.starts_with(&data_dir)),
     });
-    // The summary needs the service state, known only once the server runs.
-    let handle_slot: Arc<std::sync::OnceLock<ServerHandle>> = Arc::default();
     let config = ServerConfig {
         listen,
         interfaces: args.interface.clone(),
@@ -310,7 +349,9 @@ fn serve(args: ServeArgs) -> Result<(), String> {
                 )
             }
         })),
-        audit: audit.clone(),
+        audit: audit
+            .clone()
+            .map(|a| a as Arc<dyn calloutd_hooks::ServiceEvents>),
         periodic: Some(PeriodicTask {
             interval: cleanup,
             run: Arc::new({
@@ -449,19 +490,24 @@ fn start_backups(
     }
 }
 
-/// The audit log: `--audit-log DIR`, else `DhcpLogFilePath` under the data directory when
+/// The audit log: `--audit-log DIR`, else `DhcpLogFilePath` (by default the `DatabasePath` folder)
+/// under the data directory when
 /// `ActivityLogFlag` is on. A default folder that cannot be created is a warning, not a failure.
 fn open_audit_log(
-    args: &ServeArgs,
+    args: &ServeOptions,
     params: &calloutd_registry::Parameters,
     data_dir: &Path,
 ) -> Result<Option<Arc<AuditLog>>, String> {
     if args.no_audit_log {
         return Ok(None);
     }
-    let max_mb = params.dhcp_log_files_max_size_mb();
+    let limits = calloutd_engine::AuditLimits {
+        max_megabytes: params.dhcp_log_files_max_size_mb(),
+        min_free_megabytes: params.dhcp_log_min_space_on_disk_mb(),
+        disk_check_interval: params.dhcp_log_disk_space_check_interval(),
+    };
     if let Some(dir) = &args.audit_log {
-        let log = AuditLog::from_settings(true, dir, max_mb).map_err(|e| e.to_string())?;
+        let log = AuditLog::from_settings(true, dir, limits).map_err(|e| e.to_string())?;
         info!("audit log: {}", dir.display());
         return Ok(log);
     }
@@ -470,7 +516,7 @@ fn open_audit_log(
         return Ok(None);
     }
     let folder = calloutd_registry::expand_path(params.dhcp_log_file_path_or_default(), data_dir);
-    match AuditLog::from_settings(true, &folder.path, max_mb) {
+    match AuditLog::from_settings(true, &folder.path, limits) {
         Ok(log) => {
             info!(
                 "audit log: {} (DhcpLogFilePath {})",
@@ -489,7 +535,7 @@ fn open_audit_log(
 /// Starts the control API unless `--control off`. When the default address is taken the server runs
 /// without it (a warning); an address given explicitly must bind.
 fn start_control(
-    args: &ServeArgs,
+    args: &ServeOptions,
     service: ServerHandle,
     backend: Arc<dyn ControlBackend>,
 ) -> Result<Option<ControlServer>, String> {

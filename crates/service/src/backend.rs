@@ -6,7 +6,7 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use calloutd_callout::Callout;
+use calloutd_callout::isolate::LoadedCallout;
 use calloutd_config::{dashed_hex, Scope};
 use calloutd_engine::{Engine, Lease};
 use calloutd_registry::Parameters;
@@ -14,11 +14,11 @@ use calloutd_server::{ControlBackend, HookView, LeaseView, ScopeView};
 use serde_json::{json, Value};
 
 /// The engine, the callout (if loaded) and the effective settings, for the control API.
-pub struct EngineBackend {
+pub(crate) struct EngineBackend {
     /// The engine serving.
     pub engine: Arc<Engine>,
     /// The loaded callout, whose hook statistics are reported.
-    pub callout: Option<Arc<Callout>>,
+    pub callout: Option<LoadedCallout>,
     /// The registry Parameters in effect.
     pub params: Parameters,
     /// Other effective settings shown by `GET /v1/config` (paths, intervals), never secrets.
@@ -137,13 +137,24 @@ impl ControlBackend for EngineBackend {
 
     fn engine_counters(&self) -> BTreeMap<String, u64> {
         let stats = self.engine.stats();
-        BTreeMap::from([
+        let mut counters = BTreeMap::from([
             ("dropped_by_callout".to_string(), stats.dropped_by_callout),
             (
                 "suppressed_by_callout".to_string(),
                 stats.suppressed_by_callout,
             ),
-        ])
+        ]);
+        // `--isolate`: crashes, hangs, restarts... of the callout host.
+        if let Some(callout) = &self.callout {
+            counters.extend(callout.counters());
+            // Callout misbehaviour per kind (`misbehaviour_slow-hook` ...); each report, with its
+            // hook, packet and explanation, is in the log and the trace.
+            let log = callout.misbehaviour();
+            for kind in calloutd_callout::MisbehaviourKind::ALL {
+                counters.insert(format!("misbehaviour_{}", kind.name()), log.count(kind));
+            }
+        }
+        counters
     }
 
     fn backup(&self) -> Result<Value, String> {
@@ -223,6 +234,7 @@ impl ControlBackend for EngineBackend {
             "callout": self.callout.as_ref().map(|c| json!({
                 "path": c.path(),
                 "entry": c.entry(),
+                "isolated": c.is_isolated(),
                 "hooks": c.hooks_set().iter().map(|h| h.trace_name()).collect::<Vec<_>>(),
             })),
             "server": {

@@ -2,9 +2,9 @@
 
 use std::path::PathBuf;
 
-use calloutd_registry::{Parameters, RegistryTree, Warning};
+use calloutd_registry::{Parameters, RegistryTree, UnusedValue, Warning};
 
-use crate::RegArgs;
+use crate::RegOptions;
 
 /// The registry side of the configuration after all `.reg` files were applied.
 pub struct RegistryConfig {
@@ -12,10 +12,12 @@ pub struct RegistryConfig {
     pub params: Parameters,
     /// Lines the readers skipped, with file:line and reason.
     pub warnings: Vec<Warning>,
+    /// Values in the Parameters key calloutd ignores, each with why (`check` warns about each).
+    pub unused: Vec<UnusedValue>,
 }
 
 /// Applies every `--reg` file in order; the error is one line naming the file (and line) at fault.
-pub fn read_registry(args: &RegArgs) -> Result<RegistryConfig, String> {
+pub fn read_registry(args: &RegOptions) -> Result<RegistryConfig, String> {
     let mut tree = RegistryTree::new();
     let mut warnings = Vec::new();
     for file in &args.reg {
@@ -23,17 +25,23 @@ pub fn read_registry(args: &RegArgs) -> Result<RegistryConfig, String> {
         warnings.extend(w);
     }
     let params = Parameters::from_tree(&tree).map_err(|e| e.to_string())?;
-    Ok(RegistryConfig { params, warnings })
+    let unused = Parameters::unused_values(&tree);
+    Ok(RegistryConfig {
+        params,
+        warnings,
+        unused,
+    })
 }
 
 /// What the callout loader needs, from the Parameters view.
-pub fn callout_config(params: &Parameters, args: &RegArgs) -> calloutd_callout::CalloutConfig {
+pub fn callout_config(params: &Parameters, args: &RegOptions) -> calloutd_callout::CalloutConfig {
     let dlls = params.callout_dlls.as_ref();
     calloutd_callout::CalloutConfig {
         dlls: dlls.map(|d| d.value.clone()).unwrap_or_default(),
         enabled: params.callout_enabled.as_ref().map(|e| e.value),
         base_dir: dlls.and_then(|d| d.dir()).map(PathBuf::from),
         order: args.load_order.into(),
+        strict_permissions: args.strict_dll_permissions,
     }
 }
 
