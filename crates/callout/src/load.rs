@@ -125,7 +125,7 @@ pub struct LoadAttempt {
     /// The `ChainDlls` passed to its entry point (empty when it was not called).
     pub chain_dlls: Vec<String>,
     /// Who other than calloutd's user and root can change the DLL (see [`crate::trust`]).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub permission_warnings: Vec<String>,
     /// The outcome.
     #[serde(flatten)]
