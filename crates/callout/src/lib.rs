@@ -8,8 +8,9 @@
 //! - [`Callout`]: one safe method per hook (docs/hooks.md section 4), `Send + Sync`, called
 //!   concurrently from worker threads: guarded ≥ 4096-byte per-thread buffers, swapped-buffer
 //!   copy-out, fault reports ([`HookFault`]), `DHCP_SERVER_OPTIONS` built from the packet, timing,
-//!   the lock annotation ([`HeldLocks`]) with misbehaviour reports (a slow hook, stricter under a lock), the JSON Lines
-//!   trace ([`TraceSink`], schema in [`trace`]) and per-hook statistics ([`HookStats`]).
+//!   the lock annotation ([`HeldLocks`]) with misbehaviour reports (a slow hook, stricter under a
+//!   lock), the JSON Lines trace ([`TraceSink`], schema in [`trace`]) and per-hook statistics
+//!   ([`HookStats`]).
 //!
 //! - [`Callout`] implements the hook seam (`calloutd_hooks::Hooks`), so the engine and the runtime
 //!   call it directly.
