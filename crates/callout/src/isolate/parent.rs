@@ -161,6 +161,26 @@ struct Call<'a> {
     xid: Option<u32>,
 }
 
+impl<'a> Call<'a> {
+    /// A call of `hook` on `packet` with every optional argument absent (0 or `None`); each hook
+    /// method sets the ones it has.
+    fn on(hook: HookName, packet: &'a [u8], ctx: usize, locks: HeldLocks) -> Call<'a> {
+        Call {
+            hook,
+            code: None,
+            ip: None,
+            alt: None,
+            client_type: 0,
+            lease: 0,
+            ctx,
+            scope: None,
+            locks,
+            packet,
+            xid: xid_of(packet),
+        }
+    }
+}
+
 /// What came back from a call that completed.
 #[derive(Debug)]
 struct Reply {
@@ -496,17 +516,8 @@ impl IsolatedCallout {
         }
         let host = self.shared.current_host()?;
         let call = Call {
-            hook: HookName::Control,
             code: Some(code.code()),
-            ip: None,
-            alt: None,
-            client_type: 0,
-            lease: 0,
-            ctx: 0,
-            scope: None,
-            locks,
-            packet: &[],
-            xid: None,
+            ..Call::on(HookName::Control, &[], 0, locks)
         };
         self.shared
             .run(&host, &call, None, None)
@@ -532,17 +543,8 @@ impl IsolatedCallout {
             return Ok(true);
         }
         let call = Call {
-            hook: HookName::NewPkt,
-            code: None,
             ip: Some(ip),
-            alt: None,
-            client_type: 0,
-            lease: 0,
-            ctx: 0,
-            scope: None,
-            locks,
-            packet,
-            xid: xid_of(packet),
+            ..Call::on(HookName::NewPkt, packet, 0, locks)
         };
         let mut out = Vec::new();
         let result = self.shared.run(&host, &call, Some(&mut out), Some(handle));
@@ -571,17 +573,8 @@ impl IsolatedCallout {
         locks: HeldLocks,
     ) -> Result<(), HookFault> {
         let call = Call {
-            hook: HookName::HandleOptions,
-            code: None,
-            ip: None,
-            alt: None,
-            client_type: 0,
-            lease: 0,
-            ctx,
             scope: scope_id,
-            locks,
-            packet,
-            xid: xid_of(packet),
+            ..Call::on(HookName::HandleOptions, packet, ctx, locks)
         };
         self.shared.packet_hook(call, None).map(|_| ())
     }
@@ -597,17 +590,9 @@ impl IsolatedCallout {
         locks: HeldLocks,
     ) -> Result<(), HookFault> {
         let call = Call {
-            hook: HookName::PktDrop,
             code: Some(reason.code()),
             ip: Some(ip),
-            alt: None,
-            client_type: 0,
-            lease: 0,
-            ctx,
-            scope: None,
-            locks,
-            packet,
-            xid: xid_of(packet),
+            ..Call::on(HookName::PktDrop, packet, ctx, locks)
         };
         let mut out = Vec::new();
         let result = self.shared.packet_hook(call, Some(&mut out));
@@ -630,17 +615,9 @@ impl IsolatedCallout {
         locks: HeldLocks,
     ) -> Result<(), HookFault> {
         let call = Call {
-            hook: HookName::PktSend,
             code: Some(DHCP_SEND_PACKET),
             ip: Some(ip),
-            alt: None,
-            client_type: 0,
-            lease: 0,
-            ctx,
-            scope: None,
-            locks,
-            packet: reply,
-            xid: xid_of(reply),
+            ..Call::on(HookName::PktSend, reply, ctx, locks)
         };
         let mut out = Vec::new();
         let result = self.shared.packet_hook(call, Some(&mut out));
@@ -662,17 +639,10 @@ impl IsolatedCallout {
         locks: HeldLocks,
     ) -> Result<(), HookFault> {
         let call = Call {
-            hook: HookName::AddressDel,
             code: Some(code.code()),
             ip: Some(ip),
             alt: Some(alt),
-            client_type: 0,
-            lease: 0,
-            ctx,
-            scope: None,
-            locks,
-            packet,
-            xid: xid_of(packet),
+            ..Call::on(HookName::AddressDel, packet, ctx, locks)
         };
         self.shared.packet_hook(call, None).map(|_| ())
     }
@@ -691,17 +661,12 @@ impl IsolatedCallout {
         locks: HeldLocks,
     ) -> Result<(), HookFault> {
         let call = Call {
-            hook: HookName::AddressOffer,
             code: Some(code.code()),
             ip: Some(ip),
             alt: Some(alt),
             client_type: client_type.code(),
             lease: lease_secs,
-            ctx,
-            scope: None,
-            locks,
-            packet,
-            xid: xid_of(packet),
+            ..Call::on(HookName::AddressOffer, packet, ctx, locks)
         };
         self.shared.packet_hook(call, None).map(|_| ())
     }
@@ -716,18 +681,11 @@ impl IsolatedCallout {
         let Some(host) = self.shared.current_host() else {
             return Ok(());
         };
+        // The hardware address travels in the packet slot; it has no xid.
         let call = Call {
-            hook: HookName::DeleteClient,
-            code: None,
             ip: Some(ip),
-            alt: None,
-            client_type: 0,
-            lease: 0,
-            ctx: 0,
-            scope: None,
-            locks,
-            packet: hw,
             xid: None,
+            ..Call::on(HookName::DeleteClient, hw, 0, locks)
         };
         if !host.has(HookName::DeleteClient) {
             return Ok(());
@@ -1226,17 +1184,8 @@ impl Shared {
         self.counters.restarts.fetch_add(1, Ordering::Relaxed);
         // Control(START) before the first packet of the new host, as at service start.
         let call = Call {
-            hook: HookName::Control,
             code: Some(ControlCode::Start.code()),
-            ip: None,
-            alt: None,
-            client_type: 0,
-            lease: 0,
-            ctx: 0,
-            scope: None,
-            locks: HeldLocks::Service,
-            packet: &[],
-            xid: None,
+            ..Call::on(HookName::Control, &[], 0, HeldLocks::Service)
         };
         {
             // Up before the call so a crash in Control(START) is handled like any other.
