@@ -1,7 +1,7 @@
 //! The server side of `--isolate`: starts the callout host, posts hook calls into its slots,
 //! notices crashes and hangs, reports them (events 1031/1032), and applies the crash policy.
 
-use super::shm::{futex_wait, futex_wake, host_state, state, status, Region, SLOT_DATA};
+use super::shm::{futex_wait, futex_wake, host_state, state, status, Region, Spinner, SLOT_DATA};
 use super::wire::{encode_locks, hook_id, signal_name};
 use super::HostConfig;
 use super::{CrashPolicy, IsolateOptions};
@@ -21,10 +21,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-
-/// How many times the server checks the slot before it sleeps on the futex: a hook call usually
-/// comes back within microseconds, and a futex sleep and wake-up costs more than that.
-const SPIN: u32 = 4_000;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -203,10 +199,23 @@ enum Failure {
     Protocol(String),
 }
 
+/// The host a hook call goes to, as [`Shared::current_host`] finds it.
+enum Current {
+    Up(Arc<Host>),
+    /// The callout is off (disabled, stopped or stopping).
+    Off,
+    /// A new host is being started and the call could not wait for it.
+    Restarting,
+}
+
 /// The state of the callout as a whole.
 enum Phase {
     Up(Arc<Host>),
-    Restarting,
+    /// A new host is being started. Calls without a server lock wait for it until `wait_until`
+    /// (the failure plus the hook timeout), all of them together, not each for as long.
+    Restarting {
+        wait_until: Instant,
+    },
     Off,
 }
 
@@ -514,10 +523,17 @@ impl IsolatedCallout {
         if code == ControlCode::Stop {
             self.shared.stopping.store(true, Ordering::SeqCst);
         }
-        let host = self.shared.current_host()?;
         let call = Call {
             code: Some(code.code()),
             ..Call::on(HookName::Control, &[], 0, locks)
+        };
+        let host = match self.shared.current_host(locks) {
+            Current::Up(host) => host,
+            Current::Off => return None,
+            Current::Restarting => {
+                self.shared.restarting(&call);
+                return None;
+            }
         };
         self.shared
             .run(&host, &call, None, None)
@@ -534,18 +550,25 @@ impl IsolatedCallout {
         ctx: &mut usize,
         locks: HeldLocks,
     ) -> Result<bool, HookFault> {
-        let Some(host) = self.shared.current_host() else {
-            return self.shared.off_result(HookName::NewPkt).map(|()| true);
+        let call = Call {
+            ip: Some(ip),
+            ..Call::on(HookName::NewPkt, packet, 0, locks)
+        };
+        let host = match self.shared.current_host(locks) {
+            Current::Up(host) => host,
+            Current::Off => return self.shared.off_result(HookName::NewPkt).map(|()| true),
+            // Its later hooks reach the new host with PktContext NULL, as for a packet whose
+            // NewPkt ran in a host that died since.
+            Current::Restarting => {
+                self.shared.restarting(&call);
+                return Ok(true);
+            }
         };
         let handle = self.shared.track(host.generation);
         *ctx = handle;
         if !host.has(HookName::NewPkt) {
             return Ok(true);
         }
-        let call = Call {
-            ip: Some(ip),
-            ..Call::on(HookName::NewPkt, packet, 0, locks)
-        };
         let mut out = Vec::new();
         let result = self.shared.run(&host, &call, Some(&mut out), Some(handle));
         match result {
@@ -678,14 +701,19 @@ impl IsolatedCallout {
         hw: &[u8],
         locks: HeldLocks,
     ) -> Result<(), HookFault> {
-        let Some(host) = self.shared.current_host() else {
-            return Ok(());
-        };
         // The hardware address travels in the packet slot; it has no xid.
         let call = Call {
             ip: Some(ip),
             xid: None,
             ..Call::on(HookName::DeleteClient, hw, 0, locks)
+        };
+        let host = match self.shared.current_host(locks) {
+            Current::Up(host) => host,
+            Current::Off => return Ok(()),
+            Current::Restarting => {
+                self.shared.restarting(&call);
+                return Ok(());
+            }
         };
         if !host.has(HookName::DeleteClient) {
             return Ok(());
@@ -713,18 +741,22 @@ impl Drop for IsolatedCallout {
 }
 
 impl Shared {
-    /// The running host; waits while one is being restarted. `None`: the callout is off.
-    fn current_host(self: &Arc<Self>) -> Option<Arc<Host>> {
+    /// The running host. While one is being restarted, a call waits for it until the failure
+    /// plus the hook timeout (what a hook may hold a worker for), and then goes on undelivered;
+    /// a call under the lease lock does not wait at all, so the workers waiting for that lock are
+    /// held up by a crash or a hang for no longer than the hook timeout, never by the restart as
+    /// well. (Control, under the service state lock, waits: packets do not need that lock.)
+    fn current_host(self: &Arc<Self>, locks: HeldLocks) -> Current {
         let mut phase = lock(&self.phase);
-        let deadline = Instant::now() + self.options.load_timeout + self.options.hook_timeout;
         loop {
             match &*phase {
-                Phase::Up(host) => return Some(host.clone()),
-                Phase::Off => return None,
-                Phase::Restarting => {
+                Phase::Up(host) => return Current::Up(host.clone()),
+                Phase::Off => return Current::Off,
+                Phase::Restarting { wait_until } => {
+                    let deadline = *wait_until;
                     let now = Instant::now();
-                    if now >= deadline {
-                        return None;
+                    if locks == HeldLocks::Lease || now >= deadline {
+                        return Current::Restarting;
                     }
                     phase = self
                         .phase_changed
@@ -734,6 +766,26 @@ impl Shared {
                 }
             }
         }
+    }
+
+    /// Records a hook not delivered because the host was being restarted (a trace line with a
+    /// `fault`, counted as not delivered). The packet is not marked: its reply is sent, and its
+    /// later hooks reach the new host.
+    fn restarting(&self, call: &Call<'_>) {
+        if !self.hooks_set.contains(&call.hook) {
+            return;
+        }
+        let message = format!(
+            "{}: not delivered: the callout host was being restarted{}",
+            call.hook,
+            if call.locks == HeldLocks::Lease {
+                " (a call under the lease lock does not wait for it)"
+            } else {
+                " (waited until the hook timeout after the failure)"
+            }
+        );
+        self.counters.not_delivered.fetch_add(1, Ordering::Relaxed);
+        self.record(call, Instant::now(), 0, 0, Some(&message), Vec::new());
     }
 
     /// What a hook returns while the callout is off: nothing happens, except that with
@@ -814,11 +866,18 @@ impl Shared {
     ) -> Result<bool, HookFault> {
         let handle = call.ctx;
         let entry = self.entry(handle);
-        let host = self.current_host();
-        match entry {
-            Some(entry) if entry.faulted => {
-                return self.not_delivered(&call, host.as_deref());
+        if entry.is_some_and(|e| e.faulted) {
+            return self.not_delivered(&call, self.up_host().as_deref());
+        }
+        let host = match self.current_host(call.locks) {
+            Current::Up(host) => Some(host),
+            Current::Off => None,
+            Current::Restarting => {
+                self.restarting(&call);
+                return Ok(false);
             }
+        };
+        match entry {
             // The DLL's own context, in the host that set it; a host started since never saw
             // it, so the packet's later hooks reach that host with PktContext NULL.
             Some(entry)
@@ -845,6 +904,14 @@ impl Shared {
             });
         }
         Ok(reply.called && wants_packet)
+    }
+
+    /// The running host, without waiting for a restart.
+    fn up_host(&self) -> Option<Arc<Host>> {
+        match &*lock(&self.phase) {
+            Phase::Up(host) => Some(host.clone()),
+            _ => None,
+        }
     }
 
     /// Records a hook of a packet that met a crash or a hang without calling it. For PktSend the
@@ -1104,7 +1171,9 @@ impl Shared {
                 self.disable(&mut phase, &why);
             }
             CrashPolicy::Restart => {
-                *phase = Phase::Restarting;
+                *phase = Phase::Restarting {
+                    wait_until: Instant::now() + self.options.hook_timeout,
+                };
                 drop(phase);
                 tracing::warn!(
                     "restarting the callout host (crash {recent} within {} s; the callout is disabled at {})",
@@ -1195,6 +1264,8 @@ impl Shared {
             }
             *phase = Phase::Up(host.clone());
         }
+        // Calls waiting for the restart go on now, not after Control(START).
+        self.phase_changed.notify_all();
         if host.has(HookName::Control) {
             let _ = self.run(&host, &call, None, None);
         }
@@ -1203,7 +1274,6 @@ impl Shared {
             host.pid,
             self.entry
         );
-        self.phase_changed.notify_all();
     }
 }
 
@@ -1215,6 +1285,7 @@ fn post(
     timeout: Duration,
 ) -> Result<Reply, Failure> {
     thread_local! {
+        static SPINNER: std::cell::RefCell<Spinner> = std::cell::RefCell::default();
         static HOME: usize = {
             static NEXT: AtomicUsize = AtomicUsize::new(0);
             NEXT.fetch_add(1, Ordering::Relaxed)
@@ -1260,7 +1331,11 @@ fn post(
     slot.state.store(state::REQUEST, Ordering::SeqCst);
     futex_wake(&slot.state);
     let deadline = Instant::now() + timeout;
-    let mut spins = 0;
+    // A hook call of a quick DLL comes back within microseconds, sooner than a futex sleep and
+    // wake-up; the spin is bounded by time so a slow hook costs no more than it.
+    SPINNER.with_borrow_mut(|spinner| {
+        spinner.spin(&slot.state, |s| s == state::REQUEST || s == state::RUNNING)
+    });
     loop {
         let now_state = slot.state.load(Ordering::SeqCst);
         match now_state {
@@ -1268,11 +1343,6 @@ fn post(
             state::REQUEST | state::RUNNING => {
                 if host.dead.load(Ordering::SeqCst) {
                     return Err(died(host, index));
-                }
-                if spins < SPIN {
-                    spins += 1;
-                    std::hint::spin_loop();
-                    continue;
                 }
                 let now = Instant::now();
                 if now >= deadline {
