@@ -1,8 +1,8 @@
 //! A callout written the way Windows authors write them, with Win32 calls only
 //! (`fixtures/callouts/win32chain.c` through the opt-in `win32compat.h`, docs/hooks.md section 12):
-//! the same source builds unchanged as a Linux `.so`, which the real binary runs (`calloutd test`
-//! with fixtures/scenarios/win32chain.toml), and as a PE DLL with mingw-w64 (run under wine by
-//! crates/callout/tests/windows_dlls.rs).
+//! the same source builds unchanged as a Linux `.so`, which the real binary runs (`calloutd test
+//! --in-process` with fixtures/scenarios/win32chain.toml), and as a PE DLL with mingw-w64 (run
+//! under wine by crates/callout/tests/windows_dlls.rs).
 
 mod support;
 
@@ -34,7 +34,10 @@ fn a_win32_style_chain_loader_runs_as_a_so_forwarding_every_hook_with_dllmain_on
     let trace = dir.path().join("trace.jsonl");
     let scenario = repo_root().join("fixtures/scenarios/win32chain.toml");
     let mut cmd = Command::new(calloutd_bin());
+    // In-process, as Microsoft DHCP Server hosts it: the DLL is unloaded (DllMain's
+    // PROCESS_DETACH) when the run ends; the isolated host is killed rather than unloaded.
     cmd.arg("test")
+        .arg("--in-process")
         .arg("--callouts")
         .arg(&callouts)
         .arg("--trace")
