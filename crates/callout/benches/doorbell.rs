@@ -1,8 +1,9 @@
 //! Which doorbell for the isolated callout host: one round trip (the server rings, the host
 //! answers) between two processes, with no work in between, through
 //! - `futex`: a word in shared memory, FUTEX_WAIT/FUTEX_WAKE, sleeping at once;
-//! - `futex_spin`: the same word, but each side first spins on it (as the transport does, see
-//!   `src/isolate/parent.rs` and `host.rs`), so a quick answer costs no system call to wait;
+//! - `futex_spin2000`: the same word, but each side first spins on it 2 000 times (as the transport
+//!   did before it bounded its spin by time and backed off, see `src/isolate/shm.rs`), so a quick
+//!   answer costs no system call to wait, and a late one costs the spin;
 //! - `eventfd`: one eventfd each way (write 8 bytes, read 8 bytes);
 //! - `pipe`: one pipe each way (write 1 byte, read 1 byte).
 //!
@@ -18,7 +19,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-/// Spins before sleeping in the `futex_spin` variant: the transport's host side value.
+/// Spins before sleeping in the `futex_spin2000` variant: the transport's former host side value.
 const SPIN: u32 = 2_000;
 
 const IDLE: u32 = 0;
@@ -233,7 +234,7 @@ fn pipes() -> [(i32, i32); 2] {
 fn doorbells(c: &mut Criterion) {
     let peers: Vec<(&str, Peer)> = vec![
         ("futex", Peer::futex(0)),
-        ("futex_spin", Peer::futex(SPIN)),
+        ("futex_spin2000", Peer::futex(SPIN)),
         ("eventfd", Peer::fds(eventfds, 8)),
         ("pipe", Peer::fds(pipes, 1)),
     ];
