@@ -198,6 +198,7 @@ for _ in $(seq 300); do kill -0 "$srv_pid" 2>/dev/null || break; sleep 0.1; done
 wait "$reader_pid" || true
 reader_pid=
 
+# (An unquoted here-document, for the shell's figures: no backquotes in it.)
 python3 - "$work" "$results" <<EOF
 import json, re, sys
 from pathlib import Path
@@ -246,7 +247,7 @@ for h, c in hooks["hist"].items():
     for k, v in c.items():
         all_hist[k] = all_hist.get(k, 0) + v
 doc = [f"### Soak: {secs} s at {rate}/s, {clients} clients, trace callout{', --isolate' if isolate else ''}", "",
-       f"`scripts/soak.sh {secs}` (SOAK_RATE={rate}, SOAK_CLIENTS={clients}, SOAK_ISOLATE={1 if isolate else 0}); "
+       f"scripts/soak.sh {secs} (SOAK_RATE={rate}, SOAK_CLIENTS={clients}, SOAK_ISOLATE={1 if isolate else 0}); "
        f"load average before {'$load_before'}, after {'$load_after'} (2 CPUs).", "",
        "| sample | t s | server RSS MB | server fds | server threads"
        + (" | host RSS MB | host fds | host threads" if isolate else "") + " | load |",

@@ -22,6 +22,11 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+/// Calls without the lease lock wait for a restarting host until the failure plus the hook
+/// timeout, or plus this when the hook timeout is shorter (a restart takes a process start and a
+/// DLL load: hundreds of milliseconds on a busy machine).
+const RESTART_WAIT_MIN: Duration = Duration::from_secs(2);
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -211,8 +216,9 @@ enum Current {
 /// The state of the callout as a whole.
 enum Phase {
     Up(Arc<Host>),
-    /// A new host is being started. Calls without a server lock wait for it until `wait_until`
-    /// (the failure plus the hook timeout), all of them together, not each for as long.
+    /// A new host is being started. Calls without the lease lock wait for it until `wait_until`
+    /// (the failure plus the hook timeout, at least [`RESTART_WAIT_MIN`]), all of them together,
+    /// not each for as long.
     Restarting {
         wait_until: Instant,
     },
@@ -742,7 +748,8 @@ impl Drop for IsolatedCallout {
 
 impl Shared {
     /// The running host. While one is being restarted, a call waits for it until the failure
-    /// plus the hook timeout (what a hook may hold a worker for), and then goes on undelivered;
+    /// plus the hook timeout (what a hook may hold a worker for; at least [`RESTART_WAIT_MIN`]),
+    /// and then goes on undelivered;
     /// a call under the lease lock does not wait at all, so the workers waiting for that lock are
     /// held up by a crash or a hang for no longer than the hook timeout, never by the restart as
     /// well. (Control, under the service state lock, waits: packets do not need that lock.)
@@ -781,7 +788,7 @@ impl Shared {
             if call.locks == HeldLocks::Lease {
                 " (a call under the lease lock does not wait for it)"
             } else {
-                " (waited until the hook timeout after the failure)"
+                " (waited for it as long as a hook may take)"
             }
         );
         self.counters.not_delivered.fetch_add(1, Ordering::Relaxed);
@@ -867,7 +874,13 @@ impl Shared {
         let handle = call.ctx;
         let entry = self.entry(handle);
         if entry.is_some_and(|e| e.faulted) {
-            return self.not_delivered(&call, self.up_host().as_deref());
+            // Waits for the new host like any call (bounded, and never under the lease lock), so
+            // the packet that met the crash ends after the restart, in the trace as before.
+            let host = match self.current_host(call.locks) {
+                Current::Up(host) => Some(host),
+                Current::Off | Current::Restarting => None,
+            };
+            return self.not_delivered(&call, host.as_deref());
         }
         let host = match self.current_host(call.locks) {
             Current::Up(host) => Some(host),
@@ -904,14 +917,6 @@ impl Shared {
             });
         }
         Ok(reply.called && wants_packet)
-    }
-
-    /// The running host, without waiting for a restart.
-    fn up_host(&self) -> Option<Arc<Host>> {
-        match &*lock(&self.phase) {
-            Phase::Up(host) => Some(host.clone()),
-            _ => None,
-        }
     }
 
     /// Records a hook of a packet that met a crash or a hang without calling it. For PktSend the
@@ -1172,7 +1177,7 @@ impl Shared {
             }
             CrashPolicy::Restart => {
                 *phase = Phase::Restarting {
-                    wait_until: Instant::now() + self.options.hook_timeout,
+                    wait_until: Instant::now() + self.options.hook_timeout.max(RESTART_WAIT_MIN),
                 };
                 drop(phase);
                 tracing::warn!(
@@ -1264,8 +1269,6 @@ impl Shared {
             }
             *phase = Phase::Up(host.clone());
         }
-        // Calls waiting for the restart go on now, not after Control(START).
-        self.phase_changed.notify_all();
         if host.has(HookName::Control) {
             let _ = self.run(&host, &call, None, None);
         }
@@ -1274,6 +1277,9 @@ impl Shared {
             host.pid,
             self.entry
         );
+        // Calls waiting for the restart go on after Control(START), as packets come after it at
+        // service start.
+        self.phase_changed.notify_all();
     }
 }
 
