@@ -20,7 +20,9 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/calloutd-bench-harness.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 
 cargo build -q --release
-callouts=$(cargo run -q --release -p calloutd-fixtures --example build-fixtures | head -n 1)
+# Its first line is the Linux folder (a second names the Windows one when mingw-w64 is installed).
+callouts=$(cargo run -q --release -p calloutd-fixtures --example build-fixtures)
+callouts=${callouts%%$'\n'*}
 
 # A /16 scope with enough addresses for every client (198.18.0.0/15 only).
 cat > "$work/scope.txt" <<SCOPE
