@@ -44,9 +44,20 @@ pub struct RegArgs {
     /// order, as if each were `reg import`ed.
     #[arg(long = "reg", value_name = "FILE")]
     pub reg: Vec<PathBuf>,
+    /// `live`: read HKLM\SYSTEM\CurrentControlSet\Services\DHCPServer\Parameters from the Windows
+    /// registry first (Windows only); `--reg` files then apply on top of it.
+    #[arg(long, value_enum, value_name = "SOURCE")]
+    pub registry: Option<RegistrySource>,
     /// The order in which CalloutDlls entries are tried.
     #[arg(long, value_enum, default_value_t = LoadOrderArg::Alphabetical)]
     pub load_order: LoadOrderArg,
+}
+
+/// `--registry`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RegistrySource {
+    /// The live Windows registry.
+    Live,
 }
 
 /// `--load-order`.

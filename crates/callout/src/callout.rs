@@ -14,6 +14,38 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// Calls a hook: directly, or on Windows through the exception shim (`seh`), which ends the call
+/// if the hook raises an exception and keeps the exception for [`exception_fault`].
+macro_rules! call_hook {
+    ($hook:ident ( $($arg:expr),* $(,)? )) => {{
+        #[cfg(windows)]
+        {
+            crate::seh::call($hook as *const (), &[$(crate::seh::Word::word($arg)),*])
+        }
+        #[cfg(not(windows))]
+        {
+            $hook($($arg),*)
+        }
+    }};
+}
+
+/// The exception the hook just called on this thread raised (Windows), as a fault.
+fn exception_fault(hook: HookName) -> Option<HookFault> {
+    #[cfg(windows)]
+    {
+        crate::seh::take_exception().map(|e| HookFault::Exception {
+            hook,
+            code: e.code,
+            address: e.address,
+        })
+    }
+    #[cfg(not(windows))]
+    {
+        let _ = hook;
+        None
+    }
+}
+
 /// A hook call slower than this while a server lock is held is logged as a warning.
 pub const DEFAULT_SLOW_THRESHOLD: Duration = Duration::from_millis(10);
 
@@ -193,7 +225,7 @@ impl Callout {
             );
         }
         if let Some(fault) = fault {
-            tracing::warn!(hook = %info.hook, dll = %self.entry, "callout fault: {fault}");
+            tracing::warn!(hook = %info.hook, dll = %self.entry, xid = ?info.xid, "callout fault: {fault}");
         }
         if let Some(sink) = &self.trace {
             sink.record(&mut TraceRecord {
@@ -240,6 +272,11 @@ impl Callout {
             let mut ptr = base;
             let mut size = len;
             let ret = call(&mut ptr, &mut size);
+            if let Some(fault) = exception_fault(hook) {
+                // The call was cut short: whatever it left in the buffer is not a result.
+                let _ = buffer.check_guards();
+                return (ret, Err(fault));
+            }
             (ret, take_result(hook, buffer, base, ptr, size, packet))
         });
         self.finish(info, started, ret, result.as_ref().err());
@@ -263,9 +300,11 @@ impl Callout {
         let (ret, result) = with_thread_buffer(|buffer| {
             let base = buffer.load(packet);
             let ret = call(base, len);
-            let result = buffer
-                .check_guards()
-                .map_err(|zone| HookFault::WrotePastBuffer { hook, zone });
+            let guards = buffer.check_guards();
+            if let Some(fault) = exception_fault(hook) {
+                return (ret, Err(fault));
+            }
+            let result = guards.map_err(|zone| HookFault::WrotePastBuffer { hook, zone });
             (ret, result)
         });
         self.finish(info, started, ret, result.as_ref().err());
@@ -281,7 +320,7 @@ impl Callout {
         let started = Instant::now();
         // SAFETY: the DLL set this pointer in its table for exactly this signature; the library is
         // loaded for as long as `self` lives; `lpReserved` is NULL as documented.
-        let ret = unsafe { hook(code.code(), std::ptr::null_mut()) };
+        let ret = unsafe { call_hook!(hook(code.code(), std::ptr::null_mut::<std::ffi::c_void>())) };
         let info = CallInfo {
             hook: HookName::Control,
             code: Some(code.code()),
@@ -290,7 +329,8 @@ impl Callout {
             xid: None,
             locks,
         };
-        self.finish(info, started, ret, None);
+        let fault = exception_fault(HookName::Control);
+        self.finish(info, started, ret, fault.as_ref());
         Some(ret)
     }
 
@@ -328,14 +368,14 @@ impl Callout {
             // whole call; the buffer holds at least 4096 writable bytes between guard zones; the
             // DLL set this hook for this signature and stays loaded while `self` lives.
             unsafe {
-                hook(
+                call_hook!(hook(
                     packet_ptr,
                     size_ptr,
                     u32::from(ip),
                     std::ptr::null_mut(),
                     &mut context,
                     &mut process_it,
-                )
+                ))
             }
         });
         // Even after a fault the DLL may have stored a context: the engine passes it on to
@@ -377,13 +417,13 @@ impl Callout {
             // `options` to a live DHCP_SERVER_OPTIONS, for the whole call; the DLL set this hook for
             // this signature and stays loaded while `self` lives.
             unsafe {
-                hook(
+                call_hook!(hook(
                     base,
                     size,
                     std::ptr::null_mut(),
                     ctx as LPVOID,
                     &mut options,
-                )
+                ))
             }
         })
     }
@@ -464,14 +504,14 @@ impl Callout {
             // SAFETY: as in `new_pkt`: live pointers to this thread's guarded ≥ 4096-byte buffer
             // and its size for the whole call; the hook matches this signature and stays loaded.
             unsafe {
-                hook(
+                call_hook!(hook(
                     packet_ptr,
                     size_ptr,
                     code,
                     u32::from(ip),
                     std::ptr::null_mut(),
                     ctx as LPVOID,
-                )
+                ))
             }
         })
     }
@@ -505,7 +545,7 @@ impl Callout {
             // SAFETY: `base` points to `size` bytes of this thread's buffer for the whole call; the
             // hook matches this signature and stays loaded while `self` lives.
             unsafe {
-                hook(
+                call_hook!(hook(
                     base,
                     size,
                     code.code(),
@@ -513,7 +553,7 @@ impl Callout {
                     u32::from(alt),
                     std::ptr::null_mut(),
                     ctx as LPVOID,
-                )
+                ))
             }
         })
     }
@@ -550,7 +590,7 @@ impl Callout {
             // SAFETY: `base` points to `size` bytes of this thread's buffer for the whole call; the
             // hook matches this signature and stays loaded while `self` lives.
             unsafe {
-                hook(
+                call_hook!(hook(
                     base,
                     size,
                     code.code(),
@@ -560,7 +600,7 @@ impl Callout {
                     lease_secs,
                     std::ptr::null_mut(),
                     ctx as LPVOID,
-                )
+                ))
             }
         })
     }
@@ -588,7 +628,7 @@ impl Callout {
         self.call_by_value(info, hw, |base, len| {
             // SAFETY: `base` points to `len` bytes (a copy of `hw`) of this thread's buffer for the
             // whole call; the hook matches this signature and stays loaded while `self` lives.
-            unsafe { hook(u32::from(ip), base, len, 0, 0) }
+            unsafe { call_hook!(hook(u32::from(ip), base, len, 0u32, 0u32)) }
         })
     }
 }

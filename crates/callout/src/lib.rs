@@ -41,6 +41,8 @@ mod buffer;
 mod callout;
 mod load;
 mod options;
+#[cfg(windows)]
+mod seh;
 pub mod trace;
 
 pub use buffer::{GuardZone, MIN_BUFFER};
@@ -226,6 +228,20 @@ pub enum HookFault {
         /// The size it reported.
         size: u32,
     },
+    /// The hook raised an exception it did not handle (Windows; event 1031): the call was ended,
+    /// the server and the callout carry on.
+    #[error(
+        "{hook}: the callout raised exception 0x{code:08X} at 0x{address:x} (event 1031: the \
+         server has ignored this exception)"
+    )]
+    Exception {
+        /// The hook.
+        hook: HookName,
+        /// The exception code (0xC0000005: access violation).
+        code: u32,
+        /// Where it was raised.
+        address: usize,
+    },
     /// The packet handed to the hook is larger than a DWORD can describe.
     #[error("{hook}: packet of {len} bytes is too large to pass to the callout")]
     PacketTooLarge {
@@ -244,7 +260,8 @@ impl HookFault {
             | HookFault::WrotePastBuffer { hook, .. }
             | HookFault::NullBuffer { hook, .. }
             | HookFault::SwappedTooLarge { hook, .. }
-            | HookFault::PacketTooLarge { hook, .. } => *hook,
+            | HookFault::PacketTooLarge { hook, .. }
+            | HookFault::Exception { hook, .. } => *hook,
         }
     }
 }

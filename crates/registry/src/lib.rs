@@ -8,8 +8,8 @@
 //! a bad header is an error ([`RegError`]). Offline-hive exports (`ControlSet001`) are found through
 //! `CurrentControlSet` lookups.
 //!
-//! Not for: DHCP scopes (see `calloutd-config`), and not (yet) the live Windows registry: a
-//! Windows-only loader would fill the same [`RegistryTree`] through [`RegistryTree::set_value`].
+//! Not for: DHCP scopes (see `calloutd-config`). On Windows, `apply_live_hklm` reads the live
+//! registry into the same [`RegistryTree`].
 //!
 //! ```
 //! use std::path::Path;
@@ -29,6 +29,8 @@
 
 mod error;
 mod expand;
+#[cfg(windows)]
+mod live;
 mod params;
 mod parse;
 mod text;
@@ -37,6 +39,8 @@ mod value;
 mod write;
 
 pub use error::{RegError, Warning};
+#[cfg(windows)]
+pub use live::{apply_live_hklm, LiveError};
 pub use expand::{expand_path, expand_variables, ExpandedPath};
 pub use params::{
     Located, Parameters, ParametersError, ValueTypeError, DEFAULT_ACTIVITY_LOG_FLAG,
