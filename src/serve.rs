@@ -8,7 +8,7 @@ use calloutd_callout::{load_callout, TraceSink};
 use calloutd_engine::{
     AuditLog, Engine, EngineOptions, Hooks, NoHooks, NoProber, Prober, SqliteLeaseStore,
 };
-use calloutd_server::control::{CONTROL_TOKEN_ENV, DEFAULT_CONTROL_ADDR};
+use calloutd_server::control::DEFAULT_CONTROL_ADDR;
 use calloutd_server::{
     parse_listen, ControlBackend, ControlConfig, ControlServer, IcmpProber, PeriodicTask, Server,
     ServerConfig, ServerHandle, StatsView,
@@ -65,9 +65,13 @@ pub struct ServeArgs {
     #[arg(long, value_name = "ADDR:PORT|off", default_value = DEFAULT_CONTROL_ADDR)]
     control: String,
     /// The bearer token the control API requires (default: $CALLOUTD_CONTROL_TOKEN; none on
-    /// loopback).
-    #[arg(long, value_name = "TOKEN")]
+    /// loopback). Prefer --control-token-file: a command line is visible to every local user.
+    #[arg(long, value_name = "TOKEN", conflicts_with = "control_token_file")]
     control_token: Option<String>,
+    /// A file holding the control API's bearer token (required off loopback, with --control-token
+    /// or $CALLOUTD_CONTROL_TOKEN as alternatives).
+    #[arg(long, value_name = "FILE")]
+    control_token_file: Option<PathBuf>,
     /// Write Microsoft's audit log (DhcpSrvLog-<Day>.log) to DIR. Default: DhcpLogFilePath mapped
     /// under the data directory, when ActivityLogFlag is on.
     #[arg(long, value_name = "DIR", conflicts_with = "no_audit_log")]
@@ -420,11 +424,10 @@ fn start_control(
             args.control
         )
     })?;
-    let token = args
-        .control_token
-        .clone()
-        .or_else(|| std::env::var(CONTROL_TOKEN_ENV).ok())
-        .filter(|t| !t.is_empty());
+    let token = calloutd_server::control::resolve_token(
+        args.control_token.as_deref(),
+        args.control_token_file.as_deref(),
+    )?;
     match ControlServer::start(ControlConfig { addr, token }, service.clone(), backend) {
         Ok(control) => Ok(Some(control)),
         Err(e) if args.control == DEFAULT_CONTROL_ADDR => {

@@ -501,6 +501,20 @@ impl ServerProcess {
     pub fn log_text(&self) -> String {
         self.process.log_text()
     }
+
+    /// The server's process id (`ip netns exec` execs it, so it is calloutd's).
+    pub fn pid(&self) -> u32 {
+        self.process.pid()
+    }
+
+    /// Sends `signal` and waits up to `limit` for the exit (then kills it and errs).
+    pub fn stop_within(&mut self, signal: &str, limit: Duration) -> io::Result<ExitStatus> {
+        let _ = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.pid().to_string())
+            .status();
+        self.process.wait_exit(limit)
+    }
 }
 
 // ---- Files ----

@@ -1,6 +1,7 @@
-//! The loaded callout and one safe method per hook (shared/callout-api.md section 3).
+//! The loaded callout and one safe method per hook (docs/hooks.md section 4).
 
 use crate::buffer::{with_thread_buffer, GuardedBuffer};
+use crate::misbehaviour::{Chaddr, Misbehaviour, MisbehaviourKind, MisbehaviourLog};
 use crate::options::OptionSpans;
 use crate::trace::{thread_id, trace_epoch, HookStats, TraceRecord, TraceSink};
 use crate::{HeldLocks, HookFault, HookName};
@@ -9,8 +10,10 @@ use dhcpssdk::{
     DHCP_SEND_PACKET, LPDHCP_CONTROL, LPDHCP_DELETE_CLIENT, LPDHCP_DROP_SEND, LPDHCP_GIVE_ADDRESS,
     LPDHCP_HANDLE_OPTIONS, LPDHCP_NEWPKT, LPDHCP_PROB, LPVOID,
 };
+use std::cell::RefCell;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -46,8 +49,13 @@ fn exception_fault(hook: HookName) -> Option<HookFault> {
     }
 }
 
-/// A hook call slower than this while a server lock is held is logged as a warning.
+/// A hook call slower than this while a server lock is held is a slow-hook misbehaviour: every
+/// worker waiting for the lock stalls with it.
 pub const DEFAULT_SLOW_THRESHOLD: Duration = Duration::from_millis(10);
+
+/// A hook call slower than this without a server lock is a slow-hook misbehaviour (it holds up
+/// one worker and its client).
+pub const DEFAULT_SLOW_UNLOCKED_THRESHOLD: Duration = Duration::from_millis(100);
 
 /// The largest packet a DLL may swap in (a UDP payload).
 const MAX_SWAPPED: u32 = 65_535;
@@ -101,8 +109,50 @@ struct CallInfo {
     ip: Option<Ipv4Addr>,
     alt: Option<Ipv4Addr>,
     xid: Option<u32>,
+    /// The client hardware address of the packet (or DeleteClient's address), for reports.
+    chaddr: Option<Chaddr>,
     locks: HeldLocks,
 }
+
+impl CallInfo {
+    /// A misbehaviour report about this call's packet.
+    fn report(&self, kind: MisbehaviourKind, explanation: String) -> Misbehaviour {
+        Misbehaviour {
+            kind,
+            hook: self.hook,
+            xid: self.xid,
+            chaddr: self.chaddr.map(|c| c.text()),
+            explanation,
+        }
+    }
+}
+
+/// A packet between its NewPkt and its PktDrop(PROCESSED) on this thread: the engine handles a
+/// datagram on one thread from start to end, so a context can be followed without a lock.
+#[derive(Debug, Clone, Copy)]
+struct OpenPacket {
+    /// [`Callout::id`] of the callout whose NewPkt stored the context.
+    callout: u64,
+    ctx: usize,
+    xid: Option<u32>,
+    chaddr: Option<Chaddr>,
+}
+
+thread_local! {
+    static OPEN_PACKETS: RefCell<Vec<OpenPacket>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Takes this thread's open packet of callout `id`, if any.
+fn take_open_packet(id: u64) -> Option<OpenPacket> {
+    OPEN_PACKETS.with(|open| {
+        let mut open = open.borrow_mut();
+        let at = open.iter().position(|p| p.callout == id)?;
+        Some(open.swap_remove(at))
+    })
+}
+
+/// Distinguishes callouts in [`OpenPacket`] (several may be loaded in one process: tests).
+static NEXT_CALLOUT_ID: AtomicU64 = AtomicU64::new(1);
 
 /// The DHCP transaction id of a packet (bytes 4..8, big-endian).
 fn xid_of(packet: &[u8]) -> Option<u32> {
@@ -124,6 +174,9 @@ pub struct Callout {
     trace: Option<Arc<TraceSink>>,
     stats: Arc<HookStats>,
     slow_threshold: Duration,
+    slow_unlocked_threshold: Duration,
+    misbehaviour: Arc<MisbehaviourLog>,
+    id: u64,
     /// The ChainDlls buffer given to the entry point, kept in case the DLL kept the pointer.
     _chain_dlls: Vec<u16>,
     /// Declared last so it is dropped last: the hook pointers above point into it.
@@ -157,6 +210,9 @@ impl Callout {
             trace: None,
             stats: Arc::new(HookStats::default()),
             slow_threshold: DEFAULT_SLOW_THRESHOLD,
+            slow_unlocked_threshold: DEFAULT_SLOW_UNLOCKED_THRESHOLD,
+            misbehaviour: Arc::new(MisbehaviourLog::default()),
+            id: NEXT_CALLOUT_ID.fetch_add(1, Ordering::Relaxed),
             _chain_dlls: chain_dlls,
             _library: library,
         }
@@ -168,10 +224,24 @@ impl Callout {
         self
     }
 
-    /// Sets the duration above which a call under a server lock is logged as slow.
+    /// Sets the duration above which a call under a server lock is a slow-hook misbehaviour
+    /// (and ten times that for a call without a lock).
     pub fn with_slow_threshold(mut self, threshold: Duration) -> Callout {
         self.slow_threshold = threshold;
+        self.slow_unlocked_threshold = threshold.saturating_mul(10);
         self
+    }
+
+    /// Sets both slow-hook thresholds: under a server lock, and without one.
+    pub fn with_slow_thresholds(mut self, locked: Duration, unlocked: Duration) -> Callout {
+        self.slow_threshold = locked;
+        self.slow_unlocked_threshold = unlocked;
+        self
+    }
+
+    /// The misbehaviour seen so far (shareable with a stats endpoint).
+    pub fn misbehaviour(&self) -> &Arc<MisbehaviourLog> {
+        &self.misbehaviour
     }
 
     /// The `CalloutDlls` entry this callout was loaded from.
@@ -211,21 +281,58 @@ impl Callout {
     }
 
     fn finish(&self, info: CallInfo, started: Instant, ret: u32, fault: Option<&HookFault>) {
+        self.finish_with(info, started, ret, fault, Vec::new());
+    }
+
+    /// Records a call: statistics, misbehaviour (`found` plus what the timing and `fault` show),
+    /// and the trace line.
+    fn finish_with(
+        &self,
+        info: CallInfo,
+        started: Instant,
+        ret: u32,
+        fault: Option<&HookFault>,
+        mut found: Vec<Misbehaviour>,
+    ) {
         let elapsed = started.elapsed();
         let dur_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
         self.stats.record(info.hook, dur_us, fault.is_some());
-        if info.locks.any() && elapsed > self.slow_threshold {
-            let lock = info.locks.names().first().copied().unwrap_or("server");
-            tracing::warn!(
-                hook = %info.hook,
-                dur_us,
-                threshold_us = self.slow_threshold.as_micros() as u64,
-                "{} slow under the {lock} lock: every worker waiting for it stalls",
-                info.hook
-            );
+        let threshold = if info.locks.any() {
+            self.slow_threshold
+        } else {
+            self.slow_unlocked_threshold
+        };
+        if elapsed > threshold {
+            let why = match info.locks.names().first() {
+                Some(lock) => format!(
+                    "slow under the {lock} lock (threshold {} us): every worker waiting for it stalls",
+                    threshold.as_micros()
+                ),
+                None => format!(
+                    "slow (threshold {} us without a lock): its client waits",
+                    threshold.as_micros()
+                ),
+            };
+            found.push(info.report(
+                MisbehaviourKind::SlowHook,
+                format!("took {dur_us} us, {why}"),
+            ));
         }
         if let Some(fault) = fault {
             tracing::warn!(hook = %info.hook, dll = %self.entry, xid = ?info.xid, "callout fault: {fault}");
+            let kind = match fault {
+                HookFault::WrotePastBuffer { .. } => Some(MisbehaviourKind::WrotePastBuffer),
+                HookFault::SizeAboveCapacity { .. }
+                | HookFault::NullBuffer { .. }
+                | HookFault::SwappedTooLarge { .. } => Some(MisbehaviourKind::BadSize),
+                HookFault::PacketTooLarge { .. } | HookFault::Exception { .. } => None,
+            };
+            if let Some(kind) = kind {
+                found.push(info.report(kind, fault.to_string()));
+            }
+        }
+        for report in &found {
+            self.misbehaviour.record(report);
         }
         if let Some(sink) = &self.trace {
             sink.record(&mut TraceRecord {
@@ -242,6 +349,7 @@ impl Callout {
                 ts_us: u64::try_from(started.saturating_duration_since(trace_epoch()).as_micros())
                     .unwrap_or(u64::MAX),
                 fault: fault.map(|f| f.to_string()),
+                misbehaviour: found,
             });
         }
     }
@@ -254,13 +362,15 @@ impl Callout {
     }
 
     /// Calls an in/out-buffer hook (NewPkt, PktDrop, PktSend) on a copy of `packet` in this
-    /// thread's guarded buffer, then applies the rules of section 3 "Buffers" to the result.
-    /// `call` receives `(&mut Packet, &mut PacketSize)` and returns the hook's DWORD.
+    /// thread's guarded buffer, then applies the rules of docs/hooks.md section 6 to the result.
+    /// `call` receives `(&mut Packet, &mut PacketSize)` and returns the hook's DWORD; `check`
+    /// then says what misbehaviour the call showed besides timing and buffer faults.
     fn call_in_out(
         &self,
         info: CallInfo,
         packet: &mut Vec<u8>,
         call: impl FnOnce(*mut *mut u8, *mut u32) -> u32,
+        check: impl FnOnce(&CallInfo) -> Vec<Misbehaviour>,
     ) -> Result<(), HookFault> {
         let hook = info.hook;
         let Ok(len) = u32::try_from(packet.len()) else {
@@ -279,7 +389,8 @@ impl Callout {
             }
             (ret, take_result(hook, buffer, base, ptr, size, packet))
         });
-        self.finish(info, started, ret, result.as_ref().err());
+        let found = check(&info);
+        self.finish_with(info, started, ret, result.as_ref().err(), found);
         result
     }
 
@@ -297,17 +408,29 @@ impl Callout {
             return Err(self.too_large(hook, packet.len()));
         };
         let started = Instant::now();
-        let (ret, result) = with_thread_buffer(|buffer| {
+        let (ret, result, written) = with_thread_buffer(|buffer| {
             let base = buffer.load(packet);
             let ret = call(base, len);
-            let guards = buffer.check_guards();
-            if let Some(fault) = exception_fault(hook) {
-                return (ret, Err(fault));
-            }
-            let result = guards.map_err(|zone| HookFault::WrotePastBuffer { hook, zone });
-            (ret, result)
+            let result = buffer
+                .check_guards()
+                .map_err(|zone| HookFault::WrotePastBuffer { hook, zone });
+            let result = match exception_fault(hook) {
+                Some(fault) => Err(fault),
+                None => result,
+            };
+            // The DLL got our copy by value: any change means it writes where it must not.
+            let written = buffer.contents(packet.len()) != Some(packet);
+            (ret, result, written)
         });
-        self.finish(info, started, ret, result.as_ref().err());
+        let found = if written {
+            vec![info.report(
+                MisbehaviourKind::WroteReadOnlyPacket,
+                format!("{hook} wrote into the packet it was given by value (changes are lost)"),
+            )]
+        } else {
+            Vec::new()
+        };
+        self.finish_with(info, started, ret, result.as_ref().err(), found);
         result
     }
 
@@ -327,6 +450,7 @@ impl Callout {
             ip: None,
             alt: None,
             xid: None,
+            chaddr: None,
             locks,
         };
         let fault = exception_fault(HookName::Control);
@@ -359,35 +483,81 @@ impl Callout {
             ip: Some(ip),
             alt: None,
             xid: xid_of(packet),
+            chaddr: Chaddr::of_packet(packet),
             locks,
         };
         let mut process_it: BOOL = 1;
-        let mut context: LPVOID = *ctx as LPVOID;
-        let result = self.call_in_out(info, packet, |packet_ptr, size_ptr| {
-            // SAFETY: the pointers reference live locals and this thread's buffer, valid for the
-            // whole call; the buffer holds at least 4096 writable bytes between guard zones; the
-            // DLL set this hook for this signature and stays loaded while `self` lives.
-            unsafe {
-                call_hook!(hook(
-                    packet_ptr,
-                    size_ptr,
-                    u32::from(ip),
-                    std::ptr::null_mut(),
-                    &mut context,
-                    &mut process_it,
-                ))
+        let context = std::cell::Cell::new(*ctx as LPVOID);
+        // The engine ends every packet with PktDrop(PROCESSED) on the thread that started it, so a
+        // packet of ours still open here never ended.
+        let unfinished = take_open_packet(self.id);
+        let frees_contexts = self.hooks.pkt_drop.is_some();
+        let check = |info: &CallInfo| {
+            let mut found = Vec::new();
+            if let Some(old) = unfinished.filter(|old| old.ctx != 0) {
+                found.push(Misbehaviour {
+                    kind: MisbehaviourKind::LeakedContext,
+                    hook: HookName::NewPkt,
+                    xid: old.xid,
+                    chaddr: old.chaddr.map(|c| c.text()),
+                    explanation: format!(
+                        "the context 0x{:x} NewPkt stored for this packet never reached PktDrop(PROCESSED), where it would be freed",
+                        old.ctx
+                    ),
+                });
             }
-        });
+            if !context.get().is_null() && !frees_contexts {
+                found.push(info.report(
+                    MisbehaviourKind::LeakedContext,
+                    format!(
+                        "NewPkt stored the context 0x{:x}, but the DLL set no PktDrop hook to free it in",
+                        context.get() as usize
+                    ),
+                ));
+            }
+            found
+        };
+        let (xid, chaddr) = (info.xid, info.chaddr);
+        let result = self.call_in_out(
+            info,
+            packet,
+            |packet_ptr, size_ptr| {
+                // SAFETY: the pointers reference live locals and this thread's buffer, valid for the
+                // whole call; the buffer holds at least 4096 writable bytes between guard zones; the
+                // DLL set this hook for this signature and stays loaded while `self` lives.
+                unsafe {
+                    call_hook!(hook(
+                        packet_ptr,
+                        size_ptr,
+                        u32::from(ip),
+                        std::ptr::null_mut(),
+                        context.as_ptr(),
+                        &mut process_it,
+                    ))
+                }
+            },
+            check,
+        );
         // Even after a fault the DLL may have stored a context: the engine passes it on to
         // PktDrop(INVALID) and PktDrop(PROCESSED), where the DLL frees it.
-        *ctx = context as usize;
+        *ctx = context.get() as usize;
+        if frees_contexts {
+            let open = OpenPacket {
+                callout: self.id,
+                ctx: *ctx,
+                xid,
+                chaddr,
+            };
+            OPEN_PACKETS.with(|packets| packets.borrow_mut().push(open));
+        }
         result.map(|()| process_it != 0)
     }
 
     /// `DhcpHandleOptionsHook(Packet, PacketSize, NULL, PktContext, &ServerOptions)`: once per packet
     /// after NewPkt, on the packet as NewPkt left it, without server locks. `ServerOptions` points
-    /// into a copy of `packet` per section 2 "Decision" (NULL = absent; `ScopeId` → `scope_id` in
-    /// host order), valid only during the call. The return value is recorded and ignored.
+    /// into a copy of `packet` per docs/hooks.md section 4.3 (NULL = absent; `ScopeId` →
+    /// `scope_id` in host order), valid only during the call. The return value is recorded and
+    /// ignored.
     pub fn handle_options(
         &self,
         packet: &[u8],
@@ -404,6 +574,7 @@ impl Callout {
             ip: None,
             alt: None,
             xid: xid_of(packet),
+            chaddr: Chaddr::of_packet(packet),
             locks,
         };
         let spans = OptionSpans::parse(packet);
@@ -492,28 +663,53 @@ impl Callout {
         ctx: usize,
         locks: HeldLocks,
     ) -> Result<(), HookFault> {
+        // PktDrop(PROCESSED) ends the packet NewPkt started on this thread: it must get the
+        // context NewPkt stored, or that one is never freed.
+        let opened = if name == HookName::PktDrop && code == DropReason::Processed.code() {
+            take_open_packet(self.id)
+        } else {
+            None
+        };
+        let check = |info: &CallInfo| {
+            match opened {
+            Some(open) if open.ctx != ctx => vec![info.report(
+                MisbehaviourKind::LeakedContext,
+                format!(
+                    "PktDrop(PROCESSED) got the context 0x{ctx:x}, but NewPkt stored 0x{:x} for this packet: that one is never freed",
+                    open.ctx
+                ),
+            )],
+            _ => Vec::new(),
+        }
+        };
         let info = CallInfo {
             hook: name,
             code: Some(code),
             ip: Some(ip),
             alt: None,
             xid: xid_of(packet),
+            chaddr: Chaddr::of_packet(packet),
             locks,
         };
-        self.call_in_out(info, packet, |packet_ptr, size_ptr| {
-            // SAFETY: as in `new_pkt`: live pointers to this thread's guarded ≥ 4096-byte buffer
-            // and its size for the whole call; the hook matches this signature and stays loaded.
-            unsafe {
-                call_hook!(hook(
-                    packet_ptr,
-                    size_ptr,
-                    code,
-                    u32::from(ip),
-                    std::ptr::null_mut(),
-                    ctx as LPVOID,
-                ))
-            }
-        })
+        self.call_in_out(
+            info,
+            packet,
+            |packet_ptr, size_ptr| {
+                // SAFETY: as in `new_pkt`: live pointers to this thread's guarded ≥ 4096-byte buffer
+                // and its size for the whole call; the hook matches this signature and stays loaded.
+                unsafe {
+                    call_hook!(hook(
+                        packet_ptr,
+                        size_ptr,
+                        code,
+                        u32::from(ip),
+                        std::ptr::null_mut(),
+                        ctx as LPVOID,
+                    ))
+                }
+            },
+            check,
+        )
     }
 
     /// `DhcpAddressDelHook(Packet, PacketSize, code, ip, alt, NULL, PktContext)`, under the lease
@@ -539,6 +735,7 @@ impl Callout {
             ip: Some(ip),
             alt: Some(alt),
             xid: xid_of(packet),
+            chaddr: Chaddr::of_packet(packet),
             locks,
         };
         self.call_by_value(info, packet, |base, size| {
@@ -584,6 +781,7 @@ impl Callout {
             ip: Some(ip),
             alt: Some(alt),
             xid: xid_of(packet),
+            chaddr: Chaddr::of_packet(packet),
             locks,
         };
         self.call_by_value(info, packet, |base, size| {
@@ -623,6 +821,7 @@ impl Callout {
             ip: Some(ip),
             alt: None,
             xid: None,
+            chaddr: Chaddr::of_bytes(hw),
             locks,
         };
         self.call_by_value(info, hw, |base, len| {
@@ -633,7 +832,7 @@ impl Callout {
     }
 }
 
-/// Applies section 3 "Buffers" after an in/out call: guard zones intact; our own buffer with a
+/// Applies docs/hooks.md section 6 after an in/out call: guard zones intact; our own buffer with a
 /// size within its capacity is copied back; a swapped-in buffer is copied out at once (never
 /// freed). On a fault `packet` is left as it was.
 fn take_result(

@@ -1,15 +1,15 @@
 //! Finds and loads the callout DLL as Microsoft DHCP Server does, and calls its hooks safely.
 //!
 //! What this crate is for:
-//! - [`load_callout`]: the loading procedure of shared/callout-api.md section 1 ("Decision"):
+//! - [`load_callout`]: the loading procedure of docs/hooks.md section 2:
 //!   `CalloutEnabled`, alphabetical (or listed) order, `ChainDlls` as a UTF-16 multi-sz,
 //!   `CalloutVersion` 0, fallback to the next DLL, and a [`LoadReport`] of every attempt (Windows
 //!   events 1033/1034).
-//! - [`Callout`]: one safe method per hook (section 3), `Send + Sync`, called concurrently from
-//!   worker threads: guarded ≥ 4096-byte per-thread buffers, swapped-buffer copy-out, fault
-//!   reports ([`HookFault`]), `DHCP_SERVER_OPTIONS` built from the packet, timing, the lock
-//!   annotation ([`HeldLocks`]) with a "slow under the lease lock" warning, the JSON Lines trace
-//!   ([`TraceSink`], schema in [`trace`]) and per-hook statistics ([`HookStats`]).
+//! - [`Callout`]: one safe method per hook (docs/hooks.md section 4), `Send + Sync`, called
+//!   concurrently from worker threads: guarded ≥ 4096-byte per-thread buffers, swapped-buffer
+//!   copy-out, fault reports ([`HookFault`]), `DHCP_SERVER_OPTIONS` built from the packet, timing,
+//!   the lock annotation ([`HeldLocks`]) with a "slow under the lease lock" warning, the JSON Lines
+//!   trace ([`TraceSink`], schema in [`trace`]) and per-hook statistics ([`HookStats`]).
 //!
 //! What it is not for: the DHCP state machine (the engine decides when each hook runs), and
 //! protecting the process from a DLL that crashes (a callout runs in-process, as on Windows).
@@ -40,18 +40,20 @@
 mod buffer;
 mod callout;
 mod load;
+mod misbehaviour;
 mod options;
 #[cfg(windows)]
 mod seh;
 pub mod trace;
 
 pub use buffer::{GuardZone, MIN_BUFFER};
-pub use callout::{Callout, DEFAULT_SLOW_THRESHOLD};
+pub use callout::{Callout, DEFAULT_SLOW_THRESHOLD, DEFAULT_SLOW_UNLOCKED_THRESHOLD};
 pub use dhcpssdk::{ClientType, ControlCode, DropReason, GiveCode, ProbCode};
 pub use load::{
     load_callout, AttemptOutcome, CalloutConfig, LoadAttempt, LoadOrder, LoadReport, LoadResult,
     LoadStatus, LoadedDll,
 };
+pub use misbehaviour::{Misbehaviour, MisbehaviourKind, MisbehaviourLog, MisbehaviourSummary};
 pub use options::{OptionSpans, Span};
 pub use trace::{trace_epoch, HookStat, HookStats, TraceRecord, TraceSink};
 
@@ -131,7 +133,7 @@ impl std::fmt::Display for HookName {
     }
 }
 
-/// The server locks held while a hook runs (the emulated lock model of callout-api.md section 3:
+/// The server locks held while a hook runs (the emulated lock model of docs/hooks.md section 5:
 /// AddressOffer, AddressDel and DeleteClient under the lease lock, Control under the service state
 /// lock, the packet hooks under none). Recorded in the trace and used for the slow-hook warning.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]

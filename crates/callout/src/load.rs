@@ -1,4 +1,4 @@
-//! Loading the callout DLL: shared/callout-api.md section 1, "Decision".
+//! Loading the callout DLL: docs/hooks.md section 2.
 
 use crate::callout::{Callout, HookTable};
 use crate::HookName;
@@ -204,7 +204,7 @@ pub struct LoadResult {
     pub callout: Option<Callout>,
 }
 
-/// Loads the callout as Microsoft DHCP Server does (callout-api.md section 1, "Decision"):
+/// Loads the callout as Microsoft DHCP Server does (docs/hooks.md section 2):
 /// `CalloutEnabled` absent or 0 loads nothing; otherwise each candidate in `config.order` is loaded,
 /// its `DhcpServerCalloutEntry` is called with a zeroed table, `ChainDlls` = the candidates after it
 /// (UTF-16 multi-sz, never NULL) and `CalloutVersion` 0; the first that returns 0 is kept, every

@@ -16,7 +16,9 @@
 //! | `dur_us` | number | wall time of the call in microseconds |
 //! | `ts_us` | number | when the call started, in microseconds since the process's first hook call (monotonic clock): with `dur_us` it shows which calls overlapped |
 //! | `fault` | string | only when calloutd detected a DLL fault during the call |
+//! | `misbehaviour` | array of objects | only when the call showed misbehaviour: each has `kind` (`slow-hook`, `wrote-past-buffer`, `bad-size`, `wrote-read-only-packet`, `leaked-context`, `crash`, `hang`), `hook`, `xid`, `chaddr` and a one-line `explanation` |
 
+use crate::misbehaviour::Misbehaviour;
 use crate::{HeldLocks, HookName};
 use serde::{Deserialize, Serialize};
 use std::io::{self, BufWriter, Write};
@@ -53,6 +55,9 @@ pub struct TraceRecord {
     /// A DLL fault calloutd detected during this call.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fault: Option<String>,
+    /// Misbehaviour calloutd saw in this call (none on most lines).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub misbehaviour: Vec<Misbehaviour>,
 }
 
 /// The instant trace timestamps count from: the first time any caller asks (the first hook call).
@@ -246,6 +251,7 @@ mod tests {
             dur_us: 17,
             ts_us: 0,
             fault: None,
+            misbehaviour: Vec::new(),
         }
     }
 

@@ -4,13 +4,14 @@ mod common;
 
 use calloutd_callout::{
     Callout, ClientType, ControlCode, DropReason, GiveCode, GuardZone, HeldLocks, HookFault,
-    HookName, LoadOrder, LoadResult, ProbCode, TraceRecord, TraceSink, MIN_BUFFER,
+    HookName, LoadOrder, LoadResult, MisbehaviourKind, ProbCode, TraceRecord, TraceSink,
+    MIN_BUFFER,
 };
 use common::*;
 use serde_json::json;
 use std::net::Ipv4Addr;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 const MAC: [u8; 6] = [0x02, 0x00, 0x5e, 0x10, 0x20, 0x30];
@@ -500,22 +501,8 @@ fn the_macfilter_callout_drops_discover_and_request_from_the_prefix_only() {
     assert_eq!(callout.stats().get(HookName::Control).calls, 0);
 }
 
-/// A `tracing` writer the test can read.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[test]
-fn a_slow_hook_under_the_lease_lock_is_warned_about() {
+fn a_slow_hook_under_the_lease_lock_is_misbehaviour() {
     let dir = tempfile::tempdir().unwrap();
     let callout = load_one(
         dir.path(),
@@ -525,26 +512,185 @@ fn a_slow_hook_under_the_lease_lock_is_warned_about() {
             ("CALLOUT_FAULTY_SLEEP_MS", "20"),
         ],
     )
-    .with_slow_threshold(Duration::from_millis(1));
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
+    .with_slow_thresholds(Duration::from_millis(1), Duration::from_secs(5));
     let packet = full_request();
-    tracing::subscriber::with_default(subscriber, || {
-        offer(&callout, &packet, GiveCode::New, 60, 0, HeldLocks::None);
-        assert!(
-            captured.0.lock().unwrap().is_empty(),
-            "no lock held: no warning"
-        );
-        offer(&callout, &packet, GiveCode::New, 60, 0, HeldLocks::Lease);
-    });
-    let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
-    assert!(text.contains("slow under the lease lock"), "{text}");
-    assert!(text.contains("AddressOffer"), "{text}");
+    offer(&callout, &packet, GiveCode::New, 60, 0, HeldLocks::None);
+    assert!(
+        callout.misbehaviour().summary().recent.is_empty(),
+        "no lock held: below the looser threshold"
+    );
+    offer(&callout, &packet, GiveCode::New, 60, 0, HeldLocks::Lease);
     assert!(callout.stats().get(HookName::AddressOffer).max_us >= 20_000);
+    let summary = callout.misbehaviour().summary();
+    assert_eq!(summary.counts, vec![(MisbehaviourKind::SlowHook, 1)]);
+    let slow = &summary.recent[0];
+    assert_eq!(slow.hook, HookName::AddressOffer);
+    assert!(
+        slow.explanation.contains("slow under the lease lock"),
+        "{slow}"
+    );
+}
+
+/// Loads fixture `name` with `vars`, tracing into `dir/ours.jsonl`; the callout and the sink.
+fn load_traced(dir: &Path, name: &str, vars: &[(&str, &str)]) -> (Callout, Arc<TraceSink>) {
+    let sink = Arc::new(TraceSink::create(&dir.join("ours.jsonl")).unwrap());
+    let callout = load_one(dir, name, vars).with_trace(Some(sink.clone()));
+    (callout, sink)
+}
+
+/// The misbehaviour kinds of each traced call, by hook.
+fn misbehaviour_by_hook(records: &[TraceRecord]) -> Vec<(HookName, Vec<MisbehaviourKind>)> {
+    records
+        .iter()
+        .map(|r| (r.hook, r.misbehaviour.iter().map(|m| m.kind).collect()))
+        .collect()
+}
+
+#[test]
+fn a_slow_hook_without_a_lock_has_a_looser_threshold() {
+    let dir = tempfile::tempdir().unwrap();
+    let (callout, sink) = load_traced(
+        dir.path(),
+        "faulty",
+        &[
+            ("CALLOUT_FAULTY_SLEEP_HOOK", "NewPkt"),
+            ("CALLOUT_FAULTY_SLEEP_MS", "30"),
+        ],
+    );
+    let callout = callout.with_slow_thresholds(Duration::from_millis(1), Duration::from_millis(5));
+    let mut packet = full_request();
+    let mut ctx = 0;
+    new_pkt(&callout, &mut packet, &mut ctx).unwrap();
+    drop_packet(&callout, &mut packet, DropReason::Processed, ctx);
+    let records = flushed_records(&sink, &dir.path().join("ours.jsonl"));
+    let slow = &records[0].misbehaviour[0];
+    assert_eq!(slow.kind, MisbehaviourKind::SlowHook);
+    assert_eq!(slow.hook, HookName::NewPkt);
+    assert_eq!(slow.xid, Some(XID));
+    assert_eq!(slow.chaddr.as_deref(), Some("02:00:5e:10:20:30"));
+    assert!(slow.explanation.contains("without a lock"), "{slow:?}");
+    assert!(records[1].misbehaviour.is_empty());
+}
+
+#[test]
+fn writes_into_a_by_value_packet_are_found_in_each_by_value_hook() {
+    for hook in ["HandleOptions", "AddressDel", "AddressOffer"] {
+        let dir = tempfile::tempdir().unwrap();
+        let (callout, sink) = load_traced(
+            dir.path(),
+            "faulty",
+            &[("CALLOUT_FAULTY_SCRIBBLE_HOOK", hook)],
+        );
+        let packet = full_request();
+        callout
+            .handle_options(&packet, 0, None, HeldLocks::None)
+            .unwrap();
+        delete_address(&callout, &packet, ProbCode::Release, 0);
+        offer(&callout, &packet, GiveCode::New, 60, 0, HeldLocks::Lease);
+        assert_eq!(packet, full_request(), "our packet is never changed");
+        let records = flushed_records(&sink, &dir.path().join("ours.jsonl"));
+        let found: Vec<_> = misbehaviour_by_hook(&records)
+            .into_iter()
+            .filter(|(_, kinds)| !kinds.is_empty())
+            .collect();
+        assert_eq!(
+            found,
+            vec![(
+                hook.parse_hook(),
+                vec![MisbehaviourKind::WroteReadOnlyPacket]
+            )],
+            "{hook}"
+        );
+        assert_eq!(
+            callout
+                .misbehaviour()
+                .count(MisbehaviourKind::WroteReadOnlyPacket),
+            1
+        );
+    }
+}
+
+/// Hook names as written in env vars.
+trait ParseHook {
+    fn parse_hook(&self) -> HookName;
+}
+impl ParseHook for &str {
+    fn parse_hook(&self) -> HookName {
+        HookName::ALL
+            .into_iter()
+            .find(|h| h.trace_name() == *self)
+            .unwrap()
+    }
+}
+
+#[test]
+fn a_context_with_no_pkt_drop_hook_to_free_it_is_a_leak() {
+    let dir = tempfile::tempdir().unwrap();
+    let (callout, sink) = load_traced(
+        dir.path(),
+        "faulty",
+        &[("CALLOUT_FAULTY_LEAK_CONTEXT", "1")],
+    );
+    assert!(!callout.has_hook(HookName::PktDrop));
+    let mut packet = full_request();
+    let mut ctx = 0;
+    new_pkt(&callout, &mut packet, &mut ctx).unwrap();
+    assert_ne!(ctx, 0);
+    let records = flushed_records(&sink, &dir.path().join("ours.jsonl"));
+    assert_eq!(
+        misbehaviour_by_hook(&records),
+        vec![(HookName::NewPkt, vec![MisbehaviourKind::LeakedContext])]
+    );
+    assert!(records[0].misbehaviour[0]
+        .explanation
+        .contains("no PktDrop hook"));
+}
+
+#[test]
+fn a_context_that_changed_or_never_ended_is_a_leak() {
+    let dir = tempfile::tempdir().unwrap();
+    let dll_trace = dir.path().join("dll.jsonl");
+    let (callout, sink) = load_traced(
+        dir.path(),
+        "trace",
+        &[("CALLOUT_TRACE_FILE", &s(&dll_trace))],
+    );
+    // A well-behaved packet first: nothing found.
+    let mut packet = full_request();
+    let mut ctx = 0;
+    new_pkt(&callout, &mut packet, &mut ctx).unwrap();
+    drop_packet(&callout, &mut packet, DropReason::Processed, ctx);
+    // PktDrop(PROCESSED) with another context than NewPkt stored (NULL: the trace DLL frees it).
+    new_pkt(&callout, &mut packet, &mut ctx).unwrap();
+    assert_ne!(ctx, 0);
+    drop_packet(&callout, &mut packet, DropReason::Processed, 0);
+    // A packet that never ends: found at the next NewPkt on this thread.
+    let mut first = Packet::request(7, [2, 0, 0, 0, 0, 9]).finish();
+    let mut ctx_first = 0;
+    new_pkt(&callout, &mut first, &mut ctx_first).unwrap();
+    let mut second = full_request();
+    let mut ctx_second = 0;
+    new_pkt(&callout, &mut second, &mut ctx_second).unwrap();
+    drop_packet(&callout, &mut second, DropReason::Processed, ctx_second);
+    let records = flushed_records(&sink, &dir.path().join("ours.jsonl"));
+    let kinds = misbehaviour_by_hook(&records);
+    let leak = vec![MisbehaviourKind::LeakedContext];
+    assert_eq!(
+        kinds,
+        vec![
+            (HookName::NewPkt, vec![]),
+            (HookName::PktDrop, vec![]),
+            (HookName::NewPkt, vec![]),
+            (HookName::PktDrop, leak.clone()),
+            (HookName::NewPkt, vec![]),
+            (HookName::NewPkt, leak),
+            (HookName::PktDrop, vec![]),
+        ]
+    );
+    let never_ended = &records[5].misbehaviour[0];
+    assert_eq!(never_ended.xid, Some(XID));
+    assert_eq!(never_ended.chaddr.as_deref(), Some("02:00:00:00:00:09"));
+    assert!(never_ended.explanation.contains("never reached PktDrop"));
 }
 
 #[test]

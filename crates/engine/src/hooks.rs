@@ -1,5 +1,5 @@
 //! The engine's view of a callout: one method per hook, called at the points of
-//! shared/callout-api.md section 3. The engine never calls a DLL except through this trait; the
+//! docs/hooks.md sections 3 and 4. The engine never calls a DLL except through this trait; the
 //! runtime adapts `calloutd-callout` to it, and [`NoHooks`] serves when no callout is loaded.
 
 use std::net::Ipv4Addr;

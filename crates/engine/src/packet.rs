@@ -2,9 +2,9 @@
 //! writer that puts option 53 first and option 82 last and pads to the BOOTP minimum.
 //!
 //! Why not dhcproto's `Message` here: its encoder writes options in ascending order without padding
-//! (dhcp-rules.md), and decoding into its owned type allocates a map per packet; the engine needs the
-//! raw option bytes anyway (82 and 61 are echoed unchanged). dhcproto supplies the constants and is what
-//! the tests build and check packets with.
+//! (docs/dhcp.md, "Reply encoding"), and decoding into its owned type allocates a map per packet;
+//! the engine needs the raw option bytes anyway (82 and 61 are echoed unchanged). dhcproto supplies
+//! the constants and is what the tests build and check packets with.
 
 use std::net::Ipv4Addr;
 

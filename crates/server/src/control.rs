@@ -1,24 +1,42 @@
-//! The control API: HTTP+JSON on one address (loopback by default), served by one thread.
+//! The control API: HTTP+JSON on one address (loopback by default), served by hyper on a tokio
+//! runtime of its own thread (see [`ControlServer`] and its [`ControlLimits`]).
 //!
 //! Endpoints: `GET /v1/leases[?scope=A.B.C.D]`, `DELETE /v1/leases/{ip}`,
 //! `POST /v1/service/{pause|continue|stop}`, `GET /v1/service`, `GET /v1/stats`, `GET /metrics`
 //! (Prometheus text), `GET /v1/config`. Errors are `{"error": "..."}` with a 4xx/5xx status.
 //!
 //! The engine- and callout-specific parts (leases, hook statistics, scopes, configuration) come from a
-//! [`ControlBackend`], so this crate stays free of them. Requests are handled one at a time on the
-//! control thread; none of them holds an engine lock across network I/O (the backend's calls return
-//! owned data before the response is written).
+//! [`ControlBackend`], so this crate stays free of them. None of them holds an engine lock across
+//! network I/O (the backend's calls return owned data before the response is written), and no
+//! endpoint takes a path or writes a file: what the API changes is the lease database and the audit
+//! log the server was started with.
+//!
+//! Robustness (the figures are [`ControlLimits::default`]): request line and headers at most 16 KiB
+//! (431 beyond), a body at most 64 KiB (413 beyond, decided from `Content-Length` before anything is
+//! read or allocated), headers within 5 s, a body within 5 s (408), a connection that moves no byte
+//! for 10 s while no request of it is answered is closed, at most 64 connections (a new one replaces
+//! the quietest idle one; when all are answering, it gets 503), the accept loop backs off and keeps
+//! going when descriptors run out (EMFILE/ENFILE), the token is compared in constant time, and a
+//! shutdown closes every connection within 2 s. Requests refused for a missing or wrong token (401)
+//! are counted in `GET /v1/stats` (`control.unauthorized`) and `/metrics`.
+
+mod http;
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::fmt::Write as _;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::thread::{self, JoinHandle};
 
 use dhcpssdk::DropReason;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 use tracing::{info, warn};
+
+pub use http::{ControlLimits, ControlServer};
 
 use crate::counters::{message_type_name, CountersSnapshot, MESSAGE_TYPE_SLOTS};
 use crate::{ServerError, ServerHandle, ServiceState};
@@ -131,6 +149,51 @@ pub struct StatsView {
     pub hooks: Vec<HookView>,
     /// Per-scope lease and free-address counts.
     pub scopes: Vec<ScopeView>,
+    /// The control API's own figures (401s, refused and closed connections).
+    #[serde(default)]
+    pub control: ControlStats,
+}
+
+/// The control API's counters, as `GET /v1/stats` shows them under `control`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ControlStats {
+    /// Requests refused with 401 (no or a wrong bearer token).
+    pub unauthorized: u64,
+    /// Requests refused with 413 (body or announced body above the limit).
+    pub too_large: u64,
+    /// Connections refused with 503 because every connection was answering a request.
+    pub refused_connections: u64,
+    /// Idle connections closed to make room for a new one (connection cap or no descriptors).
+    pub evicted_connections: u64,
+    /// Connections closed because a client stalled (headers, body, or no byte moved).
+    pub timed_out_connections: u64,
+    /// Accept failures for want of descriptors or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM).
+    pub accept_errors: u64,
+}
+
+/// The live counters behind [`ControlStats`], shared by the router and the HTTP server.
+#[derive(Debug, Default)]
+pub(crate) struct ControlCounters {
+    pub(crate) unauthorized: AtomicU64,
+    pub(crate) too_large: AtomicU64,
+    pub(crate) refused: AtomicU64,
+    pub(crate) evicted: AtomicU64,
+    pub(crate) timed_out: AtomicU64,
+    pub(crate) accept_errors: AtomicU64,
+}
+
+impl ControlCounters {
+    fn snapshot(&self) -> ControlStats {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        ControlStats {
+            unauthorized: get(&self.unauthorized),
+            too_large: get(&self.too_large),
+            refused_connections: get(&self.refused),
+            evicted_connections: get(&self.evicted),
+            timed_out_connections: get(&self.timed_out),
+            accept_errors: get(&self.accept_errors),
+        }
+    }
 }
 
 /// Lower-case name of a service state.
@@ -190,6 +253,7 @@ impl StatsView {
             engine: backend.engine_counters(),
             hooks: backend.hooks(),
             scopes: backend.scopes(),
+            control: ControlStats::default(),
         }
     }
 
@@ -341,6 +405,41 @@ impl StatsView {
             "Free pool addresses per scope.",
             per_scope(|s| s.free),
         );
+        let control = &self.control;
+        for (name, help, value) in [
+            (
+                "control_unauthorized_total",
+                "Control API requests refused with 401 (no or a wrong token).",
+                control.unauthorized,
+            ),
+            (
+                "control_too_large_total",
+                "Control API requests refused with 413.",
+                control.too_large,
+            ),
+            (
+                "control_refused_connections_total",
+                "Control API connections refused with 503 (every connection busy).",
+                control.refused_connections,
+            ),
+            (
+                "control_evicted_connections_total",
+                "Idle control API connections closed to make room.",
+                control.evicted_connections,
+            ),
+            (
+                "control_timed_out_connections_total",
+                "Control API connections closed because the client stalled.",
+                control.timed_out_connections,
+            ),
+            (
+                "control_accept_errors_total",
+                "Control API accept failures for want of descriptors or memory.",
+                control.accept_errors,
+            ),
+        ] {
+            family(name, "counter", help, one(value));
+        }
         out
     }
 }
@@ -425,6 +524,44 @@ pub struct ControlConfig {
     pub token: Option<String>,
 }
 
+/// The control token from `--control-token`, `--control-token-file` or `$CALLOUTD_CONTROL_TOKEN`,
+/// in that order; `None` when none is given (or it is empty). A token file is read whole, with
+/// surrounding whitespace (the final newline) removed; an unreadable or empty file is an error.
+pub fn resolve_token(flag: Option<&str>, file: Option<&Path>) -> Result<Option<String>, String> {
+    if let Some(token) = flag.filter(|t| !t.is_empty()) {
+        return Ok(Some(token.to_string()));
+    }
+    if let Some(path) = file {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("{}: cannot read the control token: {e}", path.display()))?;
+        let token = text.trim();
+        if token.is_empty() {
+            return Err(format!(
+                "{}: the control token file is empty",
+                path.display()
+            ));
+        }
+        warn_if_readable_by_others(path);
+        return Ok(Some(token.to_string()));
+    }
+    Ok(std::env::var(CONTROL_TOKEN_ENV)
+        .ok()
+        .filter(|t| !t.is_empty()))
+}
+
+/// A token file others can read is a token others know: say so.
+fn warn_if_readable_by_others(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = std::fs::metadata(path) {
+        if meta.permissions().mode() & 0o044 != 0 {
+            warn!(
+                "{}: the control token file is readable by group or others (chmod 600 it)",
+                path.display()
+            );
+        }
+    }
+}
+
 /// A response before it is written: status, content type, body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ControlResponse {
@@ -465,6 +602,7 @@ pub struct ControlRouter {
     service: ServerHandle,
     backend: Arc<dyn ControlBackend>,
     token: Option<String>,
+    counters: Arc<ControlCounters>,
 }
 
 impl fmt::Debug for ControlRouter {
@@ -476,9 +614,11 @@ impl fmt::Debug for ControlRouter {
     }
 }
 
-/// Compares without stopping at the first difference (the token is a secret).
+/// Compares in constant time: the SHA-256 digests of both (so not even the length leaks through
+/// timing), compared with `subtle`.
 fn same_secret(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    let (a, b) = (Sha256::digest(a), Sha256::digest(b));
+    bool::from(a.as_slice().ct_eq(b.as_slice()))
 }
 
 impl ControlRouter {
@@ -493,7 +633,13 @@ impl ControlRouter {
             service,
             backend,
             token,
+            counters: Arc::default(),
         }
+    }
+
+    /// The counters the HTTP server adds to.
+    pub(crate) fn counters(&self) -> Arc<ControlCounters> {
+        Arc::clone(&self.counters)
     }
 
     /// Answers one request: `method` (`GET`…), `url` (path and query), the Authorization header.
@@ -501,6 +647,7 @@ impl ControlRouter {
         if let Some(token) = &self.token {
             let given = authorization.and_then(|h| h.strip_prefix("Bearer "));
             if !given.is_some_and(|g| same_secret(g.trim().as_bytes(), token.as_bytes())) {
+                self.counters.unauthorized.fetch_add(1, Ordering::Relaxed);
                 return ControlResponse::error(401, "missing or wrong bearer token");
             }
         }
@@ -533,11 +680,13 @@ impl ControlRouter {
 
     /// The statistics now.
     pub fn stats(&self) -> StatsView {
-        StatsView::collect(
+        let mut stats = StatsView::collect(
             self.service.state(),
             &self.service.counters(),
             &*self.backend,
-        )
+        );
+        stats.control = self.counters.snapshot();
+        stats
     }
 
     fn leases(&self, query: &str) -> ControlResponse {
@@ -612,25 +761,21 @@ impl ControlRouter {
     }
 }
 
-/// The running control API: one thread answering requests. Dropping it stops the thread.
-pub struct ControlServer {
-    http: Arc<tiny_http::Server>,
-    thread: Option<JoinHandle<()>>,
-    local: SocketAddr,
-}
-
-impl fmt::Debug for ControlServer {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ControlServer")
-            .field("local", &self.local)
-            .finish()
-    }
-}
-
 impl ControlServer {
-    /// Binds `config.addr` and starts answering. A non-loopback address without a token is refused.
+    /// Binds `config.addr` and starts answering with the default [`ControlLimits`]. A non-loopback
+    /// address without a token is refused.
     pub fn start(
         config: ControlConfig,
+        service: ServerHandle,
+        backend: Arc<dyn ControlBackend>,
+    ) -> Result<ControlServer, ServerError> {
+        ControlServer::start_with_limits(config, ControlLimits::default(), service, backend)
+    }
+
+    /// [`ControlServer::start`] with other limits.
+    pub fn start_with_limits(
+        config: ControlConfig,
+        limits: ControlLimits,
         service: ServerHandle,
         backend: Arc<dyn ControlBackend>,
     ) -> Result<ControlServer, ServerError> {
@@ -640,79 +785,19 @@ impl ControlServer {
         };
         if !config.addr.ip().is_loopback() && config.token.as_deref().unwrap_or("").is_empty() {
             return Err(control_error(format!(
-                "a token is required off loopback: give --control-token or set {CONTROL_TOKEN_ENV}"
+                "a token is required off loopback: give --control-token-file FILE (or \
+                 --control-token, or set {CONTROL_TOKEN_ENV})"
             )));
         }
-        let http = Arc::new(
-            tiny_http::Server::http(config.addr).map_err(|e| control_error(e.to_string()))?,
-        );
-        let local = match http.server_addr() {
-            tiny_http::ListenAddr::IP(addr) => addr,
-            #[allow(unreachable_patterns)]
-            _ => config.addr,
-        };
+        if limits.max_connections == 0 {
+            return Err(control_error("max_connections must be at least 1".into()));
+        }
+        let token = config.token.is_some();
         let router = ControlRouter::new(service, backend, config.token);
-        let requests = Arc::clone(&http);
-        let thread = thread::Builder::new()
-            .name("calloutd-control".into())
-            .spawn(move || serve_requests(&requests, &router))
-            .map_err(|source| ServerError::Thread {
-                what: "control",
-                source,
-            })?;
-        info!(addr = %local, "control API listening");
-        Ok(ControlServer {
-            http,
-            thread: Some(thread),
-            local,
-        })
-    }
-
-    /// The bound address (with the port the system chose where 0 was asked for).
-    pub fn local_addr(&self) -> SocketAddr {
-        self.local
-    }
-
-    /// Stops answering and joins the thread (a request being answered is finished first).
-    pub fn shutdown(mut self) {
-        self.stop_thread();
-    }
-
-    fn stop_thread(&mut self) {
-        self.http.unblock();
-        if let Some(thread) = self.thread.take() {
-            if thread.join().is_err() {
-                warn!("the control thread panicked");
-            }
-        }
-    }
-}
-
-impl Drop for ControlServer {
-    fn drop(&mut self) {
-        self.stop_thread();
-    }
-}
-
-fn serve_requests(http: &tiny_http::Server, router: &ControlRouter) {
-    for request in http.incoming_requests() {
-        let authorization = request
-            .headers()
-            .iter()
-            .find(|h| h.field.equiv("Authorization"))
-            .map(|h| h.value.as_str().to_string());
-        let method = request.method().as_str().to_string();
-        let response = router.handle(&method, request.url(), authorization.as_deref());
-        let mut reply = tiny_http::Response::from_string(response.body)
-            .with_status_code(tiny_http::StatusCode(response.status));
-        if let Ok(header) =
-            tiny_http::Header::from_bytes(&b"Content-Type"[..], response.content_type.as_bytes())
-        {
-            reply.add_header(header);
-        }
-        if let Err(e) = request.respond(reply) {
-            warn!("control API: writing a response failed: {e}");
-        }
+        let server = http::ControlServer::spawn(config.addr, router, limits.clone())
+            .map_err(|e| control_error(e.to_string()))?;
+        http::log_listening(server.local_addr(), &limits, token);
+        Ok(server)
     }
 }
 
@@ -898,6 +983,9 @@ mod tests {
         assert!(same_secret(b"abc", b"abc"));
         assert!(!same_secret(b"abc", b"abd"));
         assert!(!same_secret(b"abc", b"abcd"));
+        assert!(!same_secret(b"", b"a"));
+        assert!(same_secret(b"", b""));
+        assert_eq!(router.stats().control.unauthorized, 3);
     }
 
     #[test]
@@ -983,5 +1071,192 @@ mod tests {
             Arc::new(Fake::default()),
         );
         assert!(matches!(refused, Err(ServerError::Control { .. })));
+    }
+
+    /// A control API over the fake backend with `limits` and the token `t0k`.
+    fn limited(limits: ControlLimits) -> (Server, ControlServer) {
+        let server = server();
+        let control = ControlServer::start_with_limits(
+            ControlConfig {
+                addr: "127.0.0.1:0".parse().unwrap(),
+                token: Some("t0k".into()),
+            },
+            limits,
+            server.handle(),
+            Arc::new(Fake::default()),
+        )
+        .unwrap();
+        (server, control)
+    }
+
+    /// Sends `request` on a fresh connection and reads until the server closes it (or 10 s pass).
+    fn exchange(addr: SocketAddr, request: &[u8]) -> String {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        stream.write_all(request).unwrap();
+        let mut answer = Vec::new();
+        let _ = stream.read_to_end(&mut answer);
+        String::from_utf8_lossy(&answer).into_owned()
+    }
+
+    const STATS: &[u8] = b"GET /v1/stats HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t0k\r\nConnection: close\r\n\r\n";
+
+    #[test]
+    fn oversized_requests_get_413_or_431_and_the_api_goes_on() {
+        let (_server, control) = limited(ControlLimits::default());
+        let addr = control.local_addr();
+        for auth in ["", "Authorization: Bearer t0k\r\n"] {
+            let huge = format!(
+                "POST /v1/service/pause HTTP/1.1\r\nHost: x\r\n{auth}Content-Length: 1000000000000000\r\n\r\n"
+            );
+            let answer = exchange(addr, huge.as_bytes());
+            assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+        }
+        // A chunked body that goes past the limit.
+        let mut chunked = b"POST /v1/service/continue HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t0k\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        for _ in 0..20 {
+            chunked.extend_from_slice(b"1000\r\n");
+            chunked.extend_from_slice(&[b'a'; 0x1000]);
+            chunked.extend_from_slice(b"\r\n");
+        }
+        let answer = exchange(addr, &chunked);
+        assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+        // Headers beyond 16 KiB.
+        let long = format!(
+            "GET /v1/stats HTTP/1.1\r\nHost: x\r\nX-Long: {}\r\n\r\n",
+            "a".repeat(20_000)
+        );
+        let answer = exchange(addr, long.as_bytes());
+        assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
+        let answer = exchange(addr, STATS);
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        let (_, body) = answer.split_once("\r\n\r\n").unwrap();
+        let stats: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(stats["control"]["too_large"], 3, "{body}");
+        assert_eq!(stats["control"]["unauthorized"], 0, "{body}");
+        control.shutdown();
+    }
+
+    #[test]
+    fn stalled_clients_are_dropped_and_a_401_is_counted() {
+        let (_server, control) = limited(ControlLimits {
+            body_timeout: std::time::Duration::from_millis(200),
+            header_timeout: std::time::Duration::from_millis(200),
+            idle_timeout: std::time::Duration::from_millis(300),
+            ..ControlLimits::default()
+        });
+        let addr = control.local_addr();
+        // An announced body that never comes: 408.
+        let answer = exchange(
+            addr,
+            b"POST /v1/service/pause HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t0k\r\nContent-Length: 10\r\n\r\n",
+        );
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+        // Headers that never end: the connection is closed without an answer to a request.
+        let answer = exchange(addr, b"GET /v1/stats HTTP/1.1\r\nHost: x\r\n");
+        assert!(!answer.contains("200 OK"), "{answer}");
+        // A connection that says nothing is closed.
+        let answer = exchange(addr, b"");
+        assert_eq!(answer, "");
+        let answer = exchange(
+            addr,
+            b"GET /v1/stats HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer nope\r\nConnection: close\r\n\r\n",
+        );
+        assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+        let answer = exchange(addr, STATS);
+        let (_, body) = answer.split_once("\r\n\r\n").unwrap();
+        let stats: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(stats["control"]["unauthorized"], 1, "{body}");
+        assert!(
+            stats["control"]["timed_out_connections"].as_u64().unwrap() >= 2,
+            "{body}"
+        );
+        let metrics = exchange(
+            addr,
+            b"GET /metrics HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t0k\r\nConnection: close\r\n\r\n",
+        );
+        assert!(
+            metrics
+                .lines()
+                .any(|l| l == "calloutd_control_unauthorized_total 1"),
+            "{metrics}"
+        );
+        control.shutdown();
+    }
+
+    #[test]
+    fn beyond_the_cap_the_quietest_connection_makes_room() {
+        let (_server, control) = limited(ControlLimits {
+            max_connections: 2,
+            ..ControlLimits::default()
+        });
+        let addr = control.local_addr();
+        // Two idle connections fill the cap; each new one replaces the quietest.
+        let idle: Vec<std::net::TcpStream> = (0..4)
+            .map(|_| std::net::TcpStream::connect(addr).unwrap())
+            .collect();
+        let answer = exchange(addr, STATS);
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        let (_, body) = answer.split_once("\r\n\r\n").unwrap();
+        let stats: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert!(
+            stats["control"]["evicted_connections"].as_u64().unwrap() >= 3,
+            "{body}"
+        );
+        drop(idle);
+        control.shutdown();
+    }
+
+    #[test]
+    fn shutdown_does_not_wait_for_a_stalled_client() {
+        use std::io::Write;
+        let (_server, control) = limited(ControlLimits {
+            shutdown_grace: std::time::Duration::from_millis(300),
+            ..ControlLimits::default()
+        });
+        let addr = control.local_addr();
+        let mut stalled = std::net::TcpStream::connect(addr).unwrap();
+        stalled
+            .write_all(b"POST /v1/service/pause HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n")
+            .unwrap();
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            control.shutdown();
+            let _ = done_tx.send(());
+        });
+        // Bounded: the grace period is 300 ms; 20 s means it hangs.
+        assert!(
+            done_rx
+                .recv_timeout(std::time::Duration::from_secs(20))
+                .is_ok(),
+            "shutdown waited for a stalled client"
+        );
+        assert!(std::net::TcpStream::connect(addr).is_err());
+        drop(stalled);
+    }
+
+    #[test]
+    fn token_files_are_read_trimmed_and_empty_ones_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("token");
+        std::fs::write(&file, "s3cret\n").unwrap();
+        assert_eq!(
+            resolve_token(None, Some(&file)).unwrap().as_deref(),
+            Some("s3cret")
+        );
+        assert_eq!(
+            resolve_token(Some("flag"), Some(&file)).unwrap().as_deref(),
+            Some("flag")
+        );
+        std::fs::write(&file, "  \n").unwrap();
+        assert!(resolve_token(None, Some(&file))
+            .unwrap_err()
+            .contains("empty"));
+        assert!(resolve_token(None, Some(&dir.path().join("none")))
+            .unwrap_err()
+            .contains("cannot read"));
     }
 }

@@ -20,6 +20,8 @@ const FIXTURE_VARS: &[&str] = &[
     "CALLOUT_FAULTY_SLEEP_MS",
     "CALLOUT_FAULTY_OVERRUN_HOOK",
     "CALLOUT_FAULTY_OVERSIZE_HOOK",
+    "CALLOUT_FAULTY_SCRIBBLE_HOOK",
+    "CALLOUT_FAULTY_LEAK_CONTEXT",
 ];
 
 /// Copies fixture `name` into `dir` as `file_name` (a distinct file is a distinct loaded
