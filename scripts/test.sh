@@ -36,9 +36,5 @@ echo "test.sh: cargo fmt --check"
 cargo fmt --all -- --check
 echo "test.sh: cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
-# calloutd.exe for the Wine end-to-end tests (tests/windows_wine.rs): built once, into this target
-# dir, by the same script users run (it installs the rustup target, or falls back to Debian's Rust).
-echo "test.sh: scripts/build-windows.sh"
-scripts/build-windows.sh
 echo "test.sh: cargo test"
 cargo test --workspace --locked

@@ -70,7 +70,9 @@ fn read_live(tree: &mut RegistryTree) -> Result<Vec<Warning>, String> {
 /// `--registry live` elsewhere: there is no live registry to read.
 #[cfg(not(windows))]
 fn read_live(_tree: &mut RegistryTree) -> Result<Vec<Warning>, String> {
-    Err("--registry live reads the Windows registry and works only on Windows; \
+    Err(
+        "--registry live reads the Windows registry and works only on Windows; \
          here, export the key (reg export) and pass it with --reg FILE"
-        .into())
+            .into(),
+    )
 }

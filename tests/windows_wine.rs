@@ -273,10 +273,7 @@ fn calloutd_exe_under_wine_checks_and_serves_with_a_pe_callout() {
     };
     let exe = windows_exe();
     if !exe.exists() {
-        skip_without(&format!(
-            "{} (run scripts/build-windows.sh)",
-            exe.display()
-        ));
+        skip_without(&format!("{} (run scripts/build-windows.sh)", exe.display()));
         return;
     }
     let wine = Wine::new(loader);

@@ -443,7 +443,8 @@ impl Callout {
         let started = Instant::now();
         // SAFETY: the DLL set this pointer in its table for exactly this signature; the library is
         // loaded for as long as `self` lives; `lpReserved` is NULL as documented.
-        let ret = unsafe { call_hook!(hook(code.code(), std::ptr::null_mut::<std::ffi::c_void>())) };
+        let ret =
+            unsafe { call_hook!(hook(code.code(), std::ptr::null_mut::<std::ffi::c_void>())) };
         let info = CallInfo {
             hook: HookName::Control,
             code: Some(code.code()),
@@ -530,7 +531,7 @@ impl Callout {
                         packet_ptr,
                         size_ptr,
                         u32::from(ip),
-                        std::ptr::null_mut(),
+                        std::ptr::null_mut::<std::ffi::c_void>(),
                         context.as_ptr(),
                         &mut process_it,
                     ))
@@ -591,7 +592,7 @@ impl Callout {
                 call_hook!(hook(
                     base,
                     size,
-                    std::ptr::null_mut(),
+                    std::ptr::null_mut::<std::ffi::c_void>(),
                     ctx as LPVOID,
                     &mut options,
                 ))
@@ -703,7 +704,7 @@ impl Callout {
                         size_ptr,
                         code,
                         u32::from(ip),
-                        std::ptr::null_mut(),
+                        std::ptr::null_mut::<std::ffi::c_void>(),
                         ctx as LPVOID,
                     ))
                 }
@@ -748,7 +749,7 @@ impl Callout {
                     code.code(),
                     u32::from(ip),
                     u32::from(alt),
-                    std::ptr::null_mut(),
+                    std::ptr::null_mut::<std::ffi::c_void>(),
                     ctx as LPVOID,
                 ))
             }
@@ -796,7 +797,7 @@ impl Callout {
                     u32::from(alt),
                     client_type.code(),
                     lease_secs,
-                    std::ptr::null_mut(),
+                    std::ptr::null_mut::<std::ffi::c_void>(),
                     ctx as LPVOID,
                 ))
             }

@@ -39,9 +39,9 @@ mod value;
 mod write;
 
 pub use error::{RegError, Warning};
+pub use expand::{expand_path, expand_variables, ExpandedPath};
 #[cfg(windows)]
 pub use live::{apply_live_hklm, LiveError};
-pub use expand::{expand_path, expand_variables, ExpandedPath};
 pub use params::{
     Located, Parameters, ParametersError, ValueTypeError, DEFAULT_ACTIVITY_LOG_FLAG,
     DEFAULT_BACKUP_DATABASE_PATH, DEFAULT_BACKUP_INTERVAL_MINUTES,

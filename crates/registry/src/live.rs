@@ -31,7 +31,12 @@ pub fn apply_live_hklm(tree: &mut RegistryTree, subkey: &str) -> Result<Vec<Warn
         source,
     })?;
     let mut warnings = Vec::new();
-    copy_key(tree, &key, &format!("HKEY_LOCAL_MACHINE\\{subkey}"), &mut warnings)?;
+    copy_key(
+        tree,
+        &key,
+        &format!("HKEY_LOCAL_MACHINE\\{subkey}"),
+        &mut warnings,
+    )?;
     Ok(warnings)
 }
 
@@ -46,7 +51,8 @@ fn copy_key(
         source,
     };
     // An empty key still exists in the tree, as `reg import` creates it.
-    tree.create_key(path).map_err(|e| fail(std::io::Error::other(e)))?;
+    tree.create_key(path)
+        .map_err(|e| fail(std::io::Error::other(e)))?;
     for value in key.enum_values() {
         let (name, value) = match value {
             Ok(value) => value,

@@ -1236,7 +1236,9 @@ fn spawn_signals(
         .map_err(ServerError::Signals)?;
     // Installed here, not in the thread, so a failure is reported by `start`.
     let (mut interrupt, mut brk, mut close, mut shutdown) = tokio_runtime
-        .block_on(async { Ok::<_, io::Error>((ctrl_c()?, ctrl_break()?, ctrl_close()?, ctrl_shutdown()?)) })
+        .block_on(async {
+            Ok::<_, io::Error>((ctrl_c()?, ctrl_break()?, ctrl_close()?, ctrl_shutdown()?))
+        })
         .map_err(ServerError::Signals)?;
     let done = Arc::new(tokio::sync::Notify::new());
     let done_signal = Arc::clone(&done);

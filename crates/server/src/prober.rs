@@ -14,9 +14,9 @@ use std::net::Ipv4Addr;
 #[cfg(unix)]
 use std::net::SocketAddrV4;
 use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::Duration;
 #[cfg(unix)]
 use std::time::Instant;
-use std::time::Duration;
 
 #[cfg(unix)]
 use std::os::fd::AsRawFd;
@@ -107,9 +107,11 @@ impl IcmpProber {
             return Err(io::Error::last_os_error());
         }
         // Room for one reply with the payload echoed back, plus the 8 bytes of an ICMP error.
-        let mut reply = vec![0u64; (std::mem::size_of::<ICMP_ECHO_REPLY>() + PAYLOAD.len() + 8)
-            .div_ceil(8)
-            + 1];
+        let mut reply =
+            vec![
+                0u64;
+                (std::mem::size_of::<ICMP_ECHO_REPLY>() + PAYLOAD.len() + 8).div_ceil(8) + 1
+            ];
         let timeout = u32::try_from(self.timeout.as_millis()).unwrap_or(u32::MAX);
         let mut answered = Ok(false);
         for _ in 0..attempts {

@@ -9,18 +9,17 @@ mod windows;
 pub(crate) use windows::{RecvBuffers, SendBuffers, ServerSocket};
 
 #[cfg(unix)]
+use std::io;
+#[cfg(unix)]
 use std::io::{IoSlice, IoSliceMut};
+use std::net::{Ipv4Addr, SocketAddrV4};
 #[cfg(unix)]
 use std::os::fd::AsRawFd;
 #[cfg(unix)]
 use std::sync::atomic::{AtomicU32, Ordering};
 #[cfg(unix)]
 use std::time::UNIX_EPOCH;
-use std::{
-    io,
-    net::{Ipv4Addr, SocketAddrV4},
-    time::{Duration, SystemTime},
-};
+use std::time::{Duration, SystemTime};
 
 #[cfg(unix)]
 use nix::sys::socket::{
@@ -82,6 +81,7 @@ impl RecvBuffers {
 }
 
 /// The most replies one send call sends ([`ServerSocket::send_batch`]).
+#[cfg(unix)]
 pub(crate) const SEND_BATCH: usize = 64;
 
 #[cfg(unix)]

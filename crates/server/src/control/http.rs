@@ -341,11 +341,19 @@ fn bind(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
 }
 
 /// Whether an accept error means the process or system is out of descriptors or memory.
+#[cfg(unix)]
 fn out_of_resources(error: &io::Error) -> bool {
     matches!(
         error.raw_os_error(),
         Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
     )
+}
+
+/// Whether an accept error means the process or system is out of sockets or buffer space (Winsock).
+#[cfg(windows)]
+fn out_of_resources(error: &io::Error) -> bool {
+    use windows_sys::Win32::Networking::WinSock::{WSAEMFILE, WSAENOBUFS};
+    matches!(error.raw_os_error(), Some(WSAEMFILE | WSAENOBUFS))
 }
 
 /// The accept loop, until `stopped` turns true; then the graceful part of the shutdown.

@@ -15,9 +15,9 @@ use std::sync::Mutex;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use windows_sys::Win32::NetworkManagement::IpHelper::{GetIpAddrTable, MIB_IPADDRROW_XP};
 use windows_sys::Win32::Networking::WinSock::{
-    setsockopt, WSAGetLastError, WSAIoctl, WSAPoll, WSASendMsg, IN_PKTINFO, IPPROTO_IP,
-    IP_PKTINFO, LPFN_WSARECVMSG, POLLRDNORM, SIO_GET_EXTENSION_FUNCTION_POINTER,
-    SIO_UDP_CONNRESET, SOCKADDR, SOCKET, WSABUF, WSAID_WSARECVMSG, WSAMSG, WSAPOLLFD,
+    setsockopt, WSAGetLastError, WSAIoctl, WSAPoll, WSASendMsg, IN_PKTINFO, IPPROTO_IP, IP_PKTINFO,
+    LPFN_WSARECVMSG, POLLRDNORM, SIO_GET_EXTENSION_FUNCTION_POINTER, SIO_UDP_CONNRESET, SOCKADDR,
+    SOCKET, WSABUF, WSAID_WSARECVMSG, WSAMSG, WSAPOLLFD,
 };
 
 use super::{Outgoing, Received, DATAGRAM_BUFFER, RECV_BATCH, RECV_POLL};
