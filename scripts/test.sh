@@ -6,8 +6,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the tests use: a C compiler for the test callouts, mingw-w64 for their Windows DLLs
-# and wine64 to run those, iproute2 for the network-namespace tests, and the real DHCP clients.
-packages=(gcc libc6-dev gcc-mingw-w64-x86-64 mingw-w64-common wine64 iproute2 isc-dhcp-client udhcpc dhcpcd-base)
+# and wine64 to run those, iproute2 for the network-namespace tests, the real DHCP clients, and ISC
+# Kea 2.2 (kea-dhcp4-server, with its bootp hook library) for the differential test tests/kea_diff.rs,
+# which starts it itself inside a network namespace.
+packages=(gcc libc6-dev gcc-mingw-w64-x86-64 mingw-w64-common wine64 iproute2 isc-dhcp-client udhcpc dhcpcd-base kea-dhcp4-server)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -17,7 +19,17 @@ if [ ${#missing[@]} -gt 0 ]; then
         echo "test.sh: installing ${missing[*]}"
         export DEBIAN_FRONTEND=noninteractive
         apt-get update -qq
+        # No package may start a service here (kea-dhcp4-server ships one): policy-rc.d says no for
+        # the install only.
+        policy=/usr/sbin/policy-rc.d
+        made_policy=0
+        if [ ! -e "$policy" ]; then
+            printf '#!/bin/sh\nexit 101\n' > "$policy"
+            chmod +x "$policy"
+            made_policy=1
+        fi
         apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+        if [ "$made_policy" = 1 ]; then rm -f "$policy"; fi
     else
         echo "test.sh: missing Debian packages: ${missing[*]} (run as root to install them, or apt-get install them)" >&2
     fi
@@ -32,6 +44,8 @@ export CARGO_TERM_COLOR=never
 export CALLOUTD_REQUIRE_REAL_CLIENTS=1
 # The Windows DLL test fails (rather than skips) when mingw-w64 or wine could not be had.
 export CALLOUTD_REQUIRE_WINE=1
+# The Kea differential test fails (rather than skips) when kea-dhcp4 could not be had.
+export CALLOUTD_REQUIRE_KEA=1
 echo "test.sh: cargo fmt --check"
 cargo fmt --all -- --check
 echo "test.sh: cargo clippy"

@@ -263,3 +263,56 @@ fn the_shipped_example_checks_clean() {
     );
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
 }
+
+#[test]
+fn parameters_calloutd_ignores_get_one_warning_each_naming_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = dir.path().join("export.reg");
+    // As a real `reg export` of DHCPServer\Parameters carries them, beside the callout values.
+    let text = format!(
+        "Windows Registry Editor Version 5.00\r\n\r\n\
+         [HKEY_LOCAL_MACHINE\\SYSTEM\\CurrentControlSet\\Services\\DHCPServer\\Parameters]\r\n\
+         \"CalloutDlls\"=hex(7):{}\r\n\
+         \"CalloutEnabled\"=dword:00000001\r\n\
+         \"DatabaseLoggingFlag\"=dword:00000001\r\n\
+         \"RestoreFlag\"=dword:00000000\r\n\
+         \"DebugFlag\"=dword:00000000\r\n\
+         \"APIProtocolSupport\"=dword:00000005\r\n\
+         \"DisableRogueDetection\"=dword:00000001\r\n\
+         \"DhcpLogDiskSpaceCheckInterval\"=dword:00000032\r\n",
+        utf16_multi_sz_hex(&so("trace"))
+    );
+    fs::write(&reg, text).unwrap();
+    let out = check(&["--reg", reg.to_str().unwrap()], &[]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    for (value, line, why) in [
+        ("DatabaseLoggingFlag", 6, "JET"),
+        ("RestoreFlag", 7, "no database backups"),
+        ("DebugFlag", 8, "RUST_LOG"),
+        ("APIProtocolSupport", 9, "RPC"),
+        ("DisableRogueDetection", 10, "Active Directory"),
+    ] {
+        let warning = out
+            .stdout
+            .lines()
+            .find(|l| l.starts_with("warning: ") && l.contains(&format!(" {value} is ignored: ")))
+            .unwrap_or_else(|| panic!("no warning for {value}:\n{}", out.stdout));
+        assert!(
+            warning.contains(&format!("export.reg:{line}:")),
+            "{warning}"
+        );
+        assert!(warning.contains(why), "{warning}");
+    }
+    // Used values, DhcpLogDiskSpaceCheckInterval among them, are not reported.
+    for used in [
+        "CalloutDlls",
+        "CalloutEnabled",
+        "DhcpLogDiskSpaceCheckInterval",
+    ] {
+        assert!(
+            !out.stdout.contains(&format!(" {used} is ignored")),
+            "{used} reported:\n{}",
+            out.stdout
+        );
+    }
+}

@@ -331,7 +331,12 @@ fn leases_of_an_export_are_imported_and_their_client_keeps_its_address() {
 
 #[test]
 fn expired_leases_are_purged_with_delete_client() {
-    let Some(ops) = Ops::start("purge", SHORT_SCOPES, &["--cleanup-interval-secs", "1"]) else {
+    // Leases of 2 s, kept 2 s past their expiry (instead of Microsoft's 4 hours) before the purge.
+    let Some(ops) = Ops::start(
+        "purge",
+        SHORT_SCOPES,
+        &["--cleanup-interval-secs", "1", "--expired-grace-secs", "2"],
+    ) else {
         return;
     };
     let mac = "02:00:00:00:07:01";
@@ -593,4 +598,33 @@ fn audit_log_records_dora_renew_release_decline_and_delete() {
     assert_eq!(summary[4], (13, ip(&ip_b), hex_only(mac_b)));
     assert_eq!(summary[5], (10, ip(&ip_c), hex_only(mac_c)));
     assert_eq!(summary[6], (16, ip(&ip_c), hex_only(mac_c)));
+}
+
+#[test]
+fn delete_client_on_release_calls_it_before_address_del() {
+    let Some(ops) = Ops::start("delrel", OPS_SCOPES, &["--delete-client-on", "release"]) else {
+        return;
+    };
+    let mac = "02:00:00:00:07:31";
+    let (code, ack) = ops.client("dora", &["--mac", mac], 5);
+    assert_eq!(code, 0);
+    let ip = ack["yiaddr"].as_str().unwrap().to_string();
+    let (code, _) = ops.client("release", &["--mac", mac, "--ciaddr", &ip], 5);
+    assert_eq!(code, 0, "release");
+    let records = ops.wait_call("AddressDel of the release", |r| r["hook"] == "AddressDel");
+    let order: Vec<&str> = records
+        .iter()
+        .filter(|r| r["hook"] == "DeleteClient" || r["hook"] == "AddressDel")
+        .map(|r| r["hook"].as_str().unwrap())
+        .collect();
+    assert_eq!(order, ["DeleteClient", "AddressDel"]);
+    let delete = records
+        .iter()
+        .find(|r| r["hook"] == "DeleteClient")
+        .unwrap();
+    assert_eq!(delete["ip"], ip.as_str());
+    assert_eq!(
+        hex_only(delete["hw_address"].as_str().unwrap()),
+        hex_only(mac)
+    );
 }

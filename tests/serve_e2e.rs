@@ -398,6 +398,8 @@ fn renew_extends_the_lease_with_address_offer_old() {
     lab.ns.add_addr(&format!("{ip}/32"), "lo").unwrap();
     lab.ns.add_addr("198.18.0.2/32", "lo").unwrap();
     lab.extra_args = vec!["--listen".into(), "198.18.0.2:67".into()];
+    // RFC 2131's unicast to ciaddr needs IgnoreBroadcastFlag 0 (Microsoft's default 1 broadcasts).
+    set_parameter_dword(&lab.reg, "IgnoreBroadcastFlag", 0);
     lab.start_server();
     let unicast = lab.client_via(
         "renew",

@@ -570,6 +570,20 @@ pub fn write_callout_reg(path: &Path, dlls: &[PathBuf]) {
     write_parameters(path, &names, Some(1));
 }
 
+/// Sets the DWORD `name` of the DHCPServer Parameters key in the `.reg` file at `path` (rewritten).
+pub fn set_parameter_dword(path: &Path, name: &str, value: u32) {
+    let mut tree = calloutd_registry::RegistryTree::new();
+    tree.apply_file(path).expect("read .reg");
+    tree.set_value(
+        calloutd_registry::DHCP_PARAMETERS_KEY,
+        name,
+        calloutd_registry::RegValueData::Dword(value),
+        None,
+    )
+    .expect("set the value");
+    calloutd_registry::write_reg_v5_file(&tree, path).expect("write .reg");
+}
+
 /// Writes a `.reg` file of the DHCPServer Parameters key with `CalloutDlls` = `dlls` (as given)
 /// and `CalloutEnabled` = `enabled` (absent when `None`).
 pub fn write_parameters(path: &Path, dlls: &[String], enabled: Option<u32>) {

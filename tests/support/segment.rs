@@ -6,7 +6,10 @@ use std::path::PathBuf;
 use serde_json::Value;
 
 use super::TracedRun;
-use super::{check_traces_agree, fixture, repo_root, strings, veth, write_callout_reg, NetNs};
+use super::{
+    check_traces_agree, fixture, repo_root, set_parameter_dword, strings, veth, write_callout_reg,
+    NetNs,
+};
 
 /// Two namespaces joined by a veth pair, the server running. Fields drop in order: the client
 /// namespace first (killing any client left in it), then the server, its namespace and the files.
@@ -47,7 +50,10 @@ impl Segment {
 
         let dir = tempfile::tempdir().unwrap();
         let reg = dir.path().join("callout.reg");
+        // The segment tests check RFC 2131's unicast replies (renewals to ciaddr, the client's
+        // broadcast flag honoured): IgnoreBroadcastFlag 0, not Microsoft's default 1.
         write_callout_reg(&reg, &[fixture("trace")]);
+        set_parameter_dword(&reg, "IgnoreBroadcastFlag", 0);
         let run = TracedRun::start(
             &server_ns,
             dir.path(),

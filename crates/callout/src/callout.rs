@@ -325,12 +325,15 @@ impl Callout {
                 HookFault::SizeAboveCapacity { .. }
                 | HookFault::NullBuffer { .. }
                 | HookFault::SwappedTooLarge { .. } => Some(MisbehaviourKind::BadSize),
-                HookFault::PacketTooLarge { .. } | HookFault::Exception { .. } => None,
+                HookFault::PacketTooLarge { .. }
+                | HookFault::Exception { .. }
+                | HookFault::Host { .. } => None,
             };
             if let Some(kind) = kind {
                 found.push(info.report(kind, fault.to_string()));
             }
         }
+        crate::isolate::note_call(ret, dur_us, &found);
         for report in &found {
             self.misbehaviour.record(report);
         }

@@ -8,8 +8,12 @@
 //! - [`Callout`]: one safe method per hook (docs/hooks.md section 4), `Send + Sync`, called
 //!   concurrently from worker threads: guarded ≥ 4096-byte per-thread buffers, swapped-buffer
 //!   copy-out, fault reports ([`HookFault`]), `DHCP_SERVER_OPTIONS` built from the packet, timing,
-//!   the lock annotation ([`HeldLocks`]) with a "slow under the lease lock" warning, the JSON Lines
-//!   trace ([`TraceSink`], schema in [`trace`]) and per-hook statistics ([`HookStats`]).
+//!   the lock annotation ([`HeldLocks`]) with misbehaviour reports (a slow hook, stricter under a
+//!   lock), the JSON Lines trace ([`TraceSink`], schema in [`trace`]) and per-hook statistics
+//!   ([`HookStats`]).
+//!
+//! - [`Callout`] implements the hook seam (`calloutd_hooks::Hooks`), so the engine and the runtime
+//!   call it directly.
 //!
 //! What it is not for: the DHCP state machine (the engine decides when each hook runs), and
 //! protecting the process from a DLL that crashes (a callout runs in-process, as on Windows).
@@ -23,6 +27,7 @@
 //!     enabled: Some(1),
 //!     base_dir: None,
 //!     order: LoadOrder::Alphabetical,
+//!     strict_permissions: false,
 //! };
 //! let loaded = load_callout(&config);
 //! println!("{}", loaded.report.summary());
@@ -39,12 +44,15 @@
 
 mod buffer;
 mod callout;
+pub mod isolate;
 mod load;
 mod misbehaviour;
 mod options;
+mod seam;
 #[cfg(windows)]
 mod seh;
 pub mod trace;
+pub mod trust;
 
 pub use buffer::{GuardZone, MIN_BUFFER};
 pub use callout::{Callout, DEFAULT_SLOW_THRESHOLD, DEFAULT_SLOW_UNLOCKED_THRESHOLD};
@@ -56,6 +64,7 @@ pub use load::{
 pub use misbehaviour::{Misbehaviour, MisbehaviourKind, MisbehaviourLog, MisbehaviourSummary};
 pub use options::{OptionSpans, Span};
 pub use trace::{trace_epoch, HookStat, HookStats, TraceRecord, TraceSink};
+pub use trust::{DllTrust, PermissionWarning};
 
 use serde::{Deserialize, Serialize};
 
@@ -244,6 +253,16 @@ pub enum HookFault {
         /// Where it was raised.
         address: usize,
     },
+    /// A fault of the isolated callout host (`--isolate`): a crash or a hang in the hook, a call
+    /// not delivered because the host that saw the packet died, or a fault the host detected and
+    /// described (then `message` is its text, so traces read the same in both modes).
+    #[error("{message}")]
+    Host {
+        /// The hook.
+        hook: HookName,
+        /// What happened, starting with the hook's name.
+        message: String,
+    },
     /// The packet handed to the hook is larger than a DWORD can describe.
     #[error("{hook}: packet of {len} bytes is too large to pass to the callout")]
     PacketTooLarge {
@@ -263,7 +282,8 @@ impl HookFault {
             | HookFault::NullBuffer { hook, .. }
             | HookFault::SwappedTooLarge { hook, .. }
             | HookFault::PacketTooLarge { hook, .. }
-            | HookFault::Exception { hook, .. } => *hook,
+            | HookFault::Exception { hook, .. }
+            | HookFault::Host { hook, .. } => *hook,
         }
     }
 }

@@ -3,9 +3,16 @@
 //! (`ID,Date,Time,Description,IP Address,Host Name,MAC Address,…`).
 //!
 //! Rotation is Microsoft's: when the local date changes the next weekday's file is opened; a file last
-//! written more than a day ago (last week's) is truncated, otherwise appended to. `max_total_bytes`
-//! (`DhcpLogFilesMaxSize`) is shared equally by the seven files: a file that reached its seventh takes no
-//! more lines until the next day's file is opened.
+//! written more than a day ago (last week's) is truncated, otherwise appended to. The header is written
+//! at every service start ([`AuditLog::started`]) and at the top of every new day, each followed by
+//! event 00, as Microsoft's logs show.
+//!
+//! Disk checks are Microsoft's (KB 188027): every `disk_check_interval` events
+//! (`DhcpLogDiskSpaceCheckInterval`) and at the first event of a day, the log pauses when the day's
+//! file has passed its seventh of `max_total_bytes` (`DhcpLogFilesMaxSize`) or the disk has less than
+//! `min_free_bytes` (`DhcpLogMinSpaceOnDisk`) free. Pausing writes event 02 ("the log was temporarily
+//! paused due to low disk space") and drops lines until a later check finds space again (a new day's
+//! file, or a disk with room). An administrator's PAUSE writes no 02: it is not a disk event.
 //!
 //! Writing is cheap: a line is formatted without any lock, then appended to a buffered file behind the
 //! log's own mutex (never the lease lock). The buffer is flushed every `flush_lines` lines, by a
@@ -19,14 +26,15 @@
 //! Not for: DNS (IDs 30-35), failover (36) or rogue detection (50+) events, which calloutd never has.
 //!
 //! ```no_run
-//! use calloutd_engine::{parse_audit_log, AuditLog, EngineOptions};
+//! use calloutd_engine::{parse_audit_log, AuditLimits, AuditLog, EngineOptions};
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! // ActivityLogFlag, DhcpLogFilePath, DhcpLogFilesMaxSize (MB).
-//! let audit = AuditLog::from_settings(true, "/var/log/calloutd", 70)?;
+//! // ActivityLogFlag, DhcpLogFilePath, DhcpLogFilesMaxSize / DhcpLogMinSpaceOnDisk (MB) and
+//! // DhcpLogDiskSpaceCheckInterval.
+//! let audit = AuditLog::from_settings(true, "/var/log/calloutd", AuditLimits::default())?;
 //! let options = EngineOptions { audit: audit.clone(), ..EngineOptions::default() };
 //! if let Some(audit) = &audit {
-//!     audit.started(); // and `stopped()` at shutdown, `paused()` on PAUSE
+//!     audit.started(); // and `stopped()` at shutdown
 //!     audit.flush();
 //!     let text = std::fs::read_to_string(audit.file_for(std::time::SystemTime::now()))?;
 //!     for event in parse_audit_log(&text)? {
@@ -105,7 +113,7 @@ pub enum AuditEventId {
     Started,
     /// 01: the log (service) was stopped.
     Stopped,
-    /// 02: the log was paused (written when the service is paused).
+    /// 02: the log was paused for low disk space (the day's share used up, or the disk nearly full).
     Paused,
     /// 10: a new address was leased (ACK of a new binding).
     Assign,
@@ -294,6 +302,61 @@ pub struct AuditOptions {
     pub flush_lines: usize,
     /// Flush buffered lines at least this often (background thread); zero = no thread.
     pub flush_interval: Duration,
+    /// `DhcpLogMinSpaceOnDisk` in bytes: below this much free disk the log pauses.
+    pub min_free_bytes: u64,
+    /// `DhcpLogDiskSpaceCheckInterval`: events between two disk checks (0 counts as 1).
+    pub disk_check_interval: u32,
+    /// How free disk space is measured (bytes available in the folder's file system; `None` when it
+    /// cannot be told, which never pauses the log). Default: `statvfs`.
+    pub free_space: FreeSpace,
+}
+
+/// Measures the bytes free in the file system of a folder (`None`: unknown).
+pub type FreeSpace = Arc<dyn Fn(&Path) -> Option<u64> + Send + Sync>;
+
+/// The registry's audit log limits, for [`AuditLog::from_settings`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuditLimits {
+    /// `DhcpLogFilesMaxSize`, MB over all seven files.
+    pub max_megabytes: u32,
+    /// `DhcpLogMinSpaceOnDisk`, MB.
+    pub min_free_megabytes: u32,
+    /// `DhcpLogDiskSpaceCheckInterval`, events.
+    pub disk_check_interval: u32,
+}
+
+impl Default for AuditLimits {
+    /// Microsoft's defaults: 70 MB, 20 MB, 50 events.
+    fn default() -> Self {
+        AuditLimits {
+            max_megabytes: 70,
+            min_free_megabytes: 20,
+            disk_check_interval: DEFAULT_DISK_CHECK_INTERVAL,
+        }
+    }
+}
+
+/// Microsoft's default `DhcpLogMinSpaceOnDisk`: 20 MB.
+pub const DEFAULT_MIN_FREE_BYTES: u64 = 20 * 1024 * 1024;
+/// Microsoft's default `DhcpLogDiskSpaceCheckInterval`: 50 events.
+pub const DEFAULT_DISK_CHECK_INTERVAL: u32 = 50;
+
+/// Bytes available to this process in the file system holding `dir`.
+#[cfg(unix)]
+pub fn disk_free_bytes(dir: &Path) -> Option<u64> {
+    let stat = nix::sys::statvfs::statvfs(dir).ok()?;
+    #[allow(clippy::useless_conversion)] // the field widths differ between platforms
+    let (avail, frsize) = (
+        u64::from(stat.blocks_available()),
+        u64::from(stat.fragment_size()),
+    );
+    Some(avail.saturating_mul(frsize))
+}
+
+/// Bytes available in the file system holding `dir` (not known on this platform).
+#[cfg(not(unix))]
+pub fn disk_free_bytes(_dir: &Path) -> Option<u64> {
+    None
 }
 
 impl Default for AuditOptions {
@@ -304,6 +367,9 @@ impl Default for AuditOptions {
             zone: AuditZone::Local,
             flush_lines: 64,
             flush_interval: Duration::from_secs(1),
+            min_free_bytes: DEFAULT_MIN_FREE_BYTES,
+            disk_check_interval: DEFAULT_DISK_CHECK_INTERVAL,
+            free_space: Arc::new(disk_free_bytes),
         }
     }
 }
@@ -315,6 +381,8 @@ impl std::fmt::Debug for AuditOptions {
             .field("zone", &self.zone)
             .field("flush_lines", &self.flush_lines)
             .field("flush_interval", &self.flush_interval)
+            .field("min_free_bytes", &self.min_free_bytes)
+            .field("disk_check_interval", &self.disk_check_interval)
             .finish_non_exhaustive()
     }
 }
@@ -338,8 +406,10 @@ struct Current {
     path: PathBuf,
     /// Bytes in the file (written or buffered).
     size: u64,
-    /// The file reached its share; lines are dropped until the next day.
-    full: bool,
+    /// A disk check paused the log (event 02 written); lines are dropped until a check finds room.
+    paused: bool,
+    /// Events since the last disk check.
+    since_check: u32,
     unflushed: usize,
     /// An I/O error was already reported (report once, not per line).
     reported: bool,
@@ -399,17 +469,20 @@ impl AuditLog {
     }
 
     /// What the server's command line builds from `ActivityLogFlag` (`enabled`), `DhcpLogFilePath`
-    /// (`dir`) and `DhcpLogFilesMaxSize` (`max_megabytes`): `None` when the log is off.
+    /// (`dir`), `DhcpLogFilesMaxSize` (`limits.max_megabytes`), `DhcpLogMinSpaceOnDisk` and
+    /// `DhcpLogDiskSpaceCheckInterval`: `None` when the log is off.
     pub fn from_settings(
         enabled: bool,
         dir: impl Into<PathBuf>,
-        max_megabytes: u32,
+        limits: AuditLimits,
     ) -> Result<Option<Arc<AuditLog>>, AuditError> {
         if !enabled {
             return Ok(None);
         }
         let options = AuditOptions {
-            max_total_bytes: u64::from(max_megabytes) * 1024 * 1024,
+            max_total_bytes: u64::from(limits.max_megabytes) * 1024 * 1024,
+            min_free_bytes: u64::from(limits.min_free_megabytes) * 1024 * 1024,
+            disk_check_interval: limits.disk_check_interval,
             ..AuditOptions::default()
         };
         Ok(Some(Arc::new(AuditLog::open(dir, options)?)))
@@ -431,9 +504,10 @@ impl AuditLog {
         self.inner.dir.join(day_file_name(local.date_naive()))
     }
 
-    /// Writes event 00 (the service started).
+    /// Writes the header block and event 00 (the service started), as at every service start.
     pub fn started(&self) {
-        self.record(&AuditRecord::new(AuditEventId::Started));
+        self.inner
+            .record_with(&AuditRecord::new(AuditEventId::Started), true);
     }
 
     /// Writes event 01 (the service stopped) and flushes.
@@ -442,14 +516,20 @@ impl AuditLog {
         self.flush();
     }
 
-    /// Writes event 02 (the service was paused).
+    /// The service was paused by its administrator: the buffered lines are flushed and no event is
+    /// written (02 means low disk space, not an administrative pause).
     pub fn paused(&self) {
-        self.record(&AuditRecord::new(AuditEventId::Paused));
+        self.flush();
     }
 
-    /// Writes one event line (dropped when today's file reached its share).
+    /// Whether a disk check paused the log (event 02 written, lines dropped until space returns).
+    pub fn is_paused(&self) -> bool {
+        self.inner.lock().paused
+    }
+
+    /// Writes one event line (dropped while a disk check keeps the log paused).
     pub fn record(&self, record: &AuditRecord<'_>) {
-        self.inner.record(record);
+        self.inner.record_with(record, false);
     }
 
     /// Writes the buffered lines to the file (no fsync).
@@ -476,16 +556,20 @@ impl Inner {
         self.current.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn record(&self, record: &AuditRecord<'_>) {
+    /// Writes `record`; with `header`, the header block first (a service start).
+    fn record_with(&self, record: &AuditRecord<'_>, header: bool) {
         let now = self.options.clock.now();
         let local = self.options.zone.local_time(now);
         let mut line = String::with_capacity(160);
         format_line(&mut line, &local, record);
         let mut current = self.lock();
         let day = local.date_naive();
+        let mut header_written = false;
         if current.day != Some(day) {
             let rotated = current.day.is_some();
-            self.open_day(&mut current, day, now);
+            header_written = self.open_day(&mut current, day, now, rotated || header);
+            // The first event of a day is a disk check (Microsoft checks at every date change).
+            self.check_disk(&mut current, &local);
             if rotated {
                 // The new day's file starts like a fresh log.
                 let mut started = String::with_capacity(64);
@@ -496,23 +580,54 @@ impl Inner {
                 );
                 self.append(&mut current, &started);
             }
+        } else {
+            current.since_check += 1;
+            if current.since_check >= self.options.disk_check_interval.max(1) {
+                self.check_disk(&mut current, &local);
+            }
+        }
+        if header && !header_written {
+            write_header(&mut current);
         }
         self.append(&mut current, &line);
     }
 
-    /// Appends one line to the current file, within its share.
-    fn append(&self, current: &mut Current, line: &str) {
-        if current.full {
-            return;
+    /// Microsoft's disk check: pause (event 02) when the day's file passed its share or the disk is
+    /// short of `min_free_bytes`; resume when neither holds any more.
+    fn check_disk(&self, current: &mut Current, local: &DateTime<FixedOffset>) {
+        current.since_check = 0;
+        let over_share = current.size > self.file_cap;
+        let free = (self.options.free_space)(&self.dir);
+        let low_disk = free.is_some_and(|free| free < self.options.min_free_bytes);
+        let full = over_share || low_disk;
+        if full && !current.paused {
+            if over_share {
+                tracing::warn!(
+                    "audit log {} passed its share of DhcpLogFilesMaxSize ({} bytes): paused until the next day",
+                    current.path.display(),
+                    self.file_cap
+                );
+            } else {
+                tracing::warn!(
+                    "audit log {}: {} bytes free, below DhcpLogMinSpaceOnDisk ({} bytes): paused",
+                    current.path.display(),
+                    free.unwrap_or_default(),
+                    self.options.min_free_bytes
+                );
+            }
+            let mut paused = String::with_capacity(64);
+            format_line(&mut paused, local, &AuditRecord::new(AuditEventId::Paused));
+            self.append(current, &paused);
+            current.paused = true;
+        } else if !full && current.paused {
+            tracing::info!("audit log {}: space again, resumed", current.path.display());
+            current.paused = false;
         }
-        let len = line.len() as u64;
-        if current.size.saturating_add(len) > self.file_cap {
-            current.full = true;
-            tracing::warn!(
-                "audit log {} reached its share of DhcpLogFilesMaxSize ({} bytes); no more lines today",
-                current.path.display(),
-                self.file_cap
-            );
+    }
+
+    /// Appends one line to the current file unless the log is paused.
+    fn append(&self, current: &mut Current, line: &str) {
+        if current.paused {
             return;
         }
         let Some(file) = current.file.as_mut() else {
@@ -520,7 +635,7 @@ impl Inner {
         };
         match file.write_all(line.as_bytes()) {
             Ok(()) => {
-                current.size += len;
+                current.size += line.len() as u64;
                 current.unflushed += 1;
                 if current.unflushed >= self.options.flush_lines.max(1) {
                     flush_current(current);
@@ -531,12 +646,20 @@ impl Inner {
     }
 
     /// Closes the current file and opens `day`'s: truncated when last written more than a day before
-    /// `now` (last week's file), else appended to.
-    fn open_day(&self, current: &mut Current, day: NaiveDate, now: SystemTime) {
+    /// `now` (last week's file), else appended to. The header goes into an empty file, and with
+    /// `header` into any; returns whether it was written.
+    fn open_day(
+        &self,
+        current: &mut Current,
+        day: NaiveDate,
+        now: SystemTime,
+        header: bool,
+    ) -> bool {
         flush_current(current);
         current.file = None;
         current.day = Some(day);
-        current.full = false;
+        current.paused = false;
+        current.since_check = 0;
         current.unflushed = 0;
         current.reported = false;
         current.path = self.dir.join(day_file_name(day));
@@ -557,22 +680,28 @@ impl Inner {
             Ok((file, len)) => {
                 current.file = Some(BufWriter::with_capacity(64 * 1024, file));
                 current.size = len;
-                if len == 0 {
-                    // The header is the file's format: written whatever the share.
-                    if let Some(file) = current.file.as_mut() {
-                        match file.write_all(HEADER.as_bytes()) {
-                            Ok(()) => current.size = HEADER.len() as u64,
-                            Err(error) => report(current, &error),
-                        }
-                    }
+                if len == 0 || header {
+                    write_header(current);
+                    return true;
                 }
             }
             Err(error) => report(current, &error),
         }
+        false
     }
 
     fn flush(&self) {
         flush_current(&mut self.lock());
+    }
+}
+
+/// The header block, written whatever the disk check says (it is the file's format).
+fn write_header(current: &mut Current) {
+    if let Some(file) = current.file.as_mut() {
+        match file.write_all(HEADER.as_bytes()) {
+            Ok(()) => current.size += HEADER.len() as u64,
+            Err(error) => report(current, &error),
+        }
     }
 }
 
@@ -817,6 +946,20 @@ pub fn parse_audit_log(text: &str) -> Result<Vec<AuditEvent>, AuditParseError> {
         .collect()
 }
 
+/// The runtime's service events, as audit lines.
+impl calloutd_hooks::ServiceEvents for AuditLog {
+    fn started(&self) {
+        AuditLog::started(self);
+    }
+    fn paused(&self) {
+        AuditLog::paused(self);
+    }
+    fn continued(&self) {}
+    fn stopped(&self) {
+        AuditLog::stopped(self);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -834,6 +977,7 @@ mod tests {
             zone: AuditZone::FixedOffset(0),
             flush_lines: 1000,
             flush_interval: Duration::ZERO,
+            ..AuditOptions::default()
         };
         AuditLog::open(dir, options).unwrap()
     }
@@ -866,6 +1010,7 @@ mod tests {
         let clock = Arc::new(ManualClock::new(monday_night()));
         let log = log_with(dir.path(), &clock, DEFAULT_MAX_TOTAL_BYTES);
         let mac = [0x00, 0x50, 0x56, 0x83, 0x90, 0x1b];
+        log.started();
         log.record(&assign(&mac, b"host,one"));
         log.record(&AuditRecord {
             user_class: Some(&[0x01, b'a']),
@@ -875,7 +1020,6 @@ mod tests {
             mac: &mac,
             ..AuditRecord::new(AuditEventId::Nack)
         });
-        log.started();
         log.flush();
         let path = dir.path().join("DhcpSrvLog-Mon.log");
         assert_eq!(log.file_for(monday_night()), path);
@@ -888,10 +1032,10 @@ mod tests {
         assert_eq!(HEADER.lines().count(), 34);
         assert_eq!(
             body,
-            "10,11/23/26,23:59:58,Assign,198.18.0.20,host.one,00505683901B,,3096562285,0,,,,\
+            "00,11/23/26,23:59:58,Started,,,,,0,6,,,,,,,,,0\r\n\
+             10,11/23/26,23:59:58,Assign,198.18.0.20,host.one,00505683901B,,3096562285,0,,,,\
              0x4D53465420352E30,MSFT 5.0,,,,0\r\n\
-             15,11/23/26,23:59:58,NACK,198.18.0.21,,00505683901B,,7,0,,,,,,0x0161,.a,0x0102ABCD,0\r\n\
-             00,11/23/26,23:59:58,Started,,,,,0,6,,,,,,,,,0\r\n"
+             15,11/23/26,23:59:58,NACK,198.18.0.21,,00505683901B,,7,0,,,,,,0x0161,.a,0x0102ABCD,0\r\n"
         );
         for line in body.lines() {
             assert_eq!(line.split(',').count(), FIELDS, "{line}");
@@ -1015,7 +1159,7 @@ mod tests {
     }
 
     #[test]
-    fn each_file_is_capped_at_a_seventh_until_the_next_day() {
+    fn a_file_past_its_seventh_pauses_with_02_until_the_next_day() {
         let dir = tempfile::tempdir().unwrap();
         let clock = Arc::new(ManualClock::new(monday_night() - Duration::from_secs(60)));
         let mac = [2, 0, 0, 0, 0, 1];
@@ -1026,22 +1170,123 @@ mod tests {
             &assign(&mac, b"pc"),
         );
         let per_file = HEADER.len() as u64 + 3 * line.len() as u64;
-        let log = log_with(dir.path(), &clock, per_file * 7);
+        let log = AuditLog::open(
+            dir.path(),
+            AuditOptions {
+                max_total_bytes: per_file * 7,
+                clock: clock.clone(),
+                zone: AuditZone::FixedOffset(0),
+                flush_lines: 1000,
+                flush_interval: Duration::ZERO,
+                disk_check_interval: 2,
+                free_space: Arc::new(|_: &Path| Some(u64::MAX)),
+                ..AuditOptions::default()
+            },
+        )
+        .unwrap();
         assert_eq!(log.file_cap(), per_file);
-        for _ in 0..5 {
+        for _ in 0..8 {
             log.record(&assign(&mac, b"pc"));
         }
         log.flush();
+        assert!(log.is_paused());
         let monday = dir.path().join("DhcpSrvLog-Mon.log");
-        assert_eq!(fs::metadata(&monday).unwrap().len(), per_file);
-        assert_eq!(parse_audit_log(&read(&monday)).unwrap().len(), 3);
-        // Tuesday's file takes lines again (its own 00 Started, then the event).
+        // Checked every second event, before it is written: the fourth line passed the share, the
+        // check at the fifth paused the log with 02, the rest were dropped.
+        let ids: Vec<u8> = parse_audit_log(&read(&monday))
+            .unwrap()
+            .iter()
+            .map(|e| e.id)
+            .collect();
+        assert_eq!(ids, [10, 10, 10, 10, 2]);
+        let paused = &parse_audit_log(&read(&monday)).unwrap()[4];
+        assert_eq!((paused.transaction_id, paused.qresult), (Some(0), Some(6)));
+        // Tuesday's file takes lines again (header, its own 00 Started, then the event).
         clock.advance(Duration::from_secs(120));
         log.record(&assign(&mac, b"pc"));
         log.flush();
-        let tuesday = parse_audit_log(&read(&dir.path().join("DhcpSrvLog-Tue.log"))).unwrap();
-        assert_eq!(tuesday.iter().map(|e| e.id).collect::<Vec<_>>(), [0, 10]);
-        assert_eq!(parse_audit_log(&read(&monday)).unwrap().len(), 3);
+        assert!(!log.is_paused());
+        let tuesday = read(&dir.path().join("DhcpSrvLog-Tue.log"));
+        assert!(tuesday.starts_with(HEADER));
+        let ids: Vec<u8> = parse_audit_log(&tuesday)
+            .unwrap()
+            .iter()
+            .map(|e| e.id)
+            .collect();
+        assert_eq!(ids, [0, 10]);
+        assert_eq!(parse_audit_log(&read(&monday)).unwrap().len(), 5);
+    }
+
+    #[test]
+    fn low_disk_pauses_with_02_and_resumes_when_space_returns() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::new(monday_night() - Duration::from_secs(3600)));
+        let free = Arc::new(std::sync::atomic::AtomicU64::new(100 << 20));
+        let log = AuditLog::open(
+            dir.path(),
+            AuditOptions {
+                clock: clock.clone(),
+                zone: AuditZone::FixedOffset(0),
+                flush_lines: 1000,
+                flush_interval: Duration::ZERO,
+                disk_check_interval: 3,
+                min_free_bytes: 20 << 20,
+                free_space: Arc::new({
+                    let free = free.clone();
+                    move |_: &Path| Some(free.load(std::sync::atomic::Ordering::SeqCst))
+                }),
+                ..AuditOptions::default()
+            },
+        )
+        .unwrap();
+        let mac = [2, 0, 0, 0, 0, 1];
+        log.started();
+        log.record(&assign(&mac, b"a"));
+        free.store(19 << 20, std::sync::atomic::Ordering::SeqCst);
+        // Not checked before the third event after the last check.
+        log.record(&assign(&mac, b"b"));
+        assert!(!log.is_paused());
+        log.record(&assign(&mac, b"c"));
+        assert!(log.is_paused());
+        log.record(&assign(&mac, b"d"));
+        log.record(&assign(&mac, b"e"));
+        free.store(21 << 20, std::sync::atomic::Ordering::SeqCst);
+        // The third event after the pause is checked again: space is back, it is written.
+        log.record(&assign(&mac, b"f"));
+        assert!(!log.is_paused());
+        log.flush();
+        let events = parse_audit_log(&read(&log.file_for(clock.now()))).unwrap();
+        let seen: Vec<(u8, String)> = events.into_iter().map(|e| (e.id, e.host_name)).collect();
+        let expected: Vec<(u8, String)> = [(0, ""), (10, "a"), (10, "b"), (2, ""), (10, "f")]
+            .iter()
+            .map(|(id, h)| (*id, h.to_string()))
+            .collect();
+        assert_eq!(seen, expected);
+    }
+
+    #[test]
+    fn every_service_start_writes_the_header_and_00() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::new(monday_night() - Duration::from_secs(3600)));
+        let mac = [2, 0, 0, 0, 0, 1];
+        for host in [&b"first"[..], b"second"] {
+            let log = log_with(dir.path(), &clock, DEFAULT_MAX_TOTAL_BYTES);
+            log.started();
+            log.record(&assign(&mac, host));
+            log.paused();
+            log.stopped();
+            clock.advance(Duration::from_secs(60));
+        }
+        let text = read(&dir.path().join("DhcpSrvLog-Mon.log"));
+        assert!(text.starts_with(HEADER));
+        assert_eq!(text.matches(COLUMNS).count(), 2);
+        let second = &text[HEADER.len()..];
+        let at = second.find(HEADER).expect("a second header");
+        // Each start: header, then 00; an admin pause writes no 02.
+        let ids =
+            |t: &str| -> Vec<u8> { parse_audit_log(t).unwrap().iter().map(|e| e.id).collect() };
+        assert_eq!(ids(&second[..at]), [0, 10, 1]);
+        assert_eq!(ids(&second[at..]), [0, 10, 1]);
     }
 
     #[test]
@@ -1104,11 +1349,17 @@ mod tests {
     #[test]
     fn from_settings_honours_the_flag() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(AuditLog::from_settings(false, dir.path().join("off"), 70)
-            .unwrap()
-            .is_none());
+        assert!(
+            AuditLog::from_settings(false, dir.path().join("off"), AuditLimits::default())
+                .unwrap()
+                .is_none()
+        );
         assert!(!dir.path().join("off").exists());
-        let log = AuditLog::from_settings(true, dir.path().join("on"), 7)
+        let limits = AuditLimits {
+            max_megabytes: 7,
+            ..AuditLimits::default()
+        };
+        let log = AuditLog::from_settings(true, dir.path().join("on"), limits)
             .unwrap()
             .unwrap();
         assert_eq!(log.file_cap(), 1024 * 1024);

@@ -26,6 +26,7 @@
 //! # let _ = engine; Ok(()) }
 //! ```
 
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod audit;
@@ -44,14 +45,17 @@ mod ticker;
 mod tests;
 
 pub use audit::{
-    parse_audit_line, parse_audit_log, AuditError, AuditEvent, AuditEventId, AuditLog,
-    AuditOptions, AuditParseError, AuditRecord, AuditZone,
+    disk_free_bytes, parse_audit_line, parse_audit_log, AuditError, AuditEvent, AuditEventId,
+    AuditLimits, AuditLog, AuditOptions, AuditParseError, AuditRecord, AuditZone,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use engine::{
-    Engine, EngineError, EngineOptions, EngineStats, LeaseLockProbe, NoProber, Prober,
+    BackupSchedule, DeleteClientOn, Engine, EngineError, EngineOptions, EngineStats,
+    LeaseLockProbe, NoProber, Prober, DEFAULT_EXPIRED_GRACE,
 };
 pub use hooks::{HookFault, Hooks, LeaseLockHeld, NoHooks, PktContext};
 pub use import::ImportReport;
-pub use io::{Admission, Datagram, Outcome, PacketHandler, Reply};
-pub use store::{CommitTicket, Lease, LeaseStore, MemoryLeaseStore, SqliteLeaseStore, StoreError};
+pub use io::{Admission, CommitError, Datagram, Outcome, PacketHandler, Reply};
+pub use store::{
+    BackupReport, CommitTicket, Lease, LeaseStore, MemoryLeaseStore, SqliteLeaseStore, StoreError,
+};

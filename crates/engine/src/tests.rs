@@ -222,12 +222,27 @@ fn harness_audited(
     clock: Arc<ManualClock>,
     audit: Option<Arc<AuditLog>>,
 ) -> Harness {
+    harness_options(
+        config,
+        db,
+        prober,
+        EngineOptions {
+            clock: clock.clone(),
+            audit,
+            ..EngineOptions::default()
+        },
+        clock,
+    )
+}
+
+fn harness_options(
+    config: ServerConfig,
+    db: &Path,
+    prober: Arc<dyn Prober>,
+    options: EngineOptions,
+    clock: Arc<ManualClock>,
+) -> Harness {
     let hooks = Arc::new(Recorder::default());
-    let options = EngineOptions {
-        clock: clock.clone(),
-        audit,
-        ..EngineOptions::default()
-    };
     let store = SqliteLeaseStore::open(db).unwrap();
     let engine = Engine::new(config, options, hooks.clone(), Box::new(store), prober).unwrap();
     let _ = hooks.lock_probe.set(engine.lease_lock_probe());
@@ -605,7 +620,10 @@ fn init_reboot_wrong_address_is_nacked_and_unknown_client_ignored() {
 
 #[test]
 fn decline_puts_the_address_on_probation() {
-    let (_dir, h) = fresh_harness();
+    // BAD_ADDRESS lasts the scope's lease time (here two hours), as on Microsoft's server.
+    let mut cfg = config();
+    cfg.scopes[0].lease_duration = Some(Duration::from_secs(7200));
+    let (_dir, h) = fresh_harness_with(cfg);
     let leased = h.dora(1);
     let decline = with(decline(1, leased), [DhcpOption::ServerIdentifier(SERVER)]);
     let outcome = h.send(&decline);
@@ -620,13 +638,71 @@ fn decline_puts_the_address_on_probation() {
         let offer = h.send(&message(MessageType::Discover, n));
         assert_ne!(decode(&offer).yiaddr(), leased);
     }
-    // After probation (and the offers' hold) it is offered again.
+    // An hour later (the old fixed probation) it is still out of the pool.
     h.clock.advance(Duration::from_secs(3601));
     let ask = with(
         message(MessageType::Discover, 3),
         [DhcpOption::RequestedIpAddress(leased)],
     );
+    assert_ne!(decode(&h.send(&ask)).yiaddr(), leased);
+    // After the scope's lease time (and the offers' hold) it is offered again.
+    h.clock.advance(Duration::from_secs(3600));
+    let ask = with(
+        message(MessageType::Discover, 4),
+        [DhcpOption::RequestedIpAddress(leased)],
+    );
     assert_eq!(decode(&h.send(&ask)).yiaddr(), leased);
+}
+
+#[test]
+fn release_and_decline_call_delete_client_only_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(start()));
+    let h = harness_options(
+        config(),
+        &dir.path().join("leases.db"),
+        Arc::new(NoProber),
+        EngineOptions {
+            clock: clock.clone(),
+            delete_client_on: DeleteClientOn::AlsoReleaseAndDecline,
+            ..EngineOptions::default()
+        },
+        clock,
+    );
+    let first = h.dora(1);
+    let release = with(release(1, first), [DhcpOption::ServerIdentifier(SERVER)]);
+    h.send_to(&release, SERVER);
+    // DeleteClient directly before the lease leaves the database, then AddressDel.
+    assert_eq!(
+        h.hooks.take(),
+        main_calls([
+            Call::DeleteClient(first, mac(1).to_vec()),
+            Call::AddressDel(ProbCode::Release, SERVER, first)
+        ])
+    );
+    let second = h.dora(2);
+    h.send(&with(
+        decline(2, second),
+        [DhcpOption::ServerIdentifier(SERVER)],
+    ));
+    assert_eq!(
+        h.hooks.take(),
+        main_calls([
+            Call::DeleteClient(second, mac(2).to_vec()),
+            Call::AddressDel(ProbCode::Decline, SERVER, second)
+        ])
+    );
+    // A declined offer (no lease yet) has nothing to delete.
+    let ip = h.offered(3);
+    h.hooks.take();
+    h.send(&with(
+        decline(3, ip),
+        [DhcpOption::ServerIdentifier(SERVER)],
+    ));
+    assert_eq!(
+        h.hooks.take(),
+        main_calls([Call::AddressDel(ProbCode::Decline, SERVER, ip)])
+    );
 }
 
 #[test]
@@ -1087,7 +1163,12 @@ fn delete_and_purge_call_delete_client() {
         assert!(h.engine.delete_lease(first).unwrap().is_none());
 
         assert_eq!(h.engine.purge_expired(start()).unwrap(), 0);
+        // Expired, but within Microsoft's four-hour grace period: kept, still its client's.
         h.clock.advance(Duration::from_secs(3601));
+        assert_eq!(h.engine.purge_expired(h.clock.now()).unwrap(), 0);
+        assert!(h.hooks.take().is_empty());
+        assert_eq!(h.engine.leases().len(), 1);
+        h.clock.advance(DEFAULT_EXPIRED_GRACE);
         assert_eq!(h.engine.purge_expired(h.clock.now()).unwrap(), 1);
         assert_eq!(
             h.hooks.take(),
@@ -1434,9 +1515,9 @@ fn audit_log_records_a_scenario() {
     let fourth = h.dora(4);
     assert_eq!(h.send(&init_reboot(4, ip(49))).reply_type, Some(6));
 
-    // Expiry: a purge once the clock passes the leases' end.
+    // Expiry: a purge once the clock passes the leases' end and the grace period.
     let fifth = h.dora(5);
-    clock.advance(Duration::from_secs(3601));
+    clock.advance(Duration::from_secs(3601) + DEFAULT_EXPIRED_GRACE);
     assert_eq!(h.engine.purge_expired(clock.now()).unwrap(), 2);
     h.engine.audit_log().unwrap().stopped();
 
@@ -1485,7 +1566,7 @@ fn audit_log_records_a_scenario() {
         events[14].description,
         "2 leases expired and 2 leases deleted"
     );
-    assert_eq!(events[13].time, "09:00:01");
+    assert_eq!(events[13].time, "13:00:01");
     // Every line was written with the lease lock free.
     assert_eq!(watch.reads.load(Ordering::Relaxed), events.len());
     assert_eq!(watch.reads_under_lock.load(Ordering::Relaxed), 0);
@@ -1530,11 +1611,15 @@ fn audit_log_records_conflicts_exhaustion_bootp_and_relay_info() {
     assert_eq!(events[1].ip, Some(ip(14)));
     assert_eq!(events[1].mac, mac_hex(1));
     assert_eq!(events[1].transaction_id, Some(0x2001));
-    assert_eq!((events[2].ip, events[2].mac.clone()), (None, mac_hex(2)));
-    assert_eq!(events[2].user_class_hex, "0x6C6162");
-    assert_eq!(events[2].user_class_ascii, "lab");
-    assert_eq!(events[2].relay_agent, "0x0106706F72742D37");
-    assert_eq!(events[3].mac, mac_hex(3));
+    // Scope full (14, and 22 for BOOTP) as Microsoft writes it: the scope's subnet address, no
+    // client fields, xid 0, QResult 6.
+    for full in &events[2..] {
+        assert_eq!(full.ip, Some(Ipv4Addr::new(198, 18, 0, 0)));
+        assert_eq!(full.mac, "");
+        assert_eq!((full.transaction_id, full.qresult), (Some(0), Some(6)));
+        assert_eq!(full.user_class_hex, "");
+        assert_eq!(full.relay_agent, "");
+    }
 }
 
 /// A memory store that logs every `commit` call (the ticket asked for).
@@ -1671,3 +1756,6 @@ fn exported_leases_are_imported_without_overwriting_and_their_clients_keep_their
     let h = harness(config(), &db);
     assert!(h.engine.leases().iter().any(|l| l.ip == ip(40)));
 }
+
+/// Policies, superscopes, option overload and option 81 (issue 15).
+mod policy;

@@ -25,6 +25,7 @@
 //! assert_eq!(dlls.value, ["/opt/callouts/a.so"]);
 //! assert_eq!(dlls.location(), "dhcp.reg:4");
 //! ```
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 mod error;
@@ -43,10 +44,12 @@ pub use expand::{expand_path, expand_variables, ExpandedPath};
 #[cfg(windows)]
 pub use live::{apply_live_hklm, LiveError};
 pub use params::{
-    Located, Parameters, ParametersError, ValueTypeError, DEFAULT_ACTIVITY_LOG_FLAG,
+    Located, Parameters, ParametersError, UnusedValue, ValueTypeError, DEFAULT_ACTIVITY_LOG_FLAG,
     DEFAULT_BACKUP_DATABASE_PATH, DEFAULT_BACKUP_INTERVAL_MINUTES,
     DEFAULT_DATABASE_CLEANUP_INTERVAL_MINUTES, DEFAULT_DATABASE_NAME, DEFAULT_DATABASE_PATH,
-    DEFAULT_DHCP_LOG_FILES_MAX_SIZE_MB, DEFAULT_DHCP_LOG_FILE_PATH,
+    DEFAULT_DHCP_LOG_DISK_SPACE_CHECK_INTERVAL, DEFAULT_DHCP_LOG_FILES_MAX_SIZE_MB,
+    DEFAULT_DHCP_LOG_FILE_PATH, DEFAULT_DHCP_LOG_MIN_SPACE_ON_DISK_MB,
+    DEFAULT_IGNORE_BROADCAST_FLAG,
 };
 pub use parse::{HEADER_V4, HEADER_V5};
 pub use text::decode_reg_bytes;

@@ -21,12 +21,21 @@ pub const DEFAULT_BACKUP_DATABASE_PATH: &str = r"%SystemRoot%\System32\dhcp\back
 pub const DEFAULT_BACKUP_INTERVAL_MINUTES: u32 = 60;
 /// Default `DatabaseCleanupInterval`, minutes.
 pub const DEFAULT_DATABASE_CLEANUP_INTERVAL_MINUTES: u32 = 60;
-/// Default `DhcpLogFilePath`.
+/// `DhcpLogFilePath` as Microsoft documents it (`%windir%\System32\Dhcp`, the default
+/// `DatabasePath` folder). An absent `DhcpLogFilePath` follows `DatabasePath` instead
+/// ([`Parameters::dhcp_log_file_path_or_default`]).
 pub const DEFAULT_DHCP_LOG_FILE_PATH: &str = r"%windir%\System32\Dhcp";
 /// Default `ActivityLogFlag` (audit log on).
 pub const DEFAULT_ACTIVITY_LOG_FLAG: u32 = 1;
 /// Default `DhcpLogFilesMaxSize`, MB over all audit logs.
 pub const DEFAULT_DHCP_LOG_FILES_MAX_SIZE_MB: u32 = 70;
+/// Default `DhcpLogMinSpaceOnDisk`, MB: audit logging pauses when less is free.
+pub const DEFAULT_DHCP_LOG_MIN_SPACE_ON_DISK_MB: u32 = 20;
+/// Default `DhcpLogDiskSpaceCheckInterval`: events written between two disk checks.
+pub const DEFAULT_DHCP_LOG_DISK_SPACE_CHECK_INTERVAL: u32 = 50;
+/// Default `IgnoreBroadcastFlag`: 1, every reply is broadcast whatever the client's flag says
+/// (Microsoft's documented default).
+pub const DEFAULT_IGNORE_BROADCAST_FLAG: u32 = 1;
 
 /// A value together with where it was set.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,9 +91,14 @@ pub struct Parameters {
     pub activity_log_flag: Option<Located<u32>>,
     /// `DhcpLogFilesMaxSize` (REG_DWORD, MB).
     pub dhcp_log_files_max_size: Option<Located<u32>>,
+    /// `DhcpLogMinSpaceOnDisk` (REG_DWORD, MB).
+    pub dhcp_log_min_space_on_disk: Option<Located<u32>>,
+    /// `DhcpLogDiskSpaceCheckInterval` (REG_DWORD, events).
+    pub dhcp_log_disk_space_check_interval: Option<Located<u32>>,
     /// `IgnoreBroadcastFlag` (REG_DWORD, 0/1).
     pub ignore_broadcast_flag: Option<Located<u32>>,
-    /// `DisableRogueDetection` (REG_DWORD).
+    /// `DisableRogueDetection` (REG_DWORD). Read for the control API's settings view only: calloutd
+    /// has no Active Directory authorisation, so the value changes nothing.
     pub disable_rogue_detection: Option<Located<u32>>,
 }
 
@@ -159,6 +173,8 @@ impl Parameters {
             dhcp_log_file_path: reader.string("DhcpLogFilePath"),
             activity_log_flag: reader.dword("ActivityLogFlag"),
             dhcp_log_files_max_size: reader.dword("DhcpLogFilesMaxSize"),
+            dhcp_log_min_space_on_disk: reader.dword("DhcpLogMinSpaceOnDisk"),
+            dhcp_log_disk_space_check_interval: reader.dword("DhcpLogDiskSpaceCheckInterval"),
             ignore_broadcast_flag: reader.dword("IgnoreBroadcastFlag"),
             disable_rogue_detection: reader.dword("DisableRogueDetection"),
         };
@@ -205,9 +221,14 @@ impl Parameters {
         )
     }
 
-    /// `DhcpLogFilePath`, or [`DEFAULT_DHCP_LOG_FILE_PATH`].
+    /// `DhcpLogFilePath`, or else the folder of `DatabasePath` (Microsoft: the audit log defaults to
+    /// the database folder), which is [`DEFAULT_DHCP_LOG_FILE_PATH`] when neither is set.
     pub fn dhcp_log_file_path_or_default(&self) -> &str {
-        string_or(&self.dhcp_log_file_path, DEFAULT_DHCP_LOG_FILE_PATH)
+        match (&self.dhcp_log_file_path, &self.database_path) {
+            (Some(path), _) => &path.value,
+            (None, Some(db)) => &db.value,
+            (None, None) => DEFAULT_DHCP_LOG_FILE_PATH,
+        }
     }
 
     /// Whether the audit log is on (`ActivityLogFlag` non-zero; on when absent).
@@ -223,14 +244,137 @@ impl Parameters {
         )
     }
 
-    /// Whether replies are always broadcast (`IgnoreBroadcastFlag` non-zero; off when absent).
+    /// `DhcpLogMinSpaceOnDisk` in MB, or [`DEFAULT_DHCP_LOG_MIN_SPACE_ON_DISK_MB`].
+    pub fn dhcp_log_min_space_on_disk_mb(&self) -> u32 {
+        dword_or(
+            &self.dhcp_log_min_space_on_disk,
+            DEFAULT_DHCP_LOG_MIN_SPACE_ON_DISK_MB,
+        )
+    }
+
+    /// `DhcpLogDiskSpaceCheckInterval` in events, or
+    /// [`DEFAULT_DHCP_LOG_DISK_SPACE_CHECK_INTERVAL`]; 0 is taken as 1 (check at every event).
+    pub fn dhcp_log_disk_space_check_interval(&self) -> u32 {
+        dword_or(
+            &self.dhcp_log_disk_space_check_interval,
+            DEFAULT_DHCP_LOG_DISK_SPACE_CHECK_INTERVAL,
+        )
+        .max(1)
+    }
+
+    /// Whether replies are always broadcast (`IgnoreBroadcastFlag` non-zero; on when absent, as
+    /// Microsoft documents: [`DEFAULT_IGNORE_BROADCAST_FLAG`]).
     pub fn ignore_broadcast(&self) -> bool {
-        dword_or(&self.ignore_broadcast_flag, 0) != 0
+        dword_or(&self.ignore_broadcast_flag, DEFAULT_IGNORE_BROADCAST_FLAG) != 0
     }
 
     /// Whether the server serves without AD authorisation (`DisableRogueDetection` non-zero).
     pub fn rogue_detection_disabled(&self) -> bool {
         dword_or(&self.disable_rogue_detection, 0) != 0
+    }
+}
+
+/// A value in the `Parameters` key that calloutd does not act on, and why (one `check` warning each).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnusedValue {
+    /// The value's name as spelled in the file.
+    pub name: String,
+    /// Why calloutd ignores it.
+    pub reason: &'static str,
+    /// The file that set it (empty when not from a file).
+    pub file: PathBuf,
+    /// The line that set it (0 when not from a file).
+    pub line: usize,
+}
+
+impl fmt::Display for UnusedValue {
+    /// `file:line: DebugFlag is ignored: <reason>`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}: {} is ignored: {}",
+            self.file.display(),
+            self.line,
+            self.name,
+            self.reason
+        )
+    }
+}
+
+/// The values calloutd acts on (everything else in the key is reported by
+/// [`Parameters::unused_values`]).
+const USED_VALUES: [&str; 11] = [
+    "CalloutDlls",
+    "CalloutEnabled",
+    "DatabasePath",
+    "DatabaseName",
+    "DatabaseCleanupInterval",
+    "DhcpLogFilePath",
+    "ActivityLogFlag",
+    "DhcpLogFilesMaxSize",
+    "DhcpLogMinSpaceOnDisk",
+    "DhcpLogDiskSpaceCheckInterval",
+    "IgnoreBroadcastFlag",
+];
+
+/// Documented `DHCPServer\Parameters` values calloutd ignores, with the reason.
+const KNOWN_UNUSED: [(&str, &str); 10] = [
+    (
+        "APIProtocolSupport",
+        "it selects the RPC transports of Microsoft's management API; calloutd's is its control HTTP API",
+    ),
+    (
+        "BackupDatabasePath",
+        "calloutd makes no database backups (the lease database is SQLite; the sqlite3 shell can copy it)",
+    ),
+    ("BackupInterval", "calloutd makes no database backups"),
+    (
+        "RestoreFlag",
+        "calloutd makes no database backups, so there is nothing to restore at start",
+    ),
+    (
+        "DatabaseLoggingFlag",
+        "it turns JET's transaction log on or off; calloutd's SQLite database always keeps its write-ahead log",
+    ),
+    ("DebugFlag", "it selects Microsoft's internal debug tracing; use RUST_LOG or --trace"),
+    (
+        "DisableRogueDetection",
+        "calloutd has no Active Directory authorisation or rogue detection; it always serves",
+    ),
+    ("DhcpV6LogFilePath", "calloutd serves DHCPv4 only"),
+    ("DhcpAlertPercentage", "calloutd raises no scope-usage alerts"),
+    ("DhcpAlertCount", "calloutd raises no scope-usage alerts"),
+];
+
+impl Parameters {
+    /// Every value in the `Parameters` key that calloutd does not act on, in the key's order, each
+    /// with the reason it is ignored (values unknown to calloutd get a generic one).
+    pub fn unused_values(tree: &RegistryTree) -> Vec<UnusedValue> {
+        let Some(key) = tree.key(DHCP_PARAMETERS_KEY) else {
+            return Vec::new();
+        };
+        key.values()
+            .iter()
+            .filter(|v| {
+                !v.name().is_empty()
+                    && !USED_VALUES.iter().any(|u| u.eq_ignore_ascii_case(v.name()))
+            })
+            .map(|v| {
+                let reason = KNOWN_UNUSED
+                    .iter()
+                    .find(|(name, _)| name.eq_ignore_ascii_case(v.name()))
+                    .map_or("not a value calloutd reads", |(_, why)| why);
+                let (file, line) = v
+                    .origin()
+                    .map_or((PathBuf::new(), 0), |o| (o.file.clone(), o.line));
+                UnusedValue {
+                    name: v.name().to_owned(),
+                    reason,
+                    file,
+                    line,
+                }
+            })
+            .collect()
     }
 }
 
@@ -359,8 +503,75 @@ mod tests {
         );
         assert!(params.activity_log_enabled());
         assert_eq!(params.dhcp_log_files_max_size_mb(), 70);
-        assert!(!params.ignore_broadcast());
+        assert_eq!(params.dhcp_log_min_space_on_disk_mb(), 20);
+        assert_eq!(params.dhcp_log_disk_space_check_interval(), 50);
+        // Microsoft's default: the broadcast bit is ignored and every reply broadcast.
+        assert!(params.ignore_broadcast());
         assert!(!params.rogue_detection_disabled());
+    }
+
+    #[test]
+    fn the_audit_log_follows_the_database_folder() {
+        let mut tree = RegistryTree::new();
+        set(
+            &mut tree,
+            "DatabasePath",
+            RegValueData::ExpandSz(r"D:\dhcpdb".into()),
+            2,
+        );
+        let params = Parameters::from_tree(&tree).unwrap();
+        assert_eq!(params.dhcp_log_file_path_or_default(), r"D:\dhcpdb");
+        set(
+            &mut tree,
+            "DhcpLogFilePath",
+            RegValueData::Sz(r"E:\logs".into()),
+            3,
+        );
+        let params = Parameters::from_tree(&tree).unwrap();
+        assert_eq!(params.dhcp_log_file_path_or_default(), r"E:\logs");
+    }
+
+    #[test]
+    fn unused_values_are_named_with_a_reason() {
+        let mut tree = RegistryTree::new();
+        set(&mut tree, "CalloutEnabled", RegValueData::Dword(1), 2);
+        set(&mut tree, "DatabaseLoggingFlag", RegValueData::Dword(1), 3);
+        set(&mut tree, "restoreflag", RegValueData::Dword(0), 4);
+        set(&mut tree, "DebugFlag", RegValueData::Dword(0), 5);
+        set(&mut tree, "APIProtocolSupport", RegValueData::Dword(5), 6);
+        set(
+            &mut tree,
+            "DisableRogueDetection",
+            RegValueData::Dword(1),
+            7,
+        );
+        set(&mut tree, "SomethingNew", RegValueData::Dword(1), 8);
+        set(
+            &mut tree,
+            "DhcpLogDiskSpaceCheckInterval",
+            RegValueData::Dword(9),
+            9,
+        );
+        let unused = Parameters::unused_values(&tree);
+        let names: Vec<&str> = unused.iter().map(|u| u.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "DatabaseLoggingFlag",
+                "restoreflag",
+                "DebugFlag",
+                "APIProtocolSupport",
+                "DisableRogueDetection",
+                "SomethingNew"
+            ]
+        );
+        assert!(unused[0].reason.contains("JET"));
+        assert_eq!(unused[5].reason, "not a value calloutd reads");
+        assert_eq!(
+            unused[2].to_string(),
+            "/cfg/dhcp.reg:5: DebugFlag is ignored: it selects Microsoft's internal debug tracing; use RUST_LOG or --trace"
+        );
+        assert!(Parameters::unused_values(&RegistryTree::new()).is_empty());
     }
 
     #[test]

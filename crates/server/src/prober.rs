@@ -6,22 +6,17 @@
 //! socket (`net.ipv4.ping_group_range`). A raw socket sees every ICMP message the host receives, so
 //! replies are matched on source address, identifier and sequence number.
 //!
-//! On Windows the system's ICMP helper (`IcmpSendEcho`, iphlpapi) sends the echo and matches the
-//! reply: it needs no privilege.
+//! On Windows the system's ICMP helper (`IcmpSendEcho`, through calloutd-win32) sends the echo and
+//! matches the reply: it needs no privilege.
 
 use std::io;
 use std::net::Ipv4Addr;
-#[cfg(unix)]
-use std::net::SocketAddrV4;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::Duration;
 #[cfg(unix)]
-use std::time::Instant;
+use std::{net::SocketAddrV4, os::fd::AsRawFd, time::Instant};
 
-#[cfg(unix)]
-use std::os::fd::AsRawFd;
-
-use calloutd_engine::Prober;
+use calloutd_hooks::Prober;
 #[cfg(unix)]
 use nix::errno::Errno;
 #[cfg(unix)]
@@ -33,7 +28,9 @@ use tracing::warn;
 /// Default wait for an echo reply, per attempt.
 pub const DEFAULT_PROBE_TIMEOUT: Duration = Duration::from_millis(500);
 
+#[cfg(unix)]
 const ECHO_REPLY: u8 = 0;
+#[cfg(unix)]
 const ECHO_REQUEST: u8 = 8;
 /// Bytes after the 8-byte ICMP header, so the request is recognisable in a capture.
 const PAYLOAD: &[u8] = b"calloutd conflict detection";
@@ -91,60 +88,13 @@ impl IcmpProber {
         Ok(false)
     }
 
-    /// Windows: `IcmpSendEcho` once per attempt, with the same payload and timeout.
+    /// Windows: `IcmpSendEcho` per attempt, with the same payload and timeout.
     #[cfg(windows)]
     fn probe_once(&self, ip: Ipv4Addr, attempts: u8) -> io::Result<bool> {
-        use windows_sys::Win32::Foundation::INVALID_HANDLE_VALUE;
-        use windows_sys::Win32::NetworkManagement::IpHelper::{
-            IcmpCloseHandle, IcmpCreateFile, IcmpSendEcho, ICMP_ECHO_REPLY, IP_SUCCESS,
-        };
-        // The identifier is the ICMP helper's business on Windows; keep the counter moving anyway so
-        // the two platforms number their probes alike.
+        // The identifier is the ICMP helper's business on Windows; the counter still moves so both
+        // systems number their probes alike.
         self.next_id.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: no arguments; the handle is closed below on every path.
-        let handle = unsafe { IcmpCreateFile() };
-        if handle == INVALID_HANDLE_VALUE || handle.is_null() {
-            return Err(io::Error::last_os_error());
-        }
-        // Room for one reply with the payload echoed back, plus the 8 bytes of an ICMP error.
-        let mut reply =
-            vec![
-                0u64;
-                (std::mem::size_of::<ICMP_ECHO_REPLY>() + PAYLOAD.len() + 8).div_ceil(8) + 1
-            ];
-        let timeout = u32::try_from(self.timeout.as_millis()).unwrap_or(u32::MAX);
-        let mut answered = Ok(false);
-        for _ in 0..attempts {
-            // SAFETY: `handle` is open; the request data and the reply buffer are live for the
-            // call, with the sizes given; no IP options.
-            let replies = unsafe {
-                IcmpSendEcho(
-                    handle,
-                    u32::from_ne_bytes(ip.octets()),
-                    PAYLOAD.as_ptr().cast(),
-                    PAYLOAD.len() as u16,
-                    std::ptr::null(),
-                    reply.as_mut_ptr().cast(),
-                    (reply.len() * 8) as u32,
-                    timeout,
-                )
-            };
-            if replies == 0 {
-                // IP_REQ_TIMED_OUT and friends: no answer to this attempt.
-                continue;
-            }
-            // The reply's Address (offset 0) and Status (offset 4), read as bytes.
-            let bytes = reply[0].to_ne_bytes();
-            let from = Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3]);
-            let status = u32::from_ne_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]);
-            if status == IP_SUCCESS && from == ip {
-                answered = Ok(true);
-                break;
-            }
-        }
-        // SAFETY: `handle` came from IcmpCreateFile and is closed once.
-        unsafe { IcmpCloseHandle(handle) };
-        answered
+        calloutd_win32::icmp_echo(ip, PAYLOAD, self.timeout, attempts)
     }
 }
 
@@ -183,8 +133,7 @@ fn open_icmp_socket() -> io::Result<(Socket, bool)> {
     }
 }
 
-// On Windows IcmpSendEcho builds and matches the packets; these stay for the tests.
-#[cfg_attr(windows, allow(dead_code))]
+#[cfg(unix)]
 /// An ICMP echo request with its checksum.
 fn echo_request(id: u16, seq: u16) -> Vec<u8> {
     let mut packet = Vec::with_capacity(8 + PAYLOAD.len());
@@ -197,8 +146,7 @@ fn echo_request(id: u16, seq: u16) -> Vec<u8> {
     packet
 }
 
-// On Windows IcmpSendEcho builds and matches the packets; these stay for the tests.
-#[cfg_attr(windows, allow(dead_code))]
+#[cfg(unix)]
 /// The identifier and sequence number of an echo reply; `None` for anything else. A raw socket's
 /// packets start with the IP header, a ping socket's with the ICMP header.
 fn parse_echo_reply(packet: &[u8], with_ip_header: bool) -> Option<(u16, u16)> {
@@ -218,8 +166,7 @@ fn parse_echo_reply(packet: &[u8], with_ip_header: bool) -> Option<(u16, u16)> {
     ))
 }
 
-// On Windows IcmpSendEcho builds and matches the packets; these stay for the tests.
-#[cfg_attr(windows, allow(dead_code))]
+#[cfg(unix)]
 /// The Internet checksum (RFC 1071).
 fn checksum(bytes: &[u8]) -> u16 {
     let mut sum: u32 = bytes
@@ -237,7 +184,8 @@ fn checksum(bytes: &[u8]) -> u16 {
     !(sum as u16)
 }
 
-#[cfg(test)]
+// Unix only: Windows' ICMP helper builds and matches the packets itself.
+#[cfg(all(test, unix))]
 mod tests {
     use super::*;
 

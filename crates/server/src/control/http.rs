@@ -352,7 +352,9 @@ fn out_of_resources(error: &io::Error) -> bool {
 /// Whether an accept error means the process or system is out of sockets or buffer space (Winsock).
 #[cfg(windows)]
 fn out_of_resources(error: &io::Error) -> bool {
-    use windows_sys::Win32::Networking::WinSock::{WSAEMFILE, WSAENOBUFS};
+    /// WSAEMFILE and WSAENOBUFS (winerror.h).
+    const WSAEMFILE: i32 = 10024;
+    const WSAENOBUFS: i32 = 10055;
     matches!(error.raw_os_error(), Some(WSAEMFILE | WSAENOBUFS))
 }
 
@@ -651,6 +653,7 @@ mod tests {
         );
     }
 
+    #[cfg(unix)]
     #[test]
     fn descriptor_shortage_is_told_apart_from_other_accept_errors() {
         for code in [libc::EMFILE, libc::ENFILE, libc::ENOBUFS, libc::ENOMEM] {

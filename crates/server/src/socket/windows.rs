@@ -1,63 +1,41 @@
-//! The Windows side of the server's sockets: the same [`ServerSocket`] surface as on Linux, built on
-//! Winsock. Datagrams are read with `WSARecvMsg` and `IP_PKTINFO` (the arrival interface and
-//! destination), replies are sent with `WSASendMsg` and `IP_PKTINFO` (source address and, for a
-//! broadcast, the way out). Windows has no recvmmsg/sendmmsg, so a batch is a loop of calls on a
-//! non-blocking socket after one `WSAPoll` wait. What Windows cannot do at all (binding to a device
-//! by name, kernel receive times, kernel drop counts) is an error or simply absent.
+//! The Windows side of the server's sockets: the same [`ServerSocket`] surface as on Linux, on
+//! Winsock through safe crates. quinn-udp reads each datagram with `WSARecvMsg` and `IP_PKTINFO`
+//! (destination address and arrival interface) and sends with `WSASendMsg` and `IP_PKTINFO` (the
+//! source address of a wildcard-bound socket); if-addrs maps an interface index to its address.
+//! Windows has no recvmmsg/sendmmsg, so a batch is a loop of calls on the non-blocking socket after
+//! one `WSAPoll` wait (calloutd-win32). What Windows cannot do (binding to a device by name, kernel
+//! receive times, kernel drop counts) is a clear error or simply absent.
 
 use std::collections::HashMap;
-use std::io;
-use std::net::{Ipv4Addr, SocketAddrV4};
-use std::os::windows::io::AsRawSocket;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::io::{self, IoSliceMut};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::os::windows::io::AsSocket;
 use std::sync::Mutex;
+use std::time::Duration;
 
-use socket2::{Domain, Protocol, SockAddr, Socket, Type};
-use windows_sys::Win32::NetworkManagement::IpHelper::{GetIpAddrTable, MIB_IPADDRROW_XP};
-use windows_sys::Win32::Networking::WinSock::{
-    setsockopt, WSAGetLastError, WSAIoctl, WSAPoll, WSASendMsg, IN_PKTINFO, IPPROTO_IP, IP_PKTINFO,
-    LPFN_WSARECVMSG, POLLRDNORM, SIO_GET_EXTENSION_FUNCTION_POINTER, SIO_UDP_CONNRESET, SOCKADDR,
-    SOCKET, WSABUF, WSAID_WSARECVMSG, WSAMSG, WSAPOLLFD,
-};
+use calloutd_win32::Ready;
+use quinn_udp::{RecvMeta, Transmit, UdpSockRef, UdpSocketState};
+use socket2::{Domain, Protocol, Socket, Type};
 
 use super::{Outgoing, Received, DATAGRAM_BUFFER, RECV_BATCH, RECV_POLL};
 use crate::ServerError;
 
-/// `sizeof(WSACMSGHDR)` on 64-bit Windows, already aligned: the data of a control message follows.
-const CMSG_HEADER: usize = 16;
-/// Room for one `IN_PKTINFO` control message (header plus 8 bytes of data).
-const PKTINFO_SPACE: usize = CMSG_HEADER + 8;
-/// `sizeof(SOCKADDR_IN)`.
-const SOCKADDR_IN_LEN: usize = 16;
+/// How long a send waits for room in the socket's buffer before it fails.
+const SEND_WAIT: Duration = Duration::from_secs(1);
 
 /// One bound server socket.
+#[derive(Debug)]
 pub(crate) struct ServerSocket {
     socket: Socket,
+    /// quinn-udp's per-socket state (WSARecvMsg, resolved once).
+    state: UdpSocketState,
     /// The address it is bound to (port resolved if 0 was asked for).
     pub(crate) local: SocketAddrV4,
     /// Always `None` on Windows (`--interface` is refused).
     pub(crate) device: Option<String>,
-    /// `WSARecvMsg`, which Winsock hands out only as an extension function pointer.
-    recv_msg: unsafe extern "system" fn(
-        SOCKET,
-        *mut WSAMSG,
-        *mut u32,
-        *mut windows_sys::Win32::System::IO::OVERLAPPED,
-        windows_sys::Win32::Networking::WinSock::LPWSAOVERLAPPED_COMPLETION_ROUTINE,
-    ) -> i32,
-    /// Interface index -> its first IPv4 address: Windows' packet info has no `ipi_spec_dst`, so the
-    /// server address of the receiving interface is looked up (and refreshed on a miss).
+    /// Interface index -> its first IPv4 address: Windows' packet info has no `ipi_spec_dst`, so
+    /// the server address of a broadcast's arrival interface is looked up (refreshed on a miss).
     interfaces: Mutex<HashMap<u32, Ipv4Addr>>,
-    /// Always 0 on Windows: Winsock reports no per-socket drop count.
-    kernel_drops: AtomicU32,
-}
-
-impl std::fmt::Debug for ServerSocket {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ServerSocket")
-            .field("local", &self.local)
-            .finish_non_exhaustive()
-    }
 }
 
 /// One worker's buffers for [`ServerSocket::recv_batch`].
@@ -84,12 +62,6 @@ impl RecvBuffers {
 #[derive(Default)]
 pub(crate) struct SendBuffers;
 
-/// The last Winsock error of this thread as an `io::Error`.
-fn last_error() -> io::Error {
-    // SAFETY: reads this thread's Winsock error code; no arguments.
-    io::Error::from_raw_os_error(unsafe { WSAGetLastError() })
-}
-
 impl ServerSocket {
     /// Binds `addr` (`--listen`).
     pub(crate) fn bind_address(
@@ -107,50 +79,14 @@ impl ServerSocket {
             .set_reuse_address(true)
             .map_err(fail("SO_REUSEADDR"))?;
         socket.set_broadcast(true).map_err(fail("SO_BROADCAST"))?;
-        let raw = socket.as_raw_socket() as SOCKET;
-        let on: u32 = 1;
-        // SAFETY: `raw` is the open socket; the option value is a live 4-byte integer.
-        let set = unsafe {
-            setsockopt(
-                raw,
-                IPPROTO_IP,
-                IP_PKTINFO,
-                (&on as *const u32).cast(),
-                std::mem::size_of::<u32>() as i32,
-            )
-        };
-        if set != 0 {
-            return Err(fail("IP_PKTINFO")(last_error()));
-        }
-        // Without this, an ICMP port-unreachable for an earlier reply makes the next receive fail
-        // with WSAECONNRESET: on Linux an unconnected UDP socket never sees those.
-        let off: u32 = 0;
-        let mut returned = 0u32;
-        // SAFETY: `raw` is the open socket; the input is a live 4-byte BOOL, no output buffer.
-        let ioctl = unsafe {
-            WSAIoctl(
-                raw,
-                SIO_UDP_CONNRESET,
-                (&off as *const u32).cast(),
-                4,
-                std::ptr::null_mut(),
-                0,
-                &mut returned,
-                std::ptr::null_mut(),
-                None,
-            )
-        };
-        if ioctl != 0 {
-            return Err(fail("SIO_UDP_CONNRESET")(last_error()));
-        }
-        let recv_msg = recv_msg_pointer(raw).map_err(fail("WSARecvMsg"))?;
         if let Some(bytes) = recv_buffer {
             socket
                 .set_recv_buffer_size(bytes)
                 .map_err(fail("SO_RCVBUF"))?;
         }
-        // Receives wait in WSAPoll (with RECV_POLL as the backstop), never in the receive itself.
-        socket.set_nonblocking(true).map_err(fail("FIONBIO"))?;
+        // IP_PKTINFO, WSARecvMsg, and non-blocking mode: receives wait in WSAPoll, never in the
+        // receive itself.
+        let state = UdpSocketState::new(UdpSockRef::from(&socket)).map_err(fail("IP_PKTINFO"))?;
         socket.bind(&addr.into()).map_err(fail("bind"))?;
         let local = socket
             .local_addr()
@@ -159,11 +95,10 @@ impl ServerSocket {
             .ok_or_else(|| fail("getsockname")(io::Error::other("not an IPv4 address")))?;
         Ok(ServerSocket {
             socket,
+            state,
             local,
             device: None,
-            recv_msg,
             interfaces: Mutex::new(HashMap::new()),
-            kernel_drops: AtomicU32::new(0),
         })
     }
 
@@ -186,8 +121,8 @@ impl ServerSocket {
     }
 
     /// Reads up to [`RECV_BATCH`] datagrams: waits (up to the receive poll) for the first if `wait`,
-    /// then takes whatever else is queued without waiting. Nothing queued and no wait is
-    /// `WouldBlock`, as on Linux.
+    /// then takes whatever else is queued without waiting. Nothing queued is `WouldBlock`, as on
+    /// Linux.
     pub(crate) fn recv_batch(
         &self,
         buffers: &mut RecvBuffers,
@@ -195,179 +130,121 @@ impl ServerSocket {
         received: &mut Vec<Received>,
     ) -> io::Result<()> {
         received.clear();
-        if wait && !self.poll_readable()? {
+        if wait && !calloutd_win32::wait(self.socket.as_socket(), Ready::Read, RECV_POLL)? {
             return Err(io::ErrorKind::TimedOut.into());
         }
+        let mut meta = [RecvMeta::default()];
         for datagram in buffers.datagrams.iter_mut() {
-            match self.recv_one(datagram) {
-                Ok(one) => received.push(one),
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock && !received.is_empty() => {
-                    break
+            let mut slices = [IoSliceMut::new(datagram)];
+            loop {
+                match self
+                    .state
+                    .recv(UdpSockRef::from(&self.socket), &mut slices, &mut meta)
+                {
+                    Ok(_) => break,
+                    // An ICMP port-unreachable for an earlier reply: Windows reports it on the next
+                    // receive of an unconnected UDP socket, Linux never does. Read on.
+                    Err(err) if err.kind() == io::ErrorKind::ConnectionReset => {}
+                    Err(err) if err.kind() == io::ErrorKind::WouldBlock && !received.is_empty() => {
+                        return Ok(())
+                    }
+                    Err(err) => return Err(err),
                 }
-                Err(err) => return Err(err),
             }
+            received.push(self.received(&meta[0]));
         }
         Ok(())
     }
 
-    /// Waits up to the receive poll for a datagram; `false` when none came.
-    fn poll_readable(&self) -> io::Result<bool> {
-        let mut fd = WSAPOLLFD {
-            fd: self.socket.as_raw_socket() as SOCKET,
-            events: POLLRDNORM,
-            revents: 0,
+    /// The addressing of one received datagram, from quinn-udp's metadata.
+    fn received(&self, meta: &RecvMeta) -> Received {
+        let peer = match meta.addr {
+            SocketAddr::V4(addr) => addr,
+            SocketAddr::V6(addr) => SocketAddrV4::new(
+                addr.ip().to_ipv4_mapped().unwrap_or(Ipv4Addr::UNSPECIFIED),
+                addr.port(),
+            ),
         };
-        // SAFETY: one live WSAPOLLFD for the open socket.
-        let ready = unsafe { WSAPoll(&mut fd, 1, RECV_POLL.as_millis() as i32) };
-        if ready < 0 {
-            return Err(last_error());
-        }
-        Ok(ready > 0)
-    }
-
-    /// One non-blocking `WSARecvMsg` into `datagram`.
-    fn recv_one(&self, datagram: &mut [u8]) -> io::Result<Received> {
-        let mut name = [0u8; SOCKADDR_IN_LEN];
-        let mut control = [0u64; PKTINFO_SPACE.div_ceil(8) * 2];
-        let mut buffer = WSABUF {
-            len: u32::try_from(datagram.len()).unwrap_or(u32::MAX),
-            buf: datagram.as_mut_ptr(),
-        };
-        let mut msg = WSAMSG {
-            name: name.as_mut_ptr().cast::<SOCKADDR>(),
-            namelen: SOCKADDR_IN_LEN as i32,
-            lpBuffers: &mut buffer,
-            dwBufferCount: 1,
-            Control: WSABUF {
-                len: std::mem::size_of_val(&control) as u32,
-                buf: control.as_mut_ptr().cast(),
-            },
-            dwFlags: 0,
-        };
-        let mut len = 0u32;
-        // SAFETY: `recv_msg` is WSARecvMsg for this socket's provider; `msg` points at live
-        // buffers (name, datagram, control) whose lengths it states; no overlapped I/O.
-        let status = unsafe {
-            (self.recv_msg)(
-                self.socket.as_raw_socket() as SOCKET,
-                &mut msg,
-                &mut len,
-                std::ptr::null_mut(),
-                None,
-            )
-        };
-        if status != 0 {
-            return Err(last_error());
-        }
-        let control_len = (msg.Control.len as usize).min(std::mem::size_of_val(&control));
-        let control_bytes: Vec<u8> = control
-            .iter()
-            .flat_map(|word| word.to_ne_bytes())
-            .take(control_len)
-            .collect();
         let bound = *self.local.ip();
         let mut received = Received {
-            len: len as usize,
-            peer: parse_sockaddr_in(&name)
-                .unwrap_or_else(|| SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0)),
+            len: meta.len,
+            peer,
             if_addr: bound,
             dst_addr: bound,
             ifindex: 0,
             arrived: None,
             kernel_drops: None,
         };
-        if let Some((dst, ifindex)) = parse_pktinfo(&control_bytes) {
+        if let Some(IpAddr::V4(dst)) = meta.dst_ip {
             received.dst_addr = dst;
-            received.ifindex = i32::try_from(ifindex).unwrap_or(0);
-            if bound.is_unspecified() {
-                received.if_addr = if dst.is_broadcast() || dst.is_unspecified() {
-                    self.interface_address(ifindex).unwrap_or(bound)
-                } else {
-                    dst
-                };
-            }
         }
-        Ok(received)
+        let ifindex = meta.interface_index.unwrap_or(0);
+        received.ifindex = i32::try_from(ifindex).unwrap_or(0);
+        if bound.is_unspecified() {
+            let dst = received.dst_addr;
+            received.if_addr = if dst.is_broadcast() || dst.is_unspecified() {
+                self.interface_address(ifindex).unwrap_or(bound)
+            } else {
+                dst
+            };
+        }
+        received
     }
 
     /// The first IPv4 address of interface `ifindex` (the server address of a broadcast's arrival
     /// interface), from a cache refreshed when the index is not in it.
     fn interface_address(&self, ifindex: u32) -> Option<Ipv4Addr> {
-        let mut cache = self.interfaces.lock().unwrap_or_else(|e| e.into_inner());
+        let mut cache = self
+            .interfaces
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(addr) = cache.get(&ifindex) {
             return Some(*addr);
         }
-        *cache = interface_addresses();
+        cache.clear();
+        for interface in if_addrs::get_if_addrs().unwrap_or_default() {
+            if let (Some(index), if_addrs::IfAddr::V4(v4)) = (interface.index, &interface.addr) {
+                cache.entry(index).or_insert(v4.ip);
+            }
+        }
         cache.get(&ifindex).copied()
     }
 
-    /// Sends `bytes` to `dest` from `source` (ignored when the socket is bound to an address). A
-    /// broadcast leaves through `ifindex`, the interface the request came in on.
+    /// Sends `bytes` to `dest` from `source` (ignored when the socket is bound to an address: then
+    /// that address is the source). On Windows the source address also picks the way out of a
+    /// broadcast: quinn-udp's packet info carries no interface index, so `ifindex` is not used.
     pub(crate) fn send(
         &self,
         bytes: &[u8],
         dest: SocketAddrV4,
         source: Ipv4Addr,
-        ifindex: i32,
+        _ifindex: i32,
     ) -> io::Result<()> {
-        let dest_addr = SockAddr::from(dest);
-        let mut buffer = WSABUF {
-            len: u32::try_from(bytes.len())
-                .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "datagram too large"))?,
-            // WSASendMsg does not write through it; WSABUF simply has no const variant.
-            buf: bytes.as_ptr().cast_mut(),
+        let bound = *self.local.ip();
+        let src_ip =
+            (bound.is_unspecified() && !source.is_unspecified()).then_some(IpAddr::V4(source));
+        let transmit = Transmit {
+            destination: SocketAddr::V4(dest),
+            ecn: None,
+            contents: bytes,
+            segment_size: None,
+            src_ip,
         };
-        let mut control = [0u64; PKTINFO_SPACE / 8];
-        let info = self.packet_info(dest, source, ifindex);
-        let control_len = match info {
-            Some((addr, index)) => {
-                let mut bytes = [0u8; PKTINFO_SPACE];
-                bytes[..8].copy_from_slice(&(PKTINFO_SPACE as u64).to_ne_bytes());
-                bytes[8..12].copy_from_slice(&IPPROTO_IP.to_ne_bytes());
-                bytes[12..16].copy_from_slice(&IP_PKTINFO.to_ne_bytes());
-                bytes[16..20].copy_from_slice(&addr.octets());
-                bytes[20..24].copy_from_slice(&index.to_ne_bytes());
-                for (word, chunk) in control.iter_mut().zip(bytes.chunks_exact(8)) {
-                    let mut eight = [0u8; 8];
-                    eight.copy_from_slice(chunk);
-                    *word = u64::from_ne_bytes(eight);
-                }
-                PKTINFO_SPACE as u32
-            }
-            None => 0,
-        };
-        let msg = WSAMSG {
-            name: dest_addr.as_ptr().cast_mut().cast::<SOCKADDR>(),
-            namelen: dest_addr.len(),
-            lpBuffers: &mut buffer,
-            dwBufferCount: 1,
-            Control: WSABUF {
-                len: control_len,
-                buf: if control_len == 0 {
-                    std::ptr::null_mut()
+        match self
+            .state
+            .try_send(UdpSockRef::from(&self.socket), &transmit)
+        {
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                // The socket's send buffer is full: wait for room once, as a blocking send would.
+                if calloutd_win32::wait(self.socket.as_socket(), Ready::Write, SEND_WAIT)? {
+                    self.state
+                        .try_send(UdpSockRef::from(&self.socket), &transmit)
                 } else {
-                    control.as_mut_ptr().cast()
-                },
-            },
-            dwFlags: 0,
-        };
-        let mut sent = 0u32;
-        // SAFETY: `msg` points at live buffers (destination, datagram, control) with their lengths;
-        // no overlapped I/O.
-        let status = unsafe {
-            WSASendMsg(
-                self.socket.as_raw_socket() as SOCKET,
-                &msg,
-                0,
-                &mut sent,
-                std::ptr::null_mut(),
-                None,
-            )
-        };
-        if status != 0 {
-            return Err(last_error());
+                    Err(err)
+                }
+            }
+            other => other,
         }
-        Ok(())
     }
 
     /// Sends `replies` in order, one `WSASendMsg` each (Windows has no sendmmsg); `results` gets one
@@ -386,37 +263,12 @@ impl ServerSocket {
         );
     }
 
-    /// The packet info a reply needs (source address, interface index), as on Linux: only to pin the
-    /// source of a wildcard-bound socket or the way out for a broadcast.
-    fn packet_info(
-        &self,
-        dest: SocketAddrV4,
-        source: Ipv4Addr,
-        ifindex: i32,
-    ) -> Option<(Ipv4Addr, u32)> {
-        let bound = *self.local.ip();
-        let spec_dst = if bound.is_unspecified() {
-            source
-        } else {
-            bound
-        };
-        let ifindex = if dest.ip().is_broadcast() {
-            u32::try_from(ifindex).unwrap_or(0)
-        } else {
-            0
-        };
-        let pin_source = bound.is_unspecified() && !spec_dst.is_unspecified();
-        (ifindex != 0 || pin_source).then_some((spec_dst, ifindex))
-    }
-
     /// Records the kernel's drop count that came with a datagram (never, on Windows).
-    pub(crate) fn note_kernel_drops(&self, dropped: u32) {
-        self.kernel_drops.fetch_max(dropped, Ordering::Relaxed);
-    }
+    pub(crate) fn note_kernel_drops(&self, _dropped: u32) {}
 
     /// Datagrams the kernel dropped on this socket: Winsock does not say, so 0.
     pub(crate) fn kernel_drops(&self) -> u64 {
-        u64::from(self.kernel_drops.load(Ordering::Relaxed))
+        0
     }
 
     /// Stop: receivers notice within the receive poll (a UDP socket's shutdown does not wake a
@@ -426,135 +278,58 @@ impl ServerSocket {
     }
 }
 
-/// Asks Winsock for `WSARecvMsg`.
-fn recv_msg_pointer(
-    raw: SOCKET,
-) -> io::Result<
-    unsafe extern "system" fn(
-        SOCKET,
-        *mut WSAMSG,
-        *mut u32,
-        *mut windows_sys::Win32::System::IO::OVERLAPPED,
-        windows_sys::Win32::Networking::WinSock::LPWSAOVERLAPPED_COMPLETION_ROUTINE,
-    ) -> i32,
-> {
-    let guid = WSAID_WSARECVMSG;
-    let mut pointer: LPFN_WSARECVMSG = None;
-    let mut returned = 0u32;
-    // SAFETY: the input is the live GUID, the output a live function-pointer slot of the size
-    // given; no overlapped I/O.
-    let status = unsafe {
-        WSAIoctl(
-            raw,
-            SIO_GET_EXTENSION_FUNCTION_POINTER,
-            (&guid as *const windows_sys::core::GUID).cast(),
-            std::mem::size_of_val(&guid) as u32,
-            (&mut pointer as *mut LPFN_WSARECVMSG).cast(),
-            std::mem::size_of::<LPFN_WSARECVMSG>() as u32,
-            &mut returned,
-            std::ptr::null_mut(),
-            None,
-        )
-    };
-    if status != 0 {
-        return Err(last_error());
-    }
-    pointer.ok_or_else(|| io::Error::other("Winsock returned no WSARecvMsg"))
-}
-
-/// A `SOCKADDR_IN` as bytes -> the address, if it is IPv4.
-fn parse_sockaddr_in(bytes: &[u8; SOCKADDR_IN_LEN]) -> Option<SocketAddrV4> {
-    let family = u16::from_ne_bytes([bytes[0], bytes[1]]);
-    (family == 2).then(|| {
-        SocketAddrV4::new(
-            Ipv4Addr::new(bytes[4], bytes[5], bytes[6], bytes[7]),
-            u16::from_be_bytes([bytes[2], bytes[3]]),
-        )
-    })
-}
-
-/// The destination address and interface index of the `IN_PKTINFO` control message in `control`.
-fn parse_pktinfo(control: &[u8]) -> Option<(Ipv4Addr, u32)> {
-    let mut rest = control;
-    while rest.len() >= CMSG_HEADER {
-        let len = usize::try_from(u64::from_ne_bytes(rest[..8].try_into().ok()?)).ok()?;
-        let level = i32::from_ne_bytes(rest[8..12].try_into().ok()?);
-        let kind = i32::from_ne_bytes(rest[12..16].try_into().ok()?);
-        if len < CMSG_HEADER {
-            return None;
-        }
-        if level == IPPROTO_IP && kind == IP_PKTINFO {
-            let data = rest.get(CMSG_HEADER..CMSG_HEADER + std::mem::size_of::<IN_PKTINFO>())?;
-            let addr = Ipv4Addr::new(data[0], data[1], data[2], data[3]);
-            let index = u32::from_ne_bytes(data[4..8].try_into().ok()?);
-            return Some((addr, index));
-        }
-        rest = rest.get(len.next_multiple_of(8)..)?;
-    }
-    None
-}
-
-/// Every interface index with its first IPv4 address (GetIpAddrTable).
-fn interface_addresses() -> HashMap<u32, Ipv4Addr> {
-    let mut map = HashMap::new();
-    let mut size = 0u32;
-    // SAFETY: a NULL table with size 0 asks for the size needed.
-    unsafe { GetIpAddrTable(std::ptr::null_mut(), &mut size, 0) };
-    if size == 0 {
-        return map;
-    }
-    // u64 words keep the table aligned for its u32 fields.
-    let mut table = vec![0u64; (size as usize).div_ceil(8)];
-    // SAFETY: `table` has at least `size` writable bytes.
-    let status = unsafe { GetIpAddrTable(table.as_mut_ptr().cast(), &mut size, 0) };
-    if status != 0 {
-        return map;
-    }
-    let bytes: Vec<u8> = table.iter().flat_map(|w| w.to_ne_bytes()).collect();
-    let count = bytes
-        .get(..4)
-        .and_then(|b| b.try_into().ok())
-        .map_or(0, u32::from_ne_bytes) as usize;
-    let row = std::mem::size_of::<MIB_IPADDRROW_XP>();
-    for i in 0..count {
-        let Some(entry) = bytes.get(4 + i * row..4 + (i + 1) * row) else {
-            break;
-        };
-        let addr = Ipv4Addr::new(entry[0], entry[1], entry[2], entry[3]);
-        let index = u32::from_ne_bytes([entry[4], entry[5], entry[6], entry[7]]);
-        map.entry(index).or_insert(addr);
-    }
-    map
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn pktinfo_is_found_after_other_control_messages() {
-        let mut control = Vec::new();
-        // An unrelated message first (level 0xFFFF, 4 bytes of data, padded to 24).
-        control.extend_from_slice(&20u64.to_ne_bytes());
-        control.extend_from_slice(&0xFFFFi32.to_ne_bytes());
-        control.extend_from_slice(&1i32.to_ne_bytes());
-        control.extend_from_slice(&[0; 8]);
-        control.extend_from_slice(&24u64.to_ne_bytes());
-        control.extend_from_slice(&IPPROTO_IP.to_ne_bytes());
-        control.extend_from_slice(&IP_PKTINFO.to_ne_bytes());
-        control.extend_from_slice(&[198, 18, 0, 1]);
-        control.extend_from_slice(&7u32.to_ne_bytes());
-        assert_eq!(
-            parse_pktinfo(&control),
-            Some((Ipv4Addr::new(198, 18, 0, 1), 7))
-        );
-        assert_eq!(parse_pktinfo(&control[..30]), None);
-        assert_eq!(parse_pktinfo(&[]), None);
-    }
+    use std::net::UdpSocket;
 
     #[test]
     fn interface_by_name_is_refused_with_a_clear_error() {
         let err = ServerSocket::bind_interface("eth0", 67, None).unwrap_err();
         assert!(err.to_string().contains("cannot bind"), "{err}");
+    }
+
+    #[test]
+    fn recv_reports_addresses_and_send_reaches_the_peer() {
+        let server =
+            ServerSocket::bind_address(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0), None).unwrap();
+        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let to_server = SocketAddrV4::new(Ipv4Addr::LOCALHOST, server.local.port());
+        client.send_to(b"ping", to_server).unwrap();
+        client.send_to(b"pong", to_server).unwrap();
+        let mut buffers = RecvBuffers::default();
+        let mut received = Vec::new();
+        let mut got = Vec::new();
+        while got.len() < 2 {
+            server
+                .recv_batch(&mut buffers, true, &mut received)
+                .unwrap();
+            for (i, r) in received.iter().enumerate() {
+                got.push(buffers.datagram(i, r.len).unwrap().to_vec());
+                assert_eq!(
+                    (r.if_addr, r.dst_addr),
+                    (Ipv4Addr::LOCALHOST, Ipv4Addr::LOCALHOST)
+                );
+                assert_eq!(SocketAddr::V4(r.peer), client.local_addr().unwrap());
+            }
+        }
+        assert_eq!(got, [b"ping".to_vec(), b"pong".to_vec()]);
+        let SocketAddr::V4(to_client) = client.local_addr().unwrap() else {
+            unreachable!()
+        };
+        server
+            .send(b"reply", to_client, Ipv4Addr::LOCALHOST, 0)
+            .unwrap();
+        let mut buf = [0u8; 16];
+        let (len, from) = client.recv_from(&mut buf).unwrap();
+        assert_eq!(&buf[..len], b"reply");
+        assert_eq!(from.ip(), IpAddr::V4(Ipv4Addr::LOCALHOST));
+        let nothing = server
+            .recv_batch(&mut buffers, false, &mut received)
+            .unwrap_err();
+        assert_eq!(nothing.kind(), io::ErrorKind::WouldBlock);
     }
 }
