@@ -12,6 +12,9 @@
 //! skips, unless `CALLOUTD_REQUIRE_WINE=1` (scripts/test.sh sets it, installs wine and mingw-w64, and
 //! runs scripts/build-windows.sh first), which makes it fail instead.
 
+// Unix only: drives calloutd.exe under Wine from Linux, inside network namespaces.
+#![cfg(unix)]
+
 mod support;
 
 use std::fs;
@@ -192,7 +195,101 @@ fn hook_sequence(trace: &Path) -> Vec<String> {
         .collect()
 }
 
-/// Runs `serve` (native or under Wine) in a fresh namespace, one DORA, stop; the trace's hooks.
+/// A running `serve` (native or under Wine) in its own namespace, with its trace file.
+struct Served {
+    ns: NetNs,
+    server: LoggedChild,
+    trace: PathBuf,
+    label: String,
+}
+
+impl Served {
+    /// Starts `serve` in a fresh namespace with `env` set and waits until it serves.
+    fn start(
+        dir: &Path,
+        label: &str,
+        reg: &Path,
+        scopes: &Path,
+        wine: Option<(&Wine, &Path)>,
+        env: &[(&str, &str)],
+    ) -> Served {
+        let ns = lab_namespace(label);
+        let trace = dir.join(format!("{label}-trace.jsonl"));
+        let data = dir.join(format!("{label}-data"));
+        let log = dir.join(format!("{label}.log"));
+        let path = |p: &Path| match wine {
+            Some(_) => windows_path(p),
+            None => p.display().to_string(),
+        };
+        let args = [
+            "serve".to_string(),
+            "--listen".into(),
+            "127.0.0.1:67".into(),
+            "--workers".into(),
+            "1".into(),
+            "--control".into(),
+            "off".into(),
+            "--reg".into(),
+            path(reg),
+            "--scopes".into(),
+            path(scopes),
+            "--data-dir".into(),
+            path(&data),
+            "--trace".into(),
+            path(&trace),
+        ];
+        let mut cmd = match wine {
+            Some((wine, exe)) => wine.command(Some(&ns), exe),
+            None => ns.command(&calloutd_bin()),
+        };
+        cmd.args(&args).env("RUST_LOG", "info");
+        for (name, value) in env {
+            cmd.env(name, value);
+        }
+        let mut server = LoggedChild::spawn(cmd, log).expect("start the server");
+        let serving = poll(Duration::from_secs(120), Duration::from_millis(50), || {
+            let text = server.log_text();
+            if text.contains("serving") {
+                return Some(Ok(()));
+            }
+            match server.exited() {
+                Ok(Some(status)) => Some(Err(format!("{label} exited with {status}:\n{text}"))),
+                _ => None,
+            }
+        });
+        match serving {
+            Some(Ok(())) => {}
+            Some(Err(e)) => panic!("{e}"),
+            None => panic!("{label} did not serve within 120 s:\n{}", server.log_text()),
+        }
+        Served {
+            ns,
+            server,
+            trace,
+            label: label.to_string(),
+        }
+    }
+
+    /// One DORA for `mac`: the ACK's JSON.
+    fn dora(&self, mac: &str) -> Value {
+        dora(&self.ns, mac, &|| self.server.log_text())
+    }
+
+    /// Stops it the way a console user would (SIGINT: Linux's handler; under Wine, the console's
+    /// Ctrl-C event, the Windows handler) and checks it stopped cleanly; the trace's hooks.
+    fn stop(mut self) -> (Vec<String>, String) {
+        let status = self.server.stop_with("INT").expect("stop the server");
+        let log = self.server.log_text();
+        assert!(
+            status.success(),
+            "{} did not stop cleanly ({status}):\n{log}",
+            self.label
+        );
+        (hook_sequence(&self.trace), log)
+    }
+}
+
+/// Runs `serve` in a fresh namespace, one DORA, stop; the trace's hooks.
 fn serve_one_dora(
     dir: &Path,
     label: &str,
@@ -200,62 +297,10 @@ fn serve_one_dora(
     scopes: &Path,
     wine: Option<(&Wine, &Path)>,
 ) -> Vec<String> {
-    let ns = lab_namespace(label);
-    let trace = dir.join(format!("{label}-trace.jsonl"));
-    let data = dir.join(format!("{label}-data"));
-    let log = dir.join(format!("{label}.log"));
-    let path = |p: &Path| match wine {
-        Some(_) => windows_path(p),
-        None => p.display().to_string(),
-    };
-    let args = [
-        "serve".to_string(),
-        "--listen".into(),
-        "127.0.0.1:67".into(),
-        "--workers".into(),
-        "1".into(),
-        "--control".into(),
-        "off".into(),
-        "--reg".into(),
-        path(reg),
-        "--scopes".into(),
-        path(scopes),
-        "--data-dir".into(),
-        path(&data),
-        "--trace".into(),
-        path(&trace),
-    ];
-    let mut cmd = match wine {
-        Some((wine, exe)) => wine.command(Some(&ns), exe),
-        None => ns.command(&calloutd_bin()),
-    };
-    cmd.args(&args).env("RUST_LOG", "info");
-    let mut server = LoggedChild::spawn(cmd, log).expect("start the server");
-    let serving = poll(Duration::from_secs(120), Duration::from_millis(50), || {
-        let text = server.log_text();
-        if text.contains("serving") {
-            return Some(Ok(()));
-        }
-        match server.exited() {
-            Ok(Some(status)) => Some(Err(format!("{label} exited with {status}:\n{text}"))),
-            _ => None,
-        }
-    });
-    match serving {
-        Some(Ok(())) => {}
-        Some(Err(e)) => panic!("{e}"),
-        None => panic!("{label} did not serve within 120 s:\n{}", server.log_text()),
-    }
-    let ack = dora(&ns, "02:00:00:00:13:01", &|| server.log_text());
+    let served = Served::start(dir, label, reg, scopes, wine, &[]);
+    let ack = served.dora("02:00:00:00:13:01");
     assert_eq!(ack["message_type"], "ACK", "{ack}");
-    // SIGINT: Linux's handler; under Wine, the console's Ctrl-C event (the Windows handler).
-    let status = server.stop_with("INT").expect("stop the server");
-    assert!(
-        status.success(),
-        "{label} did not stop cleanly ({status}):\n{}",
-        server.log_text()
-    );
-    hook_sequence(&trace)
+    served.stop().0
 }
 
 #[test]
@@ -296,9 +341,38 @@ fn calloutd_exe_under_wine_checks_and_serves_with_a_pe_callout() {
         out.status
     );
     assert!(
-        format!("{stdout}{stderr}").contains("callout loaded"),
+        stdout.contains("loaded: ") && stdout.contains("trace.dll"),
         "{stdout}\n{stderr}"
     );
+    // --registry live: the same Parameters imported into the prefix's registry with Wine's reg.exe.
+    let mut import = Command::new(&wine.loader);
+    import
+        .args(["reg", "import", &windows_path(&reg)])
+        .env("WINEPREFIX", wine.prefix.path())
+        .env("WINEDEBUG", "-all");
+    let out = run_bounded(import, Duration::from_secs(120));
+    assert!(
+        out.status.success(),
+        "wine reg import failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut live = wine.command(None, &exe);
+    live.args(["check", "--registry", "live"]);
+    let out = run_bounded(live, Duration::from_secs(180));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "check --registry live failed:\n{text}"
+    );
+    assert!(
+        text.contains("loaded: ") && text.contains("trace.dll"),
+        "{text}"
+    );
+
     // The wineserver runs in the namespace of the first Wine process: the serve below needs its
     // own, inside the test namespace (Wine creates sockets in the wineserver).
     wine.stop_server();
@@ -316,5 +390,63 @@ fn calloutd_exe_under_wine_checks_and_serves_with_a_pe_callout() {
     assert_eq!(
         under_wine, native,
         "the PE callout under calloutd.exe saw another hook sequence than trace.so under calloutd"
+    );
+
+    // A NULL write in NewPkt for one client, in-process under calloutd.exe: the exception shim
+    // reports it as event 1031 with the hook, that packet gets no answer, and the next client is
+    // served by the same process with the same callout.
+    wine.stop_server();
+    let faulty_reg = dir.path().join("faulty.reg");
+    let pe_faulty = windows_path(&dlls.join("faulty.dll"));
+    fs::write(
+        &faulty_reg,
+        calloutd_registry::write_parameters_reg(std::slice::from_ref(&pe_faulty), Some(1)),
+    )
+    .unwrap();
+    let served = Served::start(
+        dir.path(),
+        "wine-faulty",
+        &faulty_reg,
+        &scopes,
+        Some((&wine, &exe)),
+        &[
+            ("CALLOUT_FAULTY_CRASH_HOOK", "NewPkt"),
+            ("CALLOUT_FAULTY_MAC", "020000001366"),
+        ],
+    );
+    let faulted = run_client(
+        &served.ns,
+        "discover",
+        3,
+        &[
+            "--server",
+            "127.0.0.1:67",
+            "--giaddr",
+            &format!("{RELAY}:67"),
+            "--mac",
+            "02:00:00:00:13:66",
+        ],
+    );
+    assert_ne!(
+        faulted.code,
+        0,
+        "the faulting client got an answer: {}\n{}",
+        faulted.stdout,
+        served.server.log_text()
+    );
+    let ack = served.dora("02:00:00:00:13:67");
+    assert_eq!(ack["message_type"], "ACK", "{ack}");
+    let (hooks, log) = served.stop();
+    let event = log
+        .lines()
+        .find(|l| l.contains("event 1031"))
+        .unwrap_or_else(|| panic!("no event 1031 in the log:\n{log}"));
+    assert!(
+        event.contains("NewPkt") && event.contains("0xC0000005"),
+        "event 1031 names the hook and the access violation: {event}"
+    );
+    assert!(
+        hooks.iter().filter(|h| h.as_str() == "NewPkt").count() >= 2,
+        "both clients reached the callout: {hooks:?}"
     );
 }

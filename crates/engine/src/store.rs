@@ -1080,13 +1080,15 @@ mod tests {
     }
 
     /// Makes `path` unwritable for this process until dropped: read-only (mode 0555/0444) for a
-    /// user, the immutable attribute for root (whom modes do not stop).
+    /// user, the immutable attribute for root (whom modes do not stop). Unix only (modes, chattr).
+    #[cfg(unix)]
     struct Unwritable {
         path: PathBuf,
         mode: u32,
         root: bool,
     }
 
+    #[cfg(unix)]
     impl Unwritable {
         fn make(path: &Path) -> Unwritable {
             use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -1111,6 +1113,7 @@ mod tests {
         }
     }
 
+    #[cfg(unix)]
     impl Drop for Unwritable {
         fn drop(&mut self) {
             use std::os::unix::fs::PermissionsExt;
@@ -1128,6 +1131,8 @@ mod tests {
         }
     }
 
+    // Unix only: makes the file unwritable with modes or chattr.
+    #[cfg(unix)]
     #[test]
     fn an_unwritable_database_or_folder_is_refused_at_open() {
         let dir = tempfile::tempdir().unwrap();

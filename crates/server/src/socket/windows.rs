@@ -60,7 +60,9 @@ impl RecvBuffers {
 
 /// One worker's send state: nothing to keep on Windows (there is no sendmmsg to prepare for).
 #[derive(Default)]
-pub(crate) struct SendBuffers;
+pub(crate) struct SendBuffers {
+    _nothing: (),
+}
 
 impl ServerSocket {
     /// Binds `addr` (`--listen`).
