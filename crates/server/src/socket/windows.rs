@@ -1,20 +1,19 @@
 //! The Windows side of the server's sockets: the same [`ServerSocket`] surface as on Linux, on
-//! Winsock through safe crates. quinn-udp reads each datagram with `WSARecvMsg` and `IP_PKTINFO`
-//! (destination address and arrival interface) and sends with `WSASendMsg` and `IP_PKTINFO` (the
-//! source address of a wildcard-bound socket); if-addrs maps an interface index to its address.
-//! Windows has no recvmmsg/sendmmsg, so a batch is a loop of calls on the non-blocking socket after
-//! one `WSAPoll` wait (calloutd-win32). What Windows cannot do (binding to a device by name, kernel
+//! Winsock. calloutd-win32 reads each datagram with `WSARecvMsg` and `IP_PKTINFO` (destination
+//! address and arrival interface) and sends with `WSASendMsg` and `IP_PKTINFO` (the source of a
+//! wildcard-bound socket, the way out of a broadcast); if-addrs maps an interface index to its
+//! address. Windows has no recvmmsg/sendmmsg, so a batch is a loop of calls on the non-blocking
+//! socket after one `WSAPoll` wait. What Windows cannot do (binding to a device by name, kernel
 //! receive times, kernel drop counts) is a clear error or simply absent.
 
 use std::collections::HashMap;
-use std::io::{self, IoSliceMut};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::io;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::windows::io::AsSocket;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use calloutd_win32::Ready;
-use quinn_udp::{RecvMeta, Transmit, UdpSockRef, UdpSocketState};
+use calloutd_win32::{Datagram, PktInfoSocket, Ready};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use super::{Outgoing, Received, DATAGRAM_BUFFER, RECV_BATCH, RECV_POLL};
@@ -27,8 +26,8 @@ const SEND_WAIT: Duration = Duration::from_secs(1);
 #[derive(Debug)]
 pub(crate) struct ServerSocket {
     socket: Socket,
-    /// quinn-udp's per-socket state (WSARecvMsg, resolved once).
-    state: UdpSocketState,
+    /// `WSARecvMsg` for it, resolved once.
+    pktinfo: PktInfoSocket,
     /// The address it is bound to (port resolved if 0 was asked for).
     pub(crate) local: SocketAddrV4,
     /// Always `None` on Windows (`--interface` is refused).
@@ -86,9 +85,9 @@ impl ServerSocket {
                 .set_recv_buffer_size(bytes)
                 .map_err(fail("SO_RCVBUF"))?;
         }
-        // IP_PKTINFO, WSARecvMsg, and non-blocking mode: receives wait in WSAPoll, never in the
-        // receive itself.
-        let state = UdpSocketState::new(UdpSockRef::from(&socket)).map_err(fail("IP_PKTINFO"))?;
+        let pktinfo = PktInfoSocket::new(socket.as_socket()).map_err(|(step, e)| fail(step)(e))?;
+        // Receives wait in WSAPoll (RECV_POLL at most), never in the receive itself.
+        socket.set_nonblocking(true).map_err(fail("FIONBIO"))?;
         socket.bind(&addr.into()).map_err(fail("bind"))?;
         let local = socket
             .local_addr()
@@ -97,7 +96,7 @@ impl ServerSocket {
             .ok_or_else(|| fail("getsockname")(io::Error::other("not an IPv4 address")))?;
         Ok(ServerSocket {
             socket,
-            state,
+            pktinfo,
             local,
             device: None,
             interfaces: Mutex::new(HashMap::new()),
@@ -135,52 +134,40 @@ impl ServerSocket {
         if wait && !calloutd_win32::wait(self.socket.as_socket(), Ready::Read, RECV_POLL)? {
             return Err(io::ErrorKind::TimedOut.into());
         }
-        let mut meta = [RecvMeta::default()];
         for datagram in buffers.datagrams.iter_mut() {
-            let mut slices = [IoSliceMut::new(datagram)];
-            loop {
-                match self
-                    .state
-                    .recv(UdpSockRef::from(&self.socket), &mut slices, &mut meta)
-                {
-                    Ok(_) => break,
-                    // An ICMP port-unreachable for an earlier reply: Windows reports it on the next
-                    // receive of an unconnected UDP socket, Linux never does. Read on.
+            let one = loop {
+                match self.pktinfo.recv(&self.socket, datagram) {
+                    Ok(one) => break one,
+                    // An ICMP port-unreachable for an earlier reply, should Winsock still report
+                    // one (SIO_UDP_CONNRESET is off): Linux never does on this socket. Read on.
                     Err(err) if err.kind() == io::ErrorKind::ConnectionReset => {}
                     Err(err) if err.kind() == io::ErrorKind::WouldBlock && !received.is_empty() => {
                         return Ok(())
                     }
                     Err(err) => return Err(err),
                 }
-            }
-            received.push(self.received(&meta[0]));
+            };
+            received.push(self.received(&one));
         }
         Ok(())
     }
 
-    /// The addressing of one received datagram, from quinn-udp's metadata.
-    fn received(&self, meta: &RecvMeta) -> Received {
-        let peer = match meta.addr {
-            SocketAddr::V4(addr) => addr,
-            SocketAddr::V6(addr) => SocketAddrV4::new(
-                addr.ip().to_ipv4_mapped().unwrap_or(Ipv4Addr::UNSPECIFIED),
-                addr.port(),
-            ),
-        };
+    /// The addressing of one received datagram, from its packet info.
+    fn received(&self, one: &Datagram) -> Received {
         let bound = *self.local.ip();
         let mut received = Received {
-            len: meta.len,
-            peer,
+            len: one.len,
+            peer: one.peer,
             if_addr: bound,
             dst_addr: bound,
             ifindex: 0,
             arrived: None,
             kernel_drops: None,
         };
-        if let Some(IpAddr::V4(dst)) = meta.dst_ip {
-            received.dst_addr = dst;
-        }
-        let ifindex = meta.interface_index.unwrap_or(0);
+        let Some((dst, ifindex)) = one.pktinfo else {
+            return received;
+        };
+        received.dst_addr = dst;
         received.ifindex = i32::try_from(ifindex).unwrap_or(0);
         if bound.is_unspecified() {
             let dst = received.dst_addr;
@@ -213,40 +200,50 @@ impl ServerSocket {
     }
 
     /// Sends `bytes` to `dest` from `source` (ignored when the socket is bound to an address: then
-    /// that address is the source). On Windows the source address also picks the way out of a
-    /// broadcast: quinn-udp's packet info carries no interface index, so `ifindex` is not used.
+    /// that address is the source). A broadcast leaves through `ifindex`, the interface the request
+    /// came in on; a unicast follows the routing table.
     pub(crate) fn send(
         &self,
         bytes: &[u8],
         dest: SocketAddrV4,
         source: Ipv4Addr,
-        _ifindex: i32,
+        ifindex: i32,
     ) -> io::Result<()> {
-        let bound = *self.local.ip();
-        let src_ip =
-            (bound.is_unspecified() && !source.is_unspecified()).then_some(IpAddr::V4(source));
-        let transmit = Transmit {
-            destination: SocketAddr::V4(dest),
-            ecn: None,
-            contents: bytes,
-            segment_size: None,
-            src_ip,
-        };
-        match self
-            .state
-            .try_send(UdpSockRef::from(&self.socket), &transmit)
-        {
+        let info = self.packet_info(dest, source, ifindex);
+        match calloutd_win32::send_msg(&self.socket, bytes, dest, info) {
             Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
                 // The socket's send buffer is full: wait for room once, as a blocking send would.
                 if calloutd_win32::wait(self.socket.as_socket(), Ready::Write, SEND_WAIT)? {
-                    self.state
-                        .try_send(UdpSockRef::from(&self.socket), &transmit)
+                    calloutd_win32::send_msg(&self.socket, bytes, dest, info)
                 } else {
                     Err(err)
                 }
             }
             other => other,
         }
+    }
+
+    /// The packet info a reply needs (source address, interface index), as on Linux: only to pin
+    /// the source of a wildcard-bound socket or the way out for a broadcast.
+    fn packet_info(
+        &self,
+        dest: SocketAddrV4,
+        source: Ipv4Addr,
+        ifindex: i32,
+    ) -> Option<(Ipv4Addr, u32)> {
+        let bound = *self.local.ip();
+        let spec_dst = if bound.is_unspecified() {
+            source
+        } else {
+            bound
+        };
+        let ifindex = if dest.ip().is_broadcast() {
+            u32::try_from(ifindex).unwrap_or(0)
+        } else {
+            0
+        };
+        let pin_source = bound.is_unspecified() && !spec_dst.is_unspecified();
+        (ifindex != 0 || pin_source).then_some((spec_dst, ifindex))
     }
 
     /// Sends `replies` in order, one `WSASendMsg` each (Windows has no sendmmsg); `results` gets one
@@ -315,11 +312,14 @@ mod tests {
                     (r.if_addr, r.dst_addr),
                     (Ipv4Addr::LOCALHOST, Ipv4Addr::LOCALHOST)
                 );
-                assert_eq!(SocketAddr::V4(r.peer), client.local_addr().unwrap());
+                assert_eq!(
+                    std::net::SocketAddr::V4(r.peer),
+                    client.local_addr().unwrap()
+                );
             }
         }
         assert_eq!(got, [b"ping".to_vec(), b"pong".to_vec()]);
-        let SocketAddr::V4(to_client) = client.local_addr().unwrap() else {
+        let std::net::SocketAddr::V4(to_client) = client.local_addr().unwrap() else {
             unreachable!()
         };
         server
@@ -328,7 +328,7 @@ mod tests {
         let mut buf = [0u8; 16];
         let (len, from) = client.recv_from(&mut buf).unwrap();
         assert_eq!(&buf[..len], b"reply");
-        assert_eq!(from.ip(), IpAddr::V4(Ipv4Addr::LOCALHOST));
+        assert_eq!(from.ip(), std::net::IpAddr::V4(Ipv4Addr::LOCALHOST));
         let nothing = server
             .recv_batch(&mut buffers, false, &mut received)
             .unwrap_err();
