@@ -14,7 +14,7 @@ use crate::audit::{AuditEventId, AuditLog, AuditRecord};
 use crate::clock::{unix_secs, Clock, SystemClock};
 use crate::hooks::{Hooks, LeaseLockHeld, PktContext};
 use crate::import::{lease_from_export, ImportReport, NotImported};
-use crate::io::{Admission, Datagram, Outcome, PacketHandler, Reply};
+use crate::io::{Admission, Datagram, HeldReply, Outcome, PacketHandler, Reply};
 use crate::packet::{option_wire_len, ReplyHeader, ReplyWriter, Request, DEFAULT_MAX_REPLY_LEN};
 use crate::scopes::{kind_serves, OptionSource, ReservationRt, ScopeRt};
 use crate::store::{CommitTicket, Lease, LeaseStore, StoreError};
@@ -562,6 +562,47 @@ impl Engine {
         self.scopes.iter().position(|s| s.in_subnet(link))
     }
 
+    /// PktSend for a built reply, with the counters: the bytes to send, `None` when PktSend
+    /// suppressed it, a drop reason when PktSend faulted.
+    fn send_hook(
+        &self,
+        bytes: &mut Vec<u8>,
+        message_type: u8,
+        if_addr: Ipv4Addr,
+        ctx: PktContext,
+    ) -> Result<bool, DropReason> {
+        if let Err(fault) = self.hooks.pkt_send(bytes, if_addr, ctx) {
+            tracing::warn!("PktSend fault, reply dropped: {}", fault.0);
+            return Err(DropReason::Invalid);
+        }
+        if bytes.is_empty() {
+            self.counters
+                .suppressed_by_callout
+                .fetch_add(1, Ordering::Relaxed);
+            return Ok(false);
+        }
+        if let Some(counter) = self.counters.sent.get(usize::from(message_type)) {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(true)
+    }
+
+    /// The packet's last hooks: PktDrop(`reason`) when it was dropped, then PktDrop(PROCESSED).
+    fn end_packet(
+        &self,
+        packet: &mut Vec<u8>,
+        dropped: Option<DropReason>,
+        if_addr: Ipv4Addr,
+        ctx: PktContext,
+    ) {
+        if let Some(reason) = dropped {
+            self.counters.drops[drop_index(reason)].fetch_add(1, Ordering::Relaxed);
+            self.hooks.pkt_drop(packet, reason, if_addr, ctx);
+        }
+        self.hooks
+            .pkt_drop(packet, DropReason::Processed, if_addr, ctx);
+    }
+
     /// Steps 2-7 of the pipeline: everything between NewPkt and the final PktDrop.
     fn process(
         &self,
@@ -648,20 +689,32 @@ impl Engine {
             return Ok(None);
         };
         outcome.reply_type = Some(built.message_type);
-        if let Err(fault) = self.hooks.pkt_send(&mut built.bytes, if_addr, ctx) {
-            tracing::warn!("PktSend fault, reply dropped: {}", fault.0);
-            outcome.reply_type = None;
-            return Err(DropReason::Invalid);
-        }
-        if built.bytes.is_empty() {
-            self.counters
-                .suppressed_by_callout
-                .fetch_add(1, Ordering::Relaxed);
-            outcome.reply_type = None;
+        if outcome.uncommitted.is_some() {
+            // PktSend only once the lease is durable: the runtime commits, then calls finish.
+            outcome.held = Some(HeldReply {
+                reply: Reply {
+                    bytes: built.bytes,
+                    dest: built.dest,
+                    source: if_addr,
+                    delay: built.delay,
+                },
+                reply_type: built.message_type,
+                packet: Vec::new(),
+                if_addr,
+                ctx,
+            });
             return Ok(None);
         }
-        if let Some(counter) = self.counters.sent.get(usize::from(built.message_type)) {
-            counter.fetch_add(1, Ordering::Relaxed);
+        match self.send_hook(&mut built.bytes, built.message_type, if_addr, ctx) {
+            Ok(true) => {}
+            Ok(false) => {
+                outcome.reply_type = None;
+                return Ok(None);
+            }
+            Err(reason) => {
+                outcome.reply_type = None;
+                return Err(reason);
+            }
         }
         Ok(Some(Reply {
             bytes: built.bytes,
@@ -1361,17 +1414,41 @@ impl PacketHandler for Engine {
                 Some(DropReason::Invalid)
             }
         };
-        if let Some(reason) = dropped {
-            self.counters.drops[drop_index(reason)].fetch_add(1, Ordering::Relaxed);
-            outcome.dropped = Some(reason);
-            self.hooks.pkt_drop(&mut packet, reason, if_addr, ctx);
+        if let Some(held) = outcome.held.as_mut() {
+            // The packet ends in finish, after the commit.
+            held.packet = packet;
+            return outcome;
         }
-        self.hooks
-            .pkt_drop(&mut packet, DropReason::Processed, if_addr, ctx);
+        outcome.dropped = dropped;
+        self.end_packet(&mut packet, dropped, if_addr, ctx);
         outcome
     }
 
     fn commit(&self, ticket: CommitTicket) -> Result<(), StoreError> {
         self.store.commit(ticket)
+    }
+
+    /// After the commit: PktSend and PktDrop(PROCESSED); a failed commit withholds the reply with
+    /// PktDrop(`DHCP_DROP_INTERNAL_ERROR`) first.
+    fn finish(&self, held: HeldReply, committed: bool) -> Option<Reply> {
+        let HeldReply {
+            mut reply,
+            reply_type,
+            mut packet,
+            if_addr,
+            ctx,
+        } = held;
+        let sent = if committed {
+            self.send_hook(&mut reply.bytes, reply_type, if_addr, ctx)
+        } else {
+            Err(DropReason::InternalError)
+        };
+        let (reply, dropped) = match sent {
+            Ok(true) => (Some(reply), None),
+            Ok(false) => (None, None),
+            Err(reason) => (None, Some(reason)),
+        };
+        self.end_packet(&mut packet, dropped, if_addr, ctx);
+        reply
     }
 }
