@@ -393,7 +393,7 @@ fi
 # The run proves the leases were loaded twice over: the last 198.18 lease's client is offered its own
 # address (one DISCOVER through the relay address), and GET /v1/leases of the control API (in the
 # server's namespace, on its loopback) is counted per scope. Not `calloutd ctl stats`: its per-scope
-# free-address count is O(pool x leases) (src/control_backend.rs free_addresses; hours with 1 000 000
+# free-address count is O(pool x leases) (crates/service/src/backend.rs free_addresses; hours with 1 000 000
 # leases, on the server's CPU), and `calloutd ctl leases` refuses a response over 10 MiB. The count runs
 # before the load, outside the measured CPU; the RSS figures are read before it.
 # calloutd's stop summary counts free addresses the same O(pool x leases) way (~80 s with 1 000 000

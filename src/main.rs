@@ -3,17 +3,15 @@
 //! This binary only parses arguments and wires the crates together; each subcommand's logic lives in
 //! its crate.
 
-mod callout_hooks;
-mod check;
-mod config_sources;
-mod control_backend;
-mod ctl;
-mod serve;
+#![forbid(unsafe_code)]
 
-use std::path::PathBuf;
+mod ctl;
+mod harness_cli;
+
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use calloutd_service::{CheckFailure, CheckOptions, ServeOptions};
+use clap::{Parser, Subcommand};
 
 /// calloutd: run, test and trust Microsoft DHCP Server callout DLLs outside Windows Server.
 #[derive(Debug, Parser)]
@@ -26,45 +24,36 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Serve DHCP on UDP/67 with the configured callout in the loop.
-    Serve(Box<serve::ServeArgs>),
+    Serve(Box<ServeOptions>),
     /// Validate the configuration, load the callout and report what would run.
-    Check(check::CheckArgs),
+    Check(CheckOptions),
     /// Run one DHCP client exchange (for scripts and tests).
     Client(Box<calloutd_client::cli::ClientCommand>),
     /// Generate DHCP load against a server (4-way exchanges in relay mode).
     Bench(Box<calloutd_client::bench::BenchCommand>),
     /// Talk to a running server's control API (leases, pause/continue/stop, stats, metrics, config).
     Ctl(ctl::CtlArgs),
+    /// Run scenario files against the engine and the callout on a virtual network (no root, no
+    /// sockets). Exit 0: all expectations hold; 1: one failed; 2: an invalid scenario.
+    Test(harness_cli::TestArgs),
+    /// Feed the client messages of a capture (pcap, pcapng) through the engine and the callout.
+    Replay(harness_cli::ReplayArgs),
+    /// Show the whole idea in one command: a scripted scenario with a built-in callout.
+    Demo,
+    /// The isolated callout host (`--isolate`): started by `serve`/`check`, never by hand.
+    #[command(name = "callout-host", hide = true)]
+    CalloutHost(HostArgs),
 }
 
-/// The registry and callout options shared by `serve` and `check`.
-#[derive(Debug, Clone, clap::Args)]
-pub struct RegArgs {
-    /// A `.reg` file with the DHCPServer Parameters (CalloutDlls, CalloutEnabled...). Several apply in
-    /// order, as if each were `reg import`ed.
-    #[arg(long = "reg", value_name = "FILE")]
-    pub reg: Vec<PathBuf>,
-    /// The order in which CalloutDlls entries are tried.
-    #[arg(long, value_enum, default_value_t = LoadOrderArg::Alphabetical)]
-    pub load_order: LoadOrderArg,
-}
-
-/// `--load-order`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LoadOrderArg {
-    /// Case-insensitive alphabetical order of the full strings (Microsoft's documented behaviour).
-    Alphabetical,
-    /// The order the multi-sz lists them in.
-    Listed,
-}
-
-impl From<LoadOrderArg> for calloutd_callout::LoadOrder {
-    fn from(order: LoadOrderArg) -> Self {
-        match order {
-            LoadOrderArg::Alphabetical => calloutd_callout::LoadOrder::Alphabetical,
-            LoadOrderArg::Listed => calloutd_callout::LoadOrder::Listed,
-        }
-    }
+/// The hidden host mode's arguments (given by the server that starts it).
+#[derive(Debug, clap::Args)]
+struct HostArgs {
+    /// The inherited shared-memory file descriptor.
+    #[arg(long)]
+    shm_fd: i32,
+    /// The server's pid: the host exits when it is gone.
+    #[arg(long)]
+    parent: u32,
 }
 
 fn main() -> ExitCode {
@@ -73,12 +62,58 @@ fn main() -> ExitCode {
         Err(e) => return usage_error(e),
     };
     match cli.command {
-        Command::Serve(args) => serve::run(*args),
-        Command::Check(args) => check::run(args),
+        Command::Serve(options) => serve(*options),
+        Command::Check(options) => check(&options),
         Command::Client(cmd) => calloutd_client::cli::run(*cmd),
         Command::Bench(cmd) => calloutd_client::bench::run_bench(*cmd),
         Command::Ctl(args) => ctl::run(args),
+        Command::Test(args) => harness_cli::test(args),
+        Command::Replay(args) => harness_cli::replay(args),
+        Command::Demo => harness_cli::demo(),
+        Command::CalloutHost(args) => {
+            calloutd_callout::isolate::host_main(args.shm_fd, args.parent)
+        }
     }
+}
+
+/// Serves until SIGINT/SIGTERM; exit 0 after a clean stop.
+fn serve(options: ServeOptions) -> ExitCode {
+    init_logging();
+    match calloutd_service::serve(options) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(reason) => {
+            tracing::error!("{reason}");
+            eprintln!("calloutd serve: {reason}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Exit 0 only when everything given is valid (and, with `--reg`, a callout loaded); 2 when there
+/// was nothing to check.
+fn check(options: &CheckOptions) -> ExitCode {
+    match calloutd_service::check(options) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(CheckFailure::NothingToCheck) => {
+            eprintln!("calloutd check: nothing to check: give --reg FILE and/or --scopes FILE");
+            ExitCode::from(2)
+        }
+        Err(CheckFailure::Invalid(reason)) => {
+            eprintln!("calloutd check: {reason}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Logging to stderr; `CALLOUTD_LOG` (an `EnvFilter` expression) sets the level, info by default.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CALLOUTD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
 }
 
 /// Prints a clap error. Exit 2 is clap's usage code, but `calloutd client` reserves 2 for "timeout",

@@ -1,5 +1,5 @@
-//! The writable packet buffers handed to the DLL: at least 4096 bytes (callout-api.md section 3,
-//! "Buffers"), with canary-filled guard zones before and after so writes past either end are
+//! The writable packet buffers handed to the DLL: at least 4096 bytes (docs/hooks.md section 6),
+//! with canary-filled guard zones before and after so writes past either end are
 //! detected. One buffer per thread is reused, so a hook call allocates nothing once warm.
 
 use std::cell::RefCell;

@@ -1,4 +1,4 @@
-//! The loaded callout and one safe method per hook (shared/callout-api.md section 3).
+//! The loaded callout and one safe method per hook (docs/hooks.md section 4).
 
 use crate::buffer::{with_thread_buffer, GuardedBuffer};
 use crate::misbehaviour::{Chaddr, Misbehaviour, MisbehaviourKind, MisbehaviourLog};
@@ -293,12 +293,13 @@ impl Callout {
                 HookFault::SizeAboveCapacity { .. }
                 | HookFault::NullBuffer { .. }
                 | HookFault::SwappedTooLarge { .. } => Some(MisbehaviourKind::BadSize),
-                HookFault::PacketTooLarge { .. } => None,
+                HookFault::PacketTooLarge { .. } | HookFault::Host { .. } => None,
             };
             if let Some(kind) = kind {
                 found.push(info.report(kind, fault.to_string()));
             }
         }
+        crate::isolate::note_call(ret, dur_us, &found);
         for report in &found {
             self.misbehaviour.record(report);
         }
@@ -330,7 +331,7 @@ impl Callout {
     }
 
     /// Calls an in/out-buffer hook (NewPkt, PktDrop, PktSend) on a copy of `packet` in this
-    /// thread's guarded buffer, then applies the rules of section 3 "Buffers" to the result.
+    /// thread's guarded buffer, then applies the rules of docs/hooks.md section 6 to the result.
     /// `call` receives `(&mut Packet, &mut PacketSize)` and returns the hook's DWORD; `check`
     /// then says what misbehaviour the call showed besides timing and buffer faults.
     fn call_in_out(
@@ -513,8 +514,9 @@ impl Callout {
 
     /// `DhcpHandleOptionsHook(Packet, PacketSize, NULL, PktContext, &ServerOptions)`: once per packet
     /// after NewPkt, on the packet as NewPkt left it, without server locks. `ServerOptions` points
-    /// into a copy of `packet` per section 2 "Decision" (NULL = absent; `ScopeId` → `scope_id` in
-    /// host order), valid only during the call. The return value is recorded and ignored.
+    /// into a copy of `packet` per docs/hooks.md section 4.3 (NULL = absent; `ScopeId` →
+    /// `scope_id` in host order), valid only during the call. The return value is recorded and
+    /// ignored.
     pub fn handle_options(
         &self,
         packet: &[u8],
@@ -789,7 +791,7 @@ impl Callout {
     }
 }
 
-/// Applies section 3 "Buffers" after an in/out call: guard zones intact; our own buffer with a
+/// Applies docs/hooks.md section 6 after an in/out call: guard zones intact; our own buffer with a
 /// size within its capacity is copied back; a swapped-in buffer is copied out at once (never
 /// freed). On a fault `packet` is left as it was.
 fn take_result(

@@ -1,15 +1,19 @@
 //! Finds and loads the callout DLL as Microsoft DHCP Server does, and calls its hooks safely.
 //!
 //! What this crate is for:
-//! - [`load_callout`]: the loading procedure of shared/callout-api.md section 1 ("Decision"):
+//! - [`load_callout`]: the loading procedure of docs/hooks.md section 2:
 //!   `CalloutEnabled`, alphabetical (or listed) order, `ChainDlls` as a UTF-16 multi-sz,
 //!   `CalloutVersion` 0, fallback to the next DLL, and a [`LoadReport`] of every attempt (Windows
 //!   events 1033/1034).
-//! - [`Callout`]: one safe method per hook (section 3), `Send + Sync`, called concurrently from
-//!   worker threads: guarded ≥ 4096-byte per-thread buffers, swapped-buffer copy-out, fault
-//!   reports ([`HookFault`]), `DHCP_SERVER_OPTIONS` built from the packet, timing, the lock
-//!   annotation ([`HeldLocks`]) with a "slow under the lease lock" warning, the JSON Lines trace
-//!   ([`TraceSink`], schema in [`trace`]) and per-hook statistics ([`HookStats`]).
+//! - [`Callout`]: one safe method per hook (docs/hooks.md section 4), `Send + Sync`, called
+//!   concurrently from worker threads: guarded ≥ 4096-byte per-thread buffers, swapped-buffer
+//!   copy-out, fault reports ([`HookFault`]), `DHCP_SERVER_OPTIONS` built from the packet, timing,
+//!   the lock annotation ([`HeldLocks`]) with misbehaviour reports (a slow hook, stricter under a
+//!   lock), the JSON Lines trace ([`TraceSink`], schema in [`trace`]) and per-hook statistics
+//!   ([`HookStats`]).
+//!
+//! - [`Callout`] implements the hook seam (`calloutd_hooks::Hooks`), so the engine and the runtime
+//!   call it directly.
 //!
 //! What it is not for: the DHCP state machine (the engine decides when each hook runs), and
 //! protecting the process from a DLL that crashes (a callout runs in-process, as on Windows).
@@ -23,6 +27,7 @@
 //!     enabled: Some(1),
 //!     base_dir: None,
 //!     order: LoadOrder::Alphabetical,
+//!     strict_permissions: false,
 //! };
 //! let loaded = load_callout(&config);
 //! println!("{}", loaded.report.summary());
@@ -39,10 +44,13 @@
 
 mod buffer;
 mod callout;
+pub mod isolate;
 mod load;
 mod misbehaviour;
 mod options;
+mod seam;
 pub mod trace;
+pub mod trust;
 
 pub use buffer::{GuardZone, MIN_BUFFER};
 pub use callout::{Callout, DEFAULT_SLOW_THRESHOLD, DEFAULT_SLOW_UNLOCKED_THRESHOLD};
@@ -54,6 +62,7 @@ pub use load::{
 pub use misbehaviour::{Misbehaviour, MisbehaviourKind, MisbehaviourLog, MisbehaviourSummary};
 pub use options::{OptionSpans, Span};
 pub use trace::{trace_epoch, HookStat, HookStats, TraceRecord, TraceSink};
+pub use trust::{DllTrust, PermissionWarning};
 
 use serde::{Deserialize, Serialize};
 
@@ -131,7 +140,7 @@ impl std::fmt::Display for HookName {
     }
 }
 
-/// The server locks held while a hook runs (the emulated lock model of callout-api.md section 3:
+/// The server locks held while a hook runs (the emulated lock model of docs/hooks.md section 5:
 /// AddressOffer, AddressDel and DeleteClient under the lease lock, Control under the service state
 /// lock, the packet hooks under none). Recorded in the trace and used for the slow-hook warning.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -228,6 +237,16 @@ pub enum HookFault {
         /// The size it reported.
         size: u32,
     },
+    /// A fault of the isolated callout host (`--isolate`): a crash or a hang in the hook, a call
+    /// not delivered because the host that saw the packet died, or a fault the host detected and
+    /// described (then `message` is its text, so traces read the same in both modes).
+    #[error("{message}")]
+    Host {
+        /// The hook.
+        hook: HookName,
+        /// What happened, starting with the hook's name.
+        message: String,
+    },
     /// The packet handed to the hook is larger than a DWORD can describe.
     #[error("{hook}: packet of {len} bytes is too large to pass to the callout")]
     PacketTooLarge {
@@ -246,7 +265,8 @@ impl HookFault {
             | HookFault::WrotePastBuffer { hook, .. }
             | HookFault::NullBuffer { hook, .. }
             | HookFault::SwappedTooLarge { hook, .. }
-            | HookFault::PacketTooLarge { hook, .. } => *hook,
+            | HookFault::PacketTooLarge { hook, .. }
+            | HookFault::Host { hook, .. } => *hook,
         }
     }
 }

@@ -1,16 +1,16 @@
-//! Loading the callout DLL: shared/callout-api.md section 1, "Decision".
+//! Loading the callout DLL: docs/hooks.md section 2.
 
 use crate::callout::{Callout, HookTable};
-use crate::HookName;
+use crate::{trust, HookName};
 use dhcpssdk::{
     DHCP_CALLOUT_ENTRY_POINT, DHCP_CALLOUT_ENTRY_POINT_C, DHCP_CALLOUT_TABLE, DHCP_CALLOUT_VERSION,
     LPDHCP_ENTRY_POINT_FUNC,
 };
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 /// The order in which `CalloutDlls` entries are tried.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub enum LoadOrder {
     /// Case-insensitive sort of the full strings (Microsoft's documented behaviour; the default).
     #[default]
@@ -20,7 +20,7 @@ pub enum LoadOrder {
 }
 
 /// What the loader needs from the registry and the command line.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct CalloutConfig {
     /// `CalloutDlls`, already cut at the first empty string.
     pub dlls: Vec<String>,
@@ -31,10 +31,14 @@ pub struct CalloutConfig {
     pub base_dir: Option<PathBuf>,
     /// Alphabetical (default) or listed.
     pub order: LoadOrder,
+    /// `--strict-dll-permissions`: a DLL that someone other than calloutd's user or root could
+    /// have written (see [`crate::trust`]), or whose permissions cannot be checked, is not loaded
+    /// (a load failure, event 1034). Without it, that is a warning.
+    pub strict_permissions: bool,
 }
 
 /// How one candidate DLL fared.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "result", rename_all = "snake_case")]
 pub enum AttemptOutcome {
     /// The entry point returned 0: this DLL is the callout (event 1033).
@@ -54,6 +58,18 @@ pub enum AttemptOutcome {
         /// The code it returned.
         code: u32,
     },
+    /// `--strict-dll-permissions` refused it: others can write it or a folder above it (event
+    /// 1034).
+    Untrusted {
+        /// Who can write what.
+        error: String,
+    },
+    /// The isolated host died while loading this DLL or calling its entry point (`--isolate`;
+    /// event 1032, "exception while loading"): the DLL is not loaded, the next one is tried.
+    Exception {
+        /// How the host died (`SIGSEGV`, `exit 3`...).
+        cause: String,
+    },
 }
 
 impl AttemptOutcome {
@@ -61,6 +77,7 @@ impl AttemptOutcome {
     pub fn event_id(&self) -> u32 {
         match self {
             AttemptOutcome::Loaded => 1033,
+            AttemptOutcome::Exception { .. } => 1032,
             _ => 1034,
         }
     }
@@ -79,18 +96,27 @@ impl std::fmt::Display for AttemptOutcome {
             AttemptOutcome::EntryPointMissing { error } => {
                 write!(f, "no {DHCP_CALLOUT_ENTRY_POINT} export: {error}")
             }
+            AttemptOutcome::Exception { cause } => {
+                write!(
+                    f,
+                    "exception while loading: the callout host died ({cause})"
+                )
+            }
             AttemptOutcome::EntryFailed { code } => {
                 write!(
                     f,
                     "{DHCP_CALLOUT_ENTRY_POINT} returned {code} (0x{code:08X})"
                 )
             }
+            AttemptOutcome::Untrusted { error } => {
+                write!(f, "not loaded (--strict-dll-permissions): {error}")
+            }
         }
     }
 }
 
 /// One candidate tried, in order.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LoadAttempt {
     /// The `CalloutDlls` entry as written.
     pub entry: String,
@@ -98,6 +124,9 @@ pub struct LoadAttempt {
     pub path: PathBuf,
     /// The `ChainDlls` passed to its entry point (empty when it was not called).
     pub chain_dlls: Vec<String>,
+    /// Who other than calloutd's user and root can change the DLL (see [`crate::trust`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub permission_warnings: Vec<String>,
     /// The outcome.
     #[serde(flatten)]
     pub outcome: AttemptOutcome,
@@ -116,7 +145,7 @@ impl std::fmt::Display for LoadAttempt {
 }
 
 /// The DLL that became the callout.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LoadedDll {
     /// The `CalloutDlls` entry as written.
     pub entry: String,
@@ -126,10 +155,13 @@ pub struct LoadedDll {
     pub chain_dlls: Vec<String>,
     /// The hooks its table sets, in table order.
     pub hooks: Vec<HookName>,
+    /// The SHA-256 of the file loaded (lower-case hex); `None` for a bare name found through the
+    /// library search path.
+    pub sha256: Option<String>,
 }
 
 /// The overall result of loading.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LoadStatus {
     /// `CalloutEnabled` is absent or 0: nothing was loaded.
@@ -143,7 +175,7 @@ pub enum LoadStatus {
 }
 
 /// Everything the loader did, for logs and `calloutd check`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LoadReport {
     /// The overall result.
     pub status: LoadStatus,
@@ -193,6 +225,15 @@ impl LoadReport {
     pub fn failed_attempts(&self) -> impl Iterator<Item = &LoadAttempt> {
         self.attempts.iter().filter(|a| !a.outcome.is_loaded())
     }
+
+    /// Every permission warning of every attempt, each as `entry: warning`.
+    pub fn permission_warnings(&self) -> impl Iterator<Item = String> + '_ {
+        self.attempts.iter().flat_map(|a| {
+            a.permission_warnings
+                .iter()
+                .map(move |w| format!("{}: {w}", a.entry))
+        })
+    }
 }
 
 /// A [`LoadReport`] and, when one loaded, the [`Callout`].
@@ -204,12 +245,22 @@ pub struct LoadResult {
     pub callout: Option<Callout>,
 }
 
-/// Loads the callout as Microsoft DHCP Server does (callout-api.md section 1, "Decision"):
+/// Loads the callout as Microsoft DHCP Server does (docs/hooks.md section 2):
 /// `CalloutEnabled` absent or 0 loads nothing; otherwise each candidate in `config.order` is loaded,
 /// its `DhcpServerCalloutEntry` is called with a zeroed table, `ChainDlls` = the candidates after it
 /// (UTF-16 multi-sz, never NULL) and `CalloutVersion` 0; the first that returns 0 is kept, every
 /// other is unloaded and the next one tried. Every step is logged (events 1033/1034) and reported.
 pub fn load_callout(config: &CalloutConfig) -> LoadResult {
+    load_callout_observed(config, &mut |_, _| {})
+}
+
+/// [`load_callout`], telling `attempting` the index (in load order) of each candidate and the
+/// report so far before it is loaded: the isolated host publishes both, so a crash while loading
+/// names the DLL (event 1032) and the attempts before it are not lost.
+pub(crate) fn load_callout_observed(
+    config: &CalloutConfig,
+    attempting: &mut dyn FnMut(usize, &LoadReport),
+) -> LoadResult {
     let candidates = ordered(&config.dlls, config.order);
     let mut report = LoadReport {
         status: LoadStatus::AllFailed,
@@ -238,10 +289,31 @@ pub fn load_callout(config: &CalloutConfig) -> LoadResult {
     for (i, entry) in candidates.iter().enumerate() {
         let chain_dlls = candidates[i + 1..].to_vec();
         let path = resolve(entry, config.base_dir.as_deref());
-        let (outcome, callout) = try_one(entry, &path, &chain_dlls);
+        attempting(i, &report);
+        let trust = trust::check_dll(&path);
+        let permission_warnings = trust.lines();
+        for warning in &permission_warnings {
+            tracing::warn!("{entry}: {warning}");
+        }
+        // Hashed before loading: what the log names is what the loader then reads (in strict
+        // mode nobody else could have changed it in between).
+        let sha256 = trust::sha256_file(&path)
+            .ok()
+            .filter(|_| path.components().count() > 1);
+        let (outcome, callout) = if config.strict_permissions && !trust.is_clean() {
+            (
+                AttemptOutcome::Untrusted {
+                    error: permission_warnings.join("; "),
+                },
+                None,
+            )
+        } else {
+            try_one(entry, &path, &chain_dlls)
+        };
         let attempt = LoadAttempt {
             entry: entry.clone(),
             path: path.clone(),
+            permission_warnings,
             chain_dlls: if matches!(
                 outcome,
                 AttemptOutcome::Loaded | AttemptOutcome::EntryFailed { .. }
@@ -254,11 +326,18 @@ pub fn load_callout(config: &CalloutConfig) -> LoadResult {
         };
         if let Some(callout) = callout {
             tracing::info!("{attempt}");
+            match &sha256 {
+                Some(digest) => tracing::info!("{entry}: SHA-256 {digest} ({})", path.display()),
+                None => {
+                    tracing::info!("{entry}: loaded through the library search path; not hashed")
+                }
+            }
             report.loaded = Some(LoadedDll {
                 entry: entry.clone(),
                 path,
                 chain_dlls,
                 hooks: callout.hooks_set(),
+                sha256,
             });
             report.attempts.push(attempt);
             report.status = LoadStatus::Loaded;
@@ -279,7 +358,7 @@ pub fn load_callout(config: &CalloutConfig) -> LoadResult {
 }
 
 /// The candidates in load order.
-fn ordered(dlls: &[String], order: LoadOrder) -> Vec<String> {
+pub(crate) fn ordered(dlls: &[String], order: LoadOrder) -> Vec<String> {
     let mut list = dlls.to_vec();
     if order == LoadOrder::Alphabetical {
         // Stable: entries equal but for case keep their listed order.
@@ -290,7 +369,7 @@ fn ordered(dlls: &[String], order: LoadOrder) -> Vec<String> {
 
 /// An absolute entry is used as is; a relative one is looked up in `base_dir` first, and otherwise
 /// handed to the OS loader unchanged (a bare name goes through the normal library search).
-fn resolve(entry: &str, base_dir: Option<&Path>) -> PathBuf {
+pub(crate) fn resolve(entry: &str, base_dir: Option<&Path>) -> PathBuf {
     let path = Path::new(entry);
     if path.is_relative() {
         if let Some(base) = base_dir {

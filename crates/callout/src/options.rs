@@ -1,5 +1,5 @@
-//! Building `DHCP_SERVER_OPTIONS` for `DhcpHandleOptionsHook` (callout-api.md section 2,
-//! "Decision"): pointers into the packet's option bytes, NULL = absent.
+//! Building `DHCP_SERVER_OPTIONS` for `DhcpHandleOptionsHook` (docs/hooks.md
+//! section 4.3, the mapping table): pointers into the packet's option bytes, NULL = absent.
 //!
 //! The packet is walked safely here ([`OptionSpans::parse`], offsets only); pointers are made from
 //! those offsets once the packet sits in the DLL's buffer.

@@ -76,8 +76,10 @@ pub fn thread_id() -> u32 {
 }
 
 struct SinkState {
-    out: BufWriter<Box<dyn Write + Send>>,
+    out: Option<BufWriter<Box<dyn Write + Send>>>,
     seq: u64,
+    /// Records kept in memory for [`TraceSink::take_kept`] (`calloutd test`, replay), if asked.
+    kept: Option<Vec<TraceRecord>>,
 }
 
 /// Writes [`TraceRecord`]s as JSON Lines through a buffered writer behind a mutex; flushed by
@@ -108,13 +110,33 @@ impl TraceSink {
 
     /// Traces into any writer (tests, stdout).
     pub fn to_writer(writer: impl Write + Send + 'static) -> TraceSink {
+        TraceSink::build(Some(Box::new(writer)), false)
+    }
+
+    /// Keeps every record in memory until [`TraceSink::take_kept`], and also writes it to
+    /// `writer` when there is one (the harness checks hook calls and still honours `--trace`).
+    pub fn keeping(writer: Option<Box<dyn Write + Send>>) -> TraceSink {
+        TraceSink::build(writer, true)
+    }
+
+    fn build(writer: Option<Box<dyn Write + Send>>, keep: bool) -> TraceSink {
         TraceSink {
             state: Mutex::new(SinkState {
-                out: BufWriter::with_capacity(64 * 1024, Box::new(writer)),
+                out: writer.map(|w| BufWriter::with_capacity(64 * 1024, w)),
                 seq: 0,
+                kept: keep.then(Vec::new),
             }),
             write_failed: AtomicBool::new(false),
         }
+    }
+
+    /// The records kept since the last call (empty unless made by [`TraceSink::keeping`]).
+    pub fn take_kept(&self) -> Vec<TraceRecord> {
+        let mut state = self
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        state.kept.as_mut().map(std::mem::take).unwrap_or_default()
     }
 
     /// Assigns the next `seq` to `record` and appends it as one line.
@@ -125,11 +147,16 @@ impl TraceSink {
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         state.seq += 1;
         record.seq = state.seq;
-        let result = serde_json::to_writer(&mut state.out, record)
-            .map_err(io::Error::from)
-            .and_then(|()| state.out.write_all(b"\n"));
-        if let Err(e) = result {
-            self.note_failure(&e);
+        if let Some(kept) = &mut state.kept {
+            kept.push(record.clone());
+        }
+        if let Some(out) = &mut state.out {
+            let result = serde_json::to_writer(&mut *out, record)
+                .map_err(io::Error::from)
+                .and_then(|()| out.write_all(b"\n"));
+            if let Err(e) = result {
+                self.note_failure(&e);
+            }
         }
     }
 
@@ -139,7 +166,10 @@ impl TraceSink {
             .state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        state.out.flush()
+        match &mut state.out {
+            Some(out) => out.flush(),
+            None => Ok(()),
+        }
     }
 
     fn note_failure(&self, error: &io::Error) {

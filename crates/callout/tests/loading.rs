@@ -138,6 +138,8 @@ fn a_library_without_the_entry_point_is_skipped_and_bare_names_use_the_library_s
         enabled: Some(1),
         base_dir: Some(dir.path().to_path_buf()),
         order: LoadOrder::Listed,
+
+        strict_permissions: false,
     };
     let result = load_with_env(&config, &[]);
     let first = &result.report.attempts[0];
@@ -196,6 +198,8 @@ fn relative_entries_resolve_against_the_base_dir_first() {
         enabled: Some(1),
         base_dir: Some(dir.path().to_path_buf()),
         order: LoadOrder::Alphabetical,
+
+        strict_permissions: false,
     };
     let result = load_with_env(&config, &[]);
     let loaded = result.report.loaded.as_ref().unwrap();
@@ -272,4 +276,61 @@ fn windows_dlls_build_from_the_same_sources_when_mingw_is_installed() {
             }
         }
     }
+}
+
+#[test]
+fn a_dll_others_can_write_is_a_warning_and_with_strict_permissions_a_load_failure() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let open = dir.path().join("open");
+    std::fs::create_dir(&open).unwrap();
+    let noop = copy_fixture(&open, "noop", "noop.so");
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let config = enabled(&[&noop], LoadOrder::Listed);
+
+    let warned = load_with_env(&config, &[]);
+    assert_eq!(warned.report.status, LoadStatus::Loaded);
+    let warnings: Vec<String> = warned.report.permission_warnings().collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].contains(&open.display().to_string())
+            && warnings[0].contains("every user can write it")
+            && warnings[0].contains("group "),
+        "{warnings:?}"
+    );
+    let digest = warned
+        .report
+        .loaded
+        .as_ref()
+        .unwrap()
+        .sha256
+        .clone()
+        .unwrap();
+    assert_eq!(digest.len(), 64);
+    assert!(digest.bytes().all(|b| b.is_ascii_hexdigit()));
+    drop(warned);
+
+    let strict = CalloutConfig {
+        strict_permissions: true,
+        ..config.clone()
+    };
+    let refused = load_with_env(&strict, &[]);
+    assert_eq!(refused.report.status, LoadStatus::AllFailed);
+    assert!(refused.callout.is_none());
+    let attempt = &refused.report.attempts[0];
+    assert_eq!(attempt.outcome.event_id(), 1034);
+    match &attempt.outcome {
+        AttemptOutcome::Untrusted { error } => assert!(error.contains("every user"), "{error}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert!(
+        attempt.to_string().contains("--strict-dll-permissions"),
+        "{attempt}"
+    );
+
+    // Closed again, the strict load succeeds and nothing is reported.
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let loaded = load_with_env(&strict, &[]);
+    assert_eq!(loaded.report.status, LoadStatus::Loaded);
+    assert_eq!(loaded.report.permission_warnings().count(), 0);
 }

@@ -26,6 +26,7 @@
 //! println!("{} {} lease {:?}", dora.reply.type_name(), dora.reply.yiaddr, dora.reply.lease_time);
 //! # Ok::<(), calloutd_client::ClientError>(())
 //! ```
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod bench;
@@ -40,8 +41,8 @@ pub use client::{Client, ClientSettings, Dora, Sent, Transport, CLIENT_PORT, SER
 pub use dhcproto;
 pub use dhcproto::v4::MessageType;
 pub use message::{
-    message_type_name, parse_hex, parse_mac, to_colon_hex, to_hex, DecodedOption, RawOption, Reply,
-    BOOTP_MIN_LEN,
+    encode_request, message_type_name, parse_hex, parse_mac, to_colon_hex, to_hex, DecodedOption,
+    Identity, Outgoing, RawOption, Reply, BOOTP_MIN_LEN,
 };
 
 /// Why an exchange failed. A NAK is not an error: it is a [`Reply`].

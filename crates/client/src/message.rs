@@ -137,13 +137,18 @@ pub fn message_type_name(kind: MessageType) -> String {
 
 /// What one outgoing message carries besides the client's settings.
 #[derive(Debug, Clone)]
-pub(crate) struct Outgoing {
+pub struct Outgoing {
     /// Option 53; `None` for a BOOTP request.
     pub kind: Option<MessageType>,
+    /// The transaction id.
     pub xid: u32,
+    /// `ciaddr` (the client's address when it has one in use).
     pub ciaddr: Ipv4Addr,
+    /// `giaddr` (the relay agent's address, 0 for a direct client).
     pub giaddr: Ipv4Addr,
+    /// `hops`.
     pub hops: u8,
+    /// The BROADCAST flag.
     pub broadcast_flag: bool,
     /// Option 50.
     pub requested_ip: Option<Ipv4Addr>,
@@ -155,19 +160,26 @@ pub(crate) struct Outgoing {
 
 /// The client-identity options put in every message (RFC 2131 table 5 decides which).
 #[derive(Debug, Clone, Default)]
-pub(crate) struct Identity<'a> {
+pub struct Identity<'a> {
+    /// chaddr.
     pub mac: [u8; 6],
+    /// Option 61.
     pub client_id: Option<&'a [u8]>,
+    /// Option 12.
     pub hostname: Option<&'a str>,
+    /// Option 60.
     pub vendor_class: Option<&'a [u8]>,
+    /// Option 77.
     pub user_class: Option<&'a [u8]>,
+    /// Option 55 (omitted when empty).
     pub parameter_request_list: &'a [u8],
+    /// Further options; one with the code of a built-in option replaces it in its place.
     pub extra_options: &'a [RawOption],
 }
 
 /// Encodes a request: header via dhcproto, options in the order a real client sends them
 /// (53, 61, 50, 54, 12, 60, 77, 55, then extra options), END, zero padding to 300 bytes.
-pub(crate) fn encode_request(id: &Identity<'_>, out: &Outgoing) -> Result<Vec<u8>, ClientError> {
+pub fn encode_request(id: &Identity<'_>, out: &Outgoing) -> Result<Vec<u8>, ClientError> {
     let mut header = v4::Message::new_with_id(
         out.xid,
         out.ciaddr,

@@ -24,6 +24,7 @@
 //! (likewise `netsh_reader`). Each target also checks that a model that loads writes back as XML that
 //! loads to the same model. `tests/roundtrip.rs` runs the same property over bounded mutations in CI.
 
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 mod diag;
@@ -44,8 +45,8 @@ pub use diag::{ConfigErrors, Diagnostic};
 pub use model::*;
 pub use report::{scope_report, PoolCounts};
 pub use resolve::{
-    effective_options, encode_elements, matching_policies, ClientFacts, EffectiveOption,
-    EffectiveOptions, OptionLevel,
+    effective_options, effective_options_with, encode_elements, matching_policies, ClientFacts,
+    EffectiveOption, EffectiveOptions, OptionLevel, PolicyMatch,
 };
 pub use text::dashed_hex;
 pub use writer::write_xml;

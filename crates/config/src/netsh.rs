@@ -1,4 +1,4 @@
-//! Reader for `netsh dhcp server dump` scripts (config-formats.md section 4).
+//! Reader for `netsh dhcp server dump` scripts (docs/config.md section 5).
 //!
 //! One command a line; `#` banners; keywords in any case; tokens split on blanks, double quotes group a
 //! token (`user="Default BOOTP Class"` is one token); every command may carry the `Dhcp Server

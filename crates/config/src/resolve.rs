@@ -201,28 +201,69 @@ fn vendor_class_matches(sent: &[u8], data: &[u8]) -> bool {
     !data.is_empty() && sent.starts_with(data)
 }
 
+/// The policies that apply to one client in one scope: the matching scope policies, then the matching
+/// server policies, each by processing order. Empty when the scope's `activate_policies` is off.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PolicyMatch<'c> {
+    /// Matching enabled scope-level policies, lowest processing order first.
+    pub scope: Vec<&'c Policy>,
+    /// Matching enabled server-level policies, lowest processing order first.
+    pub server: Vec<&'c Policy>,
+}
+
+impl<'c> PolicyMatch<'c> {
+    /// The policies `client` matches in `scope` (Microsoft evaluates both levels; scope policies
+    /// are more specific). Nothing when the scope has policies turned off.
+    pub fn of(config: &'c ServerConfig, scope: &'c Scope, client: &ClientFacts<'_>) -> Self {
+        if !scope.activate_policies {
+            return PolicyMatch::default();
+        }
+        PolicyMatch {
+            scope: matching_policies(&scope.policies, config, client),
+            server: matching_policies(&config.policies, config, client),
+        }
+    }
+
+    /// True when no policy applies.
+    pub fn is_empty(&self) -> bool {
+        self.scope.is_empty() && self.server.is_empty()
+    }
+
+    /// The lease duration the policies set: the first scope policy with one, else the first server
+    /// policy with one.
+    pub fn lease_duration(&self) -> Option<std::time::Duration> {
+        self.scope
+            .iter()
+            .chain(&self.server)
+            .find_map(|p| p.lease_duration)
+    }
+
+    /// The scope policies with IP ranges, by processing order: where the client's address comes from.
+    pub fn range_policies(&self) -> impl Iterator<Item = &'c Policy> + '_ {
+        self.scope
+            .iter()
+            .copied()
+            .filter(|p| !p.ip_ranges.is_empty())
+    }
+}
+
 /// The option sources for one client, most specific first.
 fn sources<'c>(
     config: &'c ServerConfig,
     scope: &'c Scope,
     reservation: Option<&'c Reservation>,
-    client: &ClientFacts<'_>,
+    policies: &PolicyMatch<'c>,
 ) -> Vec<(OptionLevel, &'c [OptionValue])> {
     let mut out: Vec<(OptionLevel, &'c [OptionValue])> = Vec::new();
     if let Some(r) = reservation {
         out.push((OptionLevel::Reservation, &r.option_values));
     }
-    let policies_on = scope.activate_policies;
-    if policies_on {
-        for p in matching_policies(&scope.policies, config, client) {
-            out.push((OptionLevel::ScopePolicy, &p.option_values));
-        }
+    for p in &policies.scope {
+        out.push((OptionLevel::ScopePolicy, &p.option_values));
     }
     out.push((OptionLevel::Scope, &scope.option_values));
-    if policies_on {
-        for p in matching_policies(&config.policies, config, client) {
-            out.push((OptionLevel::ServerPolicy, &p.option_values));
-        }
+    for p in &policies.server {
+        out.push((OptionLevel::ServerPolicy, &p.option_values));
     }
     out.push((OptionLevel::Server, &config.option_values));
     out
@@ -262,8 +303,21 @@ pub fn effective_options(
     reservation: Option<&Reservation>,
     client: &ClientFacts<'_>,
 ) -> EffectiveOptions {
+    let policies = PolicyMatch::of(config, scope, client);
+    effective_options_with(config, scope, reservation, client, &policies)
+}
+
+/// [`effective_options`] with the policies decided by the caller (e.g. the policy a lease was
+/// granted under, kept for its renewals).
+pub fn effective_options_with<'c>(
+    config: &'c ServerConfig,
+    scope: &'c Scope,
+    reservation: Option<&'c Reservation>,
+    client: &ClientFacts<'_>,
+    policies: &PolicyMatch<'c>,
+) -> EffectiveOptions {
     let classes = ClientClasses::of(config, client);
-    let sources = sources(config, scope, reservation, client);
+    let sources = sources(config, scope, reservation, policies);
     let mut by_id: BTreeMap<u8, EffectiveOption> = BTreeMap::new();
     for (level, values) in &sources {
         for (id, v) in pick_in_source(values, &classes, None) {

@@ -1,4 +1,4 @@
-//! Reader for Export-DhcpServer XML (config-formats.md section 3).
+//! Reader for Export-DhcpServer XML (docs/config.md section 4).
 //!
 //! The text (already decoded from UTF-8 or UTF-16) is parsed by quick-xml into a small element tree with
 //! line numbers, then walked into raw records. Positions carry the line and the element path, e.g.

@@ -1,5 +1,5 @@
-//! Layout tests: sizes and every field offset, checked against the contract (callout-api.md
-//! section 2) and against a C compiler reading `include/dhcpssdk.h`.
+//! Layout tests: sizes and every field offset, checked against the contract (docs/hooks.md
+//! section 1.1) and against a C compiler reading `include/dhcpssdk.h`.
 
 use super::*;
 use std::mem::{offset_of, size_of};
@@ -100,7 +100,7 @@ fn options_offsets() -> Vec<(&'static str, usize)> {
     ]
 }
 
-/// The contract's x64 offsets of `DHCP_SERVER_OPTIONS` (callout-api.md section 2).
+/// The contract's x64 offsets of `DHCP_SERVER_OPTIONS` (docs/hooks.md section 1.1).
 const X64_OPTIONS: [(&str, usize); 25] = [
     ("MessageType", 0),
     ("SubnetMask", 8),

@@ -1,7 +1,7 @@
 //! The Microsoft DHCP Server callout ABI (`dhcpssdk.h`) as Rust types.
 //!
 //! What this crate is for: the exact `#[repr(C)]` layouts, hook function types and constants of the
-//! callout API (shared/callout-api.md section 2), plus small typed enums over the constants so the
+//! callout API (docs/hooks.md section 1.1), plus small typed enums over the constants so the
 //! engine, the hooks, the stats and the trace share one vocabulary.
 //! What it is not for: any logic. Loading a DLL and calling it safely is `calloutd-callout`.
 //!

@@ -946,6 +946,20 @@ pub fn parse_audit_log(text: &str) -> Result<Vec<AuditEvent>, AuditParseError> {
         .collect()
 }
 
+/// The runtime's service events, as audit lines.
+impl calloutd_hooks::ServiceEvents for AuditLog {
+    fn started(&self) {
+        AuditLog::started(self);
+    }
+    fn paused(&self) {
+        AuditLog::paused(self);
+    }
+    fn continued(&self) {}
+    fn stopped(&self) {
+        AuditLog::stopped(self);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

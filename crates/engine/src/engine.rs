@@ -3,22 +3,25 @@
 
 use std::cell::Cell;
 use std::net::{Ipv4Addr, SocketAddrV4};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
-use calloutd_config::{ClientFacts, ScopeType, ServerConfig};
+use calloutd_config::{ClientFacts, PolicyMatch, ScopeType, ServerConfig};
 use dhcpssdk::{ClientType, DropReason, GiveCode, ProbCode};
 
 use crate::audit::{AuditEventId, AuditLog, AuditRecord};
 use crate::clock::{unix_secs, Clock, SystemClock};
 use crate::hooks::{Hooks, LeaseLockHeld, PktContext};
 use crate::import::{lease_from_export, ImportReport, NotImported};
-use crate::io::{Admission, Datagram, HeldReply, Outcome, PacketHandler, Reply};
+use crate::io::{Admission, CommitError, Datagram, HeldReply, Outcome, PacketHandler, Reply};
 use crate::packet::{option_wire_len, ReplyHeader, ReplyWriter, Request, DEFAULT_MAX_REPLY_LEN};
 use crate::scopes::{kind_serves, OptionSource, ReservationRt, ScopeRt};
-use crate::store::{CommitTicket, Lease, LeaseStore, StoreError};
+use crate::store::{BackupReport, CommitTicket, Lease, LeaseStore, StoreError};
 use crate::table::{LeaseTable, SlotState, NEVER};
+use crate::ticker::Ticker;
+pub use calloutd_hooks::{NoProber, Prober};
 
 /// DHCP message types (option 53).
 const DISCOVER: u8 = 1;
@@ -40,24 +43,6 @@ const MAX_CONFLICT_RETRIES: usize = 8;
 const CLIENT_PORT: u16 = 68;
 const SERVER_PORT: u16 = 67;
 const BROADCAST_FLAG: u16 = 0x8000;
-
-/// Conflict detection: is an address already in use on the network? The runtime implements it with
-/// ICMP echo; [`NoProber`] says "free" to everything.
-pub trait Prober: Send + Sync {
-    /// Sends up to `attempts` probes to `ip`; true when something answered (the address is in use).
-    /// Called without any engine lock held.
-    fn probe(&self, ip: Ipv4Addr, attempts: u8) -> bool;
-}
-
-/// A [`Prober`] that never finds an address in use.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct NoProber;
-
-impl Prober for NoProber {
-    fn probe(&self, _: Ipv4Addr, _: u8) -> bool {
-        false
-    }
-}
 
 /// Microsoft's grace period for expired leases: 4 hours (KB 261964).
 pub const DEFAULT_EXPIRED_GRACE: Duration = Duration::from_secs(4 * 3600);
@@ -237,19 +222,82 @@ enum Verdict {
 }
 
 /// Everything about one request the handlers need.
+#[derive(Clone, Copy)]
 struct Exchange<'a> {
     packet: &'a [u8],
     request: &'a Request<'a>,
     key: &'a [u8],
+    /// The scope that serves the request (in a superscope, possibly not the one the link selected).
     scope: &'a ScopeRt,
     scope_index: usize,
+    /// The scope the relay address or arrival interface selected.
+    selected: usize,
     if_addr: Ipv4Addr,
     dst_addr: Ipv4Addr,
     server_id: Ipv4Addr,
     ctx: PktContext,
     now: u64,
     /// The highest ticket of this packet's changes left to the runtime (`defer_commits`).
-    uncommitted: Cell<Option<CommitTicket>>,
+    uncommitted: &'a Cell<Option<CommitTicket>>,
+}
+
+impl<'a> Exchange<'a> {
+    /// The same request, served by scope `index` of the superscope.
+    fn in_scope(&self, index: usize, scope: &'a ScopeRt) -> Self {
+        Exchange {
+            scope,
+            scope_index: index,
+            ..*self
+        }
+    }
+}
+
+/// The option 81 (client FQDN, RFC 4702) a client's option 81 is answered with, as Microsoft's
+/// server answers under its default DNS settings ("update only if requested by the client"): the
+/// client's S bit kept (S = 1: the server updates A and PTR; S = 0: the client updates A, the server
+/// the PTR), O = 0 (nothing overridden), E as the client's, N echoed with S cleared, RCODE1 and RCODE2
+/// 255, and the client's name. See docs/dhcp.md section 5 (calloutd itself sends no DNS update).
+fn fqdn_answer(sent: &[u8]) -> Option<Vec<u8>> {
+    const S: u8 = 0x01;
+    const E: u8 = 0x04;
+    const N: u8 = 0x08;
+    let (&flags, rest) = sent.split_first()?;
+    let name = rest.get(2..)?;
+    let mut out = Vec::with_capacity(sent.len());
+    let answer = if flags & N != 0 {
+        N | (flags & E)
+    } else {
+        flags & (S | E)
+    };
+    out.extend_from_slice(&[answer, 255, 255]);
+    out.extend_from_slice(name);
+    Some(out)
+}
+
+/// What a client's request tells policies and option resolution about it.
+fn client_facts<'r>(request: &Request<'r>) -> ClientFacts<'r> {
+    let fqdn_name = request
+        .fqdn
+        .and_then(|f| f.get(3..))
+        .filter(|n| !n.is_empty());
+    ClientFacts {
+        mac: request.chaddr,
+        client_id: request.client_id,
+        user_class: request.user_class,
+        vendor_class: request.vendor_class,
+        relay_agent: request.relay_agent,
+        fqdn: fqdn_name.or(request.host_name),
+    }
+}
+
+/// What an address search needs to know about the client.
+struct Want<'w> {
+    scope_index: usize,
+    key: &'w [u8],
+    now: u64,
+    /// Option 50, if sent.
+    requested: Option<u32>,
+    policies: &'w PolicyMatch<'w>,
 }
 
 /// A reply before PktSend.
@@ -261,9 +309,24 @@ struct Built {
 }
 
 /// The lock token, created only while `guard` (the lease lock) is alive.
-fn lock_token<'g>(_guard: &'g MutexGuard<'_, LeaseTable>) -> LeaseLockHeld<'g> {
-    LeaseLockHeld {
-        _private: std::marker::PhantomData,
+fn lock_token<'g>(guard: &'g MutexGuard<'_, LeaseTable>) -> LeaseLockHeld<'g> {
+    LeaseLockHeld::new(guard)
+}
+
+/// The periodic lease backups of [`Engine::start_backups`]; stopping (or dropping) it waits for a
+/// backup under way and ends the thread.
+pub struct BackupSchedule(Ticker);
+
+impl BackupSchedule {
+    /// Stops the backups (a backup under way finishes first).
+    pub fn stop(mut self) {
+        self.0.stop();
+    }
+}
+
+impl std::fmt::Debug for BackupSchedule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BackupSchedule")
     }
 }
 
@@ -276,12 +339,32 @@ impl Engine {
         store: Box<dyn LeaseStore>,
         prober: Arc<dyn Prober>,
     ) -> Result<Engine, EngineError> {
-        let scopes = config
+        let mut scopes = config
             .scopes
             .iter()
             .map(|scope| ScopeRt::build(&config, scope))
             .collect::<Result<Vec<_>, _>>()
             .map_err(EngineError::Config)?;
+        // Superscope (multinet) members: scopes with the same SuperScopeName, compared as Microsoft
+        // compares names (case-insensitive).
+        for (i, scope) in config.scopes.iter().enumerate() {
+            let Some(name) = scope.superscope_name.as_deref().filter(|n| !n.is_empty()) else {
+                continue;
+            };
+            scopes[i].siblings = config
+                .scopes
+                .iter()
+                .enumerate()
+                .filter(|(j, other)| {
+                    *j != i
+                        && other
+                            .superscope_name
+                            .as_deref()
+                            .is_some_and(|n| n.eq_ignore_ascii_case(name))
+                })
+                .map(|(j, _)| j)
+                .collect();
+        }
         let mut table = LeaseTable {
             cursors: scopes.iter().map(|s| s.start).collect(),
             exhausted: vec![None; scopes.len()],
@@ -535,6 +618,34 @@ impl Engine {
         Ok(())
     }
 
+    /// Backs the lease database up into the file `dest` (see [`LeaseStore::backup`]), after
+    /// committing every change made so far, so the copy holds every lease granted up to now.
+    pub fn backup(&self, dest: &Path) -> Result<BackupReport, EngineError> {
+        self.flush()?;
+        Ok(self.store.backup(dest)?)
+    }
+
+    /// Backs the lease database up into `dest` every `every` (the registry's `BackupInterval`), on
+    /// a thread of its own, until the returned schedule is stopped or dropped. Each backup is
+    /// logged; a failed one is an error in the log, and the next one is tried at its time.
+    pub fn start_backups(
+        self: &Arc<Self>,
+        dest: PathBuf,
+        every: Duration,
+    ) -> std::io::Result<BackupSchedule> {
+        let engine = Arc::clone(self);
+        let ticker = Ticker::start("lease-backup", every, move || match engine.backup(&dest) {
+            Ok(report) => tracing::info!(
+                "lease database backed up to {} ({} leases, {} bytes)",
+                report.file.display(),
+                report.leases,
+                report.bytes
+            ),
+            Err(error) => tracing::error!("{error}"),
+        })?;
+        Ok(BackupSchedule(ticker))
+    }
+
     /// The counters so far.
     pub fn stats(&self) -> EngineStats {
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
@@ -603,6 +714,83 @@ impl Engine {
             .pkt_drop(packet, DropReason::Processed, if_addr, ctx);
     }
 
+    /// The active scopes that may serve a request whose link selected scope `selected`: that scope
+    /// first (when active), then the other active scopes of its superscope in config order.
+    fn members(&self, selected: usize) -> impl Iterator<Item = usize> + '_ {
+        std::iter::once(selected)
+            .chain(self.scopes[selected].siblings.iter().copied())
+            .filter(|&i| self.scopes[i].active)
+    }
+
+    /// Which scope serves a request whose link selected `selected`. Outside a superscope that is
+    /// `selected`. In one: for a request about an address (REQUEST, INFORM, DECLINE, RELEASE) the
+    /// member whose subnet holds it; for a DISCOVER or BOOTP request the member of the client's
+    /// reservation, else of its current binding, else the first member (selected first) with an
+    /// address for it. Allocation later tries this scope first and the other members after it.
+    fn serving_scope(&self, request: &Request<'_>, selected: usize, key: &[u8], now: u64) -> usize {
+        if self.scopes[selected].siblings.is_empty() {
+            return selected;
+        }
+        let ciaddr = (!request.ciaddr.is_unspecified()).then_some(request.ciaddr);
+        let address = match request.message_type {
+            None | Some(DISCOVER) => None,
+            _ => request.requested_ip.or(ciaddr),
+        };
+        if let Some(ip) = address {
+            let ip = u32::from(ip);
+            return self
+                .members(selected)
+                .find(|&i| self.scopes[i].in_subnet(ip))
+                .unwrap_or(selected);
+        }
+        let bootp = request.message_type.is_none();
+        if let Some(i) = self.members(selected).find(|&i| {
+            self.scopes[i]
+                .reservation_for(request.client_id, request.htype, request.chaddr)
+                .is_some_and(|r| kind_serves(r.kind, bootp))
+        }) {
+            return i;
+        }
+        let mut table = self.lock();
+        let record = table.client(key);
+        for ip in [record.active, record.offer].into_iter().flatten() {
+            if let Some(i) = self
+                .members(selected)
+                .find(|&i| self.scopes[i].is_pool_address(ip))
+            {
+                return i;
+            }
+        }
+        let requested = request.requested_ip.map(u32::from);
+        for i in self.members(selected) {
+            let policies = self.policy_match(i, request);
+            let want = Want {
+                scope_index: i,
+                key,
+                now,
+                requested,
+                policies: &policies,
+            };
+            if self.choose(&mut table, &want, None, true).is_ok() {
+                return i;
+            }
+        }
+        selected
+    }
+
+    /// The policies the client of `request` matches in scope `scope_index` (none when the scope has
+    /// policies off or none exist).
+    fn policy_match(&self, scope_index: usize, request: &Request<'_>) -> PolicyMatch<'_> {
+        if !self.scopes[scope_index].has_policies {
+            return PolicyMatch::default();
+        }
+        PolicyMatch::of(
+            &self.config,
+            &self.config.scopes[scope_index],
+            &client_facts(request),
+        )
+    }
+
     /// Steps 2-7 of the pipeline: everything between NewPkt and the final PktDrop.
     fn process(
         &self,
@@ -623,12 +811,31 @@ impl Engine {
             if let Some(counter) = self.counters.received.get(usize::from(message_type)) {
                 counter.fetch_add(1, Ordering::Relaxed);
             }
-            let link = if request.giaddr.is_unspecified() {
-                if_addr
-            } else {
+            // The relay's address selects the scope; a unicast from a client that has an address
+            // (a renewal or INFORM sent straight to us, also by a client that was relayed before)
+            // is in its own address's scope; else the arrival interface's.
+            let link = if !request.giaddr.is_unspecified() {
                 request.giaddr
+            } else if !request.ciaddr.is_unspecified() && self.scope_for(request.ciaddr).is_some() {
+                request.ciaddr
+            } else {
+                if_addr
             };
-            let scope_index = self.scope_for(link);
+            // Identity: option 61, else htype + chaddr (on the stack: no allocation per packet).
+            let mut key_buf = [0u8; 17];
+            let key: &[u8] = match request.client_id {
+                Some(id) if !id.is_empty() => id,
+                _ => {
+                    key_buf[0] = request.htype;
+                    key_buf[1..=request.chaddr.len()].copy_from_slice(request.chaddr);
+                    &key_buf[..=request.chaddr.len()]
+                }
+            };
+            let now = self.now_secs();
+            let selected = self.scope_for(link);
+            // The serving scope is settled before HandleOptions so that its ScopeId is the scope
+            // that serves (docs/dhcp.md section 3).
+            let scope_index = selected.map(|i| self.serving_scope(&request, i, key, now));
             self.hooks
                 .handle_options(packet, ctx, scope_index.map(|i| self.scopes[i].scope_id));
             if let Admission::Drop(reason) = admission {
@@ -637,7 +844,9 @@ impl Engine {
             if request.hops > MAX_HOPS {
                 return Err(DropReason::Invalid);
             }
-            let scope_index = scope_index.ok_or(DropReason::NoSubnets)?;
+            let (Some(selected), Some(scope_index)) = (selected, scope_index) else {
+                return Err(DropReason::NoSubnets);
+            };
             let scope = &self.scopes[scope_index];
             if !scope.active {
                 return Err(DropReason::NoSubnets);
@@ -649,28 +858,20 @@ impl Engine {
                 // Neither chaddr nor option 61: nothing to tell this client from any other.
                 return Err(DropReason::Invalid);
             }
-            // Identity: option 61, else htype + chaddr (on the stack: no allocation per packet).
-            let mut key_buf = [0u8; 17];
-            let key: &[u8] = match request.client_id {
-                Some(id) if !id.is_empty() => id,
-                _ => {
-                    key_buf[0] = request.htype;
-                    key_buf[1..=request.chaddr.len()].copy_from_slice(request.chaddr);
-                    &key_buf[..=request.chaddr.len()]
-                }
-            };
+            let uncommitted = Cell::new(None);
             let exchange = Exchange {
                 packet,
                 request: &request,
                 key,
                 scope,
                 scope_index,
+                selected,
                 if_addr,
                 dst_addr,
                 server_id: self.options.server_id_override.unwrap_or(if_addr),
                 ctx,
-                now: self.now_secs(),
-                uncommitted: Cell::new(None),
+                now,
+                uncommitted: &uncommitted,
             };
             let built = match request.message_type {
                 None => self.bootp(&exchange),
@@ -682,7 +883,7 @@ impl Engine {
                 Some(_) => Err(DropReason::Invalid),
             };
             // Changes made before a later step failed still have to be committed.
-            outcome.uncommitted = exchange.uncommitted.get();
+            outcome.uncommitted = uncommitted.get();
             built?
         };
         let Some(mut built) = built else {
@@ -731,13 +932,21 @@ impl Engine {
         x: &Exchange<'_>,
         reservation: Option<&ReservationRt>,
         client_type: ClientType,
+        policies: &PolicyMatch<'_>,
     ) -> Result<(u32, bool), DropReason> {
+        let want = Want {
+            scope_index: x.scope_index,
+            key: x.key,
+            now: x.now,
+            requested: x.request.requested_ip.map(u32::from),
+            policies,
+        };
         let attempts = self.config.settings.conflict_detection_attempts;
         let hold_until = x.now.saturating_add(self.options.offer_hold.as_secs());
         for _ in 0..MAX_CONFLICT_RETRIES {
             let (ip, own_lease) = {
                 let mut table = self.lock();
-                let ip = self.choose(&mut table, x, reservation)?;
+                let ip = self.choose(&mut table, &want, reservation, false)?;
                 let own_lease = table.client(x.key).active == Some(ip);
                 if !own_lease {
                     if client_type == ClientType::Bootp {
@@ -778,50 +987,91 @@ impl Engine {
         Err(DropReason::NoAddress)
     }
 
-    /// Address choice (RFC 2131 4.3.1): reservation, current binding, offer, previous address,
-    /// requested address, then the pool from the scope's cursor.
+    /// Address choice (RFC 2131 4.3.1) in scope `want.scope_index`: reservation, current binding,
+    /// offer, previous address, requested address, then a free address. Policies (docs/dhcp.md section 2):
+    /// a client matching scope policies with IP ranges gets a new address only from those ranges,
+    /// policy by policy in processing order; any other client only from outside every policy range.
+    /// `dry`: find an address without moving the scope's search cursor (serving-scope selection).
     fn choose(
         &self,
         table: &mut LeaseTable,
-        x: &Exchange<'_>,
+        want: &Want<'_>,
         reservation: Option<&ReservationRt>,
+        dry: bool,
     ) -> Result<u32, DropReason> {
+        let (key, now) = (want.key, want.now);
         if let Some(reservation) = reservation {
-            return if table.is_free_for(reservation.ip, x.key, x.now) {
+            return if table.is_free_for(reservation.ip, key, now) {
                 Ok(reservation.ip)
             } else {
                 Err(DropReason::NoAddress)
             };
         }
-        let record = table.client(x.key);
-        let requested = x.request.requested_ip.map(u32::from);
-        for candidate in [record.active, record.offer, record.previous, requested]
-            .into_iter()
-            .flatten()
-        {
-            if x.scope.is_pool_address(candidate) && table.is_free_for(candidate, x.key, x.now) {
+        let index = want.scope_index;
+        let scope = &self.scopes[index];
+        let record = table.client(key);
+        // The client's binding and outstanding offer stay its own whatever range they are in.
+        for candidate in [record.active, record.offer].into_iter().flatten() {
+            if scope.is_pool_address(candidate) && table.is_free_for(candidate, key, now) {
                 return Ok(candidate);
             }
         }
-        let scope = x.scope;
-        if let Some((freed, retry_at)) = table.exhausted[x.scope_index] {
+        let ranged: Vec<&calloutd_config::Policy> = want.policies.range_policies().collect();
+        let allowed = |ip: u32| {
+            if ranged.is_empty() {
+                !scope.in_policy_range(ip)
+            } else {
+                ranged.iter().any(|p| {
+                    p.ip_ranges
+                        .iter()
+                        .any(|r| u32::from(r.start_range) <= ip && ip <= u32::from(r.end_range))
+                })
+            }
+        };
+        for candidate in [record.previous, want.requested].into_iter().flatten() {
+            if scope.is_pool_address(candidate)
+                && allowed(candidate)
+                && table.is_free_for(candidate, key, now)
+            {
+                return Ok(candidate);
+            }
+        }
+        if !ranged.is_empty() {
+            // Policy ranges, lowest address first; when every matching policy's ranges are full
+            // the client gets nothing (it does not fall back to the common pool).
+            for policy in &ranged {
+                for range in &policy.ip_ranges {
+                    let lo = u32::from(range.start_range).max(scope.start);
+                    let hi = u32::from(range.end_range).min(scope.end);
+                    for ip in lo..=hi {
+                        if scope.is_pool_address(ip) && table.is_free_for(ip, key, now) {
+                            return Ok(ip);
+                        }
+                    }
+                }
+            }
+            return Err(DropReason::NoAddress);
+        }
+        if let Some((freed, retry_at)) = table.exhausted[index] {
             // Nothing was free last time and nothing has been freed since: skip the full scan.
-            if freed == table.freed && x.now < retry_at {
+            if freed == table.freed && now < retry_at {
                 return Err(DropReason::NoAddress);
             }
         }
         let size = u64::from(scope.end - scope.start) + 1;
-        let cursor = table.cursors[x.scope_index].clamp(scope.start, scope.end);
+        let cursor = table.cursors[index].clamp(scope.start, scope.end);
         let offset = u64::from(cursor - scope.start);
         let mut next_lapse = u64::MAX;
         for step in 0..size {
             let ip = scope.start + ((offset + step) % size) as u32;
-            if !scope.is_pool_address(ip) {
+            if !scope.is_pool_address(ip) || scope.in_policy_range(ip) {
                 continue;
             }
-            if table.is_free_for(ip, x.key, x.now) {
-                table.cursors[x.scope_index] = if ip == scope.end { scope.start } else { ip + 1 };
-                table.exhausted[x.scope_index] = None;
+            if table.is_free_for(ip, key, now) {
+                if !dry {
+                    table.cursors[index] = if ip == scope.end { scope.start } else { ip + 1 };
+                }
+                table.exhausted[index] = None;
                 return Ok(ip);
             }
             if let Some(slot) = table.slots.get(&ip) {
@@ -830,7 +1080,7 @@ impl Engine {
                 }
             }
         }
-        table.exhausted[x.scope_index] = Some((table.freed, next_lapse));
+        table.exhausted[index] = Some((table.freed, next_lapse));
         Err(DropReason::NoAddress)
     }
 
@@ -855,24 +1105,52 @@ impl Engine {
         Ok(())
     }
 
-    fn lease_secs(&self, x: &Exchange<'_>) -> u32 {
-        x.scope.lease_secs.unwrap_or(INFINITE_LEASE)
+    /// The lease the client gets in `x.scope`: a matching policy's duration, else the scope's.
+    fn lease_secs(&self, x: &Exchange<'_>, policies: &PolicyMatch<'_>) -> u32 {
+        policies
+            .lease_duration()
+            .map(|d| {
+                u32::try_from(d.as_secs())
+                    .unwrap_or(u32::MAX)
+                    .min(INFINITE_LEASE - 1)
+            })
+            .or(x.scope.lease_secs)
+            .unwrap_or(INFINITE_LEASE)
     }
 
+    /// A DISCOVER: an offer from the serving scope, else (superscope) from the other active members
+    /// in order.
     fn discover(&self, x: &Exchange<'_>) -> Result<Built, DropReason> {
-        if x.scope.kind == ScopeType::Bootp {
-            return Err(DropReason::NoAddress);
-        }
-        let reservation = self.reservation(x, false);
-        let (ip, _) = self
-            .pick_address(x, reservation, ClientType::Dhcp)
-            .inspect_err(|reason| {
-                if *reason == DropReason::NoAddress {
-                    self.audit_scope_full(x, AuditEventId::ScopeFull);
+        let order = std::iter::once(x.scope_index)
+            .chain(self.members(x.selected).filter(|&i| i != x.scope_index));
+        let mut last = DropReason::NoAddress;
+        for index in order {
+            let xs = x.in_scope(index, &self.scopes[index]);
+            if xs.scope.kind == ScopeType::Bootp {
+                continue;
+            }
+            let reservation = self.reservation(&xs, false);
+            let policies = self.policy_match(index, xs.request);
+            match self.pick_address(&xs, reservation, ClientType::Dhcp, &policies) {
+                Ok((ip, _)) => {
+                    let lease = self.lease_secs(&xs, &policies);
+                    return Ok(self.build_reply(
+                        &xs,
+                        reservation,
+                        &policies,
+                        OFFER,
+                        Ipv4Addr::from(ip),
+                        Some(lease),
+                    ));
                 }
-            })?;
-        let lease = self.lease_secs(x);
-        Ok(self.build_reply(x, reservation, OFFER, Ipv4Addr::from(ip), Some(lease)))
+                Err(DropReason::NoAddress) => {}
+                Err(reason) => last = reason,
+            }
+        }
+        if last == DropReason::NoAddress {
+            self.audit_scope_full(x, AuditEventId::ScopeFull);
+        }
+        Err(last)
     }
 
     fn reservation<'s>(&self, x: &Exchange<'s>, bootp: bool) -> Option<&'s ReservationRt> {
@@ -888,6 +1166,7 @@ impl Engine {
         let reservation = self.reservation(x, false);
         let request = x.request;
         let mut ticket = None;
+        let mut policies = self.policy_match(x.scope_index, request);
         let verdict = {
             let mut table = self.lock();
             let record = table.client(x.key);
@@ -955,7 +1234,24 @@ impl Engine {
             };
             match ok_ip {
                 Ok(ip) => {
-                    let lease_secs = self.lease_secs(x);
+                    let granted = table
+                        .slots
+                        .get(&ip)
+                        .filter(|s| s.owner.as_deref() == Some(x.key))
+                        .and_then(|s| s.policy.clone());
+                    if policies.scope.is_empty() && x.scope.has_policies {
+                        // Renewals keep the policy the lease was granted under, also when the
+                        // renewal no longer shows what matched (e.g. option 82 on a unicast renew).
+                        if let Some(name) = granted {
+                            policies.scope.extend(
+                                self.config.scopes[x.scope_index]
+                                    .policies
+                                    .iter()
+                                    .find(|p| p.enabled && p.name.eq_ignore_ascii_case(&name)),
+                            );
+                        }
+                    }
+                    let lease_secs = self.lease_secs(x, &policies);
                     let until = if lease_secs == INFINITE_LEASE {
                         NEVER
                     } else {
@@ -976,7 +1272,12 @@ impl Engine {
                         ClientType::Dhcp,
                         request.host_name,
                     );
-                    if let Some(slot) = table.slots.get(&ip) {
+                    if let Some(slot) = table.slots.get_mut(&ip) {
+                        if let Some(policy) = policies.scope.first() {
+                            if slot.policy.as_deref() != Some(policy.name.as_str()) {
+                                slot.policy = Some(Arc::from(policy.name.as_str()));
+                            }
+                        }
                         ticket = Some(self.note_ticket(self.store.put(slot.to_lease(ip))));
                     }
                     self.hooks.address_offer(
@@ -1039,6 +1340,7 @@ impl Engine {
                 Ok(Some(self.build_reply(
                     x,
                     reservation,
+                    &policies,
                     ACK,
                     Ipv4Addr::from(ip),
                     Some(lease_secs),
@@ -1050,6 +1352,7 @@ impl Engine {
                 Ok(Some(self.build_reply(
                     x,
                     None,
+                    &PolicyMatch::default(),
                     NAK,
                     Ipv4Addr::UNSPECIFIED,
                     None,
@@ -1187,7 +1490,8 @@ impl Engine {
 
     fn inform(&self, x: &Exchange<'_>) -> Built {
         let reservation = self.reservation(x, false);
-        self.build_reply(x, reservation, ACK, Ipv4Addr::UNSPECIFIED, None)
+        let policies = self.policy_match(x.scope_index, x.request);
+        self.build_reply(x, reservation, &policies, ACK, Ipv4Addr::UNSPECIFIED, None)
     }
 
     fn bootp(&self, x: &Exchange<'_>) -> Result<Option<Built>, DropReason> {
@@ -1195,8 +1499,9 @@ impl Engine {
             return Err(DropReason::NoAddress);
         }
         let reservation = self.reservation(x, true);
+        let policies = self.policy_match(x.scope_index, x.request);
         let (ip, own_lease) = self
-            .pick_address(x, reservation, ClientType::Bootp)
+            .pick_address(x, reservation, ClientType::Bootp, &policies)
             .inspect_err(|reason| {
                 if *reason == DropReason::NoAddress {
                     self.audit_scope_full(x, AuditEventId::BootpScopeFull);
@@ -1252,6 +1557,7 @@ impl Engine {
         Ok(Some(self.build_reply(
             x,
             reservation,
+            &policies,
             0,
             Ipv4Addr::from(ip),
             None,
@@ -1263,6 +1569,7 @@ impl Engine {
         &self,
         x: &Exchange<'_>,
         reservation: Option<&ReservationRt>,
+        policies: &PolicyMatch<'_>,
         message_type: u8,
         yiaddr: Ipv4Addr,
         lease_secs: Option<u32>,
@@ -1318,20 +1625,15 @@ impl Engine {
             }
         }
         if !nak {
-            let fqdn_name = request
-                .fqdn
-                .and_then(|f| f.get(3..))
-                .filter(|n| !n.is_empty());
-            let facts = ClientFacts {
-                mac: request.chaddr,
-                client_id: request.client_id,
-                user_class: request.user_class,
-                vendor_class: request.vendor_class,
-                relay_agent: request.relay_agent,
-                fqdn: fqdn_name.or(request.host_name),
-            };
-            let source =
-                OptionSource::for_client(&self.config, x.scope_index, x.scope, reservation, &facts);
+            let facts = client_facts(request);
+            let source = OptionSource::for_client(
+                &self.config,
+                x.scope_index,
+                x.scope,
+                reservation,
+                &facts,
+                policies,
+            );
             // Boot server (66) and file (67) also go in sname/file, and a server given as an address
             // in siaddr, for BOOTP and PXE clients that read only the header.
             let boot_server = source.get(66);
@@ -1339,8 +1641,17 @@ impl Engine {
                 .and_then(|s| std::str::from_utf8(s).ok())
                 .and_then(|s| s.trim_end_matches('\0').parse::<Ipv4Addr>().ok());
             writer.boot_fields(next_server, boot_server, source.get(67));
+            if message_type != 0 {
+                writer.allow_overload();
+            }
             writer.option(1, &x.scope.mask.to_be_bytes(), reserve);
             let mut written = [false; 256];
+            if lease_secs.is_some() {
+                if let Some(answer) = request.fqdn.and_then(fqdn_answer) {
+                    writer.option(81, &answer, reserve);
+                    written[81] = true;
+                }
+            }
             let mut send = |writer: &mut ReplyWriter, code: u8| {
                 if !written[usize::from(code)] {
                     written[usize::from(code)] = true;
@@ -1424,8 +1735,10 @@ impl PacketHandler for Engine {
         outcome
     }
 
-    fn commit(&self, ticket: CommitTicket) -> Result<(), StoreError> {
-        self.store.commit(ticket)
+    fn commit(&self, ticket: CommitTicket) -> Result<(), CommitError> {
+        self.store
+            .commit(ticket)
+            .map_err(|e| CommitError(e.to_string()))
     }
 
     /// After the commit: PktSend and PktDrop(PROCESSED); a failed commit withholds the reply with

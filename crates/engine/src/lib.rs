@@ -26,6 +26,7 @@
 //! # let _ = engine; Ok(()) }
 //! ```
 
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod audit;
@@ -49,10 +50,12 @@ pub use audit::{
 };
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use engine::{
-    DeleteClientOn, Engine, EngineError, EngineOptions, EngineStats, LeaseLockProbe, NoProber,
-    Prober, DEFAULT_EXPIRED_GRACE,
+    BackupSchedule, DeleteClientOn, Engine, EngineError, EngineOptions, EngineStats,
+    LeaseLockProbe, NoProber, Prober, DEFAULT_EXPIRED_GRACE,
 };
 pub use hooks::{HookFault, Hooks, LeaseLockHeld, NoHooks, PktContext};
 pub use import::ImportReport;
-pub use io::{Admission, Datagram, Outcome, PacketHandler, Reply};
-pub use store::{CommitTicket, Lease, LeaseStore, MemoryLeaseStore, SqliteLeaseStore, StoreError};
+pub use io::{Admission, CommitError, Datagram, Outcome, PacketHandler, Reply};
+pub use store::{
+    BackupReport, CommitTicket, Lease, LeaseStore, MemoryLeaseStore, SqliteLeaseStore, StoreError,
+};

@@ -2,9 +2,9 @@
 //! writer that puts option 53 first and option 82 last and pads to the BOOTP minimum.
 //!
 //! Why not dhcproto's `Message` here: its encoder writes options in ascending order without padding
-//! (dhcp-rules.md), and decoding into its owned type allocates a map per packet; the engine needs the
-//! raw option bytes anyway (82 and 61 are echoed unchanged). dhcproto supplies the constants and is what
-//! the tests build and check packets with.
+//! (docs/dhcp.md section 1, "Reply encoding"), and decoding into its owned type allocates a map per packet;
+//! the engine needs the raw option bytes anyway (82 and 61 are echoed unchanged). dhcproto supplies
+//! the constants and is what the tests build and check packets with.
 
 use std::net::Ipv4Addr;
 
@@ -231,12 +231,23 @@ pub(crate) struct ReplyHeader {
 }
 
 /// Writes a BOOTREPLY: header, then (when `vendor`) the cookie and options in the order they are added,
-/// then END and padding.
+/// then END and padding. With [`ReplyWriter::allow_overload`], an option that does not fit the options
+/// field goes into `file`, else `sname` (RFC 2131 4.1, RFC 2132 9.3: option 52), each area ended by
+/// END; one that fits nowhere is left out.
 pub(crate) struct ReplyWriter {
     buf: Vec<u8>,
     limit: usize,
     vendor: bool,
+    /// Options for the `file` and `sname` fields; `None` = the field is not free for options.
+    file: Option<Vec<u8>>,
+    sname: Option<Vec<u8>>,
+    /// Where option 52's value byte sits in `buf`, once an option went into `file` or `sname`.
+    overload_at: Option<usize>,
 }
+
+/// `file` and `sname` sizes; one byte of each is kept for END.
+const FILE_LEN: usize = 128;
+const SNAME_LEN: usize = 64;
 
 impl ReplyWriter {
     /// Starts a reply to `request`. `limit` caps the message size (from option 57, at least 548).
@@ -255,7 +266,30 @@ impl ReplyWriter {
         if vendor {
             buf.extend_from_slice(&MAGIC);
         }
-        Self { buf, limit, vendor }
+        Self {
+            buf,
+            limit,
+            vendor,
+            file: None,
+            sname: None,
+            overload_at: None,
+        }
+    }
+
+    /// Lets options overflow into `file` and `sname` (DHCP replies; never BOOTP, whose clients do
+    /// not read option 52). Call after [`ReplyWriter::boot_fields`]: a field holding a boot server or
+    /// file name stays as it is.
+    pub fn allow_overload(&mut self) {
+        if !self.vendor {
+            return;
+        }
+        let free = |area: &[u8]| area.iter().all(|b| *b == 0);
+        if free(&self.buf[108..108 + FILE_LEN]) {
+            self.file = Some(Vec::new());
+        }
+        if free(&self.buf[44..44 + SNAME_LEN]) {
+            self.sname = Some(Vec::new());
+        }
     }
 
     /// Fills the boot fields: `sname` (64 bytes) and `file` (128 bytes), each kept NUL-terminated,
@@ -288,20 +322,28 @@ impl ReplyWriter {
         if !self.vendor {
             return false;
         }
-        let parts = data.len().div_ceil(255).max(1);
-        if parts * 2 + data.len() > self.room(reserve) {
-            return false;
-        }
-        if data.is_empty() {
-            self.buf.extend_from_slice(&[code, 0]);
+        let need = option_wire_len(data.len());
+        if need <= self.room(reserve) {
+            put_option(&mut self.buf, code, data);
             return true;
         }
-        for chunk in data.chunks(255) {
-            self.buf.push(code);
-            self.buf.push(chunk.len() as u8);
-            self.buf.extend_from_slice(chunk);
+        // Option 52 itself needs three bytes in the options field, the first time.
+        let marker = if self.overload_at.is_none() { 3 } else { 0 };
+        if self.room(reserve) < marker {
+            return false;
         }
-        true
+        for (area, len) in [(&mut self.file, FILE_LEN), (&mut self.sname, SNAME_LEN)] {
+            let Some(area) = area else { continue };
+            if area.len() + need < len {
+                put_option(area, code, data);
+                if marker > 0 {
+                    self.buf.extend_from_slice(&[52, 1, 0]);
+                    self.overload_at = Some(self.buf.len() - 1);
+                }
+                return true;
+            }
+        }
+        false
     }
 
     /// Ends the options and pads to the BOOTP minimum.
@@ -309,10 +351,34 @@ impl ReplyWriter {
         if self.vendor {
             self.buf.push(255);
         }
+        if let Some(at) = self.overload_at {
+            let mut value = 0;
+            for (area, start, bit) in [(&self.file, 108, 1), (&self.sname, 44, 2)] {
+                if let Some(area) = area.as_ref().filter(|a| !a.is_empty()) {
+                    self.buf[start..start + area.len()].copy_from_slice(area);
+                    self.buf[start + area.len()] = 255;
+                    value |= bit;
+                }
+            }
+            self.buf[at] = value;
+        }
         if self.buf.len() < MIN_REPLY_LEN {
             self.buf.resize(MIN_REPLY_LEN, 0);
         }
         self.buf
+    }
+}
+
+/// Appends option `code` to `out`, split into 255-byte parts (RFC 3396) when longer.
+fn put_option(out: &mut Vec<u8>, code: u8, data: &[u8]) {
+    if data.is_empty() {
+        out.extend_from_slice(&[code, 0]);
+        return;
+    }
+    for chunk in data.chunks(255) {
+        out.push(code);
+        out.push(chunk.len() as u8);
+        out.extend_from_slice(chunk);
     }
 }
 

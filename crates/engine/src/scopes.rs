@@ -11,8 +11,8 @@ use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use std::net::Ipv4Addr;
 
 use calloutd_config::{
-    effective_options, encode_elements, ClientFacts, OptionValue, Scope, ScopeState, ScopeType,
-    ServerConfig,
+    effective_options_with, encode_elements, ClientFacts, OptionValue, PolicyMatch, Scope,
+    ScopeState, ScopeType, ServerConfig,
 };
 
 /// Options the engine writes itself; configured values for them are ignored.
@@ -55,6 +55,14 @@ pub(crate) struct ScopeRt {
     /// Lease seconds; `None` = infinite.
     pub lease_secs: Option<u32>,
     pub max_bootp_clients: Option<u32>,
+    /// Policies are on here (`ActivatePolicies`) and some scope or server policy exists.
+    pub has_policies: bool,
+    /// The IP ranges of the scope's enabled policies (policies on): clients that match no policy
+    /// with a range get addresses outside them.
+    pub policy_ranges: Vec<(u32, u32)>,
+    /// The other scopes of this scope's superscope (config indices, config order); filled by the
+    /// engine once every scope is built.
+    pub siblings: Vec<usize>,
 }
 
 impl ScopeRt {
@@ -141,7 +149,28 @@ impl ScopeRt {
                     .min(u32::MAX - 1)
             }),
             max_bootp_clients: scope.max_bootp_clients,
+            has_policies: scope.activate_policies
+                && (!scope.policies.is_empty() || !config.policies.is_empty()),
+            policy_ranges: if scope.activate_policies {
+                scope
+                    .policies
+                    .iter()
+                    .filter(|p| p.enabled)
+                    .flat_map(|p| &p.ip_ranges)
+                    .map(|r| (u32::from(r.start_range), u32::from(r.end_range)))
+                    .collect()
+            } else {
+                Vec::new()
+            },
+            siblings: Vec::new(),
         })
+    }
+
+    /// True when `ip` lies in one of the scope's policy IP ranges.
+    pub fn in_policy_range(&self, ip: u32) -> bool {
+        self.policy_ranges
+            .iter()
+            .any(|&(lo, hi)| lo <= ip && ip <= hi)
     }
 
     pub fn in_subnet(&self, ip: u32) -> bool {
@@ -219,13 +248,15 @@ impl<'s> OptionSource<'s> {
         scope: &'s ScopeRt,
         reservation: Option<&'s ReservationRt>,
         client: &ClientFacts<'_>,
+        policies: &PolicyMatch<'_>,
     ) -> Self {
         if scope.simple_options {
             return OptionSource::Precomputed(scope, reservation);
         }
         let config_scope = &config.scopes[scope_index];
         let config_reservation = reservation.map(|r| &config_scope.reservations[r.index]);
-        let effective = effective_options(config, config_scope, config_reservation, client);
+        let effective =
+            effective_options_with(config, config_scope, config_reservation, client, policies);
         let mut map: OptionMap = vec![None; 256];
         for option in effective.iter() {
             if !ENGINE_OPTIONS.contains(&option.option_id) {

@@ -75,6 +75,28 @@ pub enum StoreError {
         /// Why.
         source: std::io::Error,
     },
+    /// The database, its folder or its lock file cannot be written: found when the store opens,
+    /// so a server never starts on a database where no lease could be stored.
+    #[error("lease database {path} cannot be written: {why}")]
+    NotWritable {
+        /// The database file.
+        path: PathBuf,
+        /// What failed, and what was found about the file and its folder.
+        why: String,
+    },
+    /// A backup of the lease database failed.
+    #[error("lease database {path}: backup to {dest}: {why}")]
+    Backup {
+        /// The database file.
+        path: PathBuf,
+        /// The backup file.
+        dest: PathBuf,
+        /// What failed.
+        why: String,
+    },
+    /// This store keeps nothing on disk to back up.
+    #[error("this lease store ({0}) has no database to back up")]
+    NoBackup(&'static str),
     /// The batch holding this change failed to commit.
     #[error("lease database {path}: commit failed: {message}")]
     CommitFailed {
@@ -85,9 +107,18 @@ pub enum StoreError {
     },
 }
 
-/// Identifies a queued change; [`LeaseStore::commit`] waits until it is durable.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
-pub struct CommitTicket(pub u64);
+/// What one backup of the lease database wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupReport {
+    /// The backup file (a complete SQLite database, rollback journal mode).
+    pub file: PathBuf,
+    /// Leases it holds.
+    pub leases: u64,
+    /// Its size in bytes.
+    pub bytes: u64,
+}
+
+pub use calloutd_hooks::CommitTicket;
 
 /// Where leases are persisted. Implementations must be thread-safe.
 pub trait LeaseStore: Send + Sync {
@@ -98,8 +129,17 @@ pub trait LeaseStore: Send + Sync {
     fn put(&self, lease: Lease) -> CommitTicket;
     /// Queues "no lease on this address any more". Must not do disk I/O.
     fn remove(&self, ip: Ipv4Addr) -> CommitTicket;
-    /// Waits until the change `ticket` (and everything queued before it) is durable.
+    /// Waits until the change `ticket` (and everything queued before it) has been through a
+    /// transaction, and says whether the one that held `ticket` committed: `Ok` only when that
+    /// change is durable, whatever became of other batches before or after it.
     fn commit(&self, ticket: CommitTicket) -> Result<(), StoreError>;
+
+    /// Writes a consistent copy of every committed lease to the database file `dest` (replacing it
+    /// only once the copy is complete) while commits go on. Stores without a database refuse.
+    fn backup(&self, dest: &Path) -> Result<BackupReport, StoreError> {
+        let _ = dest;
+        Err(StoreError::NoBackup("not a database"))
+    }
 }
 
 /// A lease store that keeps leases in memory only (tests, benchmarks, `--lease-db :memory:`-style
@@ -177,8 +217,69 @@ struct Queue {
     /// Workers waiting on `done`: with none, the committer skips the wake-up (a futex call per
     /// transaction otherwise).
     waiting: usize,
-    /// The last failed batch: its ticket range and error.
-    failure: Option<(u64, u64, String)>,
+    /// The failed batches, oldest first (see [`Failures`]).
+    failures: Failures,
+}
+
+/// A failed batch: its ticket range and SQLite's error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Failed {
+    low: u64,
+    high: u64,
+    message: String,
+}
+
+/// How many failed ticket ranges are remembered. Consecutive failed batches with the same error
+/// share one range, so this bounds the alternations of failure and success, not the failures.
+const FAILED_RANGES_KEPT: usize = 1024;
+
+/// Every batch's result, as far as a waiter can still ask for it: the ranges of the failed batches
+/// (every other ticket up to `Queue::committed` committed). Each waiter is told its own batch's
+/// result, however many batches failed after it. Past [`FAILED_RANGES_KEPT`] ranges the oldest is
+/// dropped, and every ticket up to it is reported as failed: its result is no longer known, and a
+/// reply withheld wrongly is retried by its client, while one sent wrongly acknowledges a lease that
+/// may not be stored.
+#[derive(Debug, Default)]
+struct Failures {
+    ranges: std::collections::VecDeque<Failed>,
+    /// Tickets up to this one have no known result any more.
+    forgotten: u64,
+}
+
+impl Failures {
+    /// Records that the batch `low..=high` failed with `message`.
+    fn record(&mut self, low: u64, high: u64, message: String) {
+        if let Some(last) = self.ranges.back_mut() {
+            if last.high + 1 == low && last.message == message {
+                last.high = high;
+                return;
+            }
+        }
+        self.ranges.push_back(Failed { low, high, message });
+        while self.ranges.len() > FAILED_RANGES_KEPT {
+            if let Some(oldest) = self.ranges.pop_front() {
+                self.forgotten = oldest.high;
+            }
+        }
+    }
+
+    /// The error of the batch that held `ticket` (already through a transaction), `None` if it
+    /// committed.
+    fn of(&self, ticket: u64) -> Option<String> {
+        // The ranges are in ticket order and disjoint: the candidate is the last one starting at
+        // or before `ticket`.
+        let after = self.ranges.partition_point(|failed| failed.low <= ticket);
+        if let Some(failed) = after.checked_sub(1).and_then(|i| self.ranges.get(i)) {
+            if ticket <= failed.high {
+                return Some(failed.message.clone());
+            }
+        }
+        (ticket <= self.forgotten).then(|| {
+            format!(
+                "the result of its batch is no longer known (more than {FAILED_RANGES_KEPT} failed batches since)"
+            )
+        })
+    }
 }
 
 /// The embedded SQLite lease store: WAL journal, prepared statements, group commit.
@@ -211,6 +312,14 @@ pub struct SqliteLeaseStore {
     /// Held (locked) for as long as the store is open.
     _lock: std::fs::File,
 }
+
+/// How long a commit waits for another process's write lock on the database before it fails.
+const BUSY_TIMEOUT: Duration = if cfg!(test) {
+    // The unit tests hold the lock on purpose to make commits fail.
+    Duration::from_millis(200)
+} else {
+    Duration::from_secs(1)
+};
 
 /// How often the checkpoint thread copies the WAL back into the database.
 pub const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
@@ -264,8 +373,10 @@ impl SqliteLeaseStore {
         let lock = take_lock(&path)?;
         let conn = Connection::open(&path).map_err(sql_err)?;
         // Another process holding the file: give up after a second rather than SQLite's default 5 s.
-        conn.busy_timeout(std::time::Duration::from_secs(1))
-            .map_err(sql_err)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(sql_err)?;
+        // SQLite opens a file it may not write read-only, and then every lease commit would fail:
+        // a database that cannot be written is found here, once.
+        check_writable(&conn, &path)?;
         // Each lease commit writes (and checksums) a whole page to the WAL; 1 KiB pages make that a
         // quarter of the default 4 KiB. Takes effect only for a new database (before its first table).
         conn.pragma_update(None, "page_size", 1024)
@@ -338,22 +449,26 @@ impl LeaseStore for SqliteLeaseStore {
         self.enqueue(Change::Put(lease))
     }
 
+    fn backup(&self, dest: &Path) -> Result<BackupReport, StoreError> {
+        self.backup_to(dest)
+    }
+
     fn remove(&self, ip: Ipv4Addr) -> CommitTicket {
         self.enqueue(Change::Remove(ip))
     }
 
     fn commit(&self, ticket: CommitTicket) -> Result<(), StoreError> {
         let mut queue = self.lock();
+        // A ticket never issued would wait for a batch that never comes.
+        let ticket = ticket.0.min(queue.issued);
         loop {
-            if queue.committed >= ticket.0 {
-                return match &queue.failure {
-                    Some((low, high, message)) if (*low..=*high).contains(&ticket.0) => {
-                        Err(StoreError::CommitFailed {
-                            path: self.path.clone(),
-                            message: message.clone(),
-                        })
-                    }
-                    _ => Ok(()),
+            if queue.committed >= ticket {
+                return match queue.failures.of(ticket) {
+                    Some(message) => Err(StoreError::CommitFailed {
+                        path: self.path.clone(),
+                        message,
+                    }),
+                    None => Ok(()),
                 };
             }
             if queue.committing {
@@ -383,7 +498,7 @@ impl LeaseStore for SqliteLeaseStore {
                     "lease database {}: commit failed: {error}",
                     self.path.display()
                 );
-                queue.failure = Some((low, high, error.to_string()));
+                queue.failures.record(low, high, error.to_string());
             }
             if queue.waiting > 0 {
                 // Woken after the unlock, so the waiters do not block on the queue lock at once. A
@@ -393,6 +508,45 @@ impl LeaseStore for SqliteLeaseStore {
                 queue = self.lock();
             }
         }
+    }
+}
+
+impl SqliteLeaseStore {
+    /// The backup itself (see [`LeaseStore::backup`]): SQLite's online backup API from a connection
+    /// of its own (a WAL reader: commits are not blocked) into `<dest>.tmp`, which is checked and
+    /// then renamed over `dest`.
+    fn backup_to(&self, dest: &Path) -> Result<BackupReport, StoreError> {
+        let failed = |why: String| StoreError::Backup {
+            path: self.path.clone(),
+            dest: dest.to_path_buf(),
+            why,
+        };
+        let mut name = dest.as_os_str().to_owned();
+        name.push(".tmp");
+        let partial = PathBuf::from(name);
+        // A leftover of an interrupted backup is not a database to open.
+        match std::fs::remove_file(&partial) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(failed(format!("{}: {e}", partial.display()))),
+        }
+        let leases = match copy_database(&self.path, &partial) {
+            Ok(leases) => leases,
+            Err(why) => {
+                let _ = std::fs::remove_file(&partial);
+                return Err(failed(why));
+            }
+        };
+        std::fs::rename(&partial, dest).map_err(|e| {
+            let _ = std::fs::remove_file(&partial);
+            failed(format!("renaming {} to it: {e}", partial.display()))
+        })?;
+        let bytes = std::fs::metadata(dest).map(|m| m.len()).unwrap_or(0);
+        Ok(BackupReport {
+            file: dest.to_path_buf(),
+            leases,
+            bytes,
+        })
     }
 }
 
@@ -407,6 +561,48 @@ impl Drop for SqliteLeaseStore {
     }
 }
 
+/// Copies the database at `source` into a new file `copy` with SQLite's online backup API, makes
+/// the copy stand alone (rollback journal) and checks it; the number of leases it holds.
+fn copy_database(source: &Path, copy: &Path) -> Result<u64, String> {
+    let sql = |e: rusqlite::Error| e.to_string();
+    let from = Connection::open_with_flags(
+        source,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(sql)?;
+    from.busy_timeout(BUSY_TIMEOUT).map_err(sql)?;
+    let mut to = Connection::open(copy).map_err(sql)?;
+    {
+        let backup = rusqlite::backup::Backup::new(&from, &mut to).map_err(sql)?;
+        // All pages in one step: one read transaction, so one consistent picture (a commit during
+        // a step-by-step backup would make it start over).
+        let mut tries = 0;
+        loop {
+            match backup.step(-1).map_err(sql)? {
+                rusqlite::backup::StepResult::Done => break,
+                _ if tries < 50 => {
+                    tries += 1;
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                other => return Err(format!("the database stayed busy ({other:?})")),
+            }
+        }
+    }
+    // One file, no -wal or -shm beside it: what a restore copies back.
+    to.pragma_update(None, "journal_mode", "DELETE")
+        .map_err(sql)?;
+    let check: String = to
+        .query_row("PRAGMA quick_check", [], |row| row.get(0))
+        .map_err(sql)?;
+    if check != "ok" {
+        return Err(format!("the copy fails SQLite's quick_check: {check}"));
+    }
+    let leases: i64 = to
+        .query_row("SELECT count(*) FROM leases", [], |row| row.get(0))
+        .map_err(sql)?;
+    Ok(u64::try_from(leases).unwrap_or(0))
+}
+
 /// Opens and locks `<path>.lock`: held while the store is open, so a second server on the same
 /// database fails at once with a clear error.
 fn take_lock(path: &Path) -> Result<std::fs::File, StoreError> {
@@ -418,10 +614,22 @@ fn take_lock(path: &Path) -> Result<std::fs::File, StoreError> {
         .truncate(false)
         .write(true)
         .open(&lock_path)
-        .map_err(|source| StoreError::LockFile {
-            path: path.to_path_buf(),
-            lock: lock_path.clone(),
-            source,
+        .map_err(|source| match source.kind() {
+            std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem => {
+                StoreError::NotWritable {
+                    path: path.to_path_buf(),
+                    why: format!(
+                        "cannot create its lock file {}: {source}{}",
+                        lock_path.display(),
+                        diagnose(path)
+                    ),
+                }
+            }
+            _ => StoreError::LockFile {
+                path: path.to_path_buf(),
+                lock: lock_path.clone(),
+                source,
+            },
         })?;
     match file.try_lock() {
         Ok(()) => Ok(file),
@@ -434,6 +642,78 @@ fn take_lock(path: &Path) -> Result<std::fs::File, StoreError> {
             lock: lock_path,
             source,
         }),
+    }
+}
+
+/// Fails unless a write transaction on `conn` commits: SQLite opens a file it may not write
+/// read-only (a read-only file or folder, an immutable file, another owner), and says so only when a
+/// write is tried.
+fn check_writable(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+    let not_writable = |what: String| StoreError::NotWritable {
+        path: path.to_path_buf(),
+        why: format!("{what}{}", diagnose(path)),
+    };
+    if conn
+        .is_readonly(rusqlite::MAIN_DB)
+        .map_err(|e| not_writable(e.to_string()))?
+    {
+        return Err(not_writable("SQLite could open it only read-only".into()));
+    }
+    // Rewriting the header's user_version with its own value is a write transaction that changes
+    // nothing: it needs the file, the journal and the folder to be writable.
+    let probe = || -> rusqlite::Result<()> {
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+        conn.execute_batch(&format!(
+            "BEGIN IMMEDIATE; PRAGMA user_version = {version}; COMMIT;"
+        ))
+    };
+    probe().map_err(|e| {
+        if !conn.is_autocommit() {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        not_writable(format!("a test write failed: {e}"))
+    })
+}
+
+/// What may keep `path` (a database file) from being written, for the error message: empty when
+/// nothing is found.
+fn diagnose(path: &Path) -> String {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    // The owner of /proc/self is this process's effective user.
+    let me = std::fs::metadata("/proc/self").map(|m| m.uid()).ok();
+    let mut found = Vec::new();
+    let folder = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    for (what, place) in [("the file", path), ("its folder", folder)] {
+        let Ok(meta) = std::fs::metadata(place) else {
+            continue;
+        };
+        let mode = meta.permissions().mode() & 0o7777;
+        if me != Some(0) {
+            if mode & 0o222 == 0 {
+                found.push(format!(
+                    "{what} {} is read-only (mode {mode:04o})",
+                    place.display()
+                ));
+            }
+            if me.is_some_and(|uid| uid != meta.uid()) {
+                found.push(format!(
+                    "{what} {} belongs to uid {}, calloutd runs as uid {}",
+                    place.display(),
+                    meta.uid(),
+                    me.unwrap_or_default()
+                ));
+            }
+        }
+    }
+    if found.is_empty() {
+        "; check the permissions and owner of the file and its folder, an immutable attribute \
+         (lsattr), and whether the file system is mounted read-only"
+            .into()
+    } else {
+        format!("; {}", found.join("; "))
     }
 }
 
@@ -647,6 +927,283 @@ mod tests {
             .query_row("SELECT count(*) FROM leases", [], |row| row.get(0))
             .unwrap();
         assert_eq!(seen, 50);
+    }
+
+    /// Another connection holding the database's write lock: until it is dropped, every commit of
+    /// the store fails (SQLITE_BUSY after [`BUSY_TIMEOUT`]), as it would while the sqlite3 shell or
+    /// a backup tool writes.
+    fn hold_write_lock(path: &Path) -> Connection {
+        let other = Connection::open(path).unwrap();
+        other.execute_batch("BEGIN IMMEDIATE").unwrap();
+        other
+    }
+
+    fn stored_ips(path: &Path) -> Vec<u8> {
+        let reader = Connection::open(path).unwrap();
+        let mut stmt = reader.prepare("SELECT ip FROM leases ORDER BY ip").unwrap();
+        let ips = stmt
+            .query_map([], |row| row.get::<_, u32>(0))
+            .unwrap()
+            .map(|ip| Ipv4Addr::from(ip.unwrap()).octets()[3])
+            .collect();
+        ips
+    }
+
+    #[test]
+    fn consecutive_failed_batches_each_report_their_own_result() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("leases.db");
+        let store = SqliteLeaseStore::open(&path).unwrap();
+        let first = store.put(lease(1));
+        store.commit(first).unwrap();
+
+        let lock = hold_write_lock(&path);
+        let failed_a = store.put(lease(2));
+        assert!(store.commit(failed_a).is_err(), "committed under a lock");
+        let failed_b = store.put(lease(3));
+        assert!(store.commit(failed_b).is_err(), "committed under a lock");
+        drop(lock);
+        let ok = store.put(lease(4));
+        store.commit(ok).unwrap();
+        let lock = hold_write_lock(&path);
+        let failed_c = store.put(lease(5));
+        assert!(store.commit(failed_c).is_err(), "committed under a lock");
+        drop(lock);
+
+        // Asked again, later, every waiter gets its own batch's result: a failed batch stays failed
+        // after later ones fail or succeed, a committed one stays committed.
+        for (ticket, committed) in [
+            (first, true),
+            (failed_a, false),
+            (failed_b, false),
+            (ok, true),
+            (failed_c, false),
+        ] {
+            let result = store.commit(ticket);
+            assert_eq!(result.is_ok(), committed, "ticket {ticket:?}: {result:?}");
+            if let Err(error) = result {
+                assert!(
+                    matches!(error, StoreError::CommitFailed { .. }),
+                    "ticket {ticket:?}: {error}"
+                );
+                assert!(error.to_string().contains("locked"), "{error}");
+            }
+        }
+        assert_eq!(
+            stored_ips(&path),
+            [1, 4],
+            "what was told Ok is what is stored"
+        );
+    }
+
+    #[test]
+    fn concurrent_waiters_of_failing_and_committing_batches_get_their_batchs_result() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("leases.db");
+        let store = Arc::new(SqliteLeaseStore::open(&path).unwrap());
+        // Rounds of four threads that each queue and commit one lease at once: the rounds under the
+        // lock fail (in one batch or several), the others commit.
+        let mut told = Vec::new();
+        for round in 0..4u8 {
+            let lock = (round % 2 == 0).then(|| hold_write_lock(&path));
+            let threads: Vec<_> = (0..4u8)
+                .map(|t| {
+                    let store = Arc::clone(&store);
+                    let last = round * 10 + t + 1;
+                    std::thread::spawn(move || {
+                        let ticket = store.put(lease(last));
+                        (last, ticket, store.commit(ticket).is_ok())
+                    })
+                })
+                .collect();
+            for thread in threads {
+                let (last, ticket, ok) = thread.join().unwrap();
+                assert_eq!(ok, lock.is_none(), "lease .{last} in round {round}");
+                told.push((last, ticket, ok));
+            }
+            drop(lock);
+        }
+        for (last, ticket, ok) in &told {
+            assert_eq!(
+                store.commit(*ticket).is_ok(),
+                *ok,
+                "lease .{last} asked again"
+            );
+        }
+        let mut expected: Vec<u8> = told
+            .iter()
+            .filter(|(_, _, ok)| *ok)
+            .map(|(last, ..)| *last)
+            .collect();
+        expected.sort_unstable();
+        assert_eq!(stored_ips(&path), expected);
+    }
+
+    #[test]
+    fn failed_ranges_merge_and_the_forgotten_ones_count_as_failed() {
+        let mut failures = Failures::default();
+        failures.record(3, 4, "disk full".into());
+        failures.record(5, 7, "disk full".into());
+        failures.record(8, 8, "locked".into());
+        failures.record(12, 12, "disk full".into());
+        assert_eq!(failures.ranges.len(), 3, "{:?}", failures.ranges);
+        let failed: Vec<u64> = (1..=14).filter(|t| failures.of(*t).is_some()).collect();
+        assert_eq!(failed, [3, 4, 5, 6, 7, 8, 12]);
+        assert_eq!(failures.of(8).as_deref(), Some("locked"));
+        // Alternating failures and successes: past the limit the oldest ranges are dropped, and
+        // their tickets (and the successes among them) count as failed.
+        for n in 0..FAILED_RANGES_KEPT as u64 {
+            failures.record(100 + 2 * n, 100 + 2 * n, "disk full".into());
+        }
+        assert_eq!(failures.ranges.len(), FAILED_RANGES_KEPT);
+        assert_eq!(failures.forgotten, 12);
+        assert!(failures.of(1).is_some() && failures.of(11).is_some());
+        assert!(
+            failures.of(13).is_none(),
+            "a success after the forgotten ones"
+        );
+        assert!(failures.of(101).is_none(), "a success still known");
+        assert!(failures.of(100).is_some());
+    }
+
+    /// Makes `path` unwritable for this process until dropped: read-only (mode 0555/0444) for a
+    /// user, the immutable attribute for root (whom modes do not stop).
+    struct Unwritable {
+        path: PathBuf,
+        mode: u32,
+        root: bool,
+    }
+
+    impl Unwritable {
+        fn make(path: &Path) -> Unwritable {
+            use std::os::unix::fs::{MetadataExt, PermissionsExt};
+            let root = std::fs::metadata("/proc/self").unwrap().uid() == 0;
+            let mode = std::fs::metadata(path).unwrap().permissions().mode();
+            if root {
+                let status = std::process::Command::new("chattr")
+                    .arg("+i")
+                    .arg(path)
+                    .status()
+                    .expect("chattr (e2fsprogs) is needed to make a file unwritable for root");
+                assert!(status.success(), "chattr +i {} failed", path.display());
+            } else {
+                let read_only = if path.is_dir() { 0o555 } else { 0o444 };
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(read_only)).unwrap();
+            }
+            Unwritable {
+                path: path.to_path_buf(),
+                mode,
+                root,
+            }
+        }
+    }
+
+    impl Drop for Unwritable {
+        fn drop(&mut self) {
+            use std::os::unix::fs::PermissionsExt;
+            if self.root {
+                let _ = std::process::Command::new("chattr")
+                    .arg("-i")
+                    .arg(&self.path)
+                    .status();
+            } else {
+                let _ = std::fs::set_permissions(
+                    &self.path,
+                    std::fs::Permissions::from_mode(self.mode),
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn an_unwritable_database_or_folder_is_refused_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("leases.db");
+        drop(SqliteLeaseStore::open(&path).unwrap());
+        {
+            let _file = Unwritable::make(&path);
+            let opened = SqliteLeaseStore::open(&path);
+            assert!(
+                matches!(opened, Err(StoreError::NotWritable { .. })),
+                "opened an unwritable database: {opened:?}"
+            );
+        }
+        // A folder where nothing can be created: a new database, and the lock file of an old one.
+        let folder = dir.path().join("sealed");
+        std::fs::create_dir(&folder).unwrap();
+        {
+            let _folder = Unwritable::make(&folder);
+            let opened = SqliteLeaseStore::open(folder.join("leases.db"));
+            let error = opened.expect_err("opened a database in an unwritable folder");
+            assert!(matches!(error, StoreError::NotWritable { .. }), "{error:?}");
+            assert!(error.to_string().contains("cannot be written"), "{error}");
+        }
+        // Writable again, it opens with what it held.
+        let store = SqliteLeaseStore::open(&path).unwrap();
+        assert!(store.load_all().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_backup_holds_every_committed_lease_while_commits_go_on_and_opens_as_a_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("leases.db");
+        let store = Arc::new(SqliteLeaseStore::open(&path).unwrap());
+        for last in 1..=100 {
+            store.put(lease(last));
+        }
+        store.commit(CommitTicket(100)).unwrap();
+        // Commits from another thread while the backups run; none waits for a backup.
+        let writer = {
+            let store = Arc::clone(&store);
+            std::thread::spawn(move || {
+                for last in 101..=200u8 {
+                    let ticket = store.put(lease(last));
+                    store.commit(ticket).unwrap();
+                }
+            })
+        };
+        let dest = dir.path().join("backup.sqlite3");
+        for _ in 0..3 {
+            let report = store.backup(&dest).unwrap();
+            assert_eq!(report.file, dest);
+            assert!((100..=200).contains(&report.leases), "{report:?}");
+            assert!(report.bytes > 0);
+        }
+        writer.join().unwrap();
+        let report = store.backup(&dest).unwrap();
+        assert_eq!(report.leases, 200);
+        let mut partial = dest.as_os_str().to_owned();
+        partial.push(".tmp");
+        assert!(!Path::new(&partial).exists(), "the partial copy was left");
+        let mut wal = dest.as_os_str().to_owned();
+        wal.push("-wal");
+        assert!(!Path::new(&wal).exists(), "the backup is not one file");
+        drop(store);
+
+        // Restored (copied where a database is expected), it is a lease database like any other.
+        let restored = dir.path().join("restored.db");
+        std::fs::copy(&dest, &restored).unwrap();
+        let reopened = SqliteLeaseStore::open(&restored).unwrap();
+        let leases = reopened.load_all().unwrap();
+        assert_eq!(leases.len(), 200);
+        assert_eq!(leases[0], lease(1));
+        reopened.commit(reopened.put(lease(201))).unwrap();
+    }
+
+    #[test]
+    fn a_backup_that_cannot_be_written_fails_and_leaves_the_last_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteLeaseStore::open(dir.path().join("leases.db")).unwrap();
+        store.commit(store.put(lease(1))).unwrap();
+        let missing = dir.path().join("no such folder").join("backup.sqlite3");
+        let error = store.backup(&missing).unwrap_err();
+        assert!(matches!(error, StoreError::Backup { .. }), "{error:?}");
+        assert!(error.to_string().contains("backup to"), "{error}");
+        // Memory stores have nothing to back up.
+        assert!(matches!(
+            MemoryLeaseStore::new().backup(&missing),
+            Err(StoreError::NoBackup(_))
+        ));
     }
 
     #[test]

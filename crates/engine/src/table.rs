@@ -39,6 +39,8 @@ pub(crate) struct Slot {
     pub hw: [u8; 16],
     pub client_type: ClientType,
     pub host_name: Option<Box<str>>,
+    /// The scope policy the lease was granted under (kept for renewals; docs/dhcp.md section 2).
+    pub policy: Option<Arc<str>>,
 }
 
 impl Slot {
@@ -182,9 +184,11 @@ impl LeaseTable {
                 }
             }
         }
-        let old_host = match self.slots.get(&ip) {
-            Some(slot) if slot.owner.as_deref() == Some(&key[..]) => slot.host_name.clone(),
-            _ => None,
+        let (old_host, policy) = match self.slots.get(&ip) {
+            Some(slot) if slot.owner.as_deref() == Some(&key[..]) => {
+                (slot.host_name.clone(), slot.policy.clone())
+            }
+            _ => (None, None),
         };
         self.drop_slot(ip);
         let mut hw_field = [0u8; 16];
@@ -208,6 +212,7 @@ impl LeaseTable {
                 hw: hw_field,
                 client_type,
                 host_name,
+                policy,
             },
         );
         let record = self.clients.entry(key).or_default();
@@ -242,6 +247,7 @@ impl LeaseTable {
                 hw: [0; 16],
                 client_type: ClientType::Dhcp,
                 host_name: None,
+                policy: None,
             },
         );
     }

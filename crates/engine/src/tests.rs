@@ -1756,3 +1756,6 @@ fn exported_leases_are_imported_without_overwriting_and_their_clients_keep_their
     let h = harness(config(), &db);
     assert!(h.engine.leases().iter().any(|l| l.ip == ip(40)));
 }
+
+/// Policies, superscopes, option overload and option 81 (issue 15).
+mod policy;

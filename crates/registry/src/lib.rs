@@ -1,6 +1,6 @@
 //! Registry-style configuration: `.reg` files (REGEDIT4 and version 5) read into a case-insensitive
 //! tree of typed values, a writer for version 5 files, and the typed [`Parameters`] view of
-//! `HKLM\SYSTEM\CurrentControlSet\Services\DHCPServer\Parameters` (config-formats.md sections 1-2).
+//! `HKLM\SYSTEM\CurrentControlSet\Services\DHCPServer\Parameters` (docs/config.md sections 1-2).
 //!
 //! Reading follows regedit: files apply in order onto one [`RegistryTree`], lines in file order, the
 //! last assignment wins, names compare case-insensitively. Where regedit silently skips a line, this
@@ -25,6 +25,7 @@
 //! assert_eq!(dlls.value, ["/opt/callouts/a.so"]);
 //! assert_eq!(dlls.location(), "dhcp.reg:4");
 //! ```
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 mod error;

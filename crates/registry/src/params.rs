@@ -1,5 +1,5 @@
 //! The typed view of `HKLM\SYSTEM\CurrentControlSet\Services\DHCPServer\Parameters`
-//! (config-formats.md section 2).
+//! (docs/config.md section 2).
 
 use std::fmt;
 use std::path::{Path, PathBuf};

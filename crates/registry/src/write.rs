@@ -144,7 +144,7 @@ fn escape(text: &str) -> String {
 mod tests {
     use super::*;
 
-    /// The two-DLL example of config-formats.md section 1, byte for byte (modulo CRLF).
+    /// The two-DLL example of docs/config.md section 1, byte for byte (modulo CRLF).
     #[test]
     fn writes_the_documented_callout_dlls_example() {
         let tree = parameters_tree(&[r"C:\callouts\a.dll", r"C:\callouts\b.dll"], Some(1));

@@ -1,4 +1,4 @@
-//! Hand-made `.reg` inputs, one per quirk of config-formats.md section 1.
+//! Hand-made `.reg` inputs, one per quirk of docs/config.md section 1.
 
 use std::path::{Path, PathBuf};
 

@@ -1,5 +1,6 @@
 //! The reader on every `.reg` fixture (copies of the project's samples), with the `regashii` crate as
-//! an oracle where it agrees with config-formats.md, and explicit assertions where it does not.
+//! an oracle where it agrees with docs/config.md section 1, and explicit assertions where it does
+//! not.
 
 use std::path::{Path, PathBuf};
 
@@ -40,7 +41,8 @@ fn expected_from_regashii(value: &regashii::Value) -> RegValueData {
         V::ExpandSz(s) => RegValueData::ExpandSz(s.clone()),
         V::Binary(b) => RegValueData::Binary(b.clone()),
         V::Dword(n) => RegValueData::Dword(*n),
-        // regashii decodes hex(5) into `Dword`; config-formats.md keeps it REG_DWORD_BIG_ENDIAN.
+        // regashii decodes hex(5) into `Dword`; docs/config.md section 1 keeps it
+        // REG_DWORD_BIG_ENDIAN.
         V::DwordBigEndian(n) => RegValueData::DwordBigEndian(*n),
         V::MultiSz(list) => RegValueData::MultiSz(list.clone()),
         V::Qword(n) => RegValueData::Qword(*n),
@@ -61,9 +63,9 @@ fn expected_from_regashii(value: &regashii::Value) -> RegValueData {
     }
 }
 
-/// regashii drops every empty string of a REG_MULTI_SZ; config-formats.md wants the empty strings in
-/// the middle kept (the CalloutDlls view, not the raw list, ends at the first one). Compare without
-/// them here; `multi_sz_separation_keeps_empty_strings` asserts our exact lists.
+/// regashii drops every empty string of a REG_MULTI_SZ; docs/config.md section 1 wants the empty
+/// strings in the middle kept (the CalloutDlls view, not the raw list, ends at the first one).
+/// Compare without them here; `multi_sz_separation_keeps_empty_strings` asserts our exact lists.
 fn without_empty_strings(data: &RegValueData) -> RegValueData {
     match data {
         RegValueData::MultiSz(list) => {
@@ -287,7 +289,8 @@ fn inline_quirks_match_regashii() {
         let got = ours.value(name.raw()).unwrap();
         if name.raw() == "be" {
             // regashii turns hex(5) into a plain Dword (0x00000100 read big-endian = 256); the type
-            // stays REG_DWORD_BIG_ENDIAN in the registry, and config-formats.md lists it as such.
+            // stays REG_DWORD_BIG_ENDIAN in the registry, and docs/config.md section 1 lists it as
+            // such.
             assert_eq!(value, &regashii::Value::Dword(256));
             assert_eq!(got.data(), &RegValueData::DwordBigEndian(256));
             continue;

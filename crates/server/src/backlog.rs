@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use calloutd_engine::Datagram;
+use calloutd_hooks::Datagram;
 // foldhash (randomly seeded per process) instead of SipHash: a claim per datagram hashes its key.
 use foldhash::HashMap;
 

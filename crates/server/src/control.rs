@@ -111,6 +111,11 @@ pub trait ControlBackend: Send + Sync {
     fn engine_counters(&self) -> BTreeMap<String, u64>;
     /// The effective configuration, secrets excluded.
     fn config(&self) -> serde_json::Value;
+    /// Backs the lease database up now, into the backup file the server was configured with
+    /// (inside the data directory; the request names no path): what was written, or why not.
+    fn backup(&self) -> Result<serde_json::Value, String> {
+        Err("this server makes no lease backups".into())
+    }
 }
 
 /// The statistics `GET /v1/stats` returns (and `/metrics` and the summary show).
@@ -665,7 +670,12 @@ impl ControlRouter {
                 body: self.stats().to_prometheus(),
             },
             ("GET", ["v1", "config"]) => ControlResponse::json(200, &self.backend.config()),
-            (_, ["v1", "leases"])
+            ("POST", ["v1", "backup"]) => match self.backend.backup() {
+                Ok(report) => ControlResponse::json(200, &report),
+                Err(message) => ControlResponse::error(500, &message),
+            },
+            (_, ["v1", "backup"])
+            | (_, ["v1", "leases"])
             | (_, ["v1", "leases", _])
             | (_, ["v1", "service"])
             | (_, ["v1", "service", _])
@@ -806,7 +816,7 @@ mod tests {
     use super::*;
     use crate::tests::Silent;
     use crate::{Server, ServerConfig};
-    use calloutd_engine::NoHooks;
+    use calloutd_hooks::NoHooks;
     use std::sync::Mutex;
 
     /// A backend with one lease (198.18.0.10) that records what it was asked.
@@ -922,6 +932,14 @@ mod tests {
         assert_eq!(router.handle("PUT", "/v1/leases", None).status, 405);
         assert_eq!(router.handle("GET", "/v1/service/pause", None).status, 405);
         assert_eq!(router.handle("GET", "/v1/config", None).status, 200);
+        // A backend without backups says so; only POST backs up.
+        let backup = router.handle("POST", "/v1/backup", None);
+        assert_eq!(backup.status, 500);
+        assert!(body(&backup)["error"]
+            .as_str()
+            .unwrap()
+            .contains("no lease backups"));
+        assert_eq!(router.handle("GET", "/v1/backup", None).status, 405);
         drop(server);
     }
 

@@ -36,6 +36,9 @@ pub enum ControlVerb {
     Metrics,
     /// The effective configuration (JSON).
     Config,
+    /// Back the lease database up now into the configured backup file (JSON report):
+    /// `POST /v1/backup`.
+    Backup,
 }
 
 impl ControlVerb {
@@ -51,6 +54,7 @@ impl ControlVerb {
             ControlVerb::Stats => ("GET", "/v1/stats".into()),
             ControlVerb::Metrics => ("GET", "/metrics".into()),
             ControlVerb::Config => ("GET", "/v1/config".into()),
+            ControlVerb::Backup => ("POST", "/v1/backup".into()),
         }
     }
 }

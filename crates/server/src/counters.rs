@@ -3,7 +3,7 @@
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use calloutd_engine::{Admission, Outcome};
+use calloutd_hooks::{Admission, Outcome};
 use dhcpssdk::DropReason;
 
 /// Message types counted one by one: 0 (BOOTP) to 18 (the highest DHCP message type assigned).
@@ -56,6 +56,17 @@ impl Counters {
         self.replies_withheld.fetch_add(1, Relaxed);
     }
 
+    /// Counts a reply of type `reply_type` released to be sent: its lease change, if any, is
+    /// durable.
+    pub(crate) fn released(&self, reply_type: Option<u8>) {
+        if let Some(kind) = reply_type {
+            match self.replies_by_type.get(usize::from(kind)) {
+                Some(slot) => slot.fetch_add(1, Relaxed),
+                None => self.replies_other_type.fetch_add(1, Relaxed),
+            };
+        }
+    }
+
     pub(crate) fn handler_panic(&self) {
         self.handler_panics.fetch_add(1, Relaxed);
     }
@@ -67,7 +78,8 @@ impl Counters {
         }
     }
 
-    /// Counts what the engine reported for one datagram (the send itself is counted by the sender).
+    /// Counts what the engine reported for one datagram: its request type and drop. Its reply is
+    /// counted by [`Counters::released`], or as withheld, and its send by the sender.
     pub(crate) fn outcome(&self, outcome: &Outcome) {
         match outcome.request_type {
             None => self.requests_unparsed.fetch_add(1, Relaxed),
@@ -76,12 +88,6 @@ impl Counters {
                 None => self.requests_other_type.fetch_add(1, Relaxed),
             },
         };
-        if let Some(kind) = outcome.reply_type {
-            match self.replies_by_type.get(usize::from(kind)) {
-                Some(slot) => slot.fetch_add(1, Relaxed),
-                None => self.replies_other_type.fetch_add(1, Relaxed),
-            };
-        }
         if let Some(reason) = outcome.dropped {
             self.drops[drop_slot(reason)].fetch_add(1, Relaxed);
         }
@@ -156,7 +162,8 @@ pub struct CountersSnapshot {
     pub requests_other_type: u64,
     /// Datagrams the engine could not parse (or never parsed: dropped before decoding).
     pub requests_unparsed: u64,
-    /// Replies per DHCP message type (index 0 = BOOTREPLY), counted when the engine produced them.
+    /// Replies per DHCP message type (index 0 = BOOTREPLY), counted when released to be sent (an
+    /// ACK once its lease is durable); a withheld reply is counted in `replies_withheld` only.
     pub replies_by_type: [u64; MESSAGE_TYPE_SLOTS],
     /// Replies of a message type above 18.
     pub replies_other_type: u64,
@@ -315,8 +322,13 @@ mod tests {
             reply_type: Some(201),
             ..Outcome::default()
         });
+        // Replies count once released; a withheld one only as withheld.
+        counters.released(Some(5));
+        counters.released(Some(201));
+        counters.reply_withheld();
         let snapshot = counters.snapshot(3, 1, 0);
         assert_eq!((snapshot.received, snapshot.sent), (2, 1));
+        assert_eq!(snapshot.replies_withheld, 1);
         assert_eq!((snapshot.queue_depth, snapshot.in_progress), (3, 1));
         assert_eq!(snapshot.runtime_dropped(DropReason::Paused), 1);
         assert_eq!(snapshot.runtime_dropped(DropReason::Invalid), 0);

@@ -7,7 +7,7 @@ use std::collections::BinaryHeap;
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use calloutd_engine::{CommitTicket, Reply};
+use calloutd_hooks::{CommitTicket, Reply};
 
 /// A reply (or a bare lease change) that leaves once its change is durable: held by a worker for
 /// the rest of its round, or by the timer thread until its time.
@@ -17,6 +17,8 @@ pub(crate) struct Pending {
     pub(crate) reply: Option<Reply>,
     /// The lease change that must be durable before the reply leaves.
     pub(crate) commit: Option<CommitTicket>,
+    /// The reply's DHCP message type (0 for BOOTP), counted once the reply is released.
+    pub(crate) reply_type: Option<u8>,
     pub(crate) socket: usize,
     pub(crate) ifindex: i32,
 }
@@ -67,30 +69,14 @@ impl DelayedReplies {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Schedules `reply` (and the commit of `commit`) for `now + after`.
-    pub(crate) fn schedule(
-        &self,
-        reply: Option<Reply>,
-        commit: Option<CommitTicket>,
-        after: Duration,
-        socket: usize,
-        ifindex: i32,
-    ) {
+    /// Schedules `pending` (its reply, and the commit of its change) for `now + after`.
+    pub(crate) fn schedule(&self, pending: Pending, after: Duration) {
         let due = Instant::now() + after;
         let mut inner = self.lock();
         let seq = inner.next_seq;
         inner.next_seq += 1;
         let earliest = inner.heap.peek().is_none_or(|first| due < first.due);
-        inner.heap.push(Scheduled {
-            due,
-            seq,
-            pending: Pending {
-                reply,
-                commit,
-                socket,
-                ifindex,
-            },
-        });
+        inner.heap.push(Scheduled { due, seq, pending });
         drop(inner);
         // Only a new earliest deadline changes how long the timer thread must sleep.
         if earliest {
@@ -155,6 +141,16 @@ mod tests {
         })
     }
 
+    fn pending(tag: u8) -> Pending {
+        Pending {
+            reply: reply(tag),
+            commit: None,
+            reply_type: Some(2),
+            socket: 0,
+            ifindex: 0,
+        }
+    }
+
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)
     }
@@ -175,9 +171,9 @@ mod tests {
                 sent
             })
         };
-        delayed.schedule(reply(3), None, ms(60), 0, 0);
-        delayed.schedule(reply(1), None, ms(10), 0, 0);
-        delayed.schedule(reply(2), None, ms(30), 0, 0);
+        delayed.schedule(pending(3), ms(60));
+        delayed.schedule(pending(1), ms(10));
+        delayed.schedule(pending(2), ms(30));
         delayed.close();
         let sent = timer.join().unwrap();
         let order: Vec<u8> = sent.iter().map(|(tag, _)| *tag).collect();

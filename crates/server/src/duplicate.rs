@@ -1,7 +1,7 @@
-//! What makes two datagrams "the same" for `DHCP_DROP_DUPLICATE` (callout-api.md section 3): the same
-//! xid, hardware address and DHCP message type, or, for bytes that are not a readable BOOTP message,
-//! the same bytes. A REQUEST that reuses its DISCOVER's xid differs in message type, so it is never a
-//! duplicate of that DISCOVER.
+//! What makes two datagrams "the same" for `DHCP_DROP_DUPLICATE` (docs/hooks.md section 7): the
+//! same xid, hardware address and DHCP message type, or, for bytes that are not a readable BOOTP
+//! message, the same bytes. A REQUEST that reuses its DISCOVER's xid differs in message type, so it
+//! is never a duplicate of that DISCOVER.
 //!
 //! The runtime reads these few fields itself, before the engine parses anything, so this is a
 //! bounds-checked mini-parse of the raw bytes, not a decoder.

@@ -3,8 +3,8 @@
 //! state (running, paused, stopping) with its Control hook calls, signals, and the runtime's counters.
 //!
 //! Not for: protocol logic (that is `calloutd-engine`, reached only through
-//! [`calloutd_engine::PacketHandler`]), or calling a DLL (the Control hook is reached only through
-//! [`calloutd_engine::Hooks`]).
+//! [`calloutd_hooks::PacketHandler`]), or calling a DLL (the Control hook is reached only through
+//! [`calloutd_hooks::Hooks`]). The runtime depends on the hook seam, never on the engine.
 //!
 //! The way of a datagram: worker threads receive themselves. Each socket has its share of the
 //! workers; the one whose turn it is (`turn.rs`) waits in `recvmmsg`, reads what is queued (up to 32
@@ -19,7 +19,7 @@
 //! Rounds: a worker that got datagrams goes on reading without waiting while its reads fill a whole
 //! batch (more may be waiting), up to [`ROUND_LIMIT`] datagrams; that is one round. Its replies
 //! wait in the worker until the round ends; then one commit makes the leases of all its ACKs durable
-//! ([`calloutd_engine::Outcome::uncommitted`], group commit), and the replies leave together
+//! ([`calloutd_hooks::Outcome::uncommitted`], group commit), and the replies leave together
 //! (`sendmmsg`, one call per run of replies that need the same packet info). A worker that ends its
 //! round while another worker commits leaves its replies to that one and goes on reading, so a slow
 //! commit stalls one worker, not the socket. While datagrams come densely (a worker waited less than
@@ -49,7 +49,7 @@
 //! has finished (its last round's ACKs sent) and every delayed reply is sent: the very last hook
 //! call.
 //!
-//! [`IcmpProber`] implements the engine's conflict detection (`calloutd_engine::Prober`) with ICMP
+//! [`IcmpProber`] implements the engine's conflict detection (`calloutd_hooks::Prober`) with ICMP
 //! echo.
 //!
 //! Operations: [`ControlServer`] serves the control API (HTTP+JSON, see [`control`]) over a
@@ -60,7 +60,7 @@
 //!
 //! ```no_run
 //! use std::sync::Arc;
-//! use calloutd_engine::{Admission, Datagram, NoHooks, Outcome, PacketHandler};
+//! use calloutd_hooks::{Admission, Datagram, NoHooks, Outcome, PacketHandler};
 //! use calloutd_server::{parse_listen, Server, ServerConfig};
 //!
 //! struct Silent;
@@ -83,6 +83,7 @@
 //! # Ok::<(), calloutd_server::ServerError>(())
 //! ```
 
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 mod backlog;
@@ -105,7 +106,9 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime};
 
-use calloutd_engine::{Admission, AuditLog, CommitTicket, Datagram, Hooks, PacketHandler, Reply};
+use calloutd_hooks::{
+    Admission, CommitTicket, Datagram, Hooks, PacketHandler, Reply, ServiceEvents,
+};
 use dhcpssdk::{ControlCode, DropReason};
 use tracing::{error, info, warn};
 
@@ -194,7 +197,7 @@ pub struct ServerConfig {
     pub summary: Option<SummaryFn>,
     /// The audit log, for the service events: header and 00 after Control(START), 01 after
     /// Control(STOP).
-    pub audit: Option<Arc<AuditLog>>,
+    pub audit: Option<Arc<dyn ServiceEvents>>,
     /// Periodic housekeeping, e.g. the expired-lease purge.
     pub periodic: Option<PeriodicTask>,
     /// While datagrams come densely, how long a worker that emptied its socket waits before it reads
@@ -234,7 +237,7 @@ impl fmt::Debug for ServerConfig {
             .field("recv_buffer_bytes", &self.recv_buffer_bytes)
             .field("handle_signals", &self.handle_signals)
             .field("summary", &self.summary.as_ref().map(|_| "custom"))
-            .field("audit", &self.audit)
+            .field("audit", &self.audit.is_some())
             .field("periodic", &self.periodic)
             .field("coalesce", &self.coalesce)
             .finish()
@@ -318,7 +321,7 @@ struct Service {
     /// Mirrors `state >= Stopping` for the workers' receive loop.
     stopping: AtomicBool,
     hooks: Arc<dyn Hooks>,
-    audit: Option<Arc<AuditLog>>,
+    audit: Option<Arc<dyn ServiceEvents>>,
 }
 
 impl Service {
@@ -390,6 +393,9 @@ impl Runtime {
                 self.service.paused.store(false, Ordering::SeqCst);
                 *state = ServiceState::Running;
                 self.service.hooks.control(ControlCode::Continue);
+                if let Some(audit) = &self.service.audit {
+                    audit.continued();
+                }
                 self.service.changed.notify_all();
                 Ok(ServiceState::Running)
             }
@@ -520,20 +526,22 @@ impl Runtime {
         match outcome {
             Ok(outcome) => {
                 self.counters.outcome(&outcome);
-                let commit = outcome.uncommitted;
-                match outcome.reply {
+                let pending = Pending {
+                    commit: outcome.uncommitted,
+                    reply_type: outcome.reply_type,
+                    reply: outcome.reply,
+                    socket,
+                    ifindex,
+                };
+                match &pending.reply {
                     Some(reply) if !reply.delay.is_zero() => {
                         let delay = reply.delay;
-                        self.delayed
-                            .schedule(Some(reply), commit, delay, socket, ifindex);
+                        self.delayed.schedule(pending, delay);
                     }
                     // Sent at the end of the round, together (and ACKs only once committed).
-                    reply if reply.is_some() || commit.is_some() => round.held.push(Pending {
-                        reply,
-                        commit,
-                        socket,
-                        ifindex,
-                    }),
+                    reply if reply.is_some() || pending.commit.is_some() => {
+                        round.held.push(pending)
+                    }
                     _ => {}
                 }
             }
@@ -586,6 +594,10 @@ impl Runtime {
                     Some(ticket) => self.committed(handler, ticket, pending.reply),
                     None => pending.reply,
                 };
+                // Counted by type only now: a withheld reply counts as withheld, not as an ACK.
+                if reply.is_some() {
+                    self.counters.released(pending.reply_type);
+                }
                 reply.map(|reply| (pending.socket, pending.ifindex, reply))
             })
             .collect()
@@ -1223,7 +1235,8 @@ fn spawn_signals(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use calloutd_engine::{AuditOptions, NoHooks, Outcome};
+    use calloutd_engine::{AuditLog, AuditOptions};
+    use calloutd_hooks::{NoHooks, Outcome};
     use std::sync::atomic::AtomicUsize;
 
     /// A handler that answers nothing (the unit tests of the runtime and the control API).

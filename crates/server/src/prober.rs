@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use std::os::fd::AsRawFd;
 
-use calloutd_engine::Prober;
+use calloutd_hooks::Prober;
 use nix::errno::Errno;
 use nix::sys::socket::{recvfrom, SockaddrIn};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};

@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use calloutd_engine::{
-    Admission, CommitTicket, Datagram, Outcome, PacketHandler, Reply, StoreError,
+use calloutd_hooks::{
+    Admission, CommitError, CommitTicket, Datagram, Outcome, PacketHandler, Reply,
 };
 use calloutd_server::{Server, ServerConfig};
 use dhcpssdk::ControlCode;
@@ -59,13 +59,15 @@ impl PacketHandler for TicketHandler {
             delay: Duration::ZERO,
         });
         Outcome {
+            // Reported as an ACK (type 5) when there is a reply.
+            reply_type: reply.as_ref().map(|_| 5),
             reply,
             uncommitted: Some(ticket),
             ..Outcome::default()
         }
     }
 
-    fn commit(&self, ticket: CommitTicket) -> Result<(), StoreError> {
+    fn commit(&self, ticket: CommitTicket) -> Result<(), CommitError> {
         let _one_at_a_time = self.serial.lock().unwrap();
         self.log.push(Event::Committed(ticket.0));
         if let Some((slow, done)) = &self.slow_commit {
@@ -75,10 +77,7 @@ impl PacketHandler for TicketHandler {
             }
         }
         if ticket.0 <= self.fail_up_to {
-            return Err(StoreError::CommitFailed {
-                path: "test.sqlite3".into(),
-                message: "disk full (test)".into(),
-            });
+            return Err(CommitError("test.sqlite3: disk full (test)".into()));
         }
         Ok(())
     }
@@ -156,6 +155,8 @@ fn a_failed_commit_withholds_the_reply_and_counts_it() {
     assert_eq!(recv(&client).0, b"re:kept");
     let counters = stop_server(server);
     assert_eq!((counters.sent, counters.replies_withheld), (1, 1));
+    // The withheld reply is counted as withheld only, not as an ACK.
+    assert_eq!(counters.replies_by_type[5], 1);
 }
 
 #[test]

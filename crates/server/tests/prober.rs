@@ -6,7 +6,7 @@ mod support;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use calloutd_engine::Prober;
+use calloutd_hooks::Prober;
 use calloutd_server::IcmpProber;
 use support::{is_root, Namespace};
 

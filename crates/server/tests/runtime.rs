@@ -7,7 +7,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use calloutd_engine::Admission;
+use calloutd_hooks::Admission;
 use calloutd_server::{parse_listen, Server, ServerConfig, ServerError, ServiceState};
 use dhcpssdk::{ControlCode, DropReason};
 use support::*;

@@ -62,6 +62,7 @@ pub fn enabled(dlls: &[&Path], order: LoadOrder) -> CalloutConfig {
         enabled: Some(1),
         base_dir: None,
         order,
+        strict_permissions: false,
     }
 }
 

@@ -8,7 +8,7 @@ use std::process::Command;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use calloutd_engine::{
+use calloutd_hooks::{
     Admission, Datagram, HookFault, Hooks, LeaseLockHeld, Outcome, PacketHandler, PktContext, Reply,
 };
 use dhcpssdk::{ClientType, ControlCode, DropReason, GiveCode, ProbCode};

@@ -1,0 +1,80 @@
+//! The cost of `--isolate` per hook call: NewPkt on a 300-byte DISCOVER-sized packet, called
+//! through the in-process `Callout` and through the isolated host (the real `calloutd` binary in
+//! its host mode), with the `noop` fixture callout. Prints p50/p99/p99.9 of each in microseconds.
+//!
+//! `cargo bench --bench hook_roundtrip` (or `-- N` for N calls per mode; default 50 000).
+//! A benchmark, not a test: the figures depend on the machine and its load (see bench/results.md).
+
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+
+use calloutd_callout::isolate::{IsolateOptions, IsolatedCallout};
+use calloutd_callout::{load_callout, CalloutConfig, HeldLocks, LoadOrder};
+
+fn percentiles(name: &str, mut samples: Vec<Duration>) {
+    samples.sort();
+    let at = |q: f64| {
+        let i = ((samples.len() as f64 * q) as usize).min(samples.len() - 1);
+        samples[i].as_secs_f64() * 1e6
+    };
+    println!(
+        "{name:<12} calls {:>7}  p50 {:>7.2} us  p99 {:>7.2} us  p99.9 {:>8.2} us",
+        samples.len(),
+        at(0.50),
+        at(0.99),
+        at(0.999)
+    );
+}
+
+fn main() {
+    let n: usize = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(50_000);
+    let noop = calloutd_fixtures::library("noop").expect("build the noop fixture");
+    let config = CalloutConfig {
+        dlls: vec![noop.display().to_string()],
+        enabled: Some(1),
+        base_dir: None,
+        order: LoadOrder::Alphabetical,
+        strict_permissions: false,
+    };
+    let packet: Vec<u8> = (0..300u32).map(|i| i as u8).collect();
+    let ip = Ipv4Addr::new(198, 18, 0, 1);
+
+    let in_process = load_callout(&config).callout.expect("noop loads");
+    let mut samples = Vec::with_capacity(n);
+    for _ in 0..n {
+        let mut p = packet.clone();
+        let mut ctx = 0usize;
+        let t = Instant::now();
+        let _ = in_process.new_pkt(&mut p, ip, &mut ctx, HeldLocks::None);
+        samples.push(t.elapsed());
+    }
+    percentiles("in-process", samples);
+
+    let options = IsolateOptions::new(
+        env!("CARGO_BIN_EXE_calloutd").into(),
+        vec!["callout-host".into()],
+    );
+    let isolated = IsolatedCallout::load(&config, options)
+        .callout
+        .expect("noop loads in the host");
+    let mut samples = Vec::with_capacity(n);
+    for _ in 0..n {
+        let mut p = packet.clone();
+        let mut ctx = 0usize;
+        let t = Instant::now();
+        let _ = isolated.new_pkt(&mut p, ip, &mut ctx, HeldLocks::None);
+        samples.push(t.elapsed());
+        // End the packet, as the engine does (releases its handle; not timed).
+        let _ = isolated.pkt_drop(
+            &mut p,
+            calloutd_callout::DropReason::Processed,
+            ip,
+            ctx,
+            HeldLocks::None,
+        );
+    }
+    percentiles("isolated", samples);
+}

@@ -1,0 +1,287 @@
+//! The callout host: the child process side (`calloutd` in its hidden host mode). It loads the
+//! DLL with [`load_callout`](crate::load_callout)'s procedure and serves each slot on a thread of
+//! its own by calling the in-process [`Callout`] methods, so buffers, guard zones, swapped-buffer
+//! copy-out, `PktContext`, `ProcessIt` and fault detection are those of in-process mode.
+
+use super::shm::{futex_wait, futex_wake, host_state, state, status, Region, SLOT_DATA};
+use super::wire::{decode_locks, hook_from_id};
+use super::HostConfig;
+use crate::load::load_callout_observed;
+use crate::{Callout, HookFault, HookName};
+use dhcpssdk::{ClientType, ControlCode, DropReason, GiveCode, ProbCode};
+use std::cell::Cell;
+use std::net::Ipv4Addr;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicPtr, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long a slot thread spins for the next request before it sleeps on the futex: the next hook
+/// of a packet usually follows within microseconds.
+const SPIN: u32 = 2_000;
+
+/// The header, for the fatal-signal handler.
+static HEADER: AtomicPtr<super::shm::Header> = AtomicPtr::new(std::ptr::null_mut());
+
+thread_local! {
+    /// 1 + the slot this thread serves (0 on other threads), for the fatal-signal handler.
+    static SLOT: Cell<u32> = const { Cell::new(0) };
+}
+
+/// Runs the host until it is killed or its parent goes away. `fd` is the inherited memfd,
+/// `parent` the server's pid.
+pub fn host_main(fd: i32, parent: u32) -> ExitCode {
+    let region = match Region::open(fd) {
+        Ok(r) => Arc::new(r),
+        Err(e) => {
+            eprintln!("calloutd callout host: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    HEADER.store(
+        std::ptr::from_ref(region.header()).cast_mut(),
+        Ordering::Release,
+    );
+    install_fatal_handlers();
+    watch_parent(parent);
+    let config: HostConfig = match region
+        .read_report()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+    {
+        Some(c) => c,
+        None => {
+            eprintln!("calloutd callout host: unreadable load configuration");
+            return ExitCode::FAILURE;
+        }
+    };
+    let header = region.header();
+    header
+        .host_state
+        .store(host_state::LOADING, Ordering::Release);
+    let loaded = load_callout_observed(&config.callout, &mut |i, so_far| {
+        if let Ok(json) = serde_json::to_vec(so_far) {
+            region.write_report(&json);
+        }
+        header.attempt.store(i as u32, Ordering::Release);
+    });
+    let report = serde_json::to_vec(&loaded.report).unwrap_or_default();
+    if !region.write_report(&report) {
+        eprintln!("calloutd callout host: the load report does not fit the shared region");
+        return ExitCode::FAILURE;
+    }
+    let callout = loaded.callout.map(|c| {
+        Arc::new(c.with_slow_thresholds(
+            Duration::from_micros(config.slow_locked_us),
+            Duration::from_micros(config.slow_unlocked_us),
+        ))
+    });
+    header
+        .host_state
+        .store(host_state::READY, Ordering::Release);
+    futex_wake(&header.host_state);
+    let Some(callout) = callout else {
+        return ExitCode::SUCCESS;
+    };
+    let threads: Vec<_> = (0..region.slots())
+        .map(|i| {
+            let region = region.clone();
+            let callout = callout.clone();
+            std::thread::Builder::new()
+                .name(format!("host-slot-{i}"))
+                .spawn(move || serve_slot(&region, i, &callout))
+        })
+        .collect();
+    for t in threads.into_iter().flatten() {
+        let _ = t.join();
+    }
+    ExitCode::SUCCESS
+}
+
+/// Exits when the server is gone (the host is reparented).
+fn watch_parent(parent: u32) {
+    let _ = std::thread::Builder::new()
+        .name("host-parent-watch".into())
+        .spawn(move || loop {
+            // SAFETY: getppid has no preconditions.
+            let now = unsafe { libc::getppid() };
+            if now as u32 != parent {
+                std::process::exit(0);
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        });
+}
+
+extern "C" fn on_fatal_signal(signal: libc::c_int) {
+    let header = HEADER.load(Ordering::Acquire);
+    let slot = SLOT.with(Cell::get);
+    if !header.is_null() {
+        // SAFETY: the header pointer refers to the mapping, which is never unmapped in the host.
+        // Atomic stores are async-signal-safe.
+        let header = unsafe { &*header };
+        header.fault_signal.store(signal as u32, Ordering::SeqCst);
+        header.fault_slot.store(slot, Ordering::SeqCst);
+    }
+    // SA_RESETHAND restored the default action: raising the signal again ends the process with
+    // it, as it would have ended without the handler (also for a raise() the code could survive).
+    // SAFETY: raise is async-signal-safe.
+    unsafe {
+        libc::raise(signal);
+    }
+}
+
+fn install_fatal_handlers() {
+    for signal in [
+        libc::SIGSEGV,
+        libc::SIGBUS,
+        libc::SIGABRT,
+        libc::SIGFPE,
+        libc::SIGILL,
+    ] {
+        // SAFETY: a zeroed sigaction is valid; the handler only stores atomics (async-signal-safe).
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = on_fatal_signal as *const () as usize;
+            action.sa_flags = libc::SA_RESETHAND | libc::SA_NODEFER;
+            libc::sigemptyset(&mut action.sa_mask);
+            libc::sigaction(signal, &action, std::ptr::null_mut());
+        }
+    }
+}
+
+fn serve_slot(region: &Region, i: usize, callout: &Callout) {
+    let Some(slot) = region.slot(i) else {
+        return;
+    };
+    SLOT.with(|s| s.set(i as u32 + 1));
+    let mut packet = Vec::with_capacity(SLOT_DATA);
+    loop {
+        let mut spins = 0;
+        loop {
+            let now = slot.state.load(Ordering::Acquire);
+            if now == state::REQUEST {
+                break;
+            }
+            if spins < SPIN {
+                spins += 1;
+                std::hint::spin_loop();
+            } else {
+                futex_wait(&slot.state, now, None);
+            }
+        }
+        slot.state.store(state::RUNNING, Ordering::Release);
+        serve_one(region, i, callout, &mut packet);
+        slot.state.store(state::DONE, Ordering::Release);
+        futex_wake(&slot.state);
+    }
+}
+
+/// Runs one posted call and writes its result.
+fn serve_one(region: &Region, i: usize, callout: &Callout, packet: &mut Vec<u8>) {
+    let Some(slot) = region.slot(i) else {
+        return;
+    };
+    let bad = |why: &str| {
+        let _ = region.write_data(i, why.as_bytes());
+        slot.out_len.store(why.len() as u32, Ordering::Relaxed);
+        slot.status.store(status::BAD_REQUEST, Ordering::Relaxed);
+    };
+    let Some(hook) = hook_from_id(slot.hook.load(Ordering::Relaxed)) else {
+        return bad("unknown hook id");
+    };
+    let len = slot.len.load(Ordering::Relaxed) as usize;
+    if !region.read_data(i, len, packet) {
+        return bad("packet length out of range");
+    }
+    let code = slot.code.load(Ordering::Relaxed);
+    let ip = Ipv4Addr::from(slot.ip.load(Ordering::Relaxed));
+    let alt = Ipv4Addr::from(slot.alt.load(Ordering::Relaxed));
+    let ctx = slot.ctx.load(Ordering::Relaxed) as usize;
+    let locks = decode_locks(slot.locks.load(Ordering::Relaxed));
+    let scope = (slot.has_scope.load(Ordering::Relaxed) != 0)
+        .then(|| Ipv4Addr::from(slot.scope.load(Ordering::Relaxed)));
+    let mut out_ctx = ctx;
+    let mut process_it = true;
+    let mut returns_packet = false;
+    crate::isolate::take_call();
+    let result: Result<(), HookFault> = match hook {
+        HookName::Control => {
+            let Some(code) = ControlCode::from_code(code) else {
+                return bad("unknown control code");
+            };
+            callout.control(code, locks);
+            Ok(())
+        }
+        HookName::NewPkt => {
+            returns_packet = true;
+            let r = callout.new_pkt(packet, ip, &mut out_ctx, locks);
+            r.map(|p| process_it = p)
+        }
+        HookName::HandleOptions => callout.handle_options(packet, ctx, scope, locks),
+        HookName::PktDrop => {
+            let Some(reason) = DropReason::from_code(code) else {
+                return bad("unknown drop reason");
+            };
+            returns_packet = true;
+            callout.pkt_drop(packet, reason, ip, ctx, locks)
+        }
+        HookName::PktSend => {
+            returns_packet = true;
+            callout.pkt_send(packet, ip, ctx, locks)
+        }
+        HookName::AddressDel => {
+            let Some(code) = ProbCode::from_code(code) else {
+                return bad("unknown prob code");
+            };
+            callout.address_del(packet, code, ip, alt, ctx, locks)
+        }
+        HookName::AddressOffer => {
+            let (Some(code), Some(client_type)) = (
+                GiveCode::from_code(code),
+                ClientType::from_code(slot.client_type.load(Ordering::Relaxed)),
+            ) else {
+                return bad("unknown give code or client type");
+            };
+            let lease = slot.lease.load(Ordering::Relaxed);
+            callout.address_offer(packet, code, ip, alt, client_type, lease, ctx, locks)
+        }
+        HookName::DeleteClient => callout.delete_client(ip, packet, locks),
+    };
+    slot.out_ctx.store(out_ctx as u64, Ordering::Relaxed);
+    slot.process_it
+        .store(u32::from(process_it), Ordering::Relaxed);
+    let Some((ret, dur_us, found)) = crate::isolate::take_call() else {
+        slot.status.store(status::NOT_SET, Ordering::Relaxed);
+        slot.out_len.store(0, Ordering::Relaxed);
+        slot.mis_len.store(0, Ordering::Relaxed);
+        return;
+    };
+    slot.ret.store(ret, Ordering::Relaxed);
+    slot.dur_us.store(dur_us, Ordering::Relaxed);
+    let fault_text;
+    let (out, st): (&[u8], u32) = match &result {
+        Ok(()) if returns_packet => (&packet[..], status::CALLED),
+        Ok(()) => (&[], status::CALLED),
+        Err(fault) => {
+            fault_text = fault.to_string();
+            let text = fault_text.as_bytes();
+            (&text[..text.len().min(4096)], status::FAULT)
+        }
+    };
+    if !region.write_data(i, out) {
+        return bad("result packet larger than the slot");
+    }
+    let mis = if found.is_empty() {
+        Vec::new()
+    } else {
+        serde_json::to_vec(&found).unwrap_or_default()
+    };
+    // Misbehaviour that does not fit after the packet is dropped rather than the call.
+    let mis_len = if region.write_data_at(i, out.len(), &mis) {
+        mis.len()
+    } else {
+        0
+    };
+    slot.out_len.store(out.len() as u32, Ordering::Relaxed);
+    slot.mis_len.store(mis_len as u32, Ordering::Relaxed);
+    slot.status.store(st, Ordering::Relaxed);
+}

@@ -1,0 +1,375 @@
+//! The shared region between calloutd and its callout host: a memfd mapped by both, holding a
+//! header and one slot per concurrent caller. Every field both sides touch is an atomic, and every
+//! byte range is bounded by constants known to both before it is used, so a host that scribbles
+//! over the region can make its own calls fail, never make the server read outside the mapping.
+//!
+//! The doorbell is a futex on each slot's `state` word (process-shared, no `FUTEX_PRIVATE_FLAG`):
+//! see bench/results.md for the measurement against eventfd and a pipe byte.
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Identifies a region laid out by this version of the protocol.
+pub(crate) const MAGIC: u64 = 0x6361_6c6c_6f75_7431; // "callout1"
+/// Bytes for the load configuration (parent → host) and then the load report (host → parent).
+pub(crate) const REPORT_MAX: usize = 256 * 1024;
+/// Packet bytes per slot: the largest UDP payload, rounded up.
+pub(crate) const SLOT_DATA: usize = 64 * 1024;
+
+/// Slot states (the futex word).
+pub(crate) mod state {
+    /// Free: no call posted.
+    pub const IDLE: u32 = 0;
+    /// The server posted a call.
+    pub const REQUEST: u32 = 1;
+    /// The host is running the hook.
+    pub const RUNNING: u32 = 2;
+    /// The host wrote the result.
+    pub const DONE: u32 = 3;
+    /// The host died (set by the server's watcher, never by the host).
+    pub const DEAD: u32 = 4;
+}
+
+/// Host states (the header's futex word).
+pub(crate) mod host_state {
+    /// The configuration is written; the host has not started loading.
+    pub const CONFIGURED: u32 = 0;
+    /// Loading: `attempt` is the candidate being tried.
+    pub const LOADING: u32 = 1;
+    /// The report is written and hook calls may be posted.
+    pub const READY: u32 = 2;
+    /// The host died (set by the server's watcher).
+    pub const DEAD: u32 = 3;
+}
+
+/// The region's header.
+#[repr(C)]
+pub(crate) struct Header {
+    pub magic: AtomicU64,
+    pub slots: AtomicU32,
+    pub host_state: AtomicU32,
+    /// Index of the candidate the host is loading (valid in `LOADING`).
+    pub attempt: AtomicU32,
+    /// 1 + the slot whose thread received a fatal signal, 0 = none (written by the host's handler).
+    pub fault_slot: AtomicU32,
+    /// The fatal signal's number.
+    pub fault_signal: AtomicU32,
+    /// Bytes used in the report area.
+    pub report_len: AtomicU32,
+}
+
+/// One slot's fixed fields (the packet bytes follow at a fixed offset).
+#[repr(C)]
+pub(crate) struct SlotHeader {
+    /// The futex word: [`state`].
+    pub state: AtomicU32,
+    // Request (server → host).
+    pub hook: AtomicU32,
+    pub code: AtomicU32,
+    pub ip: AtomicU32,
+    pub alt: AtomicU32,
+    pub client_type: AtomicU32,
+    pub lease: AtomicU32,
+    pub locks: AtomicU32,
+    pub scope: AtomicU32,
+    pub has_scope: AtomicU32,
+    pub ctx: AtomicU64,
+    pub len: AtomicU32,
+    // Response (host → server).
+    /// [`status`].
+    pub status: AtomicU32,
+    pub ret: AtomicU32,
+    pub process_it: AtomicU32,
+    pub dur_us: AtomicU64,
+    pub out_ctx: AtomicU64,
+    /// Bytes of packet (status OK) or fault text (status FAULT) in the data area.
+    pub out_len: AtomicU32,
+    /// Bytes of misbehaviour (JSON) right after them.
+    pub mis_len: AtomicU32,
+}
+
+/// Response statuses.
+pub(crate) mod status {
+    /// The hook ran; `out_len` packet bytes are the result (in/out hooks).
+    pub const CALLED: u32 = 1;
+    /// The DLL's table does not set this hook: nothing ran.
+    pub const NOT_SET: u32 = 2;
+    /// The hook ran and the host detected a fault; the data area holds its text.
+    pub const FAULT: u32 = 3;
+    /// The request was malformed (never sent by a correct server).
+    pub const BAD_REQUEST: u32 = 4;
+}
+
+const HEADER_SIZE: usize = 4096;
+const SLOT_HEADER_SIZE: usize = 128;
+const SLOT_STRIDE: usize = SLOT_HEADER_SIZE + SLOT_DATA;
+const _: () = assert!(std::mem::size_of::<Header>() <= HEADER_SIZE);
+const _: () = assert!(std::mem::size_of::<SlotHeader>() <= SLOT_HEADER_SIZE);
+
+/// The mapped region (owned by whoever created or mapped it; unmapped on drop).
+pub(crate) struct Region {
+    base: *mut u8,
+    len: usize,
+    slots: usize,
+    fd: OwnedFd,
+}
+
+// SAFETY: the region is plain shared memory; every access to it goes through atomics or through
+// byte copies of bounded ranges, which are sound from any thread.
+unsafe impl Send for Region {}
+// SAFETY: as above.
+unsafe impl Sync for Region {}
+
+fn region_len(slots: usize) -> usize {
+    HEADER_SIZE + REPORT_MAX + slots * SLOT_STRIDE
+}
+
+impl Region {
+    /// Creates a memfd with room for `slots` slots, maps it and initializes the header.
+    pub fn create(slots: usize) -> io::Result<Region> {
+        let name = c"calloutd-callout-host";
+        // SAFETY: `name` is a valid NUL-terminated string; the flags are valid.
+        let fd = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` was just returned by memfd_create and is owned by nobody else.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let len = region_len(slots);
+        let size = libc::off_t::try_from(len)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "region too large"))?;
+        // SAFETY: a valid fd and size.
+        if unsafe { libc::ftruncate(fd.as_raw_fd(), size) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let region = Region::map_fd(fd, len, slots)?;
+        let header = region.header();
+        header.slots.store(slots as u32, Ordering::Relaxed);
+        header
+            .host_state
+            .store(host_state::CONFIGURED, Ordering::Relaxed);
+        header.magic.store(MAGIC, Ordering::Release);
+        Ok(region)
+    }
+
+    /// Maps a region created by the server (the host side): the size comes from the file, the
+    /// slot count from the header, and both must agree.
+    pub fn open(fd: RawFd) -> io::Result<Region> {
+        // SAFETY: the caller hands over an fd it inherited for this purpose; we own it from here.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        // SAFETY: `stat` is plain data, filled by fstat.
+        let mut stat: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: a valid fd and a writable stat buffer.
+        if unsafe { libc::fstat(fd.as_raw_fd(), &mut stat) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let len = usize::try_from(stat.st_size).unwrap_or(0);
+        if len < region_len(1) {
+            return Err(io::Error::other("the shared region is too small"));
+        }
+        let slots = (len - HEADER_SIZE - REPORT_MAX) / SLOT_STRIDE;
+        let region = Region::map_fd(fd, len, slots)?;
+        let header = region.header();
+        if header.magic.load(Ordering::Acquire) != MAGIC
+            || header.slots.load(Ordering::Relaxed) as usize != slots
+            || region_len(slots) != len
+        {
+            return Err(io::Error::other("the shared region has an unknown layout"));
+        }
+        Ok(region)
+    }
+
+    fn map_fd(fd: OwnedFd, len: usize, slots: usize) -> io::Result<Region> {
+        // SAFETY: mapping `len` bytes of a file of at least that size, shared, read-write.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Region {
+            base: base.cast(),
+            len,
+            slots,
+            fd,
+        })
+    }
+
+    /// The memfd (the server passes it to the host).
+    pub fn fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    /// Number of slots.
+    pub fn slots(&self) -> usize {
+        self.slots
+    }
+
+    /// The header.
+    pub fn header(&self) -> &Header {
+        // SAFETY: the mapping starts page-aligned with HEADER_SIZE bytes reserved for the header,
+        // lives as long as `self`, and `Header` is made of atomics (valid for any bit pattern).
+        unsafe { &*self.base.cast::<Header>() }
+    }
+
+    /// Slot `i`'s fixed fields; `None` when `i` is out of range.
+    pub fn slot(&self, i: usize) -> Option<&SlotHeader> {
+        if i >= self.slots {
+            return None;
+        }
+        // SAFETY: `i < slots`, so the slot header lies inside the mapping (region_len); the offset
+        // is a multiple of 64, aligned for the atomics, which are valid for any bit pattern.
+        Some(unsafe { &*self.base.add(Self::slot_offset(i)).cast::<SlotHeader>() })
+    }
+
+    fn slot_offset(i: usize) -> usize {
+        HEADER_SIZE + REPORT_MAX + i * SLOT_STRIDE
+    }
+
+    /// Copies `data` into slot `i`'s data area; `false` when it does not fit or `i` is out of
+    /// range.
+    pub fn write_data(&self, i: usize, data: &[u8]) -> bool {
+        self.write_data_at(i, 0, data)
+    }
+
+    /// Copies `data` into slot `i`'s data area at `offset`; `false` when it does not fit or `i`
+    /// is out of range.
+    pub fn write_data_at(&self, i: usize, offset: usize, data: &[u8]) -> bool {
+        if i >= self.slots
+            || offset
+                .checked_add(data.len())
+                .is_none_or(|end| end > SLOT_DATA)
+        {
+            return false;
+        }
+        // SAFETY: the destination range lies inside the mapping (checked above) and never overlaps
+        // `data`, which is process memory; the other side only reads it after the state change
+        // that follows (Release/Acquire on the state word).
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                data.as_ptr(),
+                self.base
+                    .add(Self::slot_offset(i) + SLOT_HEADER_SIZE + offset),
+                data.len(),
+            );
+        }
+        true
+    }
+
+    /// Copies `len` bytes of slot `i`'s data area into `out` (replacing its contents); `false`
+    /// when `len` exceeds the data area or `i` is out of range.
+    pub fn read_data(&self, i: usize, len: usize, out: &mut Vec<u8>) -> bool {
+        self.read_data_at(i, 0, len, out)
+    }
+
+    /// Copies `len` bytes at `offset` of slot `i`'s data area into `out` (replacing its
+    /// contents); `false` when the range exceeds the data area or `i` is out of range.
+    pub fn read_data_at(&self, i: usize, offset: usize, len: usize, out: &mut Vec<u8>) -> bool {
+        if i >= self.slots || offset.checked_add(len).is_none_or(|end| end > SLOT_DATA) {
+            return false;
+        }
+        out.clear();
+        out.reserve(len);
+        // SAFETY: the source range lies inside the mapping (checked above) and `out` has room for
+        // `len` bytes. A misbehaving peer writing concurrently can only change the bytes copied,
+        // never the bounds, which were validated first.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                self.base
+                    .add(Self::slot_offset(i) + SLOT_HEADER_SIZE + offset),
+                out.as_mut_ptr(),
+                len,
+            );
+            out.set_len(len);
+        }
+        true
+    }
+
+    /// Writes the report area (the configuration, then the load report); `false` when too large.
+    pub fn write_report(&self, data: &[u8]) -> bool {
+        if data.len() > REPORT_MAX {
+            return false;
+        }
+        // SAFETY: REPORT_MAX bytes after the header are reserved for this; `data` is process memory.
+        unsafe {
+            std::ptr::copy_nonoverlapping(data.as_ptr(), self.base.add(HEADER_SIZE), data.len());
+        }
+        self.header()
+            .report_len
+            .store(data.len() as u32, Ordering::Release);
+        true
+    }
+
+    /// Reads the report area; `None` when its recorded length is out of range.
+    pub fn read_report(&self) -> Option<Vec<u8>> {
+        let len = self.header().report_len.load(Ordering::Acquire) as usize;
+        if len > REPORT_MAX {
+            return None;
+        }
+        let mut out = vec![0u8; len];
+        // SAFETY: `len <= REPORT_MAX` bytes after the header lie inside the mapping.
+        unsafe {
+            std::ptr::copy_nonoverlapping(self.base.add(HEADER_SIZE), out.as_mut_ptr(), len);
+        }
+        Some(out)
+    }
+}
+
+impl Drop for Region {
+    fn drop(&mut self) {
+        // SAFETY: `base`/`len` are the mapping made in `map_fd`; nothing borrows it past `self`.
+        unsafe {
+            libc::munmap(self.base.cast(), self.len);
+        }
+    }
+}
+
+/// Sleeps while `word` holds `expected`, at most `timeout` (forever with `None`). Returns early on
+/// a wake-up, a changed value, a signal or the timeout; the caller re-checks the word.
+pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) {
+    let ts = timeout.map(|t| libc::timespec {
+        tv_sec: t.as_secs().min(i64::MAX as u64) as libc::time_t,
+        tv_nsec: t.subsec_nanos() as libc::c_long,
+    });
+    let ts_ptr = ts
+        .as_ref()
+        .map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    // SAFETY: `word` is a live, aligned u32 (in shared memory: hence no FUTEX_PRIVATE_FLAG);
+    // `ts_ptr` is NULL or points to a live timespec for the call.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAIT,
+            expected,
+            ts_ptr,
+            std::ptr::null::<u32>(),
+            0u32,
+        );
+    }
+}
+
+/// Wakes every waiter on `word`.
+pub(crate) fn futex_wake(word: &AtomicU32) {
+    // SAFETY: `word` is a live, aligned u32; FUTEX_WAKE only reads the address.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAKE,
+            i32::MAX,
+            std::ptr::null::<libc::timespec>(),
+            std::ptr::null::<u32>(),
+            0u32,
+        );
+    }
+}

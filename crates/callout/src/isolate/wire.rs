@@ -1,0 +1,72 @@
+//! The small encodings both sides of the shared region agree on.
+
+use crate::{HeldLocks, HookName};
+
+/// The id of `hook` in a slot (1 + its table index; 0 is never valid).
+pub(crate) fn hook_id(hook: HookName) -> u32 {
+    hook.index() as u32 + 1
+}
+
+/// The hook of an id read from the region, if it is one.
+pub(crate) fn hook_from_id(id: u32) -> Option<HookName> {
+    let index = usize::try_from(id).ok()?.checked_sub(1)?;
+    HookName::ALL.get(index).copied()
+}
+
+/// `locks` as a number.
+pub(crate) fn encode_locks(locks: HeldLocks) -> u32 {
+    match locks {
+        HeldLocks::None => 0,
+        HeldLocks::Lease => 1,
+        HeldLocks::Service => 2,
+    }
+}
+
+/// The lock set of a number read from the region (unknown values: none).
+pub(crate) fn decode_locks(value: u32) -> HeldLocks {
+    match value {
+        1 => HeldLocks::Lease,
+        2 => HeldLocks::Service,
+        _ => HeldLocks::None,
+    }
+}
+
+/// The name of a fatal signal (`SIGSEGV`), or its number.
+pub(crate) fn signal_name(signal: i32) -> String {
+    let name = match signal {
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGFPE => "SIGFPE",
+        libc::SIGILL => "SIGILL",
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGTRAP => "SIGTRAP",
+        libc::SIGSYS => "SIGSYS",
+        _ => return format!("signal {signal}"),
+    };
+    name.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hook_ids_round_trip_and_reject_everything_else() {
+        for hook in HookName::ALL {
+            assert_eq!(hook_from_id(hook_id(hook)), Some(hook));
+        }
+        for bad in [0, 9, u32::MAX] {
+            assert_eq!(hook_from_id(bad), None);
+        }
+    }
+
+    #[test]
+    fn locks_round_trip() {
+        for locks in [HeldLocks::None, HeldLocks::Lease, HeldLocks::Service] {
+            assert_eq!(decode_locks(encode_locks(locks)), locks);
+        }
+        assert_eq!(decode_locks(77), HeldLocks::None);
+    }
+}

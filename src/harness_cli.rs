@@ -1,0 +1,108 @@
+//! `calloutd test`, `calloutd replay` and `calloutd demo`: arguments in, `calloutd-harness` does
+//! the rest.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use calloutd_harness::{HostMode, DEFAULT_TEST_MODE};
+
+/// `calloutd test SCENARIO.toml... [--junit FILE] [--trace FILE]`.
+#[derive(Debug, clap::Args)]
+pub struct TestArgs {
+    /// Scenario files (format: docs/scenarios.md).
+    #[arg(required = true, value_name = "SCENARIO.toml")]
+    scenarios: Vec<PathBuf>,
+    /// Write a JUnit XML report (one test case per scenario) to FILE.
+    #[arg(long, value_name = "FILE")]
+    junit: Option<PathBuf>,
+    /// Write one JSON line per hook call to FILE (the schema of `serve --trace`).
+    #[arg(long, value_name = "FILE")]
+    trace: Option<PathBuf>,
+    /// Relative CalloutDlls entries of the scenarios' .reg files resolve in DIR.
+    #[arg(long, value_name = "DIR")]
+    callouts: Option<PathBuf>,
+    #[command(flatten)]
+    host: HostArgs,
+}
+
+/// `--isolate` / `--in-process`.
+#[derive(Debug, clap::Args)]
+pub struct HostArgs {
+    /// Run the callout in a child process: a crash or hang fails the scenario, not the run.
+    #[arg(long, conflicts_with = "in_process")]
+    isolate: bool,
+    /// Run the callout in this process (as Microsoft DHCP Server does).
+    #[arg(long)]
+    in_process: bool,
+}
+
+impl HostArgs {
+    fn mode(&self, default: HostMode) -> HostMode {
+        if self.isolate {
+            HostMode::Isolated
+        } else if self.in_process {
+            HostMode::InProcess
+        } else {
+            default
+        }
+    }
+}
+
+/// `calloutd replay CAPTURE --reg FILE... --scopes FILE [--json] [--realtime]`.
+#[derive(Debug, clap::Args)]
+pub struct ReplayArgs {
+    /// The capture (pcap or pcapng; Ethernet, Linux cooked or raw IP).
+    #[arg(value_name = "CAPTURE")]
+    capture: PathBuf,
+    /// `.reg` files with the callout configuration (CalloutDlls, CalloutEnabled...).
+    #[arg(long = "reg", value_name = "FILE")]
+    reg: Vec<PathBuf>,
+    /// The scope configuration: Export-DhcpServer XML or a `netsh dhcp server dump`.
+    #[arg(long, value_name = "FILE")]
+    scopes: PathBuf,
+    /// The server address the messages arrive on (default: the first scope's first address).
+    #[arg(long, value_name = "IP")]
+    server: Option<std::net::Ipv4Addr>,
+    /// One JSON object per client message instead of text.
+    #[arg(long)]
+    json: bool,
+    /// Keep the capture's timing instead of compressing time.
+    #[arg(long)]
+    realtime: bool,
+    /// Write one JSON line per hook call to FILE (the schema of `serve --trace`).
+    #[arg(long, value_name = "FILE")]
+    trace: Option<PathBuf>,
+    #[command(flatten)]
+    host: HostArgs,
+}
+
+/// Runs `calloutd test`.
+pub fn test(args: TestArgs) -> ExitCode {
+    let options = calloutd_harness::TestOptions {
+        junit: args.junit,
+        trace: args.trace,
+        callout_dir: args.callouts,
+        mode: args.host.mode(DEFAULT_TEST_MODE),
+    };
+    ExitCode::from(calloutd_harness::run_files(&args.scenarios, &options))
+}
+
+/// Runs `calloutd replay`.
+pub fn replay(args: ReplayArgs) -> ExitCode {
+    let options = calloutd_harness::replay::ReplayOptions {
+        capture: args.capture,
+        reg: args.reg,
+        scopes: args.scopes,
+        server: args.server,
+        json: args.json,
+        realtime: args.realtime,
+        trace: args.trace,
+        mode: args.host.mode(HostMode::InProcess),
+    };
+    ExitCode::from(calloutd_harness::replay::run(&options))
+}
+
+/// Runs `calloutd demo`.
+pub fn demo() -> ExitCode {
+    ExitCode::from(calloutd_harness::demo::run())
+}

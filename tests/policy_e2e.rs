@@ -1,0 +1,164 @@
+//! End-to-end tests of policies and superscopes (issue 15) through the real binary: `calloutd serve`
+//! with fixtures/config/policy-lab.xml and the trace callout inside a network namespace of its own,
+//! `calloutd client` as the relay. The trace callout's log shows what a DLL would see: HandleOptions'
+//! ScopeId and AddressOffer's LeaseTime.
+//!
+//! Tests skip (with a printed reason) when not run as root.
+
+mod support;
+
+use serde_json::Value;
+use support::*;
+
+const SCOPES: &str = "fixtures/config/policy-lab.xml";
+/// The relay of the policy scope 198.18.0.0/24.
+const POLICY_RELAY: &str = "198.18.0.1";
+/// The relay of superscope member 198.19.0.0/24 (whose pool is one address).
+const MULTINET_RELAY: &str = "198.19.0.1";
+
+/// A namespace with both relay addresses on a veth link, and a server with the trace callout.
+/// Fields drop in order: the server stops before its files and the namespace go.
+struct Lab {
+    run: TracedRun,
+    _dir: tempfile::TempDir,
+    ns: NetNs,
+}
+
+impl Lab {
+    fn start(tag: &str) -> Option<Lab> {
+        if !have_root(&current_test()) {
+            return None;
+        }
+        let ns = NetNs::new(tag).expect("create the namespace");
+        // A veth link, not `lo`: a /24 on `lo` would make every address of the subnet local.
+        ns.ip(&[
+            "link", "add", "relay0", "type", "veth", "peer", "name", "relay1",
+        ])
+        .expect("relay link");
+        ns.ip(&["link", "set", "relay0", "up"]).unwrap();
+        ns.ip(&["link", "set", "relay1", "up"]).unwrap();
+        ns.add_addr(&format!("{POLICY_RELAY}/24"), "relay0")
+            .unwrap();
+        ns.add_addr(&format!("{MULTINET_RELAY}/24"), "relay0")
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let reg = dir.path().join("callout.reg");
+        write_callout_reg(&reg, &[fixture("trace")]);
+        let run = TracedRun::start(
+            &ns,
+            dir.path(),
+            1,
+            &reg,
+            &repo_root().join(SCOPES),
+            &strings(&["--listen", "127.0.0.1:67", "--workers", "1"]),
+            &[],
+        );
+        Some(Lab { run, _dir: dir, ns })
+    }
+
+    /// `calloutd client VERB` as relay `giaddr` to the server; must exit 0; its JSON.
+    fn ok(&self, verb: &str, giaddr: &str, args: &[&str]) -> Value {
+        let relay = format!("{giaddr}:67");
+        let transport = ["--server", "127.0.0.1:67", "--giaddr", relay.as_str()];
+        let run = run_client(&self.ns, verb, 5, &[&transport[..], args].concat());
+        assert_eq!(
+            run.code,
+            0,
+            "client {verb} {args:?}: {}\nserver log:\n{}",
+            run.stderr,
+            self.run.server_log()
+        );
+        run.json
+    }
+
+    /// Stops the server and returns the trace callout's packets.
+    fn packets(&mut self, n: usize) -> Vec<PacketCalls> {
+        self.run.wait_processed(n);
+        let (log, trace) = self.run.stop();
+        check_server_trace(&trace);
+        let packets = callout_packets(&log, "trace");
+        assert_eq!(packets.len(), n, "packets: {packets:?}");
+        packets
+    }
+}
+
+fn text_option(reply: &Value, code: u64) -> String {
+    reply_option(reply, code)["value"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[test]
+fn the_mac_prefix_policy_gives_its_range_and_ten_minute_lease() {
+    let Some(mut lab) = Lab::start("policy") else {
+        return;
+    };
+    let ack = lab.ok(
+        "dora",
+        POLICY_RELAY,
+        &["--mac", "02:00:00:0b:00:01", "--prl", "1,3,15"],
+    );
+    check_ack(&ack, "198.18.0.180", "127.0.0.1", 600, POLICY_RELAY);
+    let domain = text_option(&ack, 15);
+    assert!(
+        domain.contains("macs.lab.example"),
+        "policy option 15: {ack}"
+    );
+    // A client outside the prefix: the scope's day, from outside the policy range.
+    let other = lab.ok(
+        "dora",
+        POLICY_RELAY,
+        &["--mac", "02:00:00:0c:00:01", "--prl", "1,3,15"],
+    );
+    check_ack(&other, "198.18.0.10", "127.0.0.1", 86_400, POLICY_RELAY);
+    // The renewal keeps the policy's lease.
+    let renew = lab.ok(
+        "renew",
+        POLICY_RELAY,
+        &["--mac", "02:00:00:0b:00:01", "--ciaddr", "198.18.0.180"],
+    );
+    check_ack(&renew, "198.18.0.180", "127.0.0.1", 600, POLICY_RELAY);
+    let packets = lab.packets(5);
+    // AddressOffer's LeaseTime is the policy's 600 s (first REQUEST: packet 2; renewal: packet 5).
+    check_acked_request(&packets[1], GIVE_NEW, "198.18.0.180", 600);
+    check_acked_request(&packets[3], GIVE_NEW, "198.18.0.10", 86_400);
+    check_acked_request(&packets[4], GIVE_OLD, "198.18.0.180", 600);
+}
+
+#[test]
+fn a_full_superscope_member_hands_the_next_client_to_its_sibling() {
+    let Some(mut lab) = Lab::start("multinet") else {
+        return;
+    };
+    let first = lab.ok("dora", MULTINET_RELAY, &["--mac", "02:00:00:0d:00:01"]);
+    check_ack(&first, "198.19.0.10", "127.0.0.1", 86_400, MULTINET_RELAY);
+    let second = lab.ok(
+        "dora",
+        MULTINET_RELAY,
+        &["--mac", "02:00:00:0d:00:02", "--prl", "1,3"],
+    );
+    // The sibling scope's address, lease, mask and router.
+    check_ack(&second, "198.19.1.10", "127.0.0.1", 7_200, MULTINET_RELAY);
+    assert_eq!(reply_option(&second, 3)["value"], "198.19.1.1", "{second}");
+    // INIT-REBOOT through the same relay for the sibling's address: confirmed, not wrong-subnet.
+    let reboot = lab.ok(
+        "request",
+        MULTINET_RELAY,
+        &[
+            "--mac",
+            "02:00:00:0d:00:02",
+            "--requested-ip",
+            "198.19.1.10",
+        ],
+    );
+    check_ack(&reboot, "198.19.1.10", "127.0.0.1", 7_200, MULTINET_RELAY);
+    let packets = lab.packets(5);
+    check_discover(&packets[0], "02:00:00:0d:00:01", "198.19.0.0");
+    // HandleOptions' ScopeId is the scope that served, for the DISCOVER and both REQUESTs.
+    check_discover(&packets[2], "02:00:00:0d:00:02", "198.19.1.0");
+    for p in &packets[3..] {
+        assert_eq!(p.call("HandleOptions")["scope_id"], "198.19.1.0");
+    }
+    check_acked_request(&packets[3], GIVE_NEW, "198.19.1.10", 7_200);
+}
