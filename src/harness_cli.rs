@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use calloutd_harness::{HostMode, DEFAULT_TEST_MODE};
+use calloutd_harness::HostMode;
 
 /// `calloutd test SCENARIO.toml... [--junit FILE] [--trace FILE]`.
 #[derive(Debug, clap::Args)]
@@ -25,26 +25,30 @@ pub struct TestArgs {
     host: HostArgs,
 }
 
-/// `--isolate` / `--in-process`.
+/// `--isolate` / `--in-process`, and the isolated host's switches (those of `serve --isolate`).
 #[derive(Debug, clap::Args)]
 pub struct HostArgs {
-    /// Run the callout in a child process: a crash or hang fails the scenario, not the run.
-    #[arg(long, conflicts_with = "in_process")]
-    isolate: bool,
-    /// Run the callout in this process (as Microsoft DHCP Server does).
-    #[arg(long)]
+    #[command(flatten)]
+    isolate: calloutd_service::IsolateOptions,
+    /// Run the callout in this process (as Microsoft DHCP Server does): faster, but a crash in
+    /// the DLL ends the run.
+    #[arg(long, conflicts_with = "isolate")]
     in_process: bool,
 }
 
 impl HostArgs {
-    fn mode(&self, default: HostMode) -> HostMode {
-        if self.isolate {
-            HostMode::Isolated
-        } else if self.in_process {
-            HostMode::InProcess
+    /// The mode asked for, `isolated` when neither switch is given and `isolated_by_default`. The
+    /// host is this very binary (`current_exe`) in its hidden `callout-host` mode.
+    fn mode(&self, isolated_by_default: bool) -> Result<HostMode, String> {
+        let isolated = if self.in_process {
+            false
         } else {
-            default
+            self.isolate.isolate || isolated_by_default
+        };
+        if !isolated {
+            return Ok(HostMode::InProcess);
         }
+        Ok(HostMode::Isolated(Box::new(self.isolate.options()?)))
     }
 }
 
@@ -76,19 +80,33 @@ pub struct ReplayArgs {
     host: HostArgs,
 }
 
-/// Runs `calloutd test`.
+/// Runs `calloutd test`: isolated unless `--in-process`.
 pub fn test(args: TestArgs) -> ExitCode {
+    let mode = match args.host.mode(true) {
+        Ok(mode) => mode,
+        Err(e) => {
+            eprintln!("calloutd test: {e}");
+            return ExitCode::from(calloutd_harness::EXIT_FAILED);
+        }
+    };
     let options = calloutd_harness::TestOptions {
         junit: args.junit,
         trace: args.trace,
         callout_dir: args.callouts,
-        mode: args.host.mode(DEFAULT_TEST_MODE),
+        mode,
     };
     ExitCode::from(calloutd_harness::run_files(&args.scenarios, &options))
 }
 
-/// Runs `calloutd replay`.
+/// Runs `calloutd replay`: in-process unless `--isolate`.
 pub fn replay(args: ReplayArgs) -> ExitCode {
+    let mode = match args.host.mode(false) {
+        Ok(mode) => mode,
+        Err(e) => {
+            eprintln!("calloutd replay: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let options = calloutd_harness::replay::ReplayOptions {
         capture: args.capture,
         reg: args.reg,
@@ -97,7 +115,7 @@ pub fn replay(args: ReplayArgs) -> ExitCode {
         json: args.json,
         realtime: args.realtime,
         trace: args.trace,
-        mode: args.host.mode(HostMode::InProcess),
+        mode,
     };
     ExitCode::from(calloutd_harness::replay::run(&options))
 }

@@ -116,12 +116,159 @@ fn every_shipped_scenario_passes_and_together_they_cover_every_hook_and_drop_rea
         "bad-size",
         "wrote-read-only-packet",
         "leaked-context",
+        "crash",
+        "hang",
     ] {
         assert!(
             all_trace.contains(&format!("\"kind\":\"{kind}\"")),
             "{kind} never reported"
         );
     }
+}
+
+/// Whether a shipped scenario makes its callout crash or hang on purpose (run isolated only).
+fn isolated_only(scenario: &Path) -> bool {
+    std::fs::read_to_string(scenario)
+        .unwrap()
+        .lines()
+        .any(|l| l.trim() == "isolated_only = true")
+}
+
+/// What must be the same in both modes about one hook call: all but the thread, the timing and
+/// the sequence number (and a slow hook's measured time, in its explanation).
+fn call_fields(record: &calloutd_callout::TraceRecord) -> String {
+    let misbehaviour: Vec<String> = record
+        .misbehaviour
+        .iter()
+        .map(|m| format!("{} {} {:?} {:?}", m.kind, m.hook, m.xid, m.chaddr))
+        .collect();
+    format!(
+        "{} {:?} {:?} {:?} {:?} {:?} ret {} fault {:?} {misbehaviour:?}",
+        record.hook,
+        record.code,
+        record.ip,
+        record.alt,
+        record.xid,
+        record.locks.names(),
+        record.ret,
+        record.fault,
+    )
+}
+
+fn trace_calls(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| call_fields(&serde_json::from_str(l).unwrap()))
+        .collect()
+}
+
+#[test]
+fn shipped_scenarios_pass_in_process_with_the_hook_calls_of_isolated_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let callouts = callouts();
+    let all = shipped_scenarios();
+    let both: Vec<&PathBuf> = all.iter().filter(|p| !isolated_only(p)).collect();
+    let skipped = all.len() - both.len();
+    assert!(
+        skipped >= 2,
+        "the crash and hang scenarios are isolated only"
+    );
+    // In-process, all of them in one run: the isolated-only ones are skipped, not failed.
+    let in_process_trace = dir.path().join("in-process.jsonl");
+    let junit = dir.path().join("junit.xml");
+    let mut args = vec![
+        "test".to_string(),
+        "--in-process".into(),
+        "--callouts".into(),
+        callouts.display().to_string(),
+        "--trace".into(),
+        in_process_trace.display().to_string(),
+        "--junit".into(),
+        junit.display().to_string(),
+    ];
+    args.extend(all.iter().map(|p| p.display().to_string()));
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let run = calloutd(&argv);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout.contains(&format!(
+            "{} passed, 0 failed, 0 invalid, {skipped} skipped",
+            both.len()
+        )),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(run.stdout.matches("(in-process)").count(), both.len());
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert_eq!(xml.matches("<skipped message=").count(), skipped, "{xml}");
+    // Isolated (the default), the same scenarios: the same hook calls, field for field.
+    let isolated_trace = dir.path().join("isolated.jsonl");
+    let mut args = vec![
+        "test".to_string(),
+        "--callouts".into(),
+        callouts.display().to_string(),
+        "--trace".into(),
+        isolated_trace.display().to_string(),
+    ];
+    args.extend(both.iter().map(|p| p.display().to_string()));
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let run = calloutd(&argv);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert_eq!(run.stdout.matches("(isolated)").count(), both.len());
+    let in_process = trace_calls(&in_process_trace);
+    let isolated = trace_calls(&isolated_trace);
+    assert!(in_process.len() > 100, "{}", in_process.len());
+    for (i, (a, b)) in in_process.iter().zip(&isolated).enumerate() {
+        assert_eq!(a, b, "hook call {} differs", i + 1);
+    }
+    assert_eq!(in_process.len(), isolated.len());
+}
+
+#[test]
+fn an_unexpected_crash_fails_its_step_and_the_run_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("crash.toml");
+    let text = std::fs::read_to_string(Path::new(SCENARIOS).join("faulty-crash.toml"))
+        .unwrap()
+        .replace("misbehaviour = [\"crash\"], ", "")
+        .replace("faulty.reg", &format!("{SCENARIOS}/faulty.reg"))
+        .replace("dora.txt", &format!("{SCENARIOS}/dora.txt"));
+    assert!(!text.contains("\"crash\""));
+    std::fs::write(&path, text).unwrap();
+    let junit = dir.path().join("junit.xml");
+    let next = Path::new(SCENARIOS).join("dora-trace.toml");
+    let run = calloutd(&[
+        "test",
+        "--callouts",
+        callouts().to_str().unwrap(),
+        "--junit",
+        junit.to_str().unwrap(),
+        path.to_str().unwrap(),
+        next.to_str().unwrap(),
+    ]);
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    let out = &run.stdout;
+    assert!(
+        out.contains("unexpected misbehaviour: crash in AddressOffer (xid 0x"),
+        "{out}"
+    );
+    assert!(out.contains("chaddr 02:00:00:00:0d:02"), "{out}");
+    assert!(out.contains("SIGSEGV"), "{out}");
+    // The failing step, then the restarted host serving the other client, then the next scenario.
+    assert!(out.contains("FAIL   4 line"), "{out}");
+    assert!(out.contains("ok     5 line"), "{out}");
+    assert!(
+        out.contains("scenario DHCP message kinds and hook order (trace)"),
+        "{out}"
+    );
+    assert!(out.contains("1 passed, 1 failed, 0 invalid"), "{out}");
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert_eq!(
+        xml.matches("<failure message=\"step 4 (").count(),
+        1,
+        "{xml}"
+    );
 }
 
 /// Writes a scenario with `steps` over the shipped trace .reg and scope file into `dir`.

@@ -136,8 +136,17 @@ pub fn run_bounded(mut cmd: Command, limit: Duration) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn");
+    // Drain both pipes while waiting: a child that prints more than a pipe holds (64 KiB) would
+    // otherwise block on its write and never exit.
+    let stdout = drain(child.stdout.take());
+    let stderr = drain(child.stderr.take());
     let exited = wait_or_kill(&mut child, limit).expect("try_wait");
-    let out = child.wait_with_output().expect("wait_with_output");
+    let status = child.wait().expect("wait");
+    let out = Output {
+        status,
+        stdout: stdout.join().unwrap_or_default(),
+        stderr: stderr.join().unwrap_or_default(),
+    };
     if exited.is_none() {
         panic!(
             "{cmd:?} did not finish within {limit:?}: {}",
@@ -145,6 +154,17 @@ pub fn run_bounded(mut cmd: Command, limit: Duration) -> Output {
         );
     }
     out
+}
+
+/// Reads a child's pipe to its end on a thread of its own.
+fn drain<R: io::Read + Send + 'static>(pipe: Option<R>) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        if let Some(mut pipe) = pipe {
+            let _ = pipe.read_to_end(&mut bytes);
+        }
+        bytes
+    })
 }
 
 /// Runs `cmd` with stdout and stderr appended to `log` (a daemonizing program keeps no pipe of ours

@@ -30,7 +30,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-pub use net::{HostMode, NetConfig, SharedWriter, VirtualNet, DEFAULT_TEST_MODE};
+pub use net::{HostMode, NetConfig, SharedWriter, VirtualNet};
 pub use run::{run_scenario, RunOptions, ScenarioReport};
 pub use scenario::{Scenario, ScenarioError};
 
@@ -72,7 +72,7 @@ pub fn run_files(paths: &[PathBuf], options: &TestOptions) -> u8 {
     let run_options = RunOptions {
         callout_dir: options.callout_dir.clone(),
         trace: trace.clone(),
-        mode: options.mode,
+        mode: options.mode.clone(),
     };
     let mut reports = Vec::new();
     let mut invalid = Vec::new();
@@ -92,13 +92,18 @@ pub fn run_files(paths: &[PathBuf], options: &TestOptions) -> u8 {
     if let Some(mut trace) = trace {
         let _ = trace.flush();
     }
-    let passed = reports.iter().filter(|r| r.passed()).count();
-    let _ = writeln!(
+    let skipped = reports.iter().filter(|r| r.is_skipped()).count();
+    let failed = reports.iter().filter(|r| !r.passed()).count();
+    let passed = reports.len() - failed - skipped;
+    let _ = write!(
         out,
-        "{passed} passed, {} failed, {} invalid",
-        reports.len() - passed,
+        "{passed} passed, {failed} failed, {} invalid",
         invalid.len()
     );
+    if skipped > 0 {
+        let _ = write!(out, ", {skipped} skipped");
+    }
+    let _ = writeln!(out);
     if let Some(junit) = &options.junit {
         if let Err(e) = std::fs::write(junit, report::junit(&reports, &invalid)) {
             let _ = writeln!(
@@ -111,7 +116,7 @@ pub fn run_files(paths: &[PathBuf], options: &TestOptions) -> u8 {
     }
     if !invalid.is_empty() {
         EXIT_INVALID
-    } else if passed < reports.len() {
+    } else if failed > 0 {
         EXIT_FAILED
     } else {
         EXIT_PASSED

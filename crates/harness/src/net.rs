@@ -9,7 +9,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use calloutd_callout::{load_callout, Callout, CalloutConfig, LoadOrder, TraceRecord, TraceSink};
+use calloutd_callout::isolate::{IsolateOptions, IsolatedCallout, LoadedCallout};
+use calloutd_callout::{load_callout, CalloutConfig, LoadOrder, TraceRecord, TraceSink};
 use calloutd_engine::{
     Admission, CommitTicket, Datagram, Engine, EngineOptions, Hooks, Lease, LeaseStore,
     ManualClock, MemoryLeaseStore, NoHooks, NoProber, Outcome, PacketHandler, StoreError,
@@ -17,18 +18,32 @@ use calloutd_engine::{
 use dhcpssdk::{ControlCode, DropReason};
 
 /// How the callout runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Default)]
 pub enum HostMode {
     /// In this process (as on Windows): fastest; a crash ends the run.
     #[default]
     InProcess,
-    /// In a child process, so a crash or hang fails the test instead of killing the runner.
-    Isolated,
+    /// In a child host process (`--isolate`), so a crash or a hang fails the step it happens in
+    /// instead of killing the runner. The options name the host program (the `calloutd` binary in
+    /// its hidden host mode), the hang timeout and the crash policy; the trace, the slow-hook
+    /// thresholds and the scenario's environment are filled in by [`VirtualNet::open`].
+    Isolated(Box<IsolateOptions>),
 }
 
-/// The mode `calloutd test` uses unless told otherwise. Isolated mode comes with the isolated
-/// callout host; until it is in this build this stays [`HostMode::InProcess`].
-pub const DEFAULT_TEST_MODE: HostMode = HostMode::InProcess;
+impl HostMode {
+    /// Whether the callout runs in a child host.
+    pub fn is_isolated(&self) -> bool {
+        matches!(self, HostMode::Isolated(_))
+    }
+
+    /// `in-process` or `isolated`, for reports.
+    pub fn name(&self) -> &'static str {
+        match self {
+            HostMode::InProcess => "in-process",
+            HostMode::Isolated(_) => "isolated",
+        }
+    }
+}
 
 /// Everything needed to set up a virtual network.
 pub struct NetConfig {
@@ -71,7 +86,7 @@ impl Default for NetConfig {
             ),
             trace: None,
             keep_calls: true,
-            mode: HostMode::InProcess,
+            mode: HostMode::default(),
         }
     }
 }
@@ -91,9 +106,6 @@ pub enum SetupError {
     /// The engine refused the configuration.
     #[error("{0}")]
     Engine(String),
-    /// Isolated mode is not in this build.
-    #[error("isolated mode (--isolate) is not available in this build: use --in-process")]
-    NoIsolation,
 }
 
 /// What became of one datagram on the virtual network.
@@ -161,7 +173,7 @@ pub struct VirtualNet {
     engine: Engine,
     clock: Arc<ManualClock>,
     hooks: Arc<dyn Hooks>,
-    callout: Option<Arc<Callout>>,
+    callout: Option<LoadedCallout>,
     sink: Option<Arc<TraceSink>>,
     store: Arc<VirtualStore>,
     paused: bool,
@@ -176,9 +188,6 @@ static ENV_LOCK: Mutex<()> = Mutex::new(());
 impl VirtualNet {
     /// Reads the configuration, loads the callout and starts the service (Control START).
     pub fn open(mut config: NetConfig) -> Result<VirtualNet, SetupError> {
-        if config.mode == HostMode::Isolated {
-            return Err(SetupError::NoIsolation);
-        }
         let mut tree = calloutd_registry::RegistryTree::new();
         for file in &config.reg {
             tree.apply_file(file)
@@ -210,12 +219,11 @@ impl VirtualNet {
                     .map(|w| Arc::new(TraceSink::to_writer(w)))
             });
         let (callout, loaded) = if params.callouts_enabled() && params.callout_dlls.is_some() {
-            let callout = load(&params, &config)?;
-            let summary = format!("callout {}", callout.path().display());
-            let callout = Arc::new(
-                callout
-                    .with_trace(sink.clone())
-                    .with_slow_thresholds(config.slow.0, config.slow.1),
+            let callout = load(&params, &config, sink.clone())?;
+            let summary = format!(
+                "callout {} ({})",
+                callout.path().display(),
+                config.mode.name()
             );
             (Some(callout), summary)
         } else {
@@ -225,7 +233,8 @@ impl VirtualNet {
             )
         };
         let hooks: Arc<dyn Hooks> = match &callout {
-            Some(c) => c.clone(),
+            Some(LoadedCallout::InProcess(c)) => c.clone(),
+            Some(LoadedCallout::Isolated(c)) => c.clone(),
             None => Arc::new(NoHooks),
         };
         let store = Arc::new(VirtualStore::default());
@@ -273,8 +282,8 @@ impl VirtualNet {
         &self.start_calls
     }
 
-    /// The loaded callout, if any.
-    pub fn callout(&self) -> Option<&Arc<Callout>> {
+    /// The loaded callout, if any (in-process or isolated).
+    pub fn callout(&self) -> Option<&LoadedCallout> {
         self.callout.as_ref()
     }
 
@@ -435,8 +444,13 @@ fn default_server(config: &calloutd_config::ServerConfig) -> Option<Ipv4Addr> {
     Some(Ipv4Addr::from(u32::from(scope.scope_id).wrapping_add(1)))
 }
 
-/// Loads the callout the Parameters name, with the scenario's environment set meanwhile.
-fn load(params: &calloutd_registry::Parameters, config: &NetConfig) -> Result<Callout, SetupError> {
+/// Loads the callout the Parameters name, in this process (with the scenario's environment set
+/// meanwhile) or in a child host (which gets the environment, restarts included).
+fn load(
+    params: &calloutd_registry::Parameters,
+    config: &NetConfig,
+    sink: Option<Arc<TraceSink>>,
+) -> Result<LoadedCallout, SetupError> {
     let dlls = params.callout_dlls.as_ref();
     let entries: Vec<String> = dlls
         .map(|d| d.value.clone())
@@ -456,7 +470,25 @@ fn load(params: &calloutd_registry::Parameters, config: &NetConfig) -> Result<Ca
         // never refused.
         strict_permissions: false,
     };
-    let _turn = ENV_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    if let HostMode::Isolated(template) = &config.mode {
+        let mut options = (**template).clone();
+        options.trace = sink;
+        options.slow_threshold = config.slow.0;
+        options.slow_unlocked_threshold = config.slow.1;
+        options.env = config
+            .env
+            .iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect();
+        // One thread calls hooks (and one restarts a crashed host): two slots are enough.
+        options.slots = options.slots.min(2);
+        let loaded = IsolatedCallout::load(&callout_config, options);
+        return loaded
+            .callout
+            .map(|c| LoadedCallout::Isolated(Arc::new(c)))
+            .ok_or_else(|| SetupError::Callout(loaded.report.summary()));
+    }
+    let turn = ENV_LOCK.lock().unwrap_or_else(|p| p.into_inner());
     for (key, value) in &config.env {
         std::env::set_var(key, value);
     }
@@ -464,7 +496,14 @@ fn load(params: &calloutd_registry::Parameters, config: &NetConfig) -> Result<Ca
     for (key, _) in &config.env {
         std::env::remove_var(key);
     }
+    drop(turn);
     loaded
         .callout
+        .map(|c| {
+            LoadedCallout::InProcess(Arc::new(
+                c.with_trace(sink)
+                    .with_slow_thresholds(config.slow.0, config.slow.1),
+            ))
+        })
         .ok_or_else(|| SetupError::Callout(loaded.report.summary()))
 }

@@ -271,7 +271,7 @@ pub fn run(options: &ReplayOptions) -> u8 {
         scopes: options.scopes.clone(),
         server: options.server,
         trace: trace.clone().map(|w| Box::new(w) as Box<dyn Write + Send>),
-        mode: options.mode,
+        mode: options.mode.clone(),
         ..NetConfig::default()
     };
     let net = match VirtualNet::open(config) {

@@ -8,7 +8,13 @@ use crate::scenario::ScenarioError;
 /// The report of one scenario: a header, one line per step, the first failure in full.
 pub fn text(report: &ScenarioReport) -> String {
     let mut out = String::new();
-    let verdict = if report.passed() { "ok" } else { "FAILED" };
+    let verdict = if report.is_skipped() {
+        "skipped"
+    } else if report.passed() {
+        "ok"
+    } else {
+        "FAILED"
+    };
     let _ = writeln!(
         out,
         "scenario {} ({}): {verdict} in {} ms",
@@ -21,6 +27,9 @@ pub fn text(report: &ScenarioReport) -> String {
     }
     if let Some(e) = &report.setup_error {
         let _ = writeln!(out, "  setup failed: {e}");
+    }
+    if let Some(why) = &report.skipped {
+        let _ = writeln!(out, "  not run: {why}");
     }
     let mut shown_failure = false;
     for step in &report.steps {
@@ -70,17 +79,18 @@ pub fn junit(
     invalid: &[(std::path::PathBuf, Vec<ScenarioError>)],
 ) -> String {
     let failures = reports.iter().filter(|r| !r.passed()).count();
+    let skipped = reports.iter().filter(|r| r.is_skipped()).count();
     let total_secs: f64 = reports.iter().map(|r| r.elapsed.as_secs_f64()).sum();
     let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     let _ = writeln!(
         out,
-        "<testsuites name=\"calloutd test\" tests=\"{}\" failures=\"{failures}\" errors=\"{}\" time=\"{total_secs:.3}\">",
+        "<testsuites name=\"calloutd test\" tests=\"{}\" failures=\"{failures}\" errors=\"{}\" skipped=\"{skipped}\" time=\"{total_secs:.3}\">",
         reports.len() + invalid.len(),
         invalid.len()
     );
     let _ = writeln!(
         out,
-        "  <testsuite name=\"calloutd scenarios\" tests=\"{}\" failures=\"{failures}\" errors=\"{}\" time=\"{total_secs:.3}\">",
+        "  <testsuite name=\"calloutd scenarios\" tests=\"{}\" failures=\"{failures}\" errors=\"{}\" skipped=\"{skipped}\" time=\"{total_secs:.3}\">",
         reports.len() + invalid.len(),
         invalid.len()
     );
@@ -92,6 +102,14 @@ pub fn junit(
             xml_escape(&report.path.display().to_string()),
             report.elapsed.as_secs_f64()
         );
+        if let Some(why) = &report.skipped {
+            let _ = writeln!(
+                out,
+                ">\n      <skipped message=\"{}\"/>\n    </testcase>",
+                xml_escape(why)
+            );
+            continue;
+        }
         match report.first_failure() {
             None => out.push_str("/>\n"),
             Some(failure) => {
@@ -140,6 +158,7 @@ mod tests {
                 failure: failure.map(str::to_string),
             }],
             setup_error: None,
+            skipped: None,
             elapsed: Duration::from_millis(3),
         }
     }

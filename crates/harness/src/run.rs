@@ -57,14 +57,21 @@ pub struct ScenarioReport {
     pub steps: Vec<StepReport>,
     /// A setup error (configuration, callout), which fails the scenario.
     pub setup_error: Option<String>,
+    /// Why the scenario was not run (an `isolated_only` scenario in-process).
+    pub skipped: Option<String>,
     /// Wall time.
     pub elapsed: Duration,
 }
 
 impl ScenarioReport {
-    /// Whether every expectation held.
+    /// Whether every expectation held (a skipped scenario has none that failed).
     pub fn passed(&self) -> bool {
         self.setup_error.is_none() && self.steps.iter().all(|s| s.failure.is_none())
+    }
+
+    /// Whether it was skipped rather than run.
+    pub fn is_skipped(&self) -> bool {
+        self.skipped.is_some()
     }
 
     /// The first failure, as text.
@@ -107,8 +114,21 @@ pub fn run_scenario(scenario: &Scenario, options: &RunOptions) -> ScenarioReport
         start_calls: Vec::new(),
         steps: Vec::new(),
         setup_error: None,
+        skipped: None,
         elapsed: Duration::ZERO,
     };
+    if scenario.isolated_only && !options.mode.is_isolated() {
+        report.skipped = Some(
+            "isolated_only: its callout crashes or hangs on purpose, which would end an \
+             in-process run (run it with --isolate)"
+                .into(),
+        );
+        return report;
+    }
+    let mut mode = options.mode.clone();
+    if let (HostMode::Isolated(isolate), Some(timeout)) = (&mut mode, scenario.hook_timeout) {
+        isolate.hook_timeout = timeout;
+    }
     let mut config = NetConfig {
         reg: scenario.reg.clone(),
         scopes: scenario.scopes.clone(),
@@ -119,7 +139,7 @@ pub fn run_scenario(scenario: &Scenario, options: &RunOptions) -> ScenarioReport
             .trace
             .clone()
             .map(|w| Box::new(w) as Box<dyn std::io::Write + Send>),
-        mode: options.mode,
+        mode,
         ..NetConfig::default()
     };
     if let Some(slow) = scenario.slow {
@@ -406,7 +426,8 @@ pub fn call_text(record: &TraceRecord) -> String {
             }
         }
     }
-    if !record.misbehaviour.is_empty() {
+    // A fault (a broken buffer rule, a crash, a call not delivered) or misbehaviour: look here.
+    if !record.misbehaviour.is_empty() || record.fault.is_some() {
         text.push('!');
     }
     text

@@ -51,6 +51,10 @@ pub struct Scenario {
     pub slow: Option<(Duration, Duration)>,
     /// Environment variables for the callout's entry point.
     pub env: Vec<(String, String)>,
+    /// A hook call not back within this is a hang (isolated mode), if set.
+    pub hook_timeout: Option<Duration>,
+    /// The callout crashes or hangs on purpose: run only isolated (skipped in-process).
+    pub isolated_only: bool,
     /// The clients, by name.
     pub clients: Vec<Client>,
     /// The steps in order.
@@ -280,6 +284,9 @@ struct RawScenario {
     server: Option<Spanned<String>>,
     slow_hook_ms: Option<Spanned<u64>>,
     slow_unlocked_hook_ms: Option<Spanned<u64>>,
+    hook_timeout_ms: Option<Spanned<u64>>,
+    #[serde(default)]
+    isolated_only: bool,
     #[serde(default)]
     env: BTreeMap<String, String>,
     #[serde(default)]
@@ -493,6 +500,14 @@ impl Cx<'_> {
                 Some((locked, unlocked))
             }
         };
+        let hook_timeout = match &raw.hook_timeout_ms {
+            Some(ms) if *ms.get_ref() == 0 => {
+                self.error(&ms.span(), "`hook_timeout_ms` must be at least 1");
+                None
+            }
+            Some(ms) => Some(Duration::from_millis(*ms.get_ref())),
+            None => None,
+        };
         let mut clients = Vec::new();
         let mut names = Vec::new();
         for (name, client) in &raw.clients {
@@ -524,6 +539,8 @@ impl Cx<'_> {
             server,
             slow,
             env: raw.env.into_iter().collect(),
+            hook_timeout,
+            isolated_only: raw.isolated_only,
             clients,
             steps,
         }

@@ -97,6 +97,9 @@ pub struct IsolateOptions {
     pub trace: Option<Arc<TraceSink>>,
     /// Called once with [`CrashPolicy::Stop`] to stop the server.
     pub on_stop: Option<Arc<dyn Fn() + Send + Sync>>,
+    /// Environment variables set for every host, restarts included (`calloutd test`'s `[env]`,
+    /// which test callouts read at entry).
+    pub env: Vec<(OsString, OsString)>,
 }
 
 impl std::fmt::Debug for IsolateOptions {
@@ -126,6 +129,7 @@ impl IsolateOptions {
             slow_unlocked_threshold: crate::DEFAULT_SLOW_UNLOCKED_THRESHOLD,
             trace: None,
             on_stop: None,
+            env: Vec::new(),
         }
     }
 }

@@ -1399,6 +1399,7 @@ fn start_host(
         .arg(fd.to_string())
         .arg("--parent")
         .arg(std::process::id().to_string())
+        .envs(options.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null());
     // SAFETY: the closure runs in the forked child before exec and only calls fcntl, which is
     // async-signal-safe: it lets the memfd (opened close-on-exec) survive into the host.
