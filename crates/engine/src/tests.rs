@@ -1375,6 +1375,7 @@ fn memory_store_restores_too() {
         host_name: None,
         expires: None,
         client_type: ClientType::Dhcp,
+        policy_name: None,
     };
     store.put(lease.clone());
     let engine = Engine::new(
