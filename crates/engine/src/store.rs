@@ -878,7 +878,7 @@ mod tests {
             host_name: Some(format!("host{last}")),
             expires: Some(from_unix_secs(1_800_000_000 + u64::from(last))),
             client_type: ClientType::Dhcp,
-            policy_name: (last % 2 == 0).then(|| format!("policy{last}")),
+            policy_name: last.is_multiple_of(2).then(|| format!("policy{last}")),
         }
     }
 
