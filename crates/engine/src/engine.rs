@@ -274,6 +274,41 @@ fn fqdn_answer(sent: &[u8]) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// Windows' `DNS_ERROR_NO_DNS_SERVERS` (9852, "no DNS servers configured for local system"): the
+/// DnsRegError of the DNS update calloutd cannot send.
+const DNS_ERROR_NO_DNS_SERVERS: u32 = 9852;
+
+/// The name a server-side DNS update would register for a client's option 81 (RFC 4702), or `None`
+/// when the client asks the server not to update (N = 1) or sends no name. The name is dotted text:
+/// the canonical wire encoding (E = 1) is decoded, the deprecated ASCII one taken as it is.
+fn fqdn_update_name(sent: &[u8]) -> Option<String> {
+    const E: u8 = 0x04;
+    const N: u8 = 0x08;
+    let (&flags, rest) = sent.split_first()?;
+    let raw = rest.get(2..)?;
+    if flags & N != 0 {
+        return None;
+    }
+    let name = if flags & E != 0 {
+        let mut labels = Vec::new();
+        let mut at = 0;
+        while let Some(&len) = raw.get(at) {
+            if len == 0 {
+                break;
+            }
+            let label = raw.get(at + 1..at + 1 + usize::from(len))?;
+            labels.push(String::from_utf8_lossy(label).into_owned());
+            at += 1 + usize::from(len);
+        }
+        labels.join(".")
+    } else {
+        String::from_utf8_lossy(raw)
+            .trim_end_matches(['\0', '.'])
+            .to_owned()
+    };
+    (!name.is_empty()).then_some(name)
+}
+
 /// What a client's request tells policies and option resolution about it.
 fn client_facts<'r>(request: &Request<'r>) -> ClientFacts<'r> {
     let fqdn_name = request
@@ -416,8 +451,34 @@ impl Engine {
                 vendor_class: request.vendor_class,
                 user_class: request.user_class,
                 relay_agent: request.relay_agent,
+                dns_reg_error: 0,
             });
         }
+    }
+
+    /// The DNS events of an ACK for `ip` (docs/dhcp.md section 5): when the client's option 81 leaves
+    /// an update to the server (N = 0: the PTR record, or A and PTR with S = 1), 30 "DNS Update
+    /// Request" for its name, then 35 "DNS Update Request Failed" with `DNS_ERROR_NO_DNS_SERVERS`,
+    /// since calloutd has no DNS server to send it to. Written as Microsoft's DNS thread writes them:
+    /// address and name, no MAC, xid 0, QResult 6.
+    fn audit_dns(&self, x: &Exchange<'_>, ip: Ipv4Addr) {
+        let Some(audit) = &self.options.audit else {
+            return;
+        };
+        let Some(name) = x.request.fqdn.and_then(fqdn_update_name) else {
+            return;
+        };
+        let request = AuditRecord {
+            ip: Some(ip),
+            host_name: Some(name.as_bytes()),
+            ..AuditRecord::new(AuditEventId::DnsUpdateRequest)
+        };
+        audit.record(&request);
+        audit.record(&AuditRecord {
+            id: AuditEventId::DnsRequestFailed,
+            dns_reg_error: DNS_ERROR_NO_DNS_SERVERS,
+            ..request
+        });
     }
 
     /// Writes 14 (or 22) as Microsoft does: the scope's subnet address, no client fields, xid 0 and
@@ -1337,6 +1398,7 @@ impl Engine {
                     AuditEventId::Assign
                 };
                 self.audit_packet(x, id, Some(Ipv4Addr::from(ip)), None);
+                self.audit_dns(x, Ipv4Addr::from(ip));
                 Ok(Some(self.build_reply(
                     x,
                     reservation,

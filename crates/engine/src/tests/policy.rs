@@ -457,3 +457,72 @@ fn option_81_is_answered_with_microsofts_default_flags() {
     let plain = h.send(&message(MessageType::Discover, 1));
     assert!(!option_order(&plain.reply.unwrap().bytes).contains(&81));
 }
+
+#[test]
+fn an_acks_option_81_writes_dns_events_30_and_35_when_the_server_would_update() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(start()));
+    let audit = audit_log(&dir.path().join("audit"), clock.clone());
+    let h = harness_audited(
+        config(),
+        &dir.path().join("leases.db"),
+        Arc::new(NoProber),
+        clock.clone(),
+        Some(audit.clone()),
+    );
+    let fqdn = |flags: u8, name: &[u8]| {
+        DhcpOption::Unknown(dhcproto::v4::UnknownOption::new(
+            OptionCode::ClientFQDN,
+            [&[flags, 0, 0][..], name].concat(),
+        ))
+    };
+    // DORA, the client asking the server to update A and PTR (S = 1, canonical wire name).
+    let wire_name = b"\x03pc1\x03lab\x07example\x00";
+    let offered = decode(&h.send(&with(
+        message(MessageType::Discover, 1),
+        [fqdn(0x05, wire_name)],
+    )))
+    .yiaddr();
+    let ack = h.send(&with(request_for(1, offered), [fqdn(0x05, wire_name)]));
+    assert_eq!(ack.reply_type, Some(5));
+    // A renewal with N = 1 (no server update): no DNS events.
+    let renew = h.send_to(
+        &with(renewal(1, offered), [fqdn(0x08, b"pc1.lab.example")]),
+        SERVER,
+    );
+    assert_eq!(renew.reply_type, Some(5));
+    // Another client with S = 0 (the client updates A, the server the PTR) in the old ASCII form;
+    // one without option 81 gets nothing either.
+    let offered2 = h.offered(2);
+    let ack2 = h.send(&with(
+        request_for(2, offered2),
+        [fqdn(0x00, b"pc2.lab.example.")],
+    ));
+    assert_eq!(ack2.reply_type, Some(5));
+    h.dora(3);
+
+    let events = audit_events(&audit, &clock);
+    let ids: Vec<u8> = events.iter().map(|e| e.id).collect();
+    assert_eq!(ids, [10, 30, 35, 11, 10, 30, 35, 10]);
+    let (request, failed) = (&events[1], &events[2]);
+    assert_eq!(request.description, "DNS Update Request");
+    assert_eq!(
+        (request.ip, request.host_name.as_str()),
+        (Some(offered), "pc1.lab.example")
+    );
+    assert_eq!(failed.description, "DNS Update Request Failed");
+    assert_eq!(
+        (failed.ip, failed.host_name.as_str()),
+        (Some(offered), "pc1.lab.example")
+    );
+    // Written as Microsoft's DNS thread writes them: no MAC, xid 0, QResult 6; the failure's
+    // DnsRegError is DNS_ERROR_NO_DNS_SERVERS.
+    for dns in [request, failed] {
+        assert_eq!(dns.mac, "");
+        assert_eq!((dns.transaction_id, dns.qresult), (Some(0), Some(6)));
+    }
+    assert_eq!(request.dns_reg_error, "0");
+    assert_eq!(failed.dns_reg_error, "9852");
+    assert_eq!(events[5].host_name, "pc2.lab.example");
+    assert_eq!(events[5].ip, Some(offered2));
+}
