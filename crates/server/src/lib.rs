@@ -115,8 +115,8 @@ use dhcpssdk::{ControlCode, DropReason};
 use tracing::{error, info, warn};
 
 pub use control::{
-    ControlBackend, ControlConfig, ControlRouter, ControlServer, HookView, LeaseView, ScopeView,
-    StatsView,
+    ControlBackend, ControlConfig, ControlRouter, ControlServer, HookView, LeaseView,
+    MisbehaviourView, ScopeView, StatsView,
 };
 pub use counters::{CountersSnapshot, MESSAGE_TYPE_SLOTS};
 pub use prober::{IcmpProber, DEFAULT_PROBE_TIMEOUT};
