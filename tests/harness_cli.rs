@@ -1,6 +1,9 @@
 //! `calloutd test`, `calloutd replay` and `calloutd demo`: the real binary, the real compiled test
 //! callouts, the shipped scenarios, and captures written here with pcap-file and etherparse.
 
+// Unix only: starts the Linux calloutd with .so fixture callouts, mostly inside network namespaces.
+#![cfg(unix)]
+
 mod support;
 
 use std::net::Ipv4Addr;
