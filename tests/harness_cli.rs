@@ -549,6 +549,44 @@ fn replay(capture: &Path, extra: &[&str]) -> CommandRun {
     calloutd(&args)
 }
 
+/// A replay's JSON objects without the measured durations (the rest must not depend on the mode).
+fn untimed(run: &CommandRun) -> Vec<serde_json::Value> {
+    let mut lines = json_lines(run);
+    for line in &mut lines {
+        if let Some(serde_json::Value::Array(hooks)) = line.get_mut("hooks") {
+            for hook in hooks {
+                if let Some(map) = hook.as_object_mut() {
+                    map.remove("dur_us");
+                    // Slow-hook reports depend on timing too.
+                    if let Some(serde_json::Value::Array(found)) = map.get_mut("misbehaviour") {
+                        found.retain(|m| m["kind"] != "slow-hook");
+                    }
+                }
+            }
+        }
+    }
+    lines
+}
+
+#[test]
+fn replay_with_isolate_answers_and_calls_the_hooks_as_in_process() {
+    let capture = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/captures/clients.pcap");
+    let in_process = replay(&capture, &["--json"]);
+    assert_eq!(
+        in_process.code, 0,
+        "{}{}",
+        in_process.stdout, in_process.stderr
+    );
+    let isolated = replay(&capture, &["--json", "--isolate"]);
+    assert_eq!(isolated.code, 0, "{}{}", isolated.stdout, isolated.stderr);
+    let (a, b) = (untimed(&in_process), untimed(&isolated));
+    assert!(
+        a.iter().filter(|l| l.get("frame").is_some()).count() >= 4,
+        "{a:?}"
+    );
+    assert_eq!(a, b);
+}
+
 fn json_lines(run: &CommandRun) -> Vec<serde_json::Value> {
     run.stdout
         .lines()
