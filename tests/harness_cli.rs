@@ -276,6 +276,32 @@ fn an_unexpected_crash_fails_its_step_and_the_run_goes_on() {
     );
 }
 
+#[test]
+fn a_crash_in_control_start_fails_the_scenario() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("start.toml");
+    let text = format!(
+        "reg = \"{SCENARIOS}/faulty.reg\"\nscopes = \"{SCENARIOS}/dora.txt\"\n\
+         [env]\nCALLOUT_FAULTY_CRASH_HOOK = \"Control\"\nCALLOUT_FAULTY_CODE = \"1\"\n\
+         [clients.pc]\nmac = \"02:00:00:00:0f:01\"\n\
+         [[step]]\nclient = \"pc\"\nsend = \"discover\"\n"
+    );
+    std::fs::write(&path, text).unwrap();
+    let run = calloutd(&[
+        "test",
+        "--callouts",
+        callouts().to_str().unwrap(),
+        path.to_str().unwrap(),
+    ]);
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout
+            .contains("FAIL at Control START: unexpected misbehaviour: crash in Control"),
+        "{}",
+        run.stdout
+    );
+}
+
 /// Writes a scenario with `steps` over the shipped trace .reg and scope file into `dir`.
 fn scenario_file(dir: &Path, name: &str, body: &str) -> PathBuf {
     let path = dir.join(name);
