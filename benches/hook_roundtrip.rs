@@ -7,13 +7,19 @@
 //! `cargo bench --bench hook_roundtrip` (or `-- N` for N calls per mode; default 50 000).
 //! A benchmark, not a test: the figures depend on the machine and its load (see bench/results.md).
 
+#[cfg(unix)]
 use std::net::Ipv4Addr;
+#[cfg(unix)]
 use std::time::{Duration, Instant};
 
+#[cfg(unix)]
 use calloutd_callout::isolate::pe::PeHost;
+#[cfg(unix)]
 use calloutd_callout::isolate::{IsolateOptions, IsolatedCallout};
+#[cfg(unix)]
 use calloutd_callout::{load_callout, CalloutConfig, HeldLocks, LoadOrder};
 
+#[cfg(unix)]
 fn percentiles(name: &str, mut samples: Vec<Duration>) {
     samples.sort();
     let at = |q: f64| {
@@ -29,6 +35,7 @@ fn percentiles(name: &str, mut samples: Vec<Duration>) {
     );
 }
 
+#[cfg(unix)]
 fn main() {
     let n: usize = std::env::args()
         .skip(1)
@@ -84,6 +91,7 @@ fn main() {
 }
 
 /// NewPkt round trips through an isolated host started with `options`.
+#[cfg(unix)]
 fn isolated(
     name: &str,
     config: &CalloutConfig,
@@ -114,4 +122,10 @@ fn isolated(
         );
     }
     percentiles(name, samples);
+}
+
+/// Unix only: --isolate (the isolated host) is Linux-only.
+#[cfg(not(unix))]
+fn main() {
+    eprintln!("hook_roundtrip: Unix only: --isolate (the isolated host) is Linux-only.");
 }

@@ -15,7 +15,7 @@ use crate::audit::{AuditEventId, AuditLog, AuditRecord};
 use crate::clock::{unix_secs, Clock, SystemClock};
 use crate::hooks::{Hooks, LeaseLockHeld, PktContext};
 use crate::import::{lease_from_export, ImportReport, NotImported};
-use crate::io::{Admission, CommitError, Datagram, Outcome, PacketHandler, Reply};
+use crate::io::{Admission, CommitError, Datagram, HeldReply, Outcome, PacketHandler, Reply};
 use crate::packet::{option_wire_len, ReplyHeader, ReplyWriter, Request, DEFAULT_MAX_REPLY_LEN};
 use crate::scopes::{kind_serves, OptionSource, ReservationRt, ScopeRt};
 use crate::store::{BackupReport, CommitTicket, Lease, LeaseStore, StoreError};
@@ -274,6 +274,41 @@ fn fqdn_answer(sent: &[u8]) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// Windows' `DNS_ERROR_NO_DNS_SERVERS` (9852, "no DNS servers configured for local system"): the
+/// DnsRegError of the DNS update calloutd cannot send.
+const DNS_ERROR_NO_DNS_SERVERS: u32 = 9852;
+
+/// The name a server-side DNS update would register for a client's option 81 (RFC 4702), or `None`
+/// when the client asks the server not to update (N = 1) or sends no name. The name is dotted text:
+/// the canonical wire encoding (E = 1) is decoded, the deprecated ASCII one taken as it is.
+fn fqdn_update_name(sent: &[u8]) -> Option<String> {
+    const E: u8 = 0x04;
+    const N: u8 = 0x08;
+    let (&flags, rest) = sent.split_first()?;
+    let raw = rest.get(2..)?;
+    if flags & N != 0 {
+        return None;
+    }
+    let name = if flags & E != 0 {
+        let mut labels = Vec::new();
+        let mut at = 0;
+        while let Some(&len) = raw.get(at) {
+            if len == 0 {
+                break;
+            }
+            let label = raw.get(at + 1..at + 1 + usize::from(len))?;
+            labels.push(String::from_utf8_lossy(label).into_owned());
+            at += 1 + usize::from(len);
+        }
+        labels.join(".")
+    } else {
+        String::from_utf8_lossy(raw)
+            .trim_end_matches(['\0', '.'])
+            .to_owned()
+    };
+    (!name.is_empty()).then_some(name)
+}
+
 /// What a client's request tells policies and option resolution about it.
 fn client_facts<'r>(request: &Request<'r>) -> ClientFacts<'r> {
     let fqdn_name = request
@@ -416,8 +451,34 @@ impl Engine {
                 vendor_class: request.vendor_class,
                 user_class: request.user_class,
                 relay_agent: request.relay_agent,
+                dns_reg_error: 0,
             });
         }
+    }
+
+    /// The DNS events of an ACK for `ip` (docs/dhcp.md section 5): when the client's option 81 leaves
+    /// an update to the server (N = 0: the PTR record, or A and PTR with S = 1), 30 "DNS Update
+    /// Request" for its name, then 35 "DNS Update Request Failed" with `DNS_ERROR_NO_DNS_SERVERS`,
+    /// since calloutd has no DNS server to send it to. Written as Microsoft's DNS thread writes them:
+    /// address and name, no MAC, xid 0, QResult 6.
+    fn audit_dns(&self, x: &Exchange<'_>, ip: Ipv4Addr) {
+        let Some(audit) = &self.options.audit else {
+            return;
+        };
+        let Some(name) = x.request.fqdn.and_then(fqdn_update_name) else {
+            return;
+        };
+        let request = AuditRecord {
+            ip: Some(ip),
+            host_name: Some(name.as_bytes()),
+            ..AuditRecord::new(AuditEventId::DnsUpdateRequest)
+        };
+        audit.record(&request);
+        audit.record(&AuditRecord {
+            id: AuditEventId::DnsRequestFailed,
+            dns_reg_error: DNS_ERROR_NO_DNS_SERVERS,
+            ..request
+        });
     }
 
     /// Writes 14 (or 22) as Microsoft does: the scope's subnet address, no client fields, xid 0 and
@@ -673,6 +734,47 @@ impl Engine {
         self.scopes.iter().position(|s| s.in_subnet(link))
     }
 
+    /// PktSend for a built reply, with the counters: the bytes to send, `None` when PktSend
+    /// suppressed it, a drop reason when PktSend faulted.
+    fn send_hook(
+        &self,
+        bytes: &mut Vec<u8>,
+        message_type: u8,
+        if_addr: Ipv4Addr,
+        ctx: PktContext,
+    ) -> Result<bool, DropReason> {
+        if let Err(fault) = self.hooks.pkt_send(bytes, if_addr, ctx) {
+            tracing::warn!("PktSend fault, reply dropped: {}", fault.0);
+            return Err(DropReason::Invalid);
+        }
+        if bytes.is_empty() {
+            self.counters
+                .suppressed_by_callout
+                .fetch_add(1, Ordering::Relaxed);
+            return Ok(false);
+        }
+        if let Some(counter) = self.counters.sent.get(usize::from(message_type)) {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(true)
+    }
+
+    /// The packet's last hooks: PktDrop(`reason`) when it was dropped, then PktDrop(PROCESSED).
+    fn end_packet(
+        &self,
+        packet: &mut Vec<u8>,
+        dropped: Option<DropReason>,
+        if_addr: Ipv4Addr,
+        ctx: PktContext,
+    ) {
+        if let Some(reason) = dropped {
+            self.counters.drops[drop_index(reason)].fetch_add(1, Ordering::Relaxed);
+            self.hooks.pkt_drop(packet, reason, if_addr, ctx);
+        }
+        self.hooks
+            .pkt_drop(packet, DropReason::Processed, if_addr, ctx);
+    }
+
     /// The active scopes that may serve a request whose link selected scope `selected`: that scope
     /// first (when active), then the other active scopes of its superscope in config order.
     fn members(&self, selected: usize) -> impl Iterator<Item = usize> + '_ {
@@ -849,20 +951,32 @@ impl Engine {
             return Ok(None);
         };
         outcome.reply_type = Some(built.message_type);
-        if let Err(fault) = self.hooks.pkt_send(&mut built.bytes, if_addr, ctx) {
-            tracing::warn!("PktSend fault, reply dropped: {}", fault.0);
-            outcome.reply_type = None;
-            return Err(DropReason::Invalid);
-        }
-        if built.bytes.is_empty() {
-            self.counters
-                .suppressed_by_callout
-                .fetch_add(1, Ordering::Relaxed);
-            outcome.reply_type = None;
+        if outcome.uncommitted.is_some() {
+            // PktSend only once the lease is durable: the runtime commits, then calls finish.
+            outcome.held = Some(HeldReply {
+                reply: Reply {
+                    bytes: built.bytes,
+                    dest: built.dest,
+                    source: if_addr,
+                    delay: built.delay,
+                },
+                reply_type: built.message_type,
+                packet: Vec::new(),
+                if_addr,
+                ctx,
+            });
             return Ok(None);
         }
-        if let Some(counter) = self.counters.sent.get(usize::from(built.message_type)) {
-            counter.fetch_add(1, Ordering::Relaxed);
+        match self.send_hook(&mut built.bytes, built.message_type, if_addr, ctx) {
+            Ok(true) => {}
+            Ok(false) => {
+                outcome.reply_type = None;
+                return Ok(None);
+            }
+            Err(reason) => {
+                outcome.reply_type = None;
+                return Err(reason);
+            }
         }
         Ok(Some(Reply {
             bytes: built.bytes,
@@ -1284,6 +1398,7 @@ impl Engine {
                     AuditEventId::Assign
                 };
                 self.audit_packet(x, id, Some(Ipv4Addr::from(ip)), None);
+                self.audit_dns(x, Ipv4Addr::from(ip));
                 Ok(Some(self.build_reply(
                     x,
                     reservation,
@@ -1672,13 +1787,13 @@ impl PacketHandler for Engine {
                 Some(DropReason::Invalid)
             }
         };
-        if let Some(reason) = dropped {
-            self.counters.drops[drop_index(reason)].fetch_add(1, Ordering::Relaxed);
-            outcome.dropped = Some(reason);
-            self.hooks.pkt_drop(&mut packet, reason, if_addr, ctx);
+        if let Some(held) = outcome.held.as_mut() {
+            // The packet ends in finish, after the commit.
+            held.packet = packet;
+            return outcome;
         }
-        self.hooks
-            .pkt_drop(&mut packet, DropReason::Processed, if_addr, ctx);
+        outcome.dropped = dropped;
+        self.end_packet(&mut packet, dropped, if_addr, ctx);
         outcome
     }
 
@@ -1686,5 +1801,29 @@ impl PacketHandler for Engine {
         self.store
             .commit(ticket)
             .map_err(|e| CommitError(e.to_string()))
+    }
+
+    /// After the commit: PktSend and PktDrop(PROCESSED); a failed commit withholds the reply with
+    /// PktDrop(`DHCP_DROP_INTERNAL_ERROR`) first.
+    fn finish(&self, held: HeldReply, committed: bool) -> Option<Reply> {
+        let HeldReply {
+            mut reply,
+            reply_type,
+            mut packet,
+            if_addr,
+            ctx,
+        } = held;
+        let sent = if committed {
+            self.send_hook(&mut reply.bytes, reply_type, if_addr, ctx)
+        } else {
+            Err(DropReason::InternalError)
+        };
+        let (reply, dropped) = match sent {
+            Ok(true) => (Some(reply), None),
+            Ok(false) => (None, None),
+            Err(reason) => (None, Some(reason)),
+        };
+        self.end_packet(&mut packet, dropped, if_addr, ctx);
+        reply
     }
 }

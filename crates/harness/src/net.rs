@@ -318,7 +318,15 @@ impl VirtualNet {
             None if self.paused => Admission::Drop(DropReason::Paused),
             None => Admission::Process,
         };
-        let outcome = self.engine.handle(datagram, admission);
+        let mut outcome = self.engine.handle(datagram, admission);
+        // The runtime's rule (docs/hooks.md): a held reply's PktSend only after its commit. The
+        // engine here commits inline, so none is held; should one be, it ends the same way.
+        if let Some(held) = outcome.held.take() {
+            let durable = outcome
+                .uncommitted
+                .is_none_or(|ticket| self.engine.commit(ticket).is_ok());
+            outcome.reply = self.engine.finish(held, durable);
+        }
         let reply = outcome
             .reply
             .as_ref()

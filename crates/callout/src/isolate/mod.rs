@@ -25,6 +25,7 @@
 #[cfg(unix)]
 mod bells;
 mod host;
+#[cfg(unix)]
 mod parent;
 pub mod pe;
 
@@ -39,12 +40,19 @@ pub(crate) struct HostConfig {
     pub slow_unlocked_us: u64,
 }
 mod shm;
+#[cfg(windows)]
+mod unavailable;
 mod wire;
 
+#[cfg(unix)]
 pub use host::host_main;
+/// The host mode of `calloutd.exe` under wine (and of the native host on the same pipes).
 pub use host::host_main_bells;
+#[cfg(unix)]
 pub use parent::{IsolatedCallout, IsolatedLoad};
 pub use pe::needs_windows_host;
+#[cfg(windows)]
+pub use unavailable::{host_main, IsolatedCallout, IsolatedLoad};
 
 use crate::TraceSink;
 use std::cell::Cell;
@@ -162,6 +170,7 @@ pub(crate) fn note_call(ret: u32, dur_us: u64, found: &[crate::Misbehaviour]) {
 }
 
 /// Takes (and clears) this thread's last noted call.
+#[cfg_attr(windows, allow(dead_code))] // the host (Linux only for now) takes it
 pub(crate) fn take_call() -> Option<NotedCall> {
     LAST_CALL.with(Cell::take)
 }

@@ -1446,11 +1446,29 @@ fn start_host(
     let region = Region::create(slots)
         .map(Arc::new)
         .map_err(|e| StartError::Spawn(format!("shared memory: {e}")))?;
+    // A Windows host gets the DLLs (and so each one's ChainDlls) as wine's Z: paths; bare names
+    // stay bare, for its DLL search.
+    let (dlls, base_dir) = match &options.pe_host {
+        Some(pe) if pe.windows_paths => (
+            candidates[start..]
+                .iter()
+                .map(|c| {
+                    let path = resolve(c, config.base_dir.as_deref());
+                    match path.is_absolute() {
+                        true => pe.host_path(&path).to_string_lossy().into_owned(),
+                        false => c.clone(),
+                    }
+                })
+                .collect(),
+            None,
+        ),
+        _ => (candidates[start..].to_vec(), config.base_dir.clone()),
+    };
     let host_config = HostConfig {
         callout: CalloutConfig {
-            dlls: candidates[start..].to_vec(),
+            dlls,
             enabled: config.enabled,
-            base_dir: config.base_dir.clone(),
+            base_dir,
             order: LoadOrder::Listed,
             strict_permissions: config.strict_permissions,
         },

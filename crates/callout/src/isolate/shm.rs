@@ -6,6 +6,9 @@
 //! The doorbell is a futex on each slot's `state` word (process-shared, no `FUTEX_PRIVATE_FLAG`):
 //! see bench/results.md for the measurement against eventfd and a pipe byte.
 
+// The Windows host (calloutd.exe under wine) uses the host's half of it.
+#![cfg_attr(windows, allow(dead_code))]
+
 use std::io;
 #[cfg(unix)]
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
@@ -132,7 +135,12 @@ fn region_len(slots: usize) -> usize {
     HEADER_SIZE + REPORT_MAX + slots * SLOT_STRIDE
 }
 
+/// The most slots a host maps (the pipe doorbells carry a slot index in one byte).
+#[cfg(windows)]
+const MAX_MAPPED_SLOTS: usize = 256;
+
 /// The slot count of a region of `len` bytes, when `len` is a whole layout.
+#[cfg(unix)]
 fn slots_of(len: usize) -> Option<usize> {
     if len < region_len(1) {
         return None;
@@ -160,12 +168,22 @@ impl Region {
             .read(true)
             .write(true)
             .open(path)?;
+        // Wine cannot stat a file opened through /proc (GetFileInformationByHandle fails): the
+        // header gives the slot count, and so the length, instead.
         // SAFETY: the mapping is shared with the server by design; every access to it goes through
         // atomics or bounds-checked byte copies, never through references to its contents.
-        let mut map = unsafe { memmap2::MmapMut::map_mut(&file)? };
-        let len = map.len();
-        let slots = slots_of(len)
-            .ok_or_else(|| io::Error::other("the shared region has an unknown size"))?;
+        let head = unsafe { memmap2::MmapOptions::new().len(HEADER_SIZE).map(&file)? };
+        let mut slots_bytes = [0u8; 4];
+        let at = std::mem::offset_of!(Header, slots);
+        slots_bytes.copy_from_slice(&head[at..at + 4]);
+        drop(head);
+        let slots = u32::from_ne_bytes(slots_bytes) as usize;
+        if slots == 0 || slots > MAX_MAPPED_SLOTS {
+            return Err(io::Error::other("the shared region has an unknown layout"));
+        }
+        let len = region_len(slots);
+        // SAFETY: as above.
+        let mut map = unsafe { memmap2::MmapOptions::new().len(len).map_mut(&file)? };
         let region = Region {
             base: map.as_mut_ptr(),
             len,
