@@ -5,12 +5,17 @@
 //! `cargo bench --bench hook_roundtrip` (or `-- N` for N calls per mode; default 50 000).
 //! A benchmark, not a test: the figures depend on the machine and its load (see bench/results.md).
 
+#[cfg(unix)]
 use std::net::Ipv4Addr;
+#[cfg(unix)]
 use std::time::{Duration, Instant};
 
+#[cfg(unix)]
 use calloutd_callout::isolate::{IsolateOptions, IsolatedCallout};
+#[cfg(unix)]
 use calloutd_callout::{load_callout, CalloutConfig, HeldLocks, LoadOrder};
 
+#[cfg(unix)]
 fn percentiles(name: &str, mut samples: Vec<Duration>) {
     samples.sort();
     let at = |q: f64| {
@@ -26,6 +31,7 @@ fn percentiles(name: &str, mut samples: Vec<Duration>) {
     );
 }
 
+#[cfg(unix)]
 fn main() {
     let n: usize = std::env::args()
         .skip(1)
@@ -77,4 +83,10 @@ fn main() {
         );
     }
     percentiles("isolated", samples);
+}
+
+/// Unix only: --isolate (the isolated host) is Linux-only.
+#[cfg(not(unix))]
+fn main() {
+    eprintln!("hook_roundtrip: Unix only: --isolate (the isolated host) is Linux-only.");
 }

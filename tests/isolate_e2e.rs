@@ -10,6 +10,9 @@
 //! trace callout in both modes and compares the traces field by field (all but timings and thread
 //! ids). Tests skip (with a printed reason) when not run as root.
 
+// Unix only: starts the Linux calloutd with .so fixture callouts, mostly inside network namespaces.
+#![cfg(unix)]
+
 mod support;
 
 use std::fs;

@@ -4,6 +4,9 @@
 //! --in-process` with fixtures/scenarios/win32chain.toml), and as a PE DLL with mingw-w64 (run
 //! under wine by crates/callout/tests/windows_dlls.rs).
 
+// Unix only: starts the Linux calloutd with .so fixture callouts, mostly inside network namespaces.
+#![cfg(unix)]
+
 mod support;
 
 use std::path::{Path, PathBuf};

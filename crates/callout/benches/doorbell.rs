@@ -5,9 +5,12 @@
 //! `cargo bench -p calloutd-callout --bench doorbell` (or `-- N` round trips; default 50 000).
 //! The futex variant sleeps at once (no spinning), so the three are compared on equal terms.
 
+#[cfg(target_os = "linux")]
 use std::sync::atomic::{AtomicU32, Ordering};
+#[cfg(target_os = "linux")]
 use std::time::{Duration, Instant};
 
+#[cfg(target_os = "linux")]
 fn report(name: &str, mut samples: Vec<Duration>) {
     samples.sort();
     let at = |q: f64| samples[((samples.len() as f64 * q) as usize).min(samples.len() - 1)];
@@ -19,6 +22,7 @@ fn report(name: &str, mut samples: Vec<Duration>) {
     );
 }
 
+#[cfg(target_os = "linux")]
 fn futex(word: &AtomicU32, op: i32, val: u32) {
     // SAFETY: `word` lives in a shared mapping for both processes; FUTEX_WAIT/WAKE on it.
     unsafe {
@@ -35,6 +39,7 @@ fn futex(word: &AtomicU32, op: i32, val: u32) {
 }
 
 /// Forks; the child runs `child` and exits; the parent runs `parent` and reaps the child.
+#[cfg(target_os = "linux")]
 fn forked(child: impl FnOnce(), parent: impl FnOnce()) {
     // SAFETY: single-threaded at this point; the child only runs `child` and exits.
     let pid = unsafe { libc::fork() };
@@ -51,6 +56,7 @@ fn forked(child: impl FnOnce(), parent: impl FnOnce()) {
     }
 }
 
+#[cfg(target_os = "linux")]
 fn bench_futex(n: usize) -> Vec<Duration> {
     // SAFETY: an anonymous shared mapping of one page, unmapped below.
     let page = unsafe {
@@ -96,6 +102,7 @@ fn bench_futex(n: usize) -> Vec<Duration> {
 }
 
 /// Two one-way channels made by `make` (returning (read end, write end) of each), ping-ponged.
+#[cfg(target_os = "linux")]
 fn bench_fds(n: usize, make: fn() -> [(i32, i32); 2], width: usize) -> Vec<Duration> {
     let [(to_read, to_write), (back_read, back_write)] = make();
     let mut samples = Vec::with_capacity(n);
@@ -132,6 +139,7 @@ fn bench_fds(n: usize, make: fn() -> [(i32, i32); 2], width: usize) -> Vec<Durat
     samples
 }
 
+#[cfg(target_os = "linux")]
 fn eventfds() -> [(i32, i32); 2] {
     // SAFETY: plain eventfd creation.
     let a = unsafe { libc::eventfd(0, 0) };
@@ -142,6 +150,7 @@ fn eventfds() -> [(i32, i32); 2] {
     [(a, a), (b, b)]
 }
 
+#[cfg(target_os = "linux")]
 fn pipes() -> [(i32, i32); 2] {
     let mut a = [0i32; 2];
     let mut b = [0i32; 2];
@@ -152,6 +161,7 @@ fn pipes() -> [(i32, i32); 2] {
     [(a[0], a[1]), (b[0], b[1])]
 }
 
+#[cfg(target_os = "linux")]
 fn main() {
     let n: usize = std::env::args()
         .skip(1)
@@ -160,4 +170,10 @@ fn main() {
     report("futex", bench_futex(n));
     report("eventfd", bench_fds(n, eventfds, 8));
     report("pipe", bench_fds(n, pipes, 1));
+}
+
+/// Linux only: futex, eventfd and fork.
+#[cfg(not(target_os = "linux"))]
+fn main() {
+    eprintln!("doorbell: Linux only: futex, eventfd and fork.");
 }

@@ -5,6 +5,9 @@
 //! load. Needs mingw-w64 and wine; skipped without them unless `CALLOUTD_REQUIRE_WINE=1` (set by
 //! scripts/test.sh, which installs both).
 
+// Unix only: runs the PE callouts under Wine from Linux.
+#![cfg(unix)]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

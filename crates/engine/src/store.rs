@@ -684,8 +684,21 @@ fn check_writable(conn: &Connection, path: &Path) -> Result<(), StoreError> {
     })
 }
 
+/// Windows: the file's ACL is not read; only the read-only attribute is told.
+#[cfg(windows)]
+fn diagnose(path: &Path) -> String {
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.permissions().readonly() => {
+            format!("; the file {} is read-only", path.display())
+        }
+        _ => "; check the file's and its folder's permissions (ACL) and the read-only attribute"
+            .into(),
+    }
+}
+
 /// What may keep `path` (a database file) from being written, for the error message: empty when
 /// nothing is found.
+#[cfg(unix)]
 fn diagnose(path: &Path) -> String {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
     // The owner of /proc/self is this process's effective user.
@@ -1131,13 +1144,15 @@ mod tests {
     }
 
     /// Makes `path` unwritable for this process until dropped: read-only (mode 0555/0444) for a
-    /// user, the immutable attribute for root (whom modes do not stop).
+    /// user, the immutable attribute for root (whom modes do not stop). Unix only (modes, chattr).
+    #[cfg(unix)]
     struct Unwritable {
         path: PathBuf,
         mode: u32,
         root: bool,
     }
 
+    #[cfg(unix)]
     impl Unwritable {
         fn make(path: &Path) -> Unwritable {
             use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -1162,6 +1177,7 @@ mod tests {
         }
     }
 
+    #[cfg(unix)]
     impl Drop for Unwritable {
         fn drop(&mut self) {
             use std::os::unix::fs::PermissionsExt;
@@ -1179,6 +1195,8 @@ mod tests {
         }
     }
 
+    // Unix only: makes the file unwritable with modes or chattr.
+    #[cfg(unix)]
     #[test]
     fn an_unwritable_database_or_folder_is_refused_at_open() {
         let dir = tempfile::tempdir().unwrap();

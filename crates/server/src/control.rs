@@ -34,7 +34,7 @@ use dhcpssdk::DropReason;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
-use tracing::{info, warn};
+use tracing::info;
 
 pub use http::{ControlLimits, ControlServer};
 
@@ -601,12 +601,18 @@ pub fn resolve_token(flag: Option<&str>, file: Option<&Path>) -> Result<Option<S
         .filter(|t| !t.is_empty()))
 }
 
+/// A token file others can read is a token others know: say so. (Windows keeps access in ACLs,
+/// which the file's metadata does not show: nothing is checked there.)
+#[cfg(not(unix))]
+fn warn_if_readable_by_others(_path: &Path) {}
+
 /// A token file others can read is a token others know: say so.
+#[cfg(unix)]
 fn warn_if_readable_by_others(path: &Path) {
     use std::os::unix::fs::PermissionsExt;
     if let Ok(meta) = std::fs::metadata(path) {
         if meta.permissions().mode() & 0o044 != 0 {
-            warn!(
+            tracing::warn!(
                 "{}: the control token file is readable by group or others (chmod 600 it)",
                 path.display()
             );

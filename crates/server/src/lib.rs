@@ -1208,6 +1208,7 @@ pub fn run<H: PacketHandler + ?Sized>(
 }
 
 /// SIGINT and SIGTERM stop the server; SIGUSR1 logs the summary.
+#[cfg(unix)]
 fn spawn_signals(
     runtime: Arc<Runtime>,
     summary: Option<SummaryFn>,
@@ -1254,6 +1255,53 @@ fn spawn_signals(
                         }
                     }
                 }
+            })
+        })
+        .map_err(|source| ServerError::Thread {
+            what: "signal",
+            source,
+        })?;
+    Ok(SignalThread { thread, done })
+}
+
+/// Windows: Ctrl-C, Ctrl-Break, closing the console and system shutdown stop the server (Control(STOP),
+/// then the caller flushes leases). There is no SIGUSR1: `calloutd ctl stats` gives the summary.
+#[cfg(windows)]
+fn spawn_signals(
+    runtime: Arc<Runtime>,
+    _summary: Option<SummaryFn>,
+) -> Result<SignalThread, ServerError> {
+    use tokio::signal::windows::{ctrl_break, ctrl_c, ctrl_close, ctrl_shutdown};
+
+    let tokio_runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(ServerError::Signals)?;
+    // Installed here, not in the thread, so a failure is reported by `start`.
+    let (mut interrupt, mut brk, mut close, mut shutdown) = tokio_runtime
+        .block_on(async {
+            Ok::<_, io::Error>((ctrl_c()?, ctrl_break()?, ctrl_close()?, ctrl_shutdown()?))
+        })
+        .map_err(ServerError::Signals)?;
+    let done = Arc::new(tokio::sync::Notify::new());
+    let done_signal = Arc::clone(&done);
+    let stopped = Arc::clone(&runtime);
+    let thread = thread::Builder::new()
+        .name("calloutd-signals".into())
+        .spawn(move || {
+            tokio_runtime.block_on(async move {
+                let what = tokio::select! {
+                    _ = done_signal.notified() => return,
+                    Some(()) = interrupt.recv() => "Ctrl-C",
+                    Some(()) = brk.recv() => "Ctrl-Break",
+                    Some(()) = close.recv() => "console closed",
+                    Some(()) = shutdown.recv() => "system shutdown",
+                };
+                // Windows ends the process once a close or shutdown handler returns; tokio's never
+                // does for those, so the server finishes (STOP, leases flushed) and exits first,
+                // within the 5 s Windows allows a console close.
+                info!("{what}: stopping");
+                stopped.stop();
             })
         })
         .map_err(|source| ServerError::Thread {

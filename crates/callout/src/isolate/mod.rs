@@ -20,11 +20,14 @@
 //!
 //! [`Callout`]: crate::Callout
 
+#[cfg(unix)]
 mod host;
+#[cfg(unix)]
 mod parent;
 
 /// What the server tells a new host: where the DLLs are and the slow-hook thresholds.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(windows, allow(dead_code))] // the host (Linux only for now) reads it
 pub(crate) struct HostConfig {
     /// The candidates this host tries, in order.
     pub callout: crate::CalloutConfig,
@@ -33,11 +36,19 @@ pub(crate) struct HostConfig {
     /// The slow-hook threshold without one, microseconds.
     pub slow_unlocked_us: u64,
 }
+#[cfg(unix)]
 mod shm;
+#[cfg(windows)]
+mod unavailable;
+#[cfg(unix)]
 mod wire;
 
+#[cfg(unix)]
 pub use host::host_main;
+#[cfg(unix)]
 pub use parent::{IsolatedCallout, IsolatedLoad};
+#[cfg(windows)]
+pub use unavailable::{host_main, IsolatedCallout, IsolatedLoad};
 
 use crate::TraceSink;
 use std::cell::Cell;
@@ -151,6 +162,7 @@ pub(crate) fn note_call(ret: u32, dur_us: u64, found: &[crate::Misbehaviour]) {
 }
 
 /// Takes (and clears) this thread's last noted call.
+#[cfg_attr(windows, allow(dead_code))] // the host (Linux only for now) takes it
 pub(crate) fn take_call() -> Option<NotedCall> {
     LAST_CALL.with(Cell::take)
 }
