@@ -34,9 +34,11 @@ enum Command {
     /// Talk to a running server's control API (leases, pause/continue/stop, stats, metrics, config).
     Ctl(ctl::CtlArgs),
     /// Run scenario files against the engine and the callout on a virtual network (no root, no
-    /// sockets). Exit 0: all expectations hold; 1: one failed; 2: an invalid scenario.
+    /// sockets); the callout runs in a child process (--isolate) unless --in-process. Exit 0: all
+    /// expectations hold; 1: one failed; 2: an invalid scenario.
     Test(harness_cli::TestArgs),
-    /// Feed the client messages of a capture (pcap, pcapng) through the engine and the callout.
+    /// Feed the client messages of a capture (pcap, pcapng) through the engine and the callout
+    /// (in-process unless --isolate).
     Replay(harness_cli::ReplayArgs),
     /// Show the whole idea in one command: a scripted scenario with a built-in callout.
     Demo,
