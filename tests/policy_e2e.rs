@@ -29,6 +29,11 @@ struct Lab {
 
 impl Lab {
     fn start(tag: &str) -> Option<Lab> {
+        Lab::start_with(tag, &[])
+    }
+
+    /// [`Lab::start`] with more `serve` arguments.
+    fn start_with(tag: &str, extra: &[&str]) -> Option<Lab> {
         if !have_root(&current_test()) {
             return None;
         }
@@ -47,13 +52,15 @@ impl Lab {
         let dir = tempfile::tempdir().unwrap();
         let reg = dir.path().join("callout.reg");
         write_callout_reg(&reg, &[fixture("trace")]);
+        let mut args = strings(&["--listen", "127.0.0.1:67", "--workers", "1"]);
+        args.extend(strings(extra));
         let run = TracedRun::start(
             &ns,
             dir.path(),
             1,
             &reg,
             &repo_root().join(SCOPES),
-            &strings(&["--listen", "127.0.0.1:67", "--workers", "1"]),
+            &args,
             &[],
         );
         Some(Lab { run, _dir: dir, ns })
@@ -164,4 +171,55 @@ fn a_full_superscope_member_hands_the_next_client_to_its_sibling() {
         assert_eq!(p.call("HandleOptions")["scope_id"], "198.19.1.0");
     }
     check_acked_request(&packets[3], GIVE_NEW, "198.19.1.10", 7_200);
+}
+
+#[test]
+fn an_ack_for_option_81_writes_dns_audit_events_30_and_35() {
+    let audit = tempfile::tempdir().unwrap();
+    let audit_dir = audit.path().to_str().unwrap().to_string();
+    let Some(mut lab) = Lab::start_with("dns-audit", &["--audit-log", &audit_dir]) else {
+        return;
+    };
+    // S = 1, E = 1: "update my A and PTR records", the name in DNS wire form.
+    let wire = hex(b"\x03pc1\x03lab\x07example\x00");
+    let ack = lab.ok(
+        "dora",
+        POLICY_RELAY,
+        &[
+            "--mac",
+            "02:00:00:0c:00:31",
+            "--option",
+            &format!("81=050000{wire}"),
+        ],
+    );
+    let ip = ack["yiaddr"].as_str().unwrap().to_string();
+    // N = 1: "do not update": no DNS events.
+    lab.ok(
+        "dora",
+        POLICY_RELAY,
+        &[
+            "--mac",
+            "02:00:00:0c:00:32",
+            "--option",
+            &format!("81=080000{}", hex(b"pc2.lab.example")),
+        ],
+    );
+    lab.packets(4);
+    let mut events = Vec::new();
+    for entry in std::fs::read_dir(audit.path()).unwrap() {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        events.extend(calloutd_engine::parse_audit_log(&text).unwrap());
+    }
+    let ids: Vec<u8> = events.iter().map(|e| e.id).filter(|id| *id >= 10).collect();
+    assert_eq!(ids, [10, 30, 35, 10], "{events:?}");
+    let dns: Vec<_> = events.iter().filter(|e| e.id >= 30).collect();
+    for event in &dns {
+        assert_eq!(event.ip.map(|a| a.to_string()), Some(ip.clone()));
+        assert_eq!(event.host_name, "pc1.lab.example");
+    }
+    assert_eq!(dns[0].description, "DNS Update Request");
+    assert_eq!(
+        (dns[1].description.as_str(), dns[1].dns_reg_error.as_str()),
+        ("DNS Update Request Failed", "9852")
+    );
 }
