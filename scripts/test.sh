@@ -61,5 +61,9 @@ fi
 # calloutd.exe, built once into this target dir; tests/windows_wine.rs runs its Wine copy.
 echo "test.sh: scripts/build-windows.sh"
 scripts/build-windows.sh
+if rustup target list --installed 2>/dev/null | grep -qx x86_64-pc-windows-gnu; then
+    echo "test.sh: scripts/wine-unit-tests.sh (the Windows code paths' unit tests under Wine)"
+    scripts/wine-unit-tests.sh
+fi
 echo "test.sh: cargo test"
 cargo test --workspace --locked

@@ -1,9 +1,13 @@
 //! calloutd.exe (built by scripts/build-windows.sh) under Wine, with the mingw-built PE callouts from
 //! the same C sources as the Linux `.so` files (issue 13, item 3):
-//! - `calloutd.exe check --reg` on a UTF-16 `.reg` loads the PE trace callout;
+//! - `calloutd.exe check --reg` on a UTF-16 `.reg` loads the PE trace callout, also named through a
+//!   `%VAR%` from the environment, and `check --registry live` finds it in Wine's registry;
 //! - `calloutd.exe serve` inside a network namespace answers a DORA from the Linux-side client
 //!   (relay mode) with the PE trace callout loaded, and its `--trace` shows the same hook sequence
-//!   as the native Linux calloutd with `trace.so` for the same exchange.
+//!   as the native Linux calloutd with `trace.so` for the same exchange, and stops cleanly on the
+//!   console's Ctrl-C;
+//! - a NULL write in the faulty PE callout's NewPkt is caught in-process, reported as event 1031,
+//!   and the next client is still served.
 //!
 //! One test function, so the Wine prefix is created once per run, in a temporary folder, and
 //! removed (its wineserver stopped) at the end, also when an assertion fails.
@@ -344,6 +348,32 @@ fn calloutd_exe_under_wine_checks_and_serves_with_a_pe_callout() {
         stdout.contains("loaded: ") && stdout.contains("trace.dll"),
         "{stdout}\n{stderr}"
     );
+    // A CalloutDlls entry with a %VAR% reference, expanded from the real environment.
+    let var_reg = dir.path().join("var.reg");
+    fs::write(
+        &var_reg,
+        calloutd_registry::write_parameters_reg(&[r"%CALLOUTD_PE_DIR%\trace.dll"], Some(1)),
+    )
+    .unwrap();
+    let mut var_check = wine.command(None, &exe);
+    var_check
+        .args(["check", "--reg", &windows_path(&var_reg)])
+        .env("CALLOUTD_PE_DIR", windows_path(&dlls));
+    let out = run_bounded(var_check, Duration::from_secs(180));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "check with %CALLOUTD_PE_DIR% failed:\n{text}"
+    );
+    assert!(
+        text.contains(&format!("({})", windows_path(&dlls.join("trace.dll")))),
+        "the entry was expanded: {text}"
+    );
+
     // --registry live: the same Parameters imported into the prefix's registry with Wine's reg.exe.
     let mut import = Command::new(&wine.loader);
     import

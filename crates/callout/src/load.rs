@@ -495,6 +495,21 @@ fn try_one(entry: &str, path: &Path, chain_dlls: &[String]) -> (AttemptOutcome, 
 mod tests {
     use super::*;
 
+    #[cfg(windows)]
+    #[test]
+    fn percent_variables_expand_from_the_environment_and_unknown_ones_stay() {
+        std::env::set_var("CALLOUTD_TEST_DLL_DIR", r"C:\callouts");
+        assert_eq!(
+            expand_environment(r"%calloutd_test_dll_dir%\trace.dll"),
+            r"C:\callouts\trace.dll"
+        );
+        assert_eq!(
+            expand_environment(r"%CALLOUTD_NOT_SET%\x.dll 100%"),
+            r"%CALLOUTD_NOT_SET%\x.dll 100%"
+        );
+        assert!(resolve(r"%SystemRoot%\System32\x.dll", None).is_absolute());
+    }
+
     #[test]
     fn alphabetical_order_ignores_case_and_listed_keeps_the_multi_sz_order() {
         let dlls: Vec<String> = ["c.dll", "B.dll", "a.dll"]

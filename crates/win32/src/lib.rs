@@ -3,8 +3,8 @@
 //!
 //! - [`PktInfoSocket`]: a UDP socket's datagrams with `IP_PKTINFO`: `WSARecvMsg` gives the
 //!   destination address and arrival interface, `WSASendMsg` pins the source address and the
-//!   interface. (quinn-udp wraps the same calls, but its setup asks for IPv6 options on an IPv4
-//!   socket, which Wine 8 refuses with WSAEOPNOTSUPP, and it sends no interface index.)
+//!   interface. (quinn-udp wraps the same calls, but its socket setup fails under Wine 8 with
+//!   WSAEOPNOTSUPP, and it sends no interface index.)
 //! - [`wait`]: `WSAPoll` on one socket, for a bounded wait on a non-blocking socket.
 //! - [`icmp_echo`]: `IcmpSendEcho` (iphlpapi), conflict detection without a raw socket, so without
 //!   administrator rights, as Microsoft's DHCP Server does it.
