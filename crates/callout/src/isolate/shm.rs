@@ -13,7 +13,6 @@ use std::io;
 #[cfg(unix)]
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-#[cfg(unix)]
 use std::time::Duration;
 
 /// Identifies a region laid out by this version of the protocol.
