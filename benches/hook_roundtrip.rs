@@ -1,6 +1,8 @@
 //! The cost of `--isolate` per hook call: NewPkt on a 300-byte DISCOVER-sized packet, called
 //! through the in-process `Callout` and through the isolated host (the real `calloutd` binary in
-//! its host mode), with the `noop` fixture callout. Prints p50/p99/p99.9 of each in microseconds.
+//! its host mode), with the `noop` fixture callout; then the same host on the pipe doorbells of PE
+//! hosts, and `noop.dll` under wine (calloutd.exe's host mode, when wine and calloutd.exe are
+//! there). Prints p50/p99/p99.9 of each in microseconds.
 //!
 //! `cargo bench --bench hook_roundtrip` (or `-- N` for N calls per mode; default 50 000).
 //! A benchmark, not a test: the figures depend on the machine and its load (see bench/results.md).
@@ -10,6 +12,8 @@ use std::net::Ipv4Addr;
 #[cfg(unix)]
 use std::time::{Duration, Instant};
 
+#[cfg(unix)]
+use calloutd_callout::isolate::pe::PeHost;
 #[cfg(unix)]
 use calloutd_callout::isolate::{IsolateOptions, IsolatedCallout};
 #[cfg(unix)]
@@ -59,16 +63,51 @@ fn main() {
     }
     percentiles("in-process", samples);
 
-    let options = IsolateOptions::new(
-        env!("CARGO_BIN_EXE_calloutd").into(),
-        vec!["callout-host".into()],
-    );
-    let isolated = IsolatedCallout::load(&config, options)
-        .callout
-        .expect("noop loads in the host");
+    let calloutd = std::path::PathBuf::from(env!("CARGO_BIN_EXE_calloutd"));
+    let options = IsolateOptions::new(calloutd.clone(), vec!["callout-host".into()]);
+    isolated("isolated", &config, options, n, &packet, ip);
+
+    // The pipe-doorbell transport of PE hosts, with the native host: its cost without wine.
+    let mut options = IsolateOptions::new(calloutd.clone(), vec!["callout-host".into()]);
+    options.pe_host = Some(PeHost {
+        launcher: Vec::new(),
+        program: calloutd.clone(),
+        windows_paths: false,
+    });
+    isolated("pipes", &config, options, n, &packet, ip);
+
+    // noop.dll under wine (calloutd.exe from $CALLOUTD_WINDOWS_HOST or next to calloutd).
+    match calloutd_fixtures::build_windows() {
+        Ok(Some(dir)) => {
+            let config = CalloutConfig {
+                dlls: vec![dir.join("noop.dll").display().to_string()],
+                ..config
+            };
+            let options = IsolateOptions::new(calloutd, vec!["callout-host".into()]);
+            isolated("wine (PE)", &config, options, n, &packet, ip);
+        }
+        _ => println!("wine (PE)    skipped: no mingw-w64 to build noop.dll"),
+    }
+}
+
+/// NewPkt round trips through an isolated host started with `options`.
+#[cfg(unix)]
+fn isolated(
+    name: &str,
+    config: &CalloutConfig,
+    options: IsolateOptions,
+    n: usize,
+    packet: &[u8],
+    ip: Ipv4Addr,
+) {
+    let loaded = IsolatedCallout::load(config, options);
+    let Some(isolated) = loaded.callout else {
+        println!("{name:<12} skipped: {}", loaded.report.summary());
+        return;
+    };
     let mut samples = Vec::with_capacity(n);
     for _ in 0..n {
-        let mut p = packet.clone();
+        let mut p = packet.to_vec();
         let mut ctx = 0usize;
         let t = Instant::now();
         let _ = isolated.new_pkt(&mut p, ip, &mut ctx, HeldLocks::None);
@@ -82,7 +121,7 @@ fn main() {
             HeldLocks::None,
         );
     }
-    percentiles("isolated", samples);
+    percentiles(name, samples);
 }
 
 /// Unix only: --isolate (the isolated host) is Linux-only.

@@ -8,6 +8,7 @@
 mod ctl;
 mod harness_cli;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use calloutd_service::{CheckFailure, CheckOptions, ServeOptions};
@@ -50,12 +51,21 @@ enum Command {
 /// The hidden host mode's arguments (given by the server that starts it).
 #[derive(Debug, clap::Args)]
 struct HostArgs {
-    /// The inherited shared-memory file descriptor.
-    #[arg(long)]
-    shm_fd: i32,
+    /// The inherited shared-memory file descriptor (the futex transport).
+    #[arg(long, required_unless_present = "shm_path")]
+    shm_fd: Option<i32>,
     /// The server's pid: the host exits when it is gone.
-    #[arg(long)]
-    parent: u32,
+    #[arg(long, required_unless_present = "shm_path")]
+    parent: Option<u32>,
+    /// The shared-memory file to map (the pipe-doorbell transport of a PE host under wine).
+    #[arg(long, requires_all = ["bell_in", "bell_out"], conflicts_with = "shm_fd")]
+    shm_path: Option<PathBuf>,
+    /// The FIFO the server posts slot indexes on.
+    #[arg(long, requires = "shm_path")]
+    bell_in: Option<PathBuf>,
+    /// The FIFO the host answers on.
+    #[arg(long, requires = "shm_path")]
+    bell_out: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -72,9 +82,15 @@ fn main() -> ExitCode {
         Command::Test(args) => harness_cli::test(args),
         Command::Replay(args) => harness_cli::replay(args),
         Command::Demo => harness_cli::demo(),
-        Command::CalloutHost(args) => {
-            calloutd_callout::isolate::host_main(args.shm_fd, args.parent)
-        }
+        Command::CalloutHost(args) => match (args.shm_path, args.bell_in, args.bell_out) {
+            (Some(shm), Some(bell_in), Some(bell_out)) => {
+                calloutd_callout::isolate::host_main_bells(&shm, &bell_in, &bell_out)
+            }
+            _ => match (args.shm_fd, args.parent) {
+                (Some(fd), Some(parent)) => calloutd_callout::isolate::host_main(fd, parent),
+                _ => ExitCode::FAILURE,
+            },
+        },
     }
 }
 

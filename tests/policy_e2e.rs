@@ -1,7 +1,8 @@
 //! End-to-end tests of policies and superscopes (issue 15) through the real binary: `calloutd serve`
 //! with fixtures/config/policy-lab.xml and the trace callout inside a network namespace of its own,
 //! `calloutd client` as the relay. The trace callout's log shows what a DLL would see: HandleOptions'
-//! ScopeId and AddressOffer's LeaseTime.
+//! ScopeId and AddressOffer's LeaseTime. The option overload test reads the reply datagram itself
+//! (`raw` in the client's JSON): option 52 and the options in `file` and `sname`.
 //!
 //! Tests skip (with a printed reason) when not run as root.
 
@@ -18,6 +19,8 @@ const SCOPES: &str = "fixtures/config/policy-lab.xml";
 const POLICY_RELAY: &str = "198.18.0.1";
 /// The relay of superscope member 198.19.0.0/24 (whose pool is one address).
 const MULTINET_RELAY: &str = "198.19.0.1";
+/// The relay of scope 198.18.4.0/24, whose option values do not fit a 576-byte reply.
+const OVERLOAD_RELAY: &str = "198.18.4.1";
 
 /// A namespace with both relay addresses on a veth link, and a server with the trace callout.
 /// Fields drop in order: the server stops before its files and the namespace go.
@@ -48,6 +51,8 @@ impl Lab {
         ns.add_addr(&format!("{POLICY_RELAY}/24"), "relay0")
             .unwrap();
         ns.add_addr(&format!("{MULTINET_RELAY}/24"), "relay0")
+            .unwrap();
+        ns.add_addr(&format!("{OVERLOAD_RELAY}/24"), "relay0")
             .unwrap();
         let dir = tempfile::tempdir().unwrap();
         let reg = dir.path().join("callout.reg");
@@ -97,6 +102,120 @@ fn text_option(reply: &Value, code: u64) -> String {
         .as_str()
         .unwrap_or_default()
         .to_string()
+}
+
+/// The options of one area of a reply (options field, `file` or `sname`) up to END, as (code,
+/// value); panics on an option that runs past the area or an area without END.
+fn area_options(area: &[u8]) -> Vec<(u8, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    loop {
+        match area.get(at) {
+            Some(255) => return out,
+            Some(0) => at += 1,
+            Some(&code) => {
+                let len = usize::from(*area.get(at + 1).expect("option length"));
+                let value = area
+                    .get(at + 2..at + 2 + len)
+                    .unwrap_or_else(|| panic!("option {code} runs past its area: {area:?}"));
+                out.push((code, value.to_vec()));
+                at += 2 + len;
+            }
+            None => panic!("no END in the area: {area:?}"),
+        }
+    }
+}
+
+/// The codes of `options`, in order.
+fn codes(options: &[(u8, Vec<u8>)]) -> Vec<u8> {
+    options.iter().map(|(code, _)| *code).collect()
+}
+
+/// The reply datagram as the client received it.
+fn raw_reply(reply: &Value) -> Vec<u8> {
+    let text = reply["raw"].as_str().expect("raw reply");
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).expect("hex"))
+        .collect()
+}
+
+#[test]
+fn options_beyond_the_clients_maximum_overflow_into_file_and_sname() {
+    let Some(mut lab) = Lab::start("overload") else {
+        return;
+    };
+    let prl = ["--prl", "1,3,6,15,43,40,64"];
+    // Option 57 = 576: the reply may be at most 576 - 28 = 548 bytes of DHCP message.
+    let small = lab.ok(
+        "discover",
+        OVERLOAD_RELAY,
+        &[
+            &["--mac", "02:00:00:0e:00:01", "--option", "57=0240"],
+            &prl[..],
+        ]
+        .concat(),
+    );
+    let bytes = raw_reply(&small);
+    assert!(
+        bytes.len() <= 548,
+        "{} bytes for a 576-byte maximum",
+        bytes.len()
+    );
+    assert_eq!(bytes[236..240], [99, 130, 83, 99], "magic cookie");
+    let main = area_options(&bytes[240..]);
+    // 3, 6 and 15 fit the options field; 43 goes to `file`, 40 to `sname`; 64 fits nowhere.
+    assert_eq!(
+        codes(&main),
+        [53, 54, 51, 58, 59, 1, 3, 6, 15, 52],
+        "options field of {small}"
+    );
+    let overload = main.iter().find(|(code, _)| *code == 52).unwrap();
+    assert_eq!(
+        overload.1,
+        [3],
+        "option 52: both file and sname hold options"
+    );
+    let file = area_options(&bytes[108..236]);
+    let vendor: Vec<u8> = (0..100).collect();
+    assert_eq!(file, [(43, vendor.clone())], "file field");
+    let sname = area_options(&bytes[44..108]);
+    let nis = format!("nis-{}.example", "b".repeat(38));
+    assert_eq!(sname, [(40, nis.as_bytes().to_vec())], "sname field");
+    assert_eq!(main[7].1.len(), 80, "twenty DNS servers");
+    assert_eq!(
+        main[8].1,
+        format!("overload-{}.example", "a".repeat(103)).into_bytes()
+    );
+    // The client decodes the same options (it follows option 52), and no file or boot server name.
+    let decoded: Vec<u64> = small["options"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["code"].as_u64().unwrap())
+        .collect();
+    assert_eq!(decoded, [53, 54, 51, 58, 59, 1, 3, 6, 15, 52, 43, 40]);
+    assert_eq!(
+        (&small["file"], &small["sname"]),
+        (&Value::Null, &Value::Null)
+    );
+    // With room (option 57 = 1500) everything goes in the options field, 64 included.
+    let large = lab.ok(
+        "discover",
+        OVERLOAD_RELAY,
+        &[
+            &["--mac", "02:00:00:0e:00:02", "--option", "57=05dc"],
+            &prl[..],
+        ]
+        .concat(),
+    );
+    let bytes = raw_reply(&large);
+    assert_eq!(
+        codes(&area_options(&bytes[240..])),
+        [53, 54, 51, 58, 59, 1, 3, 6, 15, 43, 40, 64]
+    );
+    assert!(bytes[44..236].iter().all(|b| *b == 0), "no overload needed");
+    lab.packets(2);
 }
 
 #[test]

@@ -470,7 +470,21 @@ fn load(
         // never refused.
         strict_permissions: false,
     };
-    if let HostMode::Isolated(template) = &config.mode {
+    // A Windows DLL (PE) on Linux is hosted under wine, which is the isolated host (also with
+    // --in-process).
+    let pe_template;
+    let isolated = match &config.mode {
+        HostMode::Isolated(template) => Some(template),
+        HostMode::InProcess if calloutd_callout::isolate::needs_windows_host(&callout_config) => {
+            pe_template = Box::new(calloutd_callout::isolate::IsolateOptions::new(
+                std::env::current_exe().map_err(|e| SetupError::Callout(e.to_string()))?,
+                vec!["callout-host".into()],
+            ));
+            Some(&pe_template)
+        }
+        HostMode::InProcess => None,
+    };
+    if let Some(template) = isolated {
         let mut options = (**template).clone();
         options.trace = sink;
         options.slow_threshold = config.slow.0;

@@ -90,7 +90,8 @@ fn check_registry(args: &RegOptions, isolate: &IsolateOptions) -> Result<(), Str
         return Err(reason);
     }
     let config = callout_config(&registry.params, args);
-    let report = if isolate.isolate {
+    // A Windows DLL (PE) on Linux is hosted under wine, which is the isolated host.
+    let report = if isolate.isolate || calloutd_callout::isolate::needs_windows_host(&config) {
         // The host is stopped when the callout is dropped at the end of the check.
         calloutd_callout::isolate::IsolatedCallout::load(&config, isolate.options()?).report
     } else {

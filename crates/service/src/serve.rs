@@ -191,7 +191,12 @@ pub fn serve(args: ServeOptions) -> Result<(), String> {
             info!("{reason}");
             None
         }
-        None if args.isolate.isolate => {
+        // A Windows DLL (PE) on Linux is hosted under wine, which is the isolated host.
+        None if args.isolate.isolate
+            || calloutd_callout::isolate::needs_windows_host(&callout_config(
+                params, &args.reg,
+            )) =>
+        {
             let mut options = args.isolate.options()?;
             options.trace = trace.clone();
             options.slow_threshold = slow;

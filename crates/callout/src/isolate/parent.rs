@@ -1,6 +1,8 @@
 //! The server side of `--isolate`: starts the callout host, posts hook calls into its slots,
 //! notices crashes and hangs, reports them (events 1031/1032), and applies the crash policy.
 
+use super::bells::{Bells, MAX_SLOTS};
+use super::pe::{first_pe, windows_host};
 use super::shm::{futex_wait, futex_wake, host_state, state, status, Region, SLOT_DATA};
 use super::wire::{encode_locks, hook_id, signal_name};
 use super::HostConfig;
@@ -51,6 +53,8 @@ struct Host {
     killed_for: Mutex<Option<String>>,
     /// The DLL path, for reports.
     dll: PathBuf,
+    /// The pipe doorbells of a host that cannot use the futex (a PE host under wine).
+    bells: Option<Bells>,
 }
 
 impl Drop for Host {
@@ -334,6 +338,39 @@ impl IsolatedCallout {
             attempts: Vec::new(),
             loaded: None,
         };
+        let mut options = options;
+        if options.pe_host.is_none() {
+            if let Some(pe) = first_pe(&candidates, config) {
+                match windows_host(&pe, &options.host_program) {
+                    Ok(host) => {
+                        tracing::info!(
+                            "{} is a Windows DLL: hosted by {} under {}",
+                            pe.display(),
+                            host.program.display(),
+                            host.launcher
+                                .first()
+                                .map_or_else(String::new, |l| l.to_string_lossy().into_owned())
+                        );
+                        options.pe_host = Some(host);
+                    }
+                    Err(error) => {
+                        tracing::error!("{error}");
+                        report.attempts.push(LoadAttempt {
+                            entry: candidates[0].clone(),
+                            path: resolve(&candidates[0], config.base_dir.as_deref()),
+                            chain_dlls: Vec::new(),
+                            permission_warnings: Vec::new(),
+                            outcome: AttemptOutcome::LoadFailed { error },
+                        });
+                        tracing::warn!("{}", report.summary());
+                        return IsolatedLoad {
+                            report,
+                            callout: None,
+                        };
+                    }
+                }
+            }
+        }
         let mut start = 0;
         while start < candidates.len() {
             match start_host(&options, config, &candidates, start, 1) {
@@ -1258,7 +1295,10 @@ fn post(
     slot.len.store(call.packet.len() as u32, Ordering::Relaxed);
     region.write_data(index, call.packet);
     slot.state.store(state::REQUEST, Ordering::SeqCst);
-    futex_wake(&slot.state);
+    match &host.bells {
+        Some(bells) => bells.ring(index),
+        None => futex_wake(&slot.state),
+    }
     let deadline = Instant::now() + timeout;
     let mut spins = 0;
     loop {
@@ -1361,37 +1401,11 @@ fn read_reply(region: &Region, index: usize, out: Option<&mut Vec<u8>>) -> Resul
     Ok(reply)
 }
 
-/// Starts a host that loads `candidates[start..]` (ChainDlls unchanged: each candidate's
-/// remainder is the same) and waits until it is ready or dead.
-fn start_host(
-    options: &IsolateOptions,
-    config: &CalloutConfig,
-    candidates: &[String],
-    start: usize,
-    generation: u64,
-) -> Result<Started, StartError> {
-    let region = Region::create(options.slots.max(1))
-        .map(Arc::new)
-        .map_err(|e| StartError::Spawn(format!("shared memory: {e}")))?;
-    let host_config = HostConfig {
-        callout: CalloutConfig {
-            dlls: candidates[start..].to_vec(),
-            enabled: config.enabled,
-            base_dir: config.base_dir.clone(),
-            order: LoadOrder::Listed,
-            strict_permissions: config.strict_permissions,
-        },
-        slow_locked_us: u64::try_from(options.slow_threshold.as_micros()).unwrap_or(u64::MAX),
-        slow_unlocked_us: u64::try_from(options.slow_unlocked_threshold.as_micros())
-            .unwrap_or(u64::MAX),
-    };
-    let json = serde_json::to_vec(&host_config).map_err(|e| StartError::Spawn(e.to_string()))?;
-    if !region.write_report(&json) {
-        return Err(StartError::Spawn(
-            "the load configuration does not fit".into(),
-        ));
-    }
-    let fd = region.fd();
+/// The least time a PE host under wine is given to load (wine may be making its prefix).
+const PE_LOAD_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Starts the native host (this binary), handing it the memfd.
+fn spawn_native(options: &IsolateOptions, fd: i32) -> Result<Child, StartError> {
     let mut command = Command::new(&options.host_program);
     command
         .args(&options.host_args)
@@ -1411,9 +1425,108 @@ fn start_host(
             Ok(())
         });
     }
-    let child = command
+    command
         .spawn()
-        .map_err(|e| StartError::Spawn(format!("{}: {e}", options.host_program.display())))?;
+        .map_err(|e| StartError::Spawn(format!("{}: {e}", options.host_program.display())))
+}
+
+/// Starts a host that loads `candidates[start..]` (ChainDlls unchanged: each candidate's
+/// remainder is the same) and waits until it is ready or dead.
+fn start_host(
+    options: &IsolateOptions,
+    config: &CalloutConfig,
+    candidates: &[String],
+    start: usize,
+    generation: u64,
+) -> Result<Started, StartError> {
+    let slots = match options.pe_host {
+        Some(_) => options.slots.clamp(1, MAX_SLOTS),
+        None => options.slots.max(1),
+    };
+    let region = Region::create(slots)
+        .map(Arc::new)
+        .map_err(|e| StartError::Spawn(format!("shared memory: {e}")))?;
+    // A Windows host gets the DLLs (and so each one's ChainDlls) as wine's Z: paths; bare names
+    // stay bare, for its DLL search.
+    let (dlls, base_dir) = match &options.pe_host {
+        Some(pe) if pe.windows_paths => (
+            candidates[start..]
+                .iter()
+                .map(|c| {
+                    let path = resolve(c, config.base_dir.as_deref());
+                    match path.is_absolute() {
+                        true => pe.host_path(&path).to_string_lossy().into_owned(),
+                        false => c.clone(),
+                    }
+                })
+                .collect(),
+            None,
+        ),
+        _ => (candidates[start..].to_vec(), config.base_dir.clone()),
+    };
+    let host_config = HostConfig {
+        callout: CalloutConfig {
+            dlls,
+            enabled: config.enabled,
+            base_dir,
+            order: LoadOrder::Listed,
+            strict_permissions: config.strict_permissions,
+        },
+        slow_locked_us: u64::try_from(options.slow_threshold.as_micros()).unwrap_or(u64::MAX),
+        slow_unlocked_us: u64::try_from(options.slow_unlocked_threshold.as_micros())
+            .unwrap_or(u64::MAX),
+    };
+    let json = serde_json::to_vec(&host_config).map_err(|e| StartError::Spawn(e.to_string()))?;
+    if !region.write_report(&json) {
+        return Err(StartError::Spawn(
+            "the load configuration does not fit".into(),
+        ));
+    }
+    let fd = region.fd();
+    let (child, bells, load_timeout) = match &options.pe_host {
+        None => (spawn_native(options, fd)?, None, options.load_timeout),
+        Some(pe) => {
+            let bells =
+                Bells::create().map_err(|e| StartError::Spawn(format!("doorbells: {e}")))?;
+            bells
+                .start_reader(region.clone())
+                .map_err(|e| StartError::Spawn(format!("doorbells: {e}")))?;
+            let shm = PathBuf::from(format!("/proc/{}/fd/{fd}", std::process::id()));
+            let mut command = match pe.launcher.split_first() {
+                Some((first, rest)) => {
+                    let mut c = Command::new(first);
+                    c.args(rest).arg(&pe.program);
+                    c
+                }
+                None => Command::new(&pe.program),
+            };
+            command
+                .args(&options.host_args)
+                .arg("--shm-path")
+                .arg(pe.host_path(&shm))
+                .arg("--bell-in")
+                .arg(pe.host_path(&bells.req_path()))
+                .arg("--bell-out")
+                .arg(pe.host_path(&bells.resp_path()))
+                .envs(options.env.iter().map(|(k, v)| (k, v)))
+                .stdin(Stdio::null());
+            if pe.windows_paths {
+                // Quiet wine, and no Mono/Gecko installer prompts when it makes a new prefix.
+                if std::env::var_os("WINEDEBUG").is_none() {
+                    command.env("WINEDEBUG", "-all");
+                }
+                if std::env::var_os("WINEDLLOVERRIDES").is_none() {
+                    command.env("WINEDLLOVERRIDES", "mscoree,mshtml=");
+                }
+            }
+            let child = command
+                .spawn()
+                .map_err(|e| StartError::Spawn(format!("{}: {e}", pe.program.display())))?;
+            // Wine's first start in a new prefix takes seconds: not a hang while loading.
+            let timeout = options.load_timeout.max(PE_LOAD_TIMEOUT);
+            (child, Some(bells), timeout)
+        }
+    };
     let pid = child.id();
     let dead = Arc::new(AtomicBool::new(false));
     let exit = Arc::new(Mutex::new(None));
@@ -1436,9 +1549,10 @@ fn start_host(
         hooks: [false; 8],
         killed_for: Mutex::new(None),
         dll: PathBuf::new(),
+        bells,
     };
     let header = region.header();
-    let deadline = Instant::now() + options.load_timeout;
+    let deadline = Instant::now() + load_timeout;
     loop {
         let now_state = header.host_state.load(Ordering::SeqCst);
         if now_state == host_state::READY {
@@ -1461,7 +1575,7 @@ fn start_host(
             let cause = if hung {
                 format!(
                     "no answer within {} ms while loading",
-                    options.load_timeout.as_millis()
+                    load_timeout.as_millis()
                 )
             } else {
                 // Wait for the watcher's record of how it ended.

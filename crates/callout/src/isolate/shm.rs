@@ -6,9 +6,14 @@
 //! The doorbell is a futex on each slot's `state` word (process-shared, no `FUTEX_PRIVATE_FLAG`):
 //! see bench/results.md for the measurement against eventfd and a pipe byte.
 
+// The Windows host (calloutd.exe under wine) uses the host's half of it.
+#![cfg_attr(windows, allow(dead_code))]
+
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+#[cfg(unix)]
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+#[cfg(unix)]
 use std::time::Duration;
 
 /// Identifies a region laid out by this version of the protocol.
@@ -113,7 +118,11 @@ pub(crate) struct Region {
     base: *mut u8,
     len: usize,
     slots: usize,
+    #[cfg(unix)]
     fd: OwnedFd,
+    /// The mapping (a host under wine maps the server's memfd through `Z:\\proc\\PID\\fd\\N`).
+    #[cfg(windows)]
+    _map: memmap2::MmapMut,
 }
 
 // SAFETY: the region is plain shared memory; every access to it goes through atomics or through
@@ -126,8 +135,78 @@ fn region_len(slots: usize) -> usize {
     HEADER_SIZE + REPORT_MAX + slots * SLOT_STRIDE
 }
 
+/// The most slots a host maps (the pipe doorbells carry a slot index in one byte).
+#[cfg(windows)]
+const MAX_MAPPED_SLOTS: usize = 256;
+
+/// The slot count of a region of `len` bytes, when `len` is a whole layout.
+#[cfg(unix)]
+fn slots_of(len: usize) -> Option<usize> {
+    if len < region_len(1) {
+        return None;
+    }
+    let slots = (len - HEADER_SIZE - REPORT_MAX) / SLOT_STRIDE;
+    (region_len(slots) == len).then_some(slots)
+}
+
 impl Region {
+    /// Opens and maps the region at `path` (the host with the pipe-doorbell transport, given the
+    /// server's memfd as `/proc/PID/fd/N`).
+    #[cfg(unix)]
+    pub fn open_path(path: &std::path::Path) -> io::Result<Region> {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)?;
+        Region::open(file.into_raw_fd())
+    }
+
+    /// Opens and maps the region at `path` (`Z:\\proc\\PID\\fd\\N` under wine).
+    #[cfg(windows)]
+    pub fn open_path(path: &std::path::Path) -> io::Result<Region> {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)?;
+        // Wine cannot stat a file opened through /proc (GetFileInformationByHandle fails): the
+        // header gives the slot count, and so the length, instead.
+        // SAFETY: the mapping is shared with the server by design; every access to it goes through
+        // atomics or bounds-checked byte copies, never through references to its contents.
+        let head = unsafe { memmap2::MmapOptions::new().len(HEADER_SIZE).map(&file)? };
+        let mut slots_bytes = [0u8; 4];
+        let at = std::mem::offset_of!(Header, slots);
+        slots_bytes.copy_from_slice(&head[at..at + 4]);
+        drop(head);
+        let slots = u32::from_ne_bytes(slots_bytes) as usize;
+        if slots == 0 || slots > MAX_MAPPED_SLOTS {
+            return Err(io::Error::other("the shared region has an unknown layout"));
+        }
+        let len = region_len(slots);
+        // SAFETY: as above.
+        let mut map = unsafe { memmap2::MmapOptions::new().len(len).map_mut(&file)? };
+        let region = Region {
+            base: map.as_mut_ptr(),
+            len,
+            slots,
+            _map: map,
+        };
+        region.check_layout()?;
+        Ok(region)
+    }
+
+    /// The header must be the server's: magic and slot count.
+    fn check_layout(&self) -> io::Result<()> {
+        let header = self.header();
+        if header.magic.load(Ordering::Acquire) != MAGIC
+            || header.slots.load(Ordering::Relaxed) as usize != self.slots
+        {
+            return Err(io::Error::other("the shared region has an unknown layout"));
+        }
+        Ok(())
+    }
+
     /// Creates a memfd with room for `slots` slots, maps it and initializes the header.
+    #[cfg(unix)]
     pub fn create(slots: usize) -> io::Result<Region> {
         let name = c"calloutd-callout-host";
         // SAFETY: `name` is a valid NUL-terminated string; the flags are valid.
@@ -156,6 +235,7 @@ impl Region {
 
     /// Maps a region created by the server (the host side): the size comes from the file, the
     /// slot count from the header, and both must agree.
+    #[cfg(unix)]
     pub fn open(fd: RawFd) -> io::Result<Region> {
         // SAFETY: the caller hands over an fd it inherited for this purpose; we own it from here.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
@@ -166,21 +246,14 @@ impl Region {
             return Err(io::Error::last_os_error());
         }
         let len = usize::try_from(stat.st_size).unwrap_or(0);
-        if len < region_len(1) {
-            return Err(io::Error::other("the shared region is too small"));
-        }
-        let slots = (len - HEADER_SIZE - REPORT_MAX) / SLOT_STRIDE;
+        let slots = slots_of(len)
+            .ok_or_else(|| io::Error::other("the shared region has an unknown size"))?;
         let region = Region::map_fd(fd, len, slots)?;
-        let header = region.header();
-        if header.magic.load(Ordering::Acquire) != MAGIC
-            || header.slots.load(Ordering::Relaxed) as usize != slots
-            || region_len(slots) != len
-        {
-            return Err(io::Error::other("the shared region has an unknown layout"));
-        }
+        region.check_layout()?;
         Ok(region)
     }
 
+    #[cfg(unix)]
     fn map_fd(fd: OwnedFd, len: usize, slots: usize) -> io::Result<Region> {
         // SAFETY: mapping `len` bytes of a file of at least that size, shared, read-write.
         let base = unsafe {
@@ -205,6 +278,7 @@ impl Region {
     }
 
     /// The memfd (the server passes it to the host).
+    #[cfg(unix)]
     pub fn fd(&self) -> RawFd {
         self.fd.as_raw_fd()
     }
@@ -324,6 +398,7 @@ impl Region {
     }
 }
 
+#[cfg(unix)]
 impl Drop for Region {
     fn drop(&mut self) {
         // SAFETY: `base`/`len` are the mapping made in `map_fd`; nothing borrows it past `self`.
@@ -333,6 +408,7 @@ impl Drop for Region {
     }
 }
 
+#[cfg(unix)]
 /// Sleeps while `word` holds `expected`, at most `timeout` (forever with `None`). Returns early on
 /// a wake-up, a changed value, a signal or the timeout; the caller re-checks the word.
 pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) {
@@ -359,6 +435,7 @@ pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Durati
 }
 
 /// Wakes every waiter on `word`.
+#[cfg(unix)]
 pub(crate) fn futex_wake(word: &AtomicU32) {
     // SAFETY: `word` is a live, aligned u32; FUTEX_WAKE only reads the address.
     unsafe {
