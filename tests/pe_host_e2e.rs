@@ -9,6 +9,9 @@
 //!   `CALLOUTD_REQUIRE_WINE=1`): `calloutd test` runs the win32chain scenario on the PE builds of
 //!   the callouts and records the same hook trace as on the `.so` builds.
 
+// Unix only: PE callouts hosted from Linux, through calloutd.exe under Wine.
+#![cfg(unix)]
+
 mod support;
 
 use std::net::Ipv4Addr;
