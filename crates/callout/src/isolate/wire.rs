@@ -51,7 +51,7 @@ pub(crate) fn signal_name(signal: i32) -> String {
     name.to_string()
 }
 
-#[cfg(test)]
+#[cfg(all(test, unix))]
 mod tests {
     use super::*;
 
