@@ -51,6 +51,7 @@ pub(crate) fn signal_name(signal: i32) -> String {
     name.to_string()
 }
 
+// Unix only: the encoders they round-trip through are the Linux parent's.
 #[cfg(all(test, unix))]
 mod tests {
     use super::*;
