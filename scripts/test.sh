@@ -42,7 +42,8 @@ fi
 export CARGO_TERM_COLOR=never
 # The real-client tests fail (rather than skip) when dhclient, udhcpc or dhcpcd could not be had.
 export CALLOUTD_REQUIRE_REAL_CLIENTS=1
-# The Windows DLL test fails (rather than skips) when mingw-w64 or wine could not be had.
+# The Windows DLL test and the calloutd.exe Wine tests fail (rather than skip) when mingw-w64, wine or
+# the exe could not be had.
 export CALLOUTD_REQUIRE_WINE=1
 # The Kea differential test fails (rather than skips) when kea-dhcp4 could not be had.
 export CALLOUTD_REQUIRE_KEA=1
@@ -50,5 +51,19 @@ echo "test.sh: cargo fmt --check"
 cargo fmt --all -- --check
 echo "test.sh: cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+export CARGO_TARGET_X86_64_PC_WINDOWS_GNU_LINKER=x86_64-w64-mingw32-gcc
+if rustup target list --installed 2>/dev/null | grep -qx x86_64-pc-windows-gnu; then
+    echo "test.sh: cargo clippy (x86_64-pc-windows-gnu)"
+    cargo clippy --workspace --all-targets --locked --target x86_64-pc-windows-gnu -- -D warnings
+else
+    echo "test.sh: no rustup target x86_64-pc-windows-gnu: Windows clippy skipped (build-windows.sh falls back to Debian's Rust)" >&2
+fi
+# calloutd.exe, built once into this target dir; tests/windows_wine.rs runs its Wine copy.
+echo "test.sh: scripts/build-windows.sh"
+scripts/build-windows.sh
+if rustup target list --installed 2>/dev/null | grep -qx x86_64-pc-windows-gnu; then
+    echo "test.sh: scripts/wine-unit-tests.sh (the Windows code paths' unit tests under Wine)"
+    scripts/wine-unit-tests.sh
+fi
 echo "test.sh: cargo test"
 cargo test --workspace --locked

@@ -8,6 +8,7 @@
 mod ctl;
 mod harness_cli;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use calloutd_service::{CheckFailure, CheckOptions, ServeOptions};
@@ -34,9 +35,11 @@ enum Command {
     /// Talk to a running server's control API (leases, pause/continue/stop, stats, metrics, config).
     Ctl(ctl::CtlArgs),
     /// Run scenario files against the engine and the callout on a virtual network (no root, no
-    /// sockets). Exit 0: all expectations hold; 1: one failed; 2: an invalid scenario.
+    /// sockets); the callout runs in a child process (--isolate) unless --in-process. Exit 0: all
+    /// expectations hold; 1: one failed; 2: an invalid scenario.
     Test(harness_cli::TestArgs),
-    /// Feed the client messages of a capture (pcap, pcapng) through the engine and the callout.
+    /// Feed the client messages of a capture (pcap, pcapng) through the engine and the callout
+    /// (in-process unless --isolate).
     Replay(harness_cli::ReplayArgs),
     /// Show the whole idea in one command: a scripted scenario with a built-in callout.
     Demo,
@@ -48,12 +51,21 @@ enum Command {
 /// The hidden host mode's arguments (given by the server that starts it).
 #[derive(Debug, clap::Args)]
 struct HostArgs {
-    /// The inherited shared-memory file descriptor.
-    #[arg(long)]
-    shm_fd: i32,
+    /// The inherited shared-memory file descriptor (the futex transport).
+    #[arg(long, required_unless_present = "shm_path")]
+    shm_fd: Option<i32>,
     /// The server's pid: the host exits when it is gone.
-    #[arg(long)]
-    parent: u32,
+    #[arg(long, required_unless_present = "shm_path")]
+    parent: Option<u32>,
+    /// The shared-memory file to map (the pipe-doorbell transport of a PE host under wine).
+    #[arg(long, requires_all = ["bell_in", "bell_out"], conflicts_with = "shm_fd")]
+    shm_path: Option<PathBuf>,
+    /// The FIFO the server posts slot indexes on.
+    #[arg(long, requires = "shm_path")]
+    bell_in: Option<PathBuf>,
+    /// The FIFO the host answers on.
+    #[arg(long, requires = "shm_path")]
+    bell_out: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -70,9 +82,15 @@ fn main() -> ExitCode {
         Command::Test(args) => harness_cli::test(args),
         Command::Replay(args) => harness_cli::replay(args),
         Command::Demo => harness_cli::demo(),
-        Command::CalloutHost(args) => {
-            calloutd_callout::isolate::host_main(args.shm_fd, args.parent)
-        }
+        Command::CalloutHost(args) => match (args.shm_path, args.bell_in, args.bell_out) {
+            (Some(shm), Some(bell_in), Some(bell_out)) => {
+                calloutd_callout::isolate::host_main_bells(&shm, &bell_in, &bell_out)
+            }
+            _ => match (args.shm_fd, args.parent) {
+                (Some(fd), Some(parent)) => calloutd_callout::isolate::host_main(fd, parent),
+                _ => ExitCode::FAILURE,
+            },
+        },
     }
 }
 

@@ -5,6 +5,9 @@
 //!
 //! Skip (with a printed reason) when not run as root.
 
+// Unix only: starts the Linux calloutd with .so fixture callouts, mostly inside network namespaces.
+#![cfg(unix)]
+
 mod support;
 
 use serde_json::Value;

@@ -1,5 +1,8 @@
 //! `calloutd check` against real .reg files and real compiled callouts.
 
+// Unix only: starts the Linux calloutd with .so fixture callouts, mostly inside network namespaces.
+#![cfg(unix)]
+
 mod support;
 
 use std::fs;

@@ -4,6 +4,9 @@
 //!
 //! The `serve` test runs inside a network namespace and skips (saying why) when not run as root.
 
+// Unix only: starts the Linux calloutd with .so fixture callouts, mostly inside network namespaces.
+#![cfg(unix)]
+
 mod support;
 
 use std::fs;

@@ -8,6 +8,9 @@
 //! Skips (with a printed reason) when not run as root or when `kea-dhcp4` is not installed;
 //! `CALLOUTD_REQUIRE_KEA=1` (set by scripts/test.sh) turns a missing Kea into a failure.
 
+// Unix only: starts the Linux calloutd with .so fixture callouts, mostly inside network namespaces.
+#![cfg(unix)]
+
 mod support;
 
 use std::collections::BTreeMap;

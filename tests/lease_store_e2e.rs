@@ -6,6 +6,9 @@
 //!
 //! Tests skip (with a printed reason) when not run as root.
 
+// Unix only: starts the Linux calloutd with .so fixture callouts, mostly inside network namespaces.
+#![cfg(unix)]
+
 mod support;
 
 use std::fs;

@@ -21,6 +21,9 @@
 //! Tests skip (with a printed reason) when not root, and when a client is missing and cannot be
 //! installed with apt-get; with `CI` or `CALLOUTD_REQUIRE_REAL_CLIENTS` set, a missing client fails.
 
+// Unix only: starts the Linux calloutd with .so fixture callouts, mostly inside network namespaces.
+#![cfg(unix)]
+
 mod support;
 
 use std::collections::BTreeMap;

@@ -41,6 +41,19 @@ fn main() {
 
 fn build(compiler: &cc::Tool, source: &Path, include: &Path, sources: &Path, output: &Path) {
     let mut command: Command = compiler.to_command();
+    if compiler.is_like_msvc() {
+        // Windows with MSVC (cl.exe): a DLL, its objects next to it in OUT_DIR.
+        let objects = output.parent().unwrap_or(Path::new("."));
+        command
+            .args(["/nologo", "/O2", "/LD"])
+            .arg(format!("/I{}", include.display()))
+            .arg(format!("/I{}", sources.display()))
+            .arg(format!("/Fo{}\\", objects.display()))
+            .arg(format!("/Fe{}", output.display()))
+            .arg(source);
+        run(command, source);
+        return;
+    }
     command
         .args(["-std=gnu11", "-shared", "-fvisibility=hidden"])
         .arg("-I")
@@ -53,6 +66,10 @@ fn build(compiler: &cc::Tool, source: &Path, include: &Path, sources: &Path, out
     if std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux") {
         command.args(["-ldl", "-lpthread"]);
     }
+    run(command, source);
+}
+
+fn run(mut command: Command, source: &Path) {
     match command.status() {
         Ok(status) if status.success() => {}
         Ok(status) => panic!("{}: the C compiler failed ({status})", source.display()),

@@ -17,6 +17,38 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// Calls a hook: directly, or on Windows through the exception shim (`seh`), which ends the call
+/// if the hook raises an exception and keeps the exception for [`exception_fault`].
+macro_rules! call_hook {
+    ($hook:ident ( $($arg:expr),* $(,)? )) => {{
+        #[cfg(windows)]
+        {
+            crate::seh::call($hook as *const (), &[$(crate::seh::Word::word($arg)),*])
+        }
+        #[cfg(not(windows))]
+        {
+            $hook($($arg),*)
+        }
+    }};
+}
+
+/// The exception the hook just called on this thread raised (Windows), as a fault.
+fn exception_fault(hook: HookName) -> Option<HookFault> {
+    #[cfg(windows)]
+    {
+        crate::seh::take_exception().map(|e| HookFault::Exception {
+            hook,
+            code: e.code,
+            address: e.address,
+        })
+    }
+    #[cfg(not(windows))]
+    {
+        let _ = hook;
+        None
+    }
+}
+
 /// A hook call slower than this while a server lock is held is a slow-hook misbehaviour: every
 /// worker waiting for the lock stalls with it.
 pub const DEFAULT_SLOW_THRESHOLD: Duration = Duration::from_millis(10);
@@ -287,13 +319,15 @@ impl Callout {
             ));
         }
         if let Some(fault) = fault {
-            tracing::warn!(hook = %info.hook, dll = %self.entry, "callout fault: {fault}");
+            tracing::warn!(hook = %info.hook, dll = %self.entry, xid = ?info.xid, "callout fault: {fault}");
             let kind = match fault {
                 HookFault::WrotePastBuffer { .. } => Some(MisbehaviourKind::WrotePastBuffer),
                 HookFault::SizeAboveCapacity { .. }
                 | HookFault::NullBuffer { .. }
                 | HookFault::SwappedTooLarge { .. } => Some(MisbehaviourKind::BadSize),
-                HookFault::PacketTooLarge { .. } | HookFault::Host { .. } => None,
+                HookFault::PacketTooLarge { .. }
+                | HookFault::Exception { .. }
+                | HookFault::Host { .. } => None,
             };
             if let Some(kind) = kind {
                 found.push(info.report(kind, fault.to_string()));
@@ -351,6 +385,11 @@ impl Callout {
             let mut ptr = base;
             let mut size = len;
             let ret = call(&mut ptr, &mut size);
+            if let Some(fault) = exception_fault(hook) {
+                // The call was cut short: whatever it left in the buffer is not a result.
+                let _ = buffer.check_guards();
+                return (ret, Err(fault));
+            }
             (ret, take_result(hook, buffer, base, ptr, size, packet))
         });
         let found = check(&info);
@@ -378,6 +417,10 @@ impl Callout {
             let result = buffer
                 .check_guards()
                 .map_err(|zone| HookFault::WrotePastBuffer { hook, zone });
+            let result = match exception_fault(hook) {
+                Some(fault) => Err(fault),
+                None => result,
+            };
             // The DLL got our copy by value: any change means it writes where it must not.
             let written = buffer.contents(packet.len()) != Some(packet);
             (ret, result, written)
@@ -403,7 +446,8 @@ impl Callout {
         let started = Instant::now();
         // SAFETY: the DLL set this pointer in its table for exactly this signature; the library is
         // loaded for as long as `self` lives; `lpReserved` is NULL as documented.
-        let ret = unsafe { hook(code.code(), std::ptr::null_mut()) };
+        let ret =
+            unsafe { call_hook!(hook(code.code(), std::ptr::null_mut::<std::ffi::c_void>())) };
         let info = CallInfo {
             hook: HookName::Control,
             code: Some(code.code()),
@@ -413,7 +457,8 @@ impl Callout {
             chaddr: None,
             locks,
         };
-        self.finish(info, started, ret, None);
+        let fault = exception_fault(HookName::Control);
+        self.finish(info, started, ret, fault.as_ref());
         Some(ret)
     }
 
@@ -485,14 +530,14 @@ impl Callout {
                 // whole call; the buffer holds at least 4096 writable bytes between guard zones; the
                 // DLL set this hook for this signature and stays loaded while `self` lives.
                 unsafe {
-                    hook(
+                    call_hook!(hook(
                         packet_ptr,
                         size_ptr,
                         u32::from(ip),
-                        std::ptr::null_mut(),
+                        std::ptr::null_mut::<std::ffi::c_void>(),
                         context.as_ptr(),
                         &mut process_it,
-                    )
+                    ))
                 }
             },
             check,
@@ -547,13 +592,13 @@ impl Callout {
             // `options` to a live DHCP_SERVER_OPTIONS, for the whole call; the DLL set this hook for
             // this signature and stays loaded while `self` lives.
             unsafe {
-                hook(
+                call_hook!(hook(
                     base,
                     size,
-                    std::ptr::null_mut(),
+                    std::ptr::null_mut::<std::ffi::c_void>(),
                     ctx as LPVOID,
                     &mut options,
-                )
+                ))
             }
         })
     }
@@ -657,14 +702,14 @@ impl Callout {
                 // SAFETY: as in `new_pkt`: live pointers to this thread's guarded ≥ 4096-byte buffer
                 // and its size for the whole call; the hook matches this signature and stays loaded.
                 unsafe {
-                    hook(
+                    call_hook!(hook(
                         packet_ptr,
                         size_ptr,
                         code,
                         u32::from(ip),
-                        std::ptr::null_mut(),
+                        std::ptr::null_mut::<std::ffi::c_void>(),
                         ctx as LPVOID,
-                    )
+                    ))
                 }
             },
             check,
@@ -701,15 +746,15 @@ impl Callout {
             // SAFETY: `base` points to `size` bytes of this thread's buffer for the whole call; the
             // hook matches this signature and stays loaded while `self` lives.
             unsafe {
-                hook(
+                call_hook!(hook(
                     base,
                     size,
                     code.code(),
                     u32::from(ip),
                     u32::from(alt),
-                    std::ptr::null_mut(),
+                    std::ptr::null_mut::<std::ffi::c_void>(),
                     ctx as LPVOID,
-                )
+                ))
             }
         })
     }
@@ -747,7 +792,7 @@ impl Callout {
             // SAFETY: `base` points to `size` bytes of this thread's buffer for the whole call; the
             // hook matches this signature and stays loaded while `self` lives.
             unsafe {
-                hook(
+                call_hook!(hook(
                     base,
                     size,
                     code.code(),
@@ -755,9 +800,9 @@ impl Callout {
                     u32::from(alt),
                     client_type.code(),
                     lease_secs,
-                    std::ptr::null_mut(),
+                    std::ptr::null_mut::<std::ffi::c_void>(),
                     ctx as LPVOID,
-                )
+                ))
             }
         })
     }
@@ -786,7 +831,7 @@ impl Callout {
         self.call_by_value(info, hw, |base, len| {
             // SAFETY: `base` points to `len` bytes (a copy of `hw`) of this thread's buffer for the
             // whole call; the hook matches this signature and stays loaded while `self` lives.
-            unsafe { hook(u32::from(ip), base, len, 0, 0) }
+            unsafe { call_hook!(hook(u32::from(ip), base, len, 0u32, 0u32)) }
         })
     }
 }

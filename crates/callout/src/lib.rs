@@ -49,6 +49,8 @@ mod load;
 mod misbehaviour;
 mod options;
 mod seam;
+#[cfg(windows)]
+mod seh;
 pub mod trace;
 pub mod trust;
 
@@ -237,6 +239,20 @@ pub enum HookFault {
         /// The size it reported.
         size: u32,
     },
+    /// The hook raised an exception it did not handle (Windows; event 1031): the call was ended,
+    /// the server and the callout carry on.
+    #[error(
+        "{hook}: the callout raised exception 0x{code:08X} at 0x{address:x} (event 1031: the \
+         server has ignored this exception)"
+    )]
+    Exception {
+        /// The hook.
+        hook: HookName,
+        /// The exception code (0xC0000005: access violation).
+        code: u32,
+        /// Where it was raised.
+        address: usize,
+    },
     /// A fault of the isolated callout host (`--isolate`): a crash or a hang in the hook, a call
     /// not delivered because the host that saw the packet died, or a fault the host detected and
     /// described (then `message` is its text, so traces read the same in both modes).
@@ -266,6 +282,7 @@ impl HookFault {
             | HookFault::NullBuffer { hook, .. }
             | HookFault::SwappedTooLarge { hook, .. }
             | HookFault::PacketTooLarge { hook, .. }
+            | HookFault::Exception { hook, .. }
             | HookFault::Host { hook, .. } => *hook,
         }
     }

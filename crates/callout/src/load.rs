@@ -368,8 +368,14 @@ pub(crate) fn ordered(dlls: &[String], order: LoadOrder) -> Vec<String> {
 }
 
 /// An absolute entry is used as is; a relative one is looked up in `base_dir` first, and otherwise
-/// handed to the OS loader unchanged (a bare name goes through the normal library search).
+/// handed to the OS loader unchanged (a bare name goes through the normal library search: on Windows
+/// `LoadLibraryW`'s DLL search path, which libloading uses). On Windows `%VAR%` references are
+/// expanded from the real environment first, as `ExpandEnvironmentStrings` does (unknown ones stay).
 pub(crate) fn resolve(entry: &str, base_dir: Option<&Path>) -> PathBuf {
+    #[cfg(windows)]
+    let expanded = expand_environment(entry);
+    #[cfg(windows)]
+    let entry = expanded.as_str();
     let path = Path::new(entry);
     if path.is_relative() {
         if let Some(base) = base_dir {
@@ -380,6 +386,37 @@ pub(crate) fn resolve(entry: &str, base_dir: Option<&Path>) -> PathBuf {
         }
     }
     path.to_path_buf()
+}
+
+/// `%NAME%` replaced by the environment variable NAME where it is set (case-insensitive on Windows,
+/// like the environment itself); anything else stays as written.
+#[cfg(windows)]
+fn expand_environment(entry: &str) -> String {
+    let mut out = String::new();
+    let mut rest = entry;
+    while let Some(start) = rest.find('%') {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 1..];
+        match after.find('%') {
+            Some(end) if end > 0 => match std::env::var(&after[..end]) {
+                Ok(value) => {
+                    out.push_str(&value);
+                    rest = &after[end + 1..];
+                }
+                Err(_) => {
+                    out.push('%');
+                    out.push_str(&after[..end]);
+                    rest = &after[end..];
+                }
+            },
+            _ => {
+                out.push('%');
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// `strings` as a UTF-16 multi-sz: each string NUL-terminated, then one more NUL.
@@ -457,6 +494,21 @@ fn try_one(entry: &str, path: &Path, chain_dlls: &[String]) -> (AttemptOutcome, 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(windows)]
+    #[test]
+    fn percent_variables_expand_from_the_environment_and_unknown_ones_stay() {
+        std::env::set_var("CALLOUTD_TEST_DLL_DIR", r"C:\callouts");
+        assert_eq!(
+            expand_environment(r"%calloutd_test_dll_dir%\trace.dll"),
+            r"C:\callouts\trace.dll"
+        );
+        assert_eq!(
+            expand_environment(r"%CALLOUTD_NOT_SET%\x.dll 100%"),
+            r"%CALLOUTD_NOT_SET%\x.dll 100%"
+        );
+        assert!(resolve(r"%SystemRoot%\System32\x.dll", None).is_absolute());
+    }
 
     #[test]
     fn alphabetical_order_ignores_case_and_listed_keeps_the_multi_sz_order() {

@@ -8,10 +8,15 @@
 //! others may have the write bit. A folder with the sticky bit (like `/tmp`) is fine despite its
 //! write bits when the entry below it is owned by calloutd's user or root (others cannot rename or
 //! remove it). POSIX ACL grants show through the group bits (the ACL mask).
+//!
+//! On Windows, who can write a file is in its ACL, which this check does not read: every DLL is
+//! reported unchecked (so `--strict-dll-permissions` refuses to load any); its hash is still taken.
 
+#[cfg(unix)]
 use std::collections::BTreeSet;
 use std::fmt;
 use std::io::{self, Read};
+#[cfg(unix)]
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -64,11 +69,13 @@ impl DllTrust {
     }
 }
 
+#[cfg(unix)]
 /// The identity whose writes are trusted besides root's: the effective user.
 fn own_uid() -> u32 {
     nix::unistd::geteuid().as_raw()
 }
 
+#[cfg(unix)]
 fn user_name(uid: u32) -> String {
     match nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)) {
         Ok(Some(user)) => format!("user {} (uid {uid})", user.name),
@@ -76,6 +83,7 @@ fn user_name(uid: u32) -> String {
     }
 }
 
+#[cfg(unix)]
 fn group_name(gid: u32) -> String {
     match nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(gid)) {
         Ok(Some(group)) => format!("group {} (gid {gid})", group.name),
@@ -83,12 +91,14 @@ fn group_name(gid: u32) -> String {
     }
 }
 
+#[cfg(unix)]
 /// Checks the DLL at `path` (as it will be handed to the loader) and every folder above it. A file
 /// that does not exist is not checked (loading it fails anyway).
 pub fn check_dll(path: &Path) -> DllTrust {
     check_dll_as(path, own_uid())
 }
 
+#[cfg(unix)]
 fn check_dll_as(path: &Path, uid: u32) -> DllTrust {
     let mut trust = DllTrust::default();
     if path.components().count() == 1 && path.is_relative() {
@@ -124,6 +134,7 @@ fn check_dll_as(path: &Path, uid: u32) -> DllTrust {
     trust
 }
 
+#[cfg(unix)]
 /// Checks `file` and its ancestors, skipping paths already in `seen`.
 fn check_chain(
     file: &Path,
@@ -162,6 +173,7 @@ fn check_chain(
     Ok(())
 }
 
+#[cfg(unix)]
 /// Who besides `uid` and root can write an item with this owner, group and mode.
 fn writers(owner: u32, gid: u32, mode: u32, uid: u32, sticky_protects: bool) -> Vec<String> {
     let mut who = Vec::new();
@@ -198,7 +210,21 @@ pub fn sha256_file(path: &Path) -> io::Result<String> {
         .collect())
 }
 
-#[cfg(test)]
+/// Windows: the ACL is not read, so the check is never made (see the module doc).
+#[cfg(windows)]
+pub fn check_dll(path: &Path) -> DllTrust {
+    DllTrust {
+        warnings: Vec::new(),
+        unchecked: Some(format!(
+            "{}: who can write it was not checked (Windows keeps that in the file's ACL, which \
+             calloutd does not read)",
+            path.display()
+        )),
+    }
+}
+
+// Unix only: the tests set mode bits.
+#[cfg(all(test, unix))]
 mod tests {
     use super::*;
     use std::fs;

@@ -1,5 +1,8 @@
 //! Every hook through the safe API against the real built callouts.
 
+// Unix only: loads the fixture callouts as .so files built by the host C compiler.
+#![cfg(unix)]
+
 mod common;
 
 use calloutd_callout::{

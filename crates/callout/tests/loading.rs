@@ -1,5 +1,8 @@
 //! Loading against real built callouts: order, fallback, ChainDlls, missing DLLs, base dir.
 
+// Unix only: loads the fixture callouts as .so files and sets Unix file modes.
+#![cfg(unix)]
+
 mod common;
 
 use calloutd_callout::{AttemptOutcome, CalloutConfig, HookName, LoadOrder, LoadStatus};

@@ -5,6 +5,9 @@
 //! load. Needs mingw-w64 and wine; skipped without them unless `CALLOUTD_REQUIRE_WINE=1` (set by
 //! scripts/test.sh, which installs both).
 
+// Unix only: runs the PE callouts under Wine from Linux.
+#![cfg(unix)]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -56,15 +59,22 @@ impl Drop for Prefix {
     }
 }
 
-#[test]
-fn chain_and_trace_dlls_run_every_hook_under_wine() {
-    let Some(dlls) = calloutd_fixtures::build_windows().unwrap() else {
+/// What the Windows host printed and the JSON lines the callouts wrote.
+struct HostRun {
+    stdout: String,
+    lines: Vec<Value>,
+}
+
+/// Builds the Windows host and runs it under wine with the mingw builds of `dlls` (the first is
+/// loaded, the rest are its ChainDlls); `None` (skipped) without mingw-w64 or wine.
+fn run_host(dlls: &[&str]) -> Option<HostRun> {
+    let Some(built_dlls) = calloutd_fixtures::build_windows().unwrap() else {
         skip_without("mingw-w64");
-        return;
+        return None;
     };
     let Some(wine) = find_wine() else {
         skip_without("wine");
-        return;
+        return None;
     };
     let work = tempfile::tempdir().unwrap();
     let host = work.path().join("host.exe");
@@ -97,8 +107,10 @@ fn chain_and_trace_dlls_run_every_hook_under_wine() {
         .args(["-k", "5", "180"])
         .arg(&wine)
         .arg(&host)
-        .arg(windows_path(&dlls.join("chain.dll")))
-        .arg(windows_path(&dlls.join("trace.dll")))
+        .args(
+            dlls.iter()
+                .map(|name| windows_path(&built_dlls.join(format!("{name}.dll")))),
+        )
         .env("WINEPREFIX", prefix.dir.path())
         .env("WINEDEBUG", "-all")
         // No Mono or Gecko installer prompts in a new prefix.
@@ -106,13 +118,26 @@ fn chain_and_trace_dlls_run_every_hook_under_wine() {
         .env("CALLOUT_TRACE_FILE", windows_path(&trace))
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&run.stdout);
+    let stdout = String::from_utf8_lossy(&run.stdout).into_owned();
     assert!(
         run.status.success(),
         "the Windows host failed ({}):\n{stdout}\n{}",
         run.status,
         String::from_utf8_lossy(&run.stderr)
     );
+    let lines = std::fs::read_to_string(&trace)
+        .expect("the callouts wrote their file")
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    Some(HostRun { stdout, lines })
+}
+
+#[test]
+fn chain_and_trace_dlls_run_every_hook_under_wine() {
+    let Some(HostRun { stdout, lines }) = run_host(&["chain", "trace"]) else {
+        return;
+    };
     // The chain DLL returns a table holding every hook (its own forwarders).
     assert!(
         stdout.contains(
@@ -121,11 +146,6 @@ fn chain_and_trace_dlls_run_every_hook_under_wine() {
         "{stdout}"
     );
 
-    let lines: Vec<Value> = std::fs::read_to_string(&trace)
-        .expect("the trace callout wrote its file")
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap())
-        .collect();
     let calls: Vec<(String, String)> = lines
         .iter()
         .map(|l| {
@@ -181,4 +201,75 @@ fn chain_and_trace_dlls_run_every_hook_under_wine() {
         assert_eq!(&line["ctx"], ctx, "{line}");
         assert_eq!(line["ctx_valid"], true, "{line}");
     }
+}
+
+/// The Win32-style chain loader (fixtures/callouts/win32chain.c, the source tests/win32compat_e2e.rs
+/// runs as a `.so`) as PE DLLs in Windows' own loader: DllMain runs on load and at exit, and every
+/// hook reaches the trace DLL through both LoadLibraryW'd levels.
+#[test]
+fn win32chain_dlls_chain_every_hook_under_wine_with_dllmain() {
+    let Some(HostRun { stdout, lines }) =
+        run_host(&["win32chain", "win32chain2", "win32chain_trace"])
+    else {
+        return;
+    };
+    assert!(
+        stdout.contains(
+            "hooks: Control NewPkt PktDrop PktSend AddressDel AddressOffer HandleOptions DeleteClient"
+        ),
+        "{stdout}"
+    );
+    let field = |line: &Value, key: &str| line[key].as_str().unwrap_or_default().to_string();
+    let events: Vec<(String, String)> = lines
+        .iter()
+        .map(|l| (field(l, "dll"), field(l, "hook")))
+        .collect();
+    let expected_start = [
+        ("win32chain", "DllMain"),
+        ("win32chain2", "DllMain"),
+        ("win32chain_trace", "Entry"),
+        ("win32chain2", "Entry"),
+        ("win32chain", "Entry"),
+    ];
+    assert_eq!(events.len(), expected_start.len() + 9 + 2, "{lines:#?}");
+    for (got, want) in events.iter().zip(expected_start) {
+        assert_eq!((got.0.as_str(), got.1.as_str()), want, "{lines:#?}");
+    }
+    assert_eq!(field(&lines[0], "self"), "win32chain.dll");
+    assert_eq!(field(&lines[1], "self"), "win32chain2.dll");
+    assert_eq!(field(&lines[3], "next"), "win32chain_trace.dll");
+    assert_eq!(field(&lines[4], "next"), "win32chain2.dll");
+    // The host calls each of the eight hooks once, Control twice (START, STOP).
+    let reached: Vec<String> = lines[5..14]
+        .iter()
+        .filter(|l| field(l, "dll") == "win32chain_trace")
+        .map(|l| field(l, "hook"))
+        .collect();
+    assert_eq!(
+        reached,
+        [
+            "Control",
+            "NewPkt",
+            "HandleOptions",
+            "AddressOffer",
+            "PktSend",
+            "AddressDel",
+            "PktDrop",
+            "DeleteClient",
+            "Control"
+        ]
+    );
+    // The host exits without FreeLibrary: DLL_PROCESS_DETACH comes at process exit, where the
+    // loader (not the callout) unloads the rest, so neither frees its next DLL.
+    let mut detached: Vec<String> = lines[14..]
+        .iter()
+        .map(|l| {
+            assert_eq!(field(l, "reason"), "PROCESS_DETACH", "{l}");
+            assert_eq!(l["forwarded"], 9, "{l}");
+            assert_eq!(l["freed"], false, "{l}");
+            field(l, "dll")
+        })
+        .collect();
+    detached.sort();
+    assert_eq!(detached, ["win32chain", "win32chain2"]);
 }

@@ -497,14 +497,7 @@ fn open_socket(transport: &Transport) -> Result<UdpSocket, ClientError> {
             client_port,
             ..
         } => {
-            socket
-                .bind_device(Some(interface.as_bytes()))
-                .map_err(|e| {
-                    ClientError::io(
-                        &format!("bind to interface {interface} (SO_BINDTODEVICE)"),
-                        e,
-                    )
-                })?;
+            bind_to_device(&socket, interface)?;
             socket
                 .set_broadcast(true)
                 .map_err(|e| ClientError::io("SO_BROADCAST", e))?;
@@ -527,4 +520,27 @@ pub(crate) fn random_u64() -> u64 {
             .unwrap_or_default(),
     );
     hasher.finish()
+}
+
+/// Broadcast mode: the socket sends and receives on `interface` only (SO_BINDTODEVICE).
+#[cfg(any(target_os = "linux", target_os = "android", target_os = "fuchsia"))]
+fn bind_to_device(socket: &Socket, interface: &str) -> Result<(), ClientError> {
+    socket.bind_device(Some(interface.as_bytes())).map_err(|e| {
+        ClientError::io(
+            &format!("bind to interface {interface} (SO_BINDTODEVICE)"),
+            e,
+        )
+    })
+}
+
+/// Elsewhere (Windows) no socket can be bound to a device by name: broadcast mode is refused.
+#[cfg(not(any(target_os = "linux", target_os = "android", target_os = "fuchsia")))]
+fn bind_to_device(_socket: &Socket, interface: &str) -> Result<(), ClientError> {
+    Err(ClientError::io(
+        &format!("bind to interface {interface}"),
+        std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            "broadcast mode needs SO_BINDTODEVICE (Linux only); use --server or --giaddr",
+        ),
+    ))
 }

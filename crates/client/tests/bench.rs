@@ -1,5 +1,8 @@
 //! `calloutd bench` against the test responder: a short bounded run completes every exchange.
 
+// Unix only: runs inside network namespaces.
+#![cfg(unix)]
+
 mod support;
 
 use std::time::Duration;

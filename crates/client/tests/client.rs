@@ -1,5 +1,8 @@
 //! The client and its CLI against a small DHCP responder on loopback.
 
+// Unix only: runs inside network namespaces (SO_BINDTODEVICE).
+#![cfg(unix)]
+
 mod support;
 
 use std::net::{Ipv4Addr, SocketAddrV4};

@@ -5,6 +5,9 @@
 //! The test binary re-runs itself inside each namespace (`ip netns exec NS <this binary> <role>`),
 //! selecting the role with an environment variable; the role tests do nothing without it.
 
+// Unix only: runs inside network namespaces.
+#![cfg(unix)]
+
 mod support;
 
 use std::process::{Child, Command, Stdio};

@@ -23,7 +23,10 @@
 //! time zone (`TZ`, else `/etc/localtime`; UTC when neither can be read) unless
 //! [`AuditOptions::zone`] fixes an offset.
 //!
-//! Not for: DNS (IDs 30-35), failover (36) or rogue detection (50+) events, which calloutd never has.
+//! DNS events: 30 (a DNS update request for a client's name) and 35 (the request failed) are written
+//! when an ACK's option 81 asks for a server update, and the other DNS IDs (31, 32, 34) and 33 (NAP)
+//! never, because calloutd has no DNS server to send updates to (docs/dhcp.md section 5). Not for:
+//! failover (36) or rogue detection (50+) events, which calloutd never has.
 //!
 //! ```no_run
 //! use calloutd_engine::{parse_audit_log, AuditLimits, AuditLog, EngineOptions};
@@ -105,8 +108,8 @@ pub const DAY_NAMES: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun
 /// Microsoft's default `DhcpLogFilesMaxSize`: 70 MB over all seven files.
 pub const DEFAULT_MAX_TOTAL_BYTES: u64 = 70 * 1024 * 1024;
 
-/// The audit event IDs calloutd writes (Microsoft's numbering; DNS and rogue-detection IDs are not
-/// produced).
+/// The audit event IDs calloutd knows (Microsoft's numbering; of the DNS IDs only 30 and 35 are
+/// produced, rogue-detection IDs not at all).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum AuditEventId {
     /// 00: the log (service) was started.
@@ -145,11 +148,23 @@ pub enum AuditEventId {
     CleanupBegin,
     /// 25: database cleanup statistics.
     CleanupStats,
+    /// 30: a DNS update request (for the client's name, to the DNS server).
+    DnsUpdateRequest,
+    /// 31: a DNS update failed (never produced: no DNS server answers).
+    DnsUpdateFailed,
+    /// 32: a DNS update succeeded (never produced).
+    DnsUpdateSuccessful,
+    /// 33: a packet dropped by NAP policy (never produced: no NAP).
+    NapDrop,
+    /// 34: a DNS update request failed for a full request queue (never produced).
+    DnsQueueFull,
+    /// 35: a DNS update request failed (calloutd: no DNS server is configured to send it to).
+    DnsRequestFailed,
 }
 
 impl AuditEventId {
     /// Every ID, in code order.
-    pub const ALL: [AuditEventId; 18] = [
+    pub const ALL: [AuditEventId; 24] = [
         Self::Started,
         Self::Stopped,
         Self::Paused,
@@ -168,6 +183,12 @@ impl AuditEventId {
         Self::BootpDeleted,
         Self::CleanupBegin,
         Self::CleanupStats,
+        Self::DnsUpdateRequest,
+        Self::DnsUpdateFailed,
+        Self::DnsUpdateSuccessful,
+        Self::NapDrop,
+        Self::DnsQueueFull,
+        Self::DnsRequestFailed,
     ];
 
     /// Microsoft's numeric event ID.
@@ -191,6 +212,12 @@ impl AuditEventId {
             Self::BootpDeleted => 23,
             Self::CleanupBegin => 24,
             Self::CleanupStats => 25,
+            Self::DnsUpdateRequest => 30,
+            Self::DnsUpdateFailed => 31,
+            Self::DnsUpdateSuccessful => 32,
+            Self::NapDrop => 33,
+            Self::DnsQueueFull => 34,
+            Self::DnsRequestFailed => 35,
         }
     }
 
@@ -221,6 +248,12 @@ impl AuditEventId {
             Self::BootpDeleted => "BOOTP Deleted",
             Self::CleanupBegin => "Database Cleanup Begin",
             Self::CleanupStats => "Database Cleanup Statistics",
+            Self::DnsUpdateRequest => "DNS Update Request",
+            Self::DnsUpdateFailed => "DNS Update Failed",
+            Self::DnsUpdateSuccessful => "DNS Update Successful",
+            Self::NapDrop => "Packet dropped due to NAP policy",
+            Self::DnsQueueFull => "DNS update request queue limit exceeded",
+            Self::DnsRequestFailed => "DNS Update Request Failed",
         }
     }
 }
@@ -246,6 +279,8 @@ pub struct AuditRecord<'a> {
     pub user_class: Option<&'a [u8]>,
     /// Option 82.
     pub relay_agent: Option<&'a [u8]>,
+    /// The DnsRegError column: the Windows error of a failed DNS update, 0 otherwise.
+    pub dns_reg_error: u32,
 }
 
 impl AuditRecord<'_> {
@@ -261,6 +296,7 @@ impl AuditRecord<'_> {
             vendor_class: None,
             user_class: None,
             relay_agent: None,
+            dns_reg_error: 0,
         }
     }
 }
@@ -783,7 +819,9 @@ fn format_line(out: &mut String, time: &DateTime<FixedOffset>, record: &AuditRec
     }
     out.push(',');
     push_hex(out, record.relay_agent);
-    out.push_str(",0\r\n");
+    out.push(',');
+    out.push_str(itoa::Buffer::new().format(record.dns_reg_error));
+    out.push_str("\r\n");
 }
 
 /// `n % 100` as two decimal digits.
@@ -1372,6 +1410,10 @@ mod tests {
             assert_eq!(AuditEventId::from_code(id.code()), Some(id));
             assert!(HEADER.contains(&format!("\r\n{:02}\t", id.code())));
         }
-        assert_eq!(AuditEventId::from_code(30), None);
+        assert_eq!(
+            AuditEventId::from_code(30),
+            Some(AuditEventId::DnsUpdateRequest)
+        );
+        assert_eq!(AuditEventId::from_code(36), None);
     }
 }

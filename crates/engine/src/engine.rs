@@ -15,7 +15,7 @@ use crate::audit::{AuditEventId, AuditLog, AuditRecord};
 use crate::clock::{unix_secs, Clock, SystemClock};
 use crate::hooks::{Hooks, LeaseLockHeld, PktContext};
 use crate::import::{lease_from_export, ImportReport, NotImported};
-use crate::io::{Admission, CommitError, Datagram, Outcome, PacketHandler, Reply};
+use crate::io::{Admission, CommitError, Datagram, HeldReply, Outcome, PacketHandler, Reply};
 use crate::packet::{option_wire_len, ReplyHeader, ReplyWriter, Request, DEFAULT_MAX_REPLY_LEN};
 use crate::scopes::{kind_serves, OptionSource, ReservationRt, ScopeRt};
 use crate::store::{BackupReport, CommitTicket, Lease, LeaseStore, StoreError};
@@ -274,6 +274,41 @@ fn fqdn_answer(sent: &[u8]) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// Windows' `DNS_ERROR_NO_DNS_SERVERS` (9852, "no DNS servers configured for local system"): the
+/// DnsRegError of the DNS update calloutd cannot send.
+const DNS_ERROR_NO_DNS_SERVERS: u32 = 9852;
+
+/// The name a server-side DNS update would register for a client's option 81 (RFC 4702), or `None`
+/// when the client asks the server not to update (N = 1) or sends no name. The name is dotted text:
+/// the canonical wire encoding (E = 1) is decoded, the deprecated ASCII one taken as it is.
+fn fqdn_update_name(sent: &[u8]) -> Option<String> {
+    const E: u8 = 0x04;
+    const N: u8 = 0x08;
+    let (&flags, rest) = sent.split_first()?;
+    let raw = rest.get(2..)?;
+    if flags & N != 0 {
+        return None;
+    }
+    let name = if flags & E != 0 {
+        let mut labels = Vec::new();
+        let mut at = 0;
+        while let Some(&len) = raw.get(at) {
+            if len == 0 {
+                break;
+            }
+            let label = raw.get(at + 1..at + 1 + usize::from(len))?;
+            labels.push(String::from_utf8_lossy(label).into_owned());
+            at += 1 + usize::from(len);
+        }
+        labels.join(".")
+    } else {
+        String::from_utf8_lossy(raw)
+            .trim_end_matches(['\0', '.'])
+            .to_owned()
+    };
+    (!name.is_empty()).then_some(name)
+}
+
 /// What a client's request tells policies and option resolution about it.
 fn client_facts<'r>(request: &Request<'r>) -> ClientFacts<'r> {
     let fqdn_name = request
@@ -306,6 +341,9 @@ struct Built {
     dest: SocketAddrV4,
     delay: Duration,
     message_type: u8,
+    /// The audit event of the lease this reply grants, and its address: written once the lease is
+    /// durable (at once, or in finish after the runtime's commit), never for a withheld reply.
+    grant: Option<(AuditEventId, Ipv4Addr)>,
 }
 
 /// The lock token, created only while `guard` (the lease lock) is alive.
@@ -370,7 +408,12 @@ impl Engine {
             exhausted: vec![None; scopes.len()],
             ..LeaseTable::default()
         };
-        for lease in store.load_all()? {
+        // Sized once for every stored lease: growing the two maps step by step to 1 000 000
+        // entries rehashed them about twenty times, most of the startup's CPU (page zeroing).
+        let leases = store.load_all()?;
+        table.slots.reserve(leases.len());
+        table.clients.reserve(leases.len());
+        for lease in leases {
             table.restore(&lease);
         }
         Ok(Engine {
@@ -404,8 +447,18 @@ impl Engine {
         ip: Option<Ipv4Addr>,
         description: Option<&str>,
     ) {
+        self.audit_request(x.request, id, ip, description);
+    }
+
+    /// Writes an audit event about `request`.
+    fn audit_request(
+        &self,
+        request: &Request<'_>,
+        id: AuditEventId,
+        ip: Option<Ipv4Addr>,
+        description: Option<&str>,
+    ) {
         if let Some(audit) = &self.options.audit {
-            let request = x.request;
             audit.record(&AuditRecord {
                 id,
                 description,
@@ -416,7 +469,58 @@ impl Engine {
                 vendor_class: request.vendor_class,
                 user_class: request.user_class,
                 relay_agent: request.relay_agent,
+                dns_reg_error: 0,
             });
+        }
+    }
+
+    /// The DNS events of an ACK for `ip` (docs/dhcp.md section 5): when the client's option 81 leaves
+    /// an update to the server (N = 0: the PTR record, or A and PTR with S = 1), 30 "DNS Update
+    /// Request" for its name, then 35 "DNS Update Request Failed" with `DNS_ERROR_NO_DNS_SERVERS`,
+    /// since calloutd has no DNS server to send it to. Written as Microsoft's DNS thread writes them:
+    /// address and name, no MAC, xid 0, QResult 6.
+    fn audit_dns(&self, request: &Request<'_>, ip: Ipv4Addr) {
+        let Some(audit) = &self.options.audit else {
+            return;
+        };
+        let Some(name) = request.fqdn.and_then(fqdn_update_name) else {
+            return;
+        };
+        let request = AuditRecord {
+            ip: Some(ip),
+            host_name: Some(name.as_bytes()),
+            ..AuditRecord::new(AuditEventId::DnsUpdateRequest)
+        };
+        audit.record(&request);
+        audit.record(&AuditRecord {
+            id: AuditEventId::DnsRequestFailed,
+            dns_reg_error: DNS_ERROR_NO_DNS_SERVERS,
+            ..request
+        });
+    }
+
+    /// The audit lines of a durable grant to `request`: event `id` for `ip`, and after an ACK's
+    /// (10, 11) the DNS events.
+    fn audit_grant(&self, request: &Request<'_>, id: AuditEventId, ip: Ipv4Addr) {
+        self.audit_request(request, id, Some(ip), None);
+        if matches!(id, AuditEventId::Assign | AuditEventId::Renew) {
+            self.audit_dns(request, ip);
+        }
+    }
+
+    /// [`Engine::audit_grant`] for a held reply whose lease is now durable: the request is parsed
+    /// again from the packet's bytes (the ones the reply was built from) and the address is the
+    /// reply's yiaddr, as built (before PktSend).
+    fn audit_held_grant(&self, packet: &[u8], reply: &[u8], id: AuditEventId) {
+        if self.options.audit.is_none() {
+            return;
+        }
+        let Some(yiaddr) = reply.get(16..20).and_then(|b| <[u8; 4]>::try_from(b).ok()) else {
+            return;
+        };
+        match Request::parse(packet) {
+            Ok(request) => self.audit_grant(&request, id, Ipv4Addr::from(yiaddr)),
+            Err(error) => tracing::warn!("audit event {} not written: {error}", id.code()),
         }
     }
 
@@ -673,6 +777,47 @@ impl Engine {
         self.scopes.iter().position(|s| s.in_subnet(link))
     }
 
+    /// PktSend for a built reply, with the counters: the bytes to send, `None` when PktSend
+    /// suppressed it, a drop reason when PktSend faulted.
+    fn send_hook(
+        &self,
+        bytes: &mut Vec<u8>,
+        message_type: u8,
+        if_addr: Ipv4Addr,
+        ctx: PktContext,
+    ) -> Result<bool, DropReason> {
+        if let Err(fault) = self.hooks.pkt_send(bytes, if_addr, ctx) {
+            tracing::warn!("PktSend fault, reply dropped: {}", fault.0);
+            return Err(DropReason::Invalid);
+        }
+        if bytes.is_empty() {
+            self.counters
+                .suppressed_by_callout
+                .fetch_add(1, Ordering::Relaxed);
+            return Ok(false);
+        }
+        if let Some(counter) = self.counters.sent.get(usize::from(message_type)) {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(true)
+    }
+
+    /// The packet's last hooks: PktDrop(`reason`) when it was dropped, then PktDrop(PROCESSED).
+    fn end_packet(
+        &self,
+        packet: &mut Vec<u8>,
+        dropped: Option<DropReason>,
+        if_addr: Ipv4Addr,
+        ctx: PktContext,
+    ) {
+        if let Some(reason) = dropped {
+            self.counters.drops[drop_index(reason)].fetch_add(1, Ordering::Relaxed);
+            self.hooks.pkt_drop(packet, reason, if_addr, ctx);
+        }
+        self.hooks
+            .pkt_drop(packet, DropReason::Processed, if_addr, ctx);
+    }
+
     /// The active scopes that may serve a request whose link selected scope `selected`: that scope
     /// first (when active), then the other active scopes of its superscope in config order.
     fn members(&self, selected: usize) -> impl Iterator<Item = usize> + '_ {
@@ -843,26 +988,46 @@ impl Engine {
             };
             // Changes made before a later step failed still have to be committed.
             outcome.uncommitted = uncommitted.get();
-            built?
+            let built = built?;
+            if let Some((id, ip)) = built.as_ref().and_then(|b| b.grant) {
+                // A lease already durable is logged now; one the runtime still commits, in finish.
+                if outcome.uncommitted.is_none() {
+                    self.audit_grant(&request, id, ip);
+                }
+            }
+            built
         };
         let Some(mut built) = built else {
             return Ok(None);
         };
         outcome.reply_type = Some(built.message_type);
-        if let Err(fault) = self.hooks.pkt_send(&mut built.bytes, if_addr, ctx) {
-            tracing::warn!("PktSend fault, reply dropped: {}", fault.0);
-            outcome.reply_type = None;
-            return Err(DropReason::Invalid);
-        }
-        if built.bytes.is_empty() {
-            self.counters
-                .suppressed_by_callout
-                .fetch_add(1, Ordering::Relaxed);
-            outcome.reply_type = None;
+        if outcome.uncommitted.is_some() {
+            // PktSend only once the lease is durable: the runtime commits, then calls finish.
+            outcome.held = Some(HeldReply {
+                reply: Reply {
+                    bytes: built.bytes,
+                    dest: built.dest,
+                    source: if_addr,
+                    delay: built.delay,
+                },
+                reply_type: built.message_type,
+                packet: Vec::new(),
+                if_addr,
+                ctx,
+                grant_event: built.grant.map(|(id, _)| id.code()),
+            });
             return Ok(None);
         }
-        if let Some(counter) = self.counters.sent.get(usize::from(built.message_type)) {
-            counter.fetch_add(1, Ordering::Relaxed);
+        match self.send_hook(&mut built.bytes, built.message_type, if_addr, ctx) {
+            Ok(true) => {}
+            Ok(false) => {
+                outcome.reply_type = None;
+                return Ok(None);
+            }
+            Err(reason) => {
+                outcome.reply_type = None;
+                return Err(reason);
+            }
         }
         Ok(Some(Reply {
             bytes: built.bytes,
@@ -1283,15 +1448,16 @@ impl Engine {
                 } else {
                     AuditEventId::Assign
                 };
-                self.audit_packet(x, id, Some(Ipv4Addr::from(ip)), None);
-                Ok(Some(self.build_reply(
+                let mut built = self.build_reply(
                     x,
                     reservation,
                     &policies,
                     ACK,
                     Ipv4Addr::from(ip),
                     Some(lease_secs),
-                )))
+                );
+                built.grant = Some((id, Ipv4Addr::from(ip)));
+                Ok(Some(built))
             }
             Verdict::Nak { alt } => {
                 tracing::debug!("NAK {alt} to xid {:#x}", request.xid);
@@ -1500,15 +1666,9 @@ impl Engine {
         } else {
             AuditEventId::DynamicBootpAssign
         };
-        self.audit_packet(x, id, Some(Ipv4Addr::from(ip)), None);
-        Ok(Some(self.build_reply(
-            x,
-            reservation,
-            &policies,
-            0,
-            Ipv4Addr::from(ip),
-            None,
-        )))
+        let mut built = self.build_reply(x, reservation, &policies, 0, Ipv4Addr::from(ip), None);
+        built.grant = Some((id, Ipv4Addr::from(ip)));
+        Ok(Some(built))
     }
 
     /// Encodes a reply (`message_type` 0 = BOOTREPLY) and works out where it goes (RFC 2131 4.1).
@@ -1631,6 +1791,7 @@ impl Engine {
                 Duration::ZERO
             },
             message_type,
+            grant: None,
         }
     }
 }
@@ -1672,13 +1833,13 @@ impl PacketHandler for Engine {
                 Some(DropReason::Invalid)
             }
         };
-        if let Some(reason) = dropped {
-            self.counters.drops[drop_index(reason)].fetch_add(1, Ordering::Relaxed);
-            outcome.dropped = Some(reason);
-            self.hooks.pkt_drop(&mut packet, reason, if_addr, ctx);
+        if let Some(held) = outcome.held.as_mut() {
+            // The packet ends in finish, after the commit.
+            held.packet = packet;
+            return outcome;
         }
-        self.hooks
-            .pkt_drop(&mut packet, DropReason::Processed, if_addr, ctx);
+        outcome.dropped = dropped;
+        self.end_packet(&mut packet, dropped, if_addr, ctx);
         outcome
     }
 
@@ -1686,5 +1847,35 @@ impl PacketHandler for Engine {
         self.store
             .commit(ticket)
             .map_err(|e| CommitError(e.to_string()))
+    }
+
+    /// After the commit: PktSend and PktDrop(PROCESSED); a failed commit withholds the reply with
+    /// PktDrop(`DHCP_DROP_INTERNAL_ERROR`) first.
+    fn finish(&self, held: HeldReply, committed: bool) -> Option<Reply> {
+        let HeldReply {
+            mut reply,
+            reply_type,
+            mut packet,
+            if_addr,
+            ctx,
+            grant_event,
+        } = held;
+        if committed {
+            if let Some(id) = grant_event.and_then(AuditEventId::from_code) {
+                self.audit_held_grant(&packet, &reply.bytes, id);
+            }
+        }
+        let sent = if committed {
+            self.send_hook(&mut reply.bytes, reply_type, if_addr, ctx)
+        } else {
+            Err(DropReason::InternalError)
+        };
+        let (reply, dropped) = match sent {
+            Ok(true) => (Some(reply), None),
+            Ok(false) => (None, None),
+            Err(reason) => (None, Some(reason)),
+        };
+        self.end_packet(&mut packet, dropped, if_addr, ctx);
+        reply
     }
 }

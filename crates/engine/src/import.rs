@@ -77,6 +77,7 @@ pub(crate) fn lease_from_export(
         host_name: exported.host_name.clone().filter(|h| !h.is_empty()),
         expires,
         client_type: ClientType::Dhcp,
+        policy_name: None,
     })
 }
 

@@ -2,5 +2,5 @@
 //! re-exported from `calloutd-hooks`, which the runtime depends on instead of the engine.
 
 pub use calloutd_hooks::io::{
-    Admission, CommitError, CommitTicket, Datagram, Outcome, PacketHandler, Reply,
+    Admission, CommitError, CommitTicket, Datagram, HeldReply, Outcome, PacketHandler, Reply,
 };

@@ -34,6 +34,9 @@ pub struct Lease {
     pub expires: Option<SystemTime>,
     /// DHCP or BOOTP.
     pub client_type: ClientType,
+    /// The scope policy the lease was granted under (Microsoft's `PolicyName`): renewals keep its
+    /// decisions, also after a restart (docs/dhcp.md section 2).
+    pub policy_name: Option<String>,
 }
 
 /// A lease store failure.
@@ -354,12 +357,17 @@ CREATE TABLE IF NOT EXISTS leases (
     hw_address  BLOB NOT NULL,
     host_name   TEXT,
     expires     INTEGER,             -- Unix seconds; NULL = infinite
-    client_type INTEGER NOT NULL     -- DHCP_CLIENT_BOOTP or DHCP_CLIENT_DHCP
+    client_type INTEGER NOT NULL,    -- DHCP_CLIENT_BOOTP or DHCP_CLIENT_DHCP
+    policy_name TEXT                 -- the scope policy it was granted under; NULL = none
 );";
 
+/// Columns added after the first schema, with their definitions: a database made by an older
+/// calloutd gets them at open (`ALTER TABLE ... ADD COLUMN`), its rows keeping NULL there.
+const ADDED_COLUMNS: &[(&str, &str)] = &[("policy_name", "TEXT")];
+
 const PUT_SQL: &str = "INSERT OR REPLACE INTO leases \
-    (ip, client_id, hw_type, hw_address, host_name, expires, client_type) \
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+    (ip, client_id, hw_type, hw_address, host_name, expires, client_type, policy_name) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
 const REMOVE_SQL: &str = "DELETE FROM leases WHERE ip = ?1";
 
 impl SqliteLeaseStore {
@@ -389,6 +397,7 @@ impl SqliteLeaseStore {
         conn.pragma_update(None, "wal_autocheckpoint", 0)
             .map_err(sql_err)?;
         conn.execute_batch(SCHEMA).map_err(sql_err)?;
+        migrate(&conn).map_err(sql_err)?;
         // Prepare once here so a bad schema fails at open, not at the first commit.
         conn.prepare_cached(PUT_SQL).map_err(sql_err)?;
         conn.prepare_cached(REMOVE_SQL).map_err(sql_err)?;
@@ -675,8 +684,21 @@ fn check_writable(conn: &Connection, path: &Path) -> Result<(), StoreError> {
     })
 }
 
+/// Windows: the file's ACL is not read; only the read-only attribute is told.
+#[cfg(windows)]
+fn diagnose(path: &Path) -> String {
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.permissions().readonly() => {
+            format!("; the file {} is read-only", path.display())
+        }
+        _ => "; check the file's and its folder's permissions (ACL) and the read-only attribute"
+            .into(),
+    }
+}
+
 /// What may keep `path` (a database file) from being written, for the error message: empty when
 /// nothing is found.
+#[cfg(unix)]
 fn diagnose(path: &Path) -> String {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
     // The owner of /proc/self is this process's effective user.
@@ -717,6 +739,22 @@ fn diagnose(path: &Path) -> String {
     }
 }
 
+/// Adds the [`ADDED_COLUMNS`] a database made by an older calloutd lacks.
+fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+    let mut stmt = conn.prepare("SELECT name FROM pragma_table_info('leases')")?;
+    let present: Vec<String> = stmt
+        .query_map([], |row| row.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    for (name, definition) in ADDED_COLUMNS {
+        if !present.iter().any(|p| p.eq_ignore_ascii_case(name)) {
+            conn.execute_batch(&format!(
+                "ALTER TABLE leases ADD COLUMN {name} {definition}"
+            ))?;
+        }
+    }
+    Ok(())
+}
+
 /// Reads every stored lease.
 fn read_leases(conn: &Connection, path: &Path) -> Result<Vec<Lease>, StoreError> {
     let sql_err = |source| StoreError::Sqlite {
@@ -725,8 +763,8 @@ fn read_leases(conn: &Connection, path: &Path) -> Result<Vec<Lease>, StoreError>
     };
     let mut stmt = conn
         .prepare(
-            "SELECT ip, client_id, hw_type, hw_address, host_name, expires, client_type \
-             FROM leases ORDER BY ip",
+            "SELECT ip, client_id, hw_type, hw_address, host_name, expires, client_type, \
+             policy_name FROM leases ORDER BY ip",
         )
         .map_err(sql_err)?;
     let rows = stmt
@@ -739,12 +777,17 @@ fn read_leases(conn: &Connection, path: &Path) -> Result<Vec<Lease>, StoreError>
                 row.get::<_, Option<String>>(4)?,
                 row.get::<_, Option<i64>>(5)?,
                 row.get::<_, i64>(6)?,
+                row.get::<_, Option<String>>(7)?,
             ))
         })
         .map_err(sql_err)?;
-    let mut leases = Vec::new();
+    // Sized from the row count, so 1 000 000 leases are not copied as the vector grows.
+    let count: i64 = conn
+        .query_row("SELECT count(*) FROM leases", [], |row| row.get(0))
+        .map_err(sql_err)?;
+    let mut leases = Vec::with_capacity(usize::try_from(count).unwrap_or(0));
     for row in rows {
-        let (ip, client_id, hw_type, hw_address, host_name, expires, client_type) =
+        let (ip, client_id, hw_type, hw_address, host_name, expires, client_type, policy_name) =
             row.map_err(sql_err)?;
         let ip_num = u32::try_from(ip).map_err(|_| StoreError::BadRow {
             path: path.to_path_buf(),
@@ -782,6 +825,7 @@ fn read_leases(conn: &Connection, path: &Path) -> Result<Vec<Lease>, StoreError>
             host_name,
             expires,
             client_type,
+            policy_name,
         });
     }
     Ok(leases)
@@ -826,6 +870,7 @@ fn apply_changes(conn: &Connection, batch: &[Change]) -> rusqlite::Result<()> {
                     lease.host_name,
                     expires,
                     lease.client_type.code(),
+                    lease.policy_name,
                 ])?;
             }
             Change::Remove(ip) => {
@@ -850,7 +895,43 @@ mod tests {
             host_name: Some(format!("host{last}")),
             expires: Some(from_unix_secs(1_800_000_000 + u64::from(last))),
             client_type: ClientType::Dhcp,
+            policy_name: last.is_multiple_of(2).then(|| format!("policy{last}")),
         }
+    }
+
+    #[test]
+    fn a_database_of_the_first_schema_gets_the_policy_column_and_keeps_its_leases() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("leases.db");
+        {
+            // What calloutd wrote before leases kept their policy.
+            let old = Connection::open(&path).unwrap();
+            old.execute_batch(&format!(
+                "CREATE TABLE leases (ip INTEGER PRIMARY KEY, client_id BLOB NOT NULL, \
+                 hw_type INTEGER NOT NULL, hw_address BLOB NOT NULL, host_name TEXT, \
+                 expires INTEGER, client_type INTEGER NOT NULL); \
+                 INSERT INTO leases VALUES ({}, x'01020304', 1, x'02000000000a', 'old', NULL, {});",
+                u32::from(Ipv4Addr::new(198, 18, 0, 10)),
+                ClientType::Dhcp.code()
+            ))
+            .unwrap();
+        }
+        {
+            let store = SqliteLeaseStore::open(&path).unwrap();
+            let loaded = store.load_all().unwrap();
+            assert_eq!(loaded.len(), 1);
+            assert_eq!(loaded[0].ip, Ipv4Addr::new(198, 18, 0, 10));
+            assert_eq!(loaded[0].host_name.as_deref(), Some("old"));
+            assert_eq!(loaded[0].policy_name, None);
+            let ticket = store.put(lease(12));
+            store.commit(ticket).unwrap();
+        }
+        // Opened again (the column exists now): both leases, the new one with its policy.
+        let store = SqliteLeaseStore::open(&path).unwrap();
+        let loaded = store.load_all().unwrap();
+        assert_eq!(loaded.len(), 2);
+        assert_eq!(loaded[1], lease(12));
+        assert_eq!(loaded[1].policy_name.as_deref(), Some("policy12"));
     }
 
     #[test]
@@ -1067,13 +1148,15 @@ mod tests {
     }
 
     /// Makes `path` unwritable for this process until dropped: read-only (mode 0555/0444) for a
-    /// user, the immutable attribute for root (whom modes do not stop).
+    /// user, the immutable attribute for root (whom modes do not stop). Unix only (modes, chattr).
+    #[cfg(unix)]
     struct Unwritable {
         path: PathBuf,
         mode: u32,
         root: bool,
     }
 
+    #[cfg(unix)]
     impl Unwritable {
         fn make(path: &Path) -> Unwritable {
             use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -1098,6 +1181,7 @@ mod tests {
         }
     }
 
+    #[cfg(unix)]
     impl Drop for Unwritable {
         fn drop(&mut self) {
             use std::os::unix::fs::PermissionsExt;
@@ -1115,6 +1199,8 @@ mod tests {
         }
     }
 
+    // Unix only: makes the file unwritable with modes or chattr.
+    #[cfg(unix)]
     #[test]
     fn an_unwritable_database_or_folder_is_refused_at_open() {
         let dir = tempfile::tempdir().unwrap();

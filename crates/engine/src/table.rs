@@ -61,6 +61,7 @@ impl Slot {
             host_name: self.host_name.as_deref().map(str::to_owned),
             expires: (self.until != NEVER).then(|| from_unix_secs(self.until)),
             client_type: self.client_type,
+            policy_name: self.policy.as_deref().map(str::to_owned),
         }
     }
 }
@@ -266,11 +267,12 @@ impl LeaseTable {
         }
     }
 
-    /// Restores a persisted lease at startup.
+    /// Restores a persisted lease at startup (with the policy it was granted under).
     pub fn restore(&mut self, lease: &Lease) {
         let until = lease.expires.map(crate::clock::unix_secs).unwrap_or(NEVER);
+        let ip = u32::from(lease.ip);
         self.claim(
-            u32::from(lease.ip),
+            ip,
             &lease.client_id,
             SlotState::Active,
             until,
@@ -279,6 +281,9 @@ impl LeaseTable {
             lease.client_type,
             lease.host_name.as_deref().map(str::as_bytes),
         );
+        if let Some(slot) = self.slots.get_mut(&ip) {
+            slot.policy = lease.policy_name.as_deref().map(Arc::from);
+        }
     }
 }
 

@@ -1375,6 +1375,7 @@ fn memory_store_restores_too() {
         host_name: None,
         expires: None,
         client_type: ClientType::Dhcp,
+        policy_name: None,
     };
     store.put(lease.clone());
     let engine = Engine::new(
@@ -1622,11 +1623,12 @@ fn audit_log_records_conflicts_exhaustion_bootp_and_relay_info() {
     }
 }
 
-/// A memory store that logs every `commit` call (the ticket asked for).
+/// A memory store that logs every `commit` call (the ticket asked for), and fails them on demand.
 #[derive(Default)]
 struct CommitLog {
     leases: MemoryLeaseStore,
     commits: Arc<Mutex<Vec<u64>>>,
+    failing: Arc<AtomicBool>,
 }
 
 impl LeaseStore for CommitLog {
@@ -1641,37 +1643,79 @@ impl LeaseStore for CommitLog {
     }
     fn commit(&self, ticket: CommitTicket) -> Result<(), StoreError> {
         self.commits.lock().unwrap().push(ticket.0);
+        if self.failing.load(Ordering::Relaxed) {
+            return Err(StoreError::CommitFailed {
+                path: "(test store)".into(),
+                message: "disk full".into(),
+            });
+        }
         self.leases.commit(ticket)
     }
 }
 
-fn engine_over_commit_log(defer_commits: bool) -> (Engine, Arc<Mutex<Vec<u64>>>) {
+/// An engine over a [`CommitLog`] store with recorded hooks.
+struct Committing {
+    engine: Engine,
+    hooks: Arc<Recorder>,
+    commits: Arc<Mutex<Vec<u64>>>,
+    failing: Arc<AtomicBool>,
+}
+
+fn engine_over_commit_log(defer_commits: bool) -> Committing {
+    engine_over_commit_log_audited(defer_commits, Arc::new(ManualClock::new(start())), None)
+}
+
+/// [`engine_over_commit_log`] on `clock`'s time, with an audit log.
+fn engine_over_commit_log_audited(
+    defer_commits: bool,
+    clock: Arc<ManualClock>,
+    audit: Option<Arc<AuditLog>>,
+) -> Committing {
     let store = CommitLog::default();
     let commits = Arc::clone(&store.commits);
+    let failing = Arc::clone(&store.failing);
     let options = EngineOptions {
-        clock: Arc::new(ManualClock::new(start())),
+        clock,
         defer_commits,
+        audit,
         ..EngineOptions::default()
     };
+    let hooks = Arc::new(Recorder::default());
     let engine = Engine::new(
         config(),
         options,
-        Arc::new(NoHooks),
+        hooks.clone(),
         Box::new(store),
         Arc::new(NoProber),
     )
     .unwrap();
-    (engine, commits)
+    let _ = hooks.lock_probe.set(engine.lease_lock_probe());
+    Committing {
+        engine,
+        hooks,
+        commits,
+        failing,
+    }
+}
+
+/// The held reply's message, decoded.
+fn decode_held(outcome: &Outcome) -> Message {
+    let held = outcome.held.as_ref().expect("a held reply");
+    Message::from_bytes(&held.reply.bytes).unwrap()
 }
 
 #[test]
 fn deferred_commits_leave_the_ack_and_release_changes_to_the_runtime() {
-    let (engine, commits) = engine_over_commit_log(true);
+    let Committing {
+        engine, commits, ..
+    } = engine_over_commit_log(true);
     let send = |m: &Message| handle(&engine, m, Ipv4Addr::BROADCAST);
     let offer = send(&message(MessageType::Discover, 1));
     assert_eq!(offer.uncommitted, None, "an offer changes no stored lease");
-    let ack = send(&request_for(1, decode(&offer).yiaddr()));
+    assert!(offer.held.is_none() && offer.reply.is_some());
+    let mut ack = send(&request_for(1, decode(&offer).yiaddr()));
     assert_eq!(ack.reply_type, Some(5));
+    assert!(ack.reply.is_none(), "the ACK waits for its commit");
     let ticket = ack
         .uncommitted
         .expect("the ACK's lease is left to the runtime");
@@ -1681,25 +1725,230 @@ fn deferred_commits_leave_the_ack_and_release_changes_to_the_runtime() {
     );
     engine.commit(ticket).unwrap();
     assert_eq!(*commits.lock().unwrap(), vec![ticket.0]);
+    let leased = decode_held(&ack).yiaddr();
+    let sent = engine.finish(ack.held.take().unwrap(), true);
+    assert!(sent.is_some());
 
-    let leased = decode(&ack).yiaddr();
     let release = with(release(1, leased), [DhcpOption::ServerIdentifier(SERVER)]);
     let released = handle(&engine, &release, SERVER);
-    assert!(released.reply.is_none());
+    assert!(released.reply.is_none() && released.held.is_none());
     let removal = released.uncommitted.expect("the release's removal too");
     assert!(removal > ticket);
     assert_eq!(commits.lock().unwrap().len(), 1);
 }
 
 #[test]
+fn a_deferred_ack_runs_pkt_send_only_in_finish_after_its_commit() {
+    let c = engine_over_commit_log(true);
+    let offer = handle(
+        &c.engine,
+        &message(MessageType::Discover, 1),
+        Ipv4Addr::BROADCAST,
+    );
+    let leased = decode(&offer).yiaddr();
+    c.hooks.take();
+    let mut ack = handle(&c.engine, &request_for(1, leased), Ipv4Addr::BROADCAST);
+    // The packet is not finished: no PktSend, no PktDrop(PROCESSED) before the commit.
+    let so_far: Vec<Call> = c
+        .hooks
+        .calls
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(call, ..)| call.clone())
+        .collect();
+    assert_eq!(
+        so_far,
+        vec![
+            Call::NewPkt,
+            Call::HandleOptions(Some(MAIN_SCOPE)),
+            Call::AddressOffer(GiveCode::New, SERVER, leased, ClientType::Dhcp, 3600),
+        ]
+    );
+    c.engine.commit(ack.uncommitted.unwrap()).unwrap();
+    let reply = c
+        .engine
+        .finish(ack.held.take().unwrap(), true)
+        .expect("sent");
+    assert_eq!(Message::from_bytes(&reply.bytes).unwrap().yiaddr(), leased);
+    assert_eq!(
+        c.hooks.take(),
+        main_calls([
+            Call::AddressOffer(GiveCode::New, SERVER, leased, ClientType::Dhcp, 3600),
+            Call::PktSend,
+        ])
+    );
+    assert_eq!(c.engine.stats().sent[5], 1);
+}
+
+#[test]
+fn a_deferred_ack_whose_commit_failed_is_withheld_with_an_internal_error_drop() {
+    let c = engine_over_commit_log(true);
+    let offer = handle(
+        &c.engine,
+        &message(MessageType::Discover, 1),
+        Ipv4Addr::BROADCAST,
+    );
+    let leased = decode(&offer).yiaddr();
+    c.hooks.take();
+    let mut ack = handle(&c.engine, &request_for(1, leased), Ipv4Addr::BROADCAST);
+    c.failing.store(true, Ordering::Relaxed);
+    assert!(c.engine.commit(ack.uncommitted.unwrap()).is_err());
+    assert_eq!(c.engine.finish(ack.held.take().unwrap(), false), None);
+    assert_eq!(
+        c.hooks.take(),
+        vec![
+            Call::NewPkt,
+            Call::HandleOptions(Some(MAIN_SCOPE)),
+            Call::AddressOffer(GiveCode::New, SERVER, leased, ClientType::Dhcp, 3600),
+            Call::PktDrop(DropReason::InternalError),
+            Call::PktDrop(DropReason::Processed),
+        ],
+        "no PktSend for a reply that never leaves"
+    );
+    assert_eq!(c.engine.stats().sent[5], 0);
+}
+
+/// The grant and DNS events (IDs 10 and up) written so far, as (ID, address).
+fn grant_events(audit: &AuditLog, clock: &ManualClock) -> Vec<(u8, Option<Ipv4Addr>)> {
+    audit_events(audit, clock)
+        .iter()
+        .filter(|e| e.id >= 10)
+        .map(|e| (e.id, e.ip))
+        .collect()
+}
+
+/// A REQUEST for `offered` whose option 81 (S = 1) leaves the A and PTR updates to the server.
+fn request_with_fqdn(n: u8, offered: Ipv4Addr) -> Message {
+    with(
+        request_for(n, offered),
+        [DhcpOption::Unknown(dhcproto::v4::UnknownOption::new(
+            OptionCode::ClientFQDN,
+            [&[1, 0, 0][..], b"pc2.lab.example"].concat(),
+        ))],
+    )
+}
+
+#[test]
+fn a_held_acks_audit_lines_are_written_after_its_commit_and_never_when_withheld() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(start()));
+    let audit = audit_log(&dir.path().join("audit"), clock.clone());
+    audit.started();
+    let c = engine_over_commit_log_audited(true, clock.clone(), Some(audit.clone()));
+    let send = |m: &Message| handle(&c.engine, m, Ipv4Addr::BROADCAST);
+    // Client 1: the commit fails, the ACK is withheld: no Assign line (and no DNS lines).
+    let first = decode(&send(&message(MessageType::Discover, 1))).yiaddr();
+    let mut ack = send(&request_with_fqdn(1, first));
+    assert_eq!(grant_events(&audit, &clock), [], "a line before the commit");
+    c.failing.store(true, Ordering::Relaxed);
+    assert!(c.engine.commit(ack.uncommitted.unwrap()).is_err());
+    assert_eq!(c.engine.finish(ack.held.take().unwrap(), false), None);
+    assert_eq!(
+        grant_events(&audit, &clock),
+        [],
+        "a line for a lease never stored"
+    );
+    // Client 2: committed: Assign and its DNS events, once finish runs.
+    c.failing.store(false, Ordering::Relaxed);
+    let second = decode(&send(&message(MessageType::Discover, 2))).yiaddr();
+    let mut ack = send(&request_with_fqdn(2, second));
+    assert_eq!(grant_events(&audit, &clock), []);
+    c.engine.commit(ack.uncommitted.unwrap()).unwrap();
+    assert!(c.engine.finish(ack.held.take().unwrap(), true).is_some());
+    let assigned = [(10, Some(second)), (30, Some(second)), (35, Some(second))];
+    assert_eq!(grant_events(&audit, &clock), assigned);
+    let events = audit_events(&audit, &clock);
+    let assign = events.iter().find(|e| e.id == 10).unwrap();
+    // The request's fields, parsed again from the held packet.
+    assert_eq!(
+        (assign.mac.as_str(), assign.transaction_id),
+        (mac_hex(2).as_str(), Some(0x1002))
+    );
+    let dns = events.iter().find(|e| e.id == 30).unwrap();
+    assert_eq!(dns.host_name, "pc2.lab.example");
+    // Its renewal: Renew, again only after the commit.
+    let mut renew = send(&request_for(2, second));
+    c.engine.commit(renew.uncommitted.unwrap()).unwrap();
+    assert!(c.engine.finish(renew.held.take().unwrap(), true).is_some());
+    assert_eq!(grant_events(&audit, &clock)[3..], [(11, Some(second))]);
+}
+
+#[test]
+fn without_deferral_an_ack_is_logged_only_when_its_commit_succeeded() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(start()));
+    let audit = audit_log(&dir.path().join("audit"), clock.clone());
+    audit.started();
+    let c = engine_over_commit_log_audited(false, clock.clone(), Some(audit.clone()));
+    let send = |m: &Message| handle(&c.engine, m, Ipv4Addr::BROADCAST);
+    let first = decode(&send(&message(MessageType::Discover, 1))).yiaddr();
+    c.failing.store(true, Ordering::Relaxed);
+    assert_eq!(send(&request_for(1, first)).reply, None);
+    assert_eq!(grant_events(&audit, &clock), []);
+    c.failing.store(false, Ordering::Relaxed);
+    let second = decode(&send(&message(MessageType::Discover, 2))).yiaddr();
+    assert!(send(&request_for(2, second)).reply.is_some());
+    assert_eq!(grant_events(&audit, &clock), [(10, Some(second))]);
+}
+
+#[test]
+fn a_deferred_ack_suppressed_by_pkt_send_is_not_sent() {
+    let c = engine_over_commit_log(true);
+    let offer = handle(
+        &c.engine,
+        &message(MessageType::Discover, 1),
+        Ipv4Addr::BROADCAST,
+    );
+    let mut ack = handle(
+        &c.engine,
+        &request_for(1, decode(&offer).yiaddr()),
+        Ipv4Addr::BROADCAST,
+    );
+    c.hooks.send_mode.store(SEND_SUPPRESS, Ordering::Relaxed);
+    c.engine.commit(ack.uncommitted.unwrap()).unwrap();
+    assert_eq!(c.engine.finish(ack.held.take().unwrap(), true), None);
+    let calls = c.hooks.take();
+    assert_eq!(
+        calls[calls.len() - 2..],
+        [Call::PktSend, Call::PktDrop(DropReason::Processed)]
+    );
+    assert_eq!(c.engine.stats().suppressed_by_callout, 1);
+}
+
+#[test]
 fn without_deferral_the_engine_commits_before_the_ack() {
-    let (engine, commits) = engine_over_commit_log(false);
-    let send = |m: &Message| handle(&engine, m, Ipv4Addr::BROADCAST);
+    let c = engine_over_commit_log(false);
+    let send = |m: &Message| handle(&c.engine, m, Ipv4Addr::BROADCAST);
     let offer = send(&message(MessageType::Discover, 1));
     let ack = send(&request_for(1, decode(&offer).yiaddr()));
     assert_eq!(ack.reply_type, Some(5));
     assert_eq!(ack.uncommitted, None);
-    assert_eq!(commits.lock().unwrap().len(), 1);
+    assert!(ack.held.is_none() && ack.reply.is_some());
+    assert_eq!(c.commits.lock().unwrap().len(), 1);
+}
+
+#[test]
+fn without_deferral_a_failed_commit_drops_the_ack_before_pkt_send() {
+    let c = engine_over_commit_log(false);
+    let offer = handle(
+        &c.engine,
+        &message(MessageType::Discover, 1),
+        Ipv4Addr::BROADCAST,
+    );
+    let leased = decode(&offer).yiaddr();
+    c.hooks.take();
+    c.failing.store(true, Ordering::Relaxed);
+    let ack = handle(&c.engine, &request_for(1, leased), Ipv4Addr::BROADCAST);
+    assert!(ack.reply.is_none() && ack.held.is_none());
+    assert_eq!(ack.dropped, Some(DropReason::InternalError));
+    assert_eq!(
+        c.hooks.take(),
+        main_calls([
+            Call::AddressOffer(GiveCode::New, SERVER, leased, ClientType::Dhcp, 3600),
+            Call::PktDrop(DropReason::InternalError)
+        ])
+    );
 }
 
 fn exported_lease(ip: Ipv4Addr, id: &[u8], state: &str) -> calloutd_config::ImportedLease {

@@ -318,7 +318,15 @@ impl VirtualNet {
             None if self.paused => Admission::Drop(DropReason::Paused),
             None => Admission::Process,
         };
-        let outcome = self.engine.handle(datagram, admission);
+        let mut outcome = self.engine.handle(datagram, admission);
+        // The runtime's rule (docs/hooks.md): a held reply's PktSend only after its commit. The
+        // engine here commits inline, so none is held; should one be, it ends the same way.
+        if let Some(held) = outcome.held.take() {
+            let durable = outcome
+                .uncommitted
+                .is_none_or(|ticket| self.engine.commit(ticket).is_ok());
+            outcome.reply = self.engine.finish(held, durable);
+        }
         let reply = outcome
             .reply
             .as_ref()
@@ -462,7 +470,21 @@ fn load(
         // never refused.
         strict_permissions: false,
     };
-    if let HostMode::Isolated(template) = &config.mode {
+    // A Windows DLL (PE) on Linux is hosted under wine, which is the isolated host (also with
+    // --in-process).
+    let pe_template;
+    let isolated = match &config.mode {
+        HostMode::Isolated(template) => Some(template),
+        HostMode::InProcess if calloutd_callout::isolate::needs_windows_host(&callout_config) => {
+            pe_template = Box::new(calloutd_callout::isolate::IsolateOptions::new(
+                std::env::current_exe().map_err(|e| SetupError::Callout(e.to_string()))?,
+                vec!["callout-host".into()],
+            ));
+            Some(&pe_template)
+        }
+        HostMode::InProcess => None,
+    };
+    if let Some(template) = isolated {
         let mut options = (**template).clone();
         options.trace = sink;
         options.slow_threshold = config.slow.0;

@@ -31,6 +31,9 @@ pub fn text(report: &ScenarioReport) -> String {
     if let Some(why) = &report.skipped {
         let _ = writeln!(out, "  not run: {why}");
     }
+    if let Some(failure) = &report.service_failure {
+        let _ = writeln!(out, "  FAIL {failure}");
+    }
     let mut shown_failure = false;
     for step in &report.steps {
         let mark = if step.failure.is_some() {
@@ -159,6 +162,7 @@ mod tests {
             }],
             setup_error: None,
             skipped: None,
+            service_failure: None,
             elapsed: Duration::from_millis(3),
         }
     }

@@ -59,6 +59,8 @@ pub struct ScenarioReport {
     pub setup_error: Option<String>,
     /// Why the scenario was not run (an `isolated_only` scenario in-process).
     pub skipped: Option<String>,
+    /// Misbehaviour in Control START or STOP (no step can expect it), which fails the scenario.
+    pub service_failure: Option<String>,
     /// Wall time.
     pub elapsed: Duration,
 }
@@ -66,7 +68,9 @@ pub struct ScenarioReport {
 impl ScenarioReport {
     /// Whether every expectation held (a skipped scenario has none that failed).
     pub fn passed(&self) -> bool {
-        self.setup_error.is_none() && self.steps.iter().all(|s| s.failure.is_none())
+        self.setup_error.is_none()
+            && self.service_failure.is_none()
+            && self.steps.iter().all(|s| s.failure.is_none())
     }
 
     /// Whether it was skipped rather than run.
@@ -78,6 +82,9 @@ impl ScenarioReport {
     pub fn first_failure(&self) -> Option<String> {
         if let Some(e) = &self.setup_error {
             return Some(e.clone());
+        }
+        if let Some(e) = &self.service_failure {
+            return Some(format!("{}: {e}", self.path.display()));
         }
         self.steps.iter().find_map(|s| {
             s.failure.as_ref().map(|f| {
@@ -115,6 +122,7 @@ pub fn run_scenario(scenario: &Scenario, options: &RunOptions) -> ScenarioReport
         steps: Vec::new(),
         setup_error: None,
         skipped: None,
+        service_failure: None,
         elapsed: Duration::ZERO,
     };
     if scenario.isolated_only && !options.mode.is_isolated() {
@@ -161,9 +169,23 @@ pub fn run_scenario(scenario: &Scenario, options: &RunOptions) -> ScenarioReport
         step_report.number = i + 1;
         report.steps.push(step_report);
     }
-    drop(net.stop());
+    let stop_calls = net.stop();
+    report.service_failure = service_misbehaviour("START", &report.start_calls)
+        .or_else(|| service_misbehaviour("STOP", &stop_calls));
     report.elapsed = started.elapsed();
     report
+}
+
+/// Misbehaviour in the service's Control START (before the first step) or STOP (after the last),
+/// which no step can expect: a crash or a hang there, a buffer or context fault. A slow START or
+/// STOP is in the trace but does not fail the scenario: the first call into a DLL also resolves
+/// its symbols, and on a busy machine that alone can pass the threshold.
+fn service_misbehaviour(control: &str, calls: &[TraceRecord]) -> Option<String> {
+    calls
+        .iter()
+        .flat_map(|c| c.misbehaviour.iter())
+        .find(|m| m.kind != MisbehaviourKind::SlowHook)
+        .map(|m| format!("at Control {control}: unexpected misbehaviour: {m}"))
 }
 
 fn run_step(

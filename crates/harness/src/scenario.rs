@@ -395,6 +395,9 @@ pub fn parse(path: &Path, text: &str) -> Result<Scenario, Vec<ScenarioError>> {
     let mut cx = Cx {
         path,
         text,
+        line_starts: std::iter::once(0)
+            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+            .collect(),
         errors: Vec::new(),
     };
     let raw: RawScenario = match toml::from_str(text) {
@@ -419,17 +422,16 @@ pub fn parse(path: &Path, text: &str) -> Result<Scenario, Vec<ScenarioError>> {
 struct Cx<'a> {
     path: &'a Path,
     text: &'a str,
+    /// Where each line starts (a step's line is looked up for every step: scenarios with tens of
+    /// thousands of steps must not rescan the text each time).
+    line_starts: Vec<usize>,
     errors: Vec<ScenarioError>,
 }
 
 impl Cx<'_> {
     fn line(&self, span: &Range<usize>) -> usize {
-        let end = span.start.min(self.text.len());
-        self.text.as_bytes()[..end]
-            .iter()
-            .filter(|b| **b == b'\n')
-            .count()
-            + 1
+        let at = span.start.min(self.text.len());
+        self.line_starts.partition_point(|start| *start <= at)
     }
 
     fn error(&mut self, span: &Range<usize>, message: impl Into<String>) {
@@ -606,7 +608,9 @@ impl Cx<'_> {
                     self.error(&span, "a `send` step needs `client = NAME`");
                     return None;
                 };
-                let Some(client) = clients.iter().position(|c| c == client_name.get_ref()) else {
+                // `clients` is in [clients] table order, which is sorted (a BTreeMap).
+                let found = clients.binary_search_by(|c| c.as_str().cmp(client_name.get_ref()));
+                let Ok(client) = found else {
                     self.error(
                         &client_name.span(),
                         format!(

@@ -44,11 +44,36 @@ pub struct Reply {
     pub delay: Duration,
 }
 
+/// A reply that waits for its lease change to become durable: PktSend has not run yet. The runtime
+/// commits ([`PacketHandler::commit`]) and then hands it to [`PacketHandler::finish`], which runs
+/// PktSend (or, when the commit failed, PktDrop with `DHCP_DROP_INTERNAL_ERROR`) and PktDrop(PROCESSED).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldReply {
+    /// The reply as built, before PktSend.
+    pub reply: Reply,
+    /// Its DHCP message type (option 53).
+    pub reply_type: u8,
+    /// The request, for the PktDrop calls that end the packet.
+    pub packet: Vec<u8>,
+    /// The hooks' `IpAddress` for this packet.
+    pub if_addr: Ipv4Addr,
+    /// The packet's context from NewPkt.
+    pub ctx: crate::hooks::PktContext,
+    /// The audit event (Microsoft's ID: 10 Assign, 11 Renew, 20/21 BOOTP) of the lease this reply
+    /// grants: [`PacketHandler::finish`] writes it (with an ACK's DNS events) only once the commit
+    /// succeeded, so a withheld reply leaves no line for a lease that was never stored.
+    pub grant_event: Option<u8>,
+}
+
 /// What became of one datagram.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Outcome {
-    /// The reply, unless the packet was dropped or PktSend suppressed it.
+    /// The reply, unless the packet was dropped or PktSend suppressed it (or it is [`Outcome::held`]).
     pub reply: Option<Reply>,
+    /// A reply whose lease change is [`Outcome::uncommitted`]: the packet is not finished (no
+    /// PktSend, no PktDrop(PROCESSED) yet) until the runtime passes it to [`PacketHandler::finish`]
+    /// after the commit.
+    pub held: Option<HeldReply>,
     /// Why the packet was dropped, if it was (never `Processed`).
     pub dropped: Option<DropReason>,
     /// The DHCP message type of the request (option 53), 0 for BOOTP, `None` if unparsed.
@@ -71,6 +96,13 @@ pub trait PacketHandler: Send + Sync + 'static {
     fn commit(&self, ticket: CommitTicket) -> Result<(), CommitError> {
         let _ = ticket;
         Ok(())
+    }
+
+    /// Finishes a [`HeldReply`] once its commit is known (`committed`): the reply to send, or `None`
+    /// when it is withheld (the commit failed) or suppressed. Must be called exactly once for every
+    /// held reply, after [`PacketHandler::commit`] of its outcome's ticket returned.
+    fn finish(&self, held: HeldReply, committed: bool) -> Option<Reply> {
+        committed.then_some(held.reply)
     }
 }
 

@@ -32,6 +32,6 @@ pub use hooks::{
     PktContext, ProbCode,
 };
 pub use io::{
-    Admission, CommitError, CommitTicket, Datagram, NoProber, Outcome, PacketHandler, Prober,
-    Reply, ServiceEvents,
+    Admission, CommitError, CommitTicket, Datagram, HeldReply, NoProber, Outcome, PacketHandler,
+    Prober, Reply, ServiceEvents,
 };

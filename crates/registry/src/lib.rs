@@ -8,8 +8,8 @@
 //! a bad header is an error ([`RegError`]). Offline-hive exports (`ControlSet001`) are found through
 //! `CurrentControlSet` lookups.
 //!
-//! Not for: DHCP scopes (see `calloutd-config`), and not (yet) the live Windows registry: a
-//! Windows-only loader would fill the same [`RegistryTree`] through [`RegistryTree::set_value`].
+//! Not for: DHCP scopes (see `calloutd-config`). On Windows, `apply_live_hklm` reads the live
+//! registry into the same [`RegistryTree`].
 //!
 //! ```
 //! use std::path::Path;
@@ -30,6 +30,8 @@
 
 mod error;
 mod expand;
+#[cfg(windows)]
+mod live;
 mod params;
 mod parse;
 mod text;
@@ -39,6 +41,8 @@ mod write;
 
 pub use error::{RegError, Warning};
 pub use expand::{expand_path, expand_variables, ExpandedPath};
+#[cfg(windows)]
+pub use live::{apply_live_hklm, LiveError};
 pub use params::{
     Located, Parameters, ParametersError, UnusedValue, ValueTypeError, DEFAULT_ACTIVITY_LOG_FLAG,
     DEFAULT_BACKUP_DATABASE_PATH, DEFAULT_BACKUP_INTERVAL_MINUTES,

@@ -51,14 +51,18 @@ pub struct Located<T> {
 impl<T> Located<T> {
     /// The folder of the file that set the value: relative `CalloutDlls` entries resolve against it.
     pub fn dir(&self) -> Option<&Path> {
-        if self.file.as_os_str().is_empty() {
+        // A value read from the live registry (its origin is `HKEY_...\Key\Value`) has no folder.
+        if self.file.as_os_str().is_empty() || self.file.to_string_lossy().starts_with("HKEY_") {
             return None;
         }
         Some(self.file.parent().unwrap_or_else(|| Path::new("")))
     }
 
-    /// `file:line`, for diagnostics.
+    /// `file:line`, for diagnostics; `KEY\Value` for a value read from the live registry.
     pub fn location(&self) -> String {
+        if self.line == 0 {
+            return self.file.display().to_string();
+        }
         format!("{}:{}", self.file.display(), self.line)
     }
 }

@@ -34,7 +34,7 @@ use dhcpssdk::DropReason;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
-use tracing::{info, warn};
+use tracing::info;
 
 pub use http::{ControlLimits, ControlServer};
 
@@ -95,6 +95,36 @@ pub struct ScopeView {
     pub free: u64,
 }
 
+/// One report of callout misbehaviour (a slow hook, buffer abuse, a leaked context, a crash or a
+/// hang), as `GET /v1/stats` lists the recent ones under `misbehaviour`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MisbehaviourView {
+    /// `slow-hook`, `wrote-past-buffer`, `bad-size`, `wrote-read-only-packet`, `leaked-context`,
+    /// `crash` or `hang`.
+    pub kind: String,
+    /// The hook it was seen in (`AddressOffer`...).
+    pub hook: String,
+    /// The transaction id of the packet concerned, when there is one.
+    pub xid: Option<u32>,
+    /// The client hardware address of the packet concerned (`aa:bb:...`), when there is one.
+    pub chaddr: Option<String>,
+    /// What happened, in one line.
+    pub explanation: String,
+}
+
+impl fmt::Display for MisbehaviourView {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} in {}", self.kind, self.hook)?;
+        match (self.xid, &self.chaddr) {
+            (Some(xid), Some(chaddr)) => write!(f, " (xid 0x{xid:08x}, chaddr {chaddr})")?,
+            (Some(xid), None) => write!(f, " (xid 0x{xid:08x})")?,
+            (None, Some(chaddr)) => write!(f, " (chaddr {chaddr})")?,
+            (None, None) => {}
+        }
+        write!(f, ": {}", self.explanation)
+    }
+}
+
 /// What the control API needs from the engine and the callout.
 pub trait ControlBackend: Send + Sync {
     /// Every lease, or those of the scope whose subnet address is `scope`; `Err` names an unknown
@@ -111,6 +141,11 @@ pub trait ControlBackend: Send + Sync {
     fn engine_counters(&self) -> BTreeMap<String, u64>;
     /// The effective configuration, secrets excluded.
     fn config(&self) -> serde_json::Value;
+    /// The most recent callout misbehaviour reports, oldest first (a bounded list; the counts per
+    /// kind are among [`ControlBackend::engine_counters`]).
+    fn misbehaviour(&self) -> Vec<MisbehaviourView> {
+        Vec::new()
+    }
     /// Backs the lease database up now, into the backup file the server was configured with
     /// (inside the data directory; the request names no path): what was written, or why not.
     fn backup(&self) -> Result<serde_json::Value, String> {
@@ -154,6 +189,9 @@ pub struct StatsView {
     pub hooks: Vec<HookView>,
     /// Per-scope lease and free-address counts.
     pub scopes: Vec<ScopeView>,
+    /// The most recent callout misbehaviour reports, oldest first (bounded).
+    #[serde(default)]
+    pub misbehaviour: Vec<MisbehaviourView>,
     /// The control API's own figures (401s, refused and closed connections).
     #[serde(default)]
     pub control: ControlStats,
@@ -258,6 +296,7 @@ impl StatsView {
             engine: backend.engine_counters(),
             hooks: backend.hooks(),
             scopes: backend.scopes(),
+            misbehaviour: backend.misbehaviour(),
             control: ControlStats::default(),
         }
     }
@@ -502,6 +541,14 @@ impl fmt::Display for StatsView {
                 )?;
             }
         }
+        if self.misbehaviour.is_empty() {
+            writeln!(f, "misbehaviour: none")?;
+        } else {
+            writeln!(f, "misbehaviour (latest {}):", self.misbehaviour.len())?;
+            for m in &self.misbehaviour {
+                writeln!(f, "  {m}")?;
+            }
+        }
         write!(f, "scopes:")?;
         if self.scopes.is_empty() {
             write!(f, " none")?;
@@ -554,12 +601,18 @@ pub fn resolve_token(flag: Option<&str>, file: Option<&Path>) -> Result<Option<S
         .filter(|t| !t.is_empty()))
 }
 
+/// A token file others can read is a token others know: say so. (Windows keeps access in ACLs,
+/// which the file's metadata does not show: nothing is checked there.)
+#[cfg(not(unix))]
+fn warn_if_readable_by_others(_path: &Path) {}
+
 /// A token file others can read is a token others know: say so.
+#[cfg(unix)]
 fn warn_if_readable_by_others(path: &Path) {
     use std::os::unix::fs::PermissionsExt;
     if let Ok(meta) = std::fs::metadata(path) {
         if meta.permissions().mode() & 0o044 != 0 {
-            warn!(
+            tracing::warn!(
                 "{}: the control token file is readable by group or others (chmod 600 it)",
                 path.display()
             );
@@ -874,6 +927,15 @@ mod tests {
         fn config(&self) -> serde_json::Value {
             serde_json::json!({"scopes": []})
         }
+        fn misbehaviour(&self) -> Vec<MisbehaviourView> {
+            vec![MisbehaviourView {
+                kind: "slow-hook".into(),
+                hook: "AddressOffer".into(),
+                xid: Some(0x1234),
+                chaddr: Some("02:00:00:00:00:01".into()),
+                explanation: "took 30 ms under the lease lock".into(),
+            }]
+        }
     }
 
     fn server() -> Server {
@@ -1034,8 +1096,16 @@ mod tests {
                 metrics.body
             );
         }
+        assert_eq!(stats["misbehaviour"][0]["hook"], "AddressOffer");
+        assert_eq!(stats["misbehaviour"][0]["xid"], 0x1234);
         let summary = router.stats().to_string();
         assert!(summary.contains("NewPkt"), "{summary}");
+        assert!(
+            summary.contains(
+                "  slow-hook in AddressOffer (xid 0x00001234, chaddr 02:00:00:00:00:01): took 30 ms under the lease lock"
+            ),
+            "{summary}"
+        );
         assert!(summary.lines().count() < 30, "{summary}");
         assert_eq!(escape_label("a\"b\\"), "a\\\"b\\\\");
     }

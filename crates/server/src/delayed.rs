@@ -7,14 +7,18 @@ use std::collections::BinaryHeap;
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use calloutd_hooks::{CommitTicket, Reply};
+use calloutd_hooks::{CommitTicket, HeldReply, Reply};
 
 /// A reply (or a bare lease change) that leaves once its change is durable: held by a worker for
 /// the rest of its round, or by the timer thread until its time.
 #[derive(Debug)]
 pub(crate) struct Pending {
-    /// `None` for a change no reply waits for (RELEASE, DECLINE), which still gets committed.
+    /// A reply already through PktSend (no lease change waits, or the engine committed it itself).
+    /// `None` with no [`Pending::held`] for a change no reply waits for (RELEASE, DECLINE), which
+    /// still gets committed.
     pub(crate) reply: Option<Reply>,
+    /// A reply that waits for the commit before PktSend: the engine's `finish` ends it afterwards.
+    pub(crate) held: Option<HeldReply>,
     /// The lease change that must be durable before the reply leaves.
     pub(crate) commit: Option<CommitTicket>,
     /// The reply's DHCP message type (0 for BOOTP), counted once the reply is released.
@@ -144,6 +148,7 @@ mod tests {
     fn pending(tag: u8) -> Pending {
         Pending {
             reply: reply(tag),
+            held: None,
             commit: None,
             reply_type: Some(2),
             socket: 0,

@@ -19,7 +19,9 @@
 //! Rounds: a worker that got datagrams goes on reading without waiting while its reads fill a whole
 //! batch (more may be waiting), up to [`ROUND_LIMIT`] datagrams; that is one round. Its replies
 //! wait in the worker until the round ends; then one commit makes the leases of all its ACKs durable
-//! ([`calloutd_hooks::Outcome::uncommitted`], group commit), and the replies leave together
+//! ([`calloutd_hooks::Outcome::uncommitted`], group commit), the engine finishes each held ACK
+//! ([`calloutd_hooks::PacketHandler::finish`]: PktSend once committed, PktDrop with a reason when
+//! not; docs/hooks.md section 3.2), and the replies leave together
 //! (`sendmmsg`, one call per run of replies that need the same packet info). A worker that ends its
 //! round while another worker commits leaves its replies to that one and goes on reading, so a slow
 //! commit stalls one worker, not the socket. While datagrams come densely (a worker waited less than
@@ -40,8 +42,8 @@
 //! (or overflows) the kernel buffer, whose drops are counted (`kernel_drops`). A worker handles a
 //! datagram with `Drop(Paused)` while the service is paused, `Drop(Timeout)` if it waited longer than
 //! [`ServerConfig::queue_timeout`] since its arrival, else `Process`. A reply with a delay (a scope's
-//! offer `Delay`) goes to the timer thread, which commits its lease change, if any, when it sends it;
-//! no worker sleeps for a reply.
+//! offer `Delay`) goes to the timer thread, which commits its lease change, if any, and finishes it
+//! the same way when it is due; no worker sleeps for a reply.
 //!
 //! Control hooks, all under the service state lock: START after the sockets are bound and before any
 //! thread that could handle a packet exists; PAUSE before the service starts dropping packets as
@@ -107,14 +109,14 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime};
 
 use calloutd_hooks::{
-    Admission, CommitTicket, Datagram, Hooks, PacketHandler, Reply, ServiceEvents,
+    Admission, CommitTicket, Datagram, HeldReply, Hooks, PacketHandler, Reply, ServiceEvents,
 };
 use dhcpssdk::{ControlCode, DropReason};
 use tracing::{error, info, warn};
 
 pub use control::{
-    ControlBackend, ControlConfig, ControlRouter, ControlServer, HookView, LeaseView, ScopeView,
-    StatsView,
+    ControlBackend, ControlConfig, ControlRouter, ControlServer, HookView, LeaseView,
+    MisbehaviourView, ScopeView, StatsView,
 };
 pub use counters::{CountersSnapshot, MESSAGE_TYPE_SLOTS};
 pub use prober::{IcmpProber, DEFAULT_PROBE_TIMEOUT};
@@ -530,19 +532,21 @@ impl Runtime {
                     commit: outcome.uncommitted,
                     reply_type: outcome.reply_type,
                     reply: outcome.reply,
+                    held: outcome.held,
                     socket,
                     ifindex,
                 };
-                match &pending.reply {
-                    Some(reply) if !reply.delay.is_zero() => {
-                        let delay = reply.delay;
-                        self.delayed.schedule(pending, delay);
-                    }
+                let delay = pending
+                    .reply
+                    .as_ref()
+                    .or(pending.held.as_ref().map(|held| &held.reply))
+                    .map(|reply| reply.delay);
+                match delay {
+                    Some(delay) if !delay.is_zero() => self.delayed.schedule(pending, delay),
                     // Sent at the end of the round, together (and ACKs only once committed).
-                    reply if reply.is_some() || pending.commit.is_some() => {
-                        round.held.push(pending)
-                    }
-                    _ => {}
+                    Some(_) => round.held.push(pending),
+                    None if pending.commit.is_some() => round.held.push(pending),
+                    None => {}
                 }
             }
             Err(_) => {
@@ -552,32 +556,33 @@ impl Runtime {
         }
     }
 
-    /// `reply` once the lease changes up to `ticket` are durable; `None` (the reply withheld, the
-    /// client will retry) when the commit failed.
+    /// Whether the lease changes up to `ticket` are durable (the store answers at once for a ticket
+    /// an earlier commit covered). A failure is logged for the reply (or bare change) it concerns.
     fn committed<H: PacketHandler + ?Sized>(
         &self,
         handler: &H,
         ticket: CommitTicket,
-        reply: Option<Reply>,
-    ) -> Option<Reply> {
+        dest: Option<SocketAddrV4>,
+    ) -> bool {
         match handler.commit(ticket) {
-            Ok(()) => reply,
+            Ok(()) => true,
             Err(error) => {
-                match &reply {
-                    Some(reply) => {
+                match dest {
+                    Some(dest) => {
                         self.counters.reply_withheld();
-                        error!(dest = %reply.dest, "reply withheld, its lease is not committed: {error}");
+                        error!(%dest, "reply withheld, its lease is not committed: {error}");
                     }
                     None => error!("a lease change (release or decline) is not committed: {error}"),
                 }
-                None
+                false
             }
         }
     }
 
     /// Commits once for the highest ticket among `batch` (the store commits everything queued up
-    /// to it), then keeps, in order, each reply whose own change is durable (the others are
-    /// withheld).
+    /// to it), then, in order, ends each packet: a held reply goes through the engine's `finish`
+    /// (PktSend once its change is durable; PktDrop with a reason when it is not), and the replies to
+    /// send are returned (withheld ones are not).
     fn committed_replies<H: PacketHandler + ?Sized>(
         &self,
         handler: &H,
@@ -590,9 +595,17 @@ impl Runtime {
         batch
             .into_iter()
             .filter_map(|pending| {
-                let reply = match pending.commit {
-                    Some(ticket) => self.committed(handler, ticket, pending.reply),
-                    None => pending.reply,
+                let dest = pending
+                    .reply
+                    .as_ref()
+                    .or(pending.held.as_ref().map(|held| &held.reply))
+                    .map(|reply| reply.dest);
+                let durable = pending
+                    .commit
+                    .is_none_or(|ticket| self.committed(handler, ticket, dest));
+                let reply = match pending.held {
+                    Some(held) => self.finish_held(handler, held, durable),
+                    None => pending.reply.filter(|_| durable),
                 };
                 // Counted by type only now: a withheld reply counts as withheld, not as an ACK.
                 if reply.is_some() {
@@ -601,6 +614,24 @@ impl Runtime {
                 reply.map(|reply| (pending.socket, pending.ifindex, reply))
             })
             .collect()
+    }
+
+    /// The engine's end of a held reply (its hooks run here), guarded like `handle`.
+    fn finish_held<H: PacketHandler + ?Sized>(
+        &self,
+        handler: &H,
+        held: HeldReply,
+        durable: bool,
+    ) -> Option<Reply> {
+        let dest = held.reply.dest;
+        match catch_unwind(AssertUnwindSafe(|| handler.finish(held, durable))) {
+            Ok(reply) => reply,
+            Err(_) => {
+                self.counters.handler_panic();
+                error!(%dest, "the engine panicked while finishing a reply; it is lost");
+                None
+            }
+        }
     }
 
     /// What the timer thread does with the replies due at one moment.
@@ -1177,6 +1208,7 @@ pub fn run<H: PacketHandler + ?Sized>(
 }
 
 /// SIGINT and SIGTERM stop the server; SIGUSR1 logs the summary.
+#[cfg(unix)]
 fn spawn_signals(
     runtime: Arc<Runtime>,
     summary: Option<SummaryFn>,
@@ -1223,6 +1255,53 @@ fn spawn_signals(
                         }
                     }
                 }
+            })
+        })
+        .map_err(|source| ServerError::Thread {
+            what: "signal",
+            source,
+        })?;
+    Ok(SignalThread { thread, done })
+}
+
+/// Windows: Ctrl-C, Ctrl-Break, closing the console and system shutdown stop the server (Control(STOP),
+/// then the caller flushes leases). There is no SIGUSR1: `calloutd ctl stats` gives the summary.
+#[cfg(windows)]
+fn spawn_signals(
+    runtime: Arc<Runtime>,
+    _summary: Option<SummaryFn>,
+) -> Result<SignalThread, ServerError> {
+    use tokio::signal::windows::{ctrl_break, ctrl_c, ctrl_close, ctrl_shutdown};
+
+    let tokio_runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(ServerError::Signals)?;
+    // Installed here, not in the thread, so a failure is reported by `start`.
+    let (mut interrupt, mut brk, mut close, mut shutdown) = tokio_runtime
+        .block_on(async {
+            Ok::<_, io::Error>((ctrl_c()?, ctrl_break()?, ctrl_close()?, ctrl_shutdown()?))
+        })
+        .map_err(ServerError::Signals)?;
+    let done = Arc::new(tokio::sync::Notify::new());
+    let done_signal = Arc::clone(&done);
+    let stopped = Arc::clone(&runtime);
+    let thread = thread::Builder::new()
+        .name("calloutd-signals".into())
+        .spawn(move || {
+            tokio_runtime.block_on(async move {
+                let what = tokio::select! {
+                    _ = done_signal.notified() => return,
+                    Some(()) = interrupt.recv() => "Ctrl-C",
+                    Some(()) = brk.recv() => "Ctrl-Break",
+                    Some(()) = close.recv() => "console closed",
+                    Some(()) = shutdown.recv() => "system shutdown",
+                };
+                // Windows ends the process once a close or shutdown handler returns; tokio's never
+                // does for those, so the server finishes (STOP, leases flushed) and exits first,
+                // within the 5 s Windows allows a console close.
+                info!("{what}: stopping");
+                stopped.stop();
             })
         })
         .map_err(|source| ServerError::Thread {

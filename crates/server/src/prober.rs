@@ -5,24 +5,32 @@
 //! other's state: a raw socket (needs CAP_NET_RAW), or where that is refused an unprivileged ping
 //! socket (`net.ipv4.ping_group_range`). A raw socket sees every ICMP message the host receives, so
 //! replies are matched on source address, identifier and sequence number.
+//!
+//! On Windows the system's ICMP helper (`IcmpSendEcho`, through calloutd-win32) sends the echo and
+//! matches the reply: it needs no privilege.
 
 use std::io;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicU16, Ordering};
-use std::time::{Duration, Instant};
-
-use std::os::fd::AsRawFd;
+use std::time::Duration;
+#[cfg(unix)]
+use std::{net::SocketAddrV4, os::fd::AsRawFd, time::Instant};
 
 use calloutd_hooks::Prober;
+#[cfg(unix)]
 use nix::errno::Errno;
+#[cfg(unix)]
 use nix::sys::socket::{recvfrom, SockaddrIn};
+#[cfg(unix)]
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use tracing::warn;
 
 /// Default wait for an echo reply, per attempt.
 pub const DEFAULT_PROBE_TIMEOUT: Duration = Duration::from_millis(500);
 
+#[cfg(unix)]
 const ECHO_REPLY: u8 = 0;
+#[cfg(unix)]
 const ECHO_REQUEST: u8 = 8;
 /// Bytes after the 8-byte ICMP header, so the request is recognisable in a capture.
 const PAYLOAD: &[u8] = b"calloutd conflict detection";
@@ -45,6 +53,7 @@ impl IcmpProber {
         }
     }
 
+    #[cfg(unix)]
     fn probe_once(&self, ip: Ipv4Addr, attempts: u8) -> io::Result<bool> {
         let (socket, raw) = open_icmp_socket()?;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
@@ -78,6 +87,15 @@ impl IcmpProber {
         }
         Ok(false)
     }
+
+    /// Windows: `IcmpSendEcho` per attempt, with the same payload and timeout.
+    #[cfg(windows)]
+    fn probe_once(&self, ip: Ipv4Addr, attempts: u8) -> io::Result<bool> {
+        // The identifier is the ICMP helper's business on Windows; the counter still moves so both
+        // systems number their probes alike.
+        self.next_id.fetch_add(1, Ordering::Relaxed);
+        calloutd_win32::icmp_echo(ip, PAYLOAD, self.timeout, attempts)
+    }
 }
 
 impl Default for IcmpProber {
@@ -104,6 +122,7 @@ impl Prober for IcmpProber {
     }
 }
 
+#[cfg(unix)]
 /// A raw ICMP socket (`true`), or an unprivileged ping socket (`false`) where raw is refused.
 fn open_icmp_socket() -> io::Result<(Socket, bool)> {
     match Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::ICMPV4)) {
@@ -114,6 +133,7 @@ fn open_icmp_socket() -> io::Result<(Socket, bool)> {
     }
 }
 
+#[cfg(unix)]
 /// An ICMP echo request with its checksum.
 fn echo_request(id: u16, seq: u16) -> Vec<u8> {
     let mut packet = Vec::with_capacity(8 + PAYLOAD.len());
@@ -126,6 +146,7 @@ fn echo_request(id: u16, seq: u16) -> Vec<u8> {
     packet
 }
 
+#[cfg(unix)]
 /// The identifier and sequence number of an echo reply; `None` for anything else. A raw socket's
 /// packets start with the IP header, a ping socket's with the ICMP header.
 fn parse_echo_reply(packet: &[u8], with_ip_header: bool) -> Option<(u16, u16)> {
@@ -145,6 +166,7 @@ fn parse_echo_reply(packet: &[u8], with_ip_header: bool) -> Option<(u16, u16)> {
     ))
 }
 
+#[cfg(unix)]
 /// The Internet checksum (RFC 1071).
 fn checksum(bytes: &[u8]) -> u16 {
     let mut sum: u32 = bytes
@@ -162,7 +184,8 @@ fn checksum(bytes: &[u8]) -> u16 {
     !(sum as u16)
 }
 
-#[cfg(test)]
+// Unix only: Windows' ICMP helper builds and matches the packets itself.
+#[cfg(all(test, unix))]
 mod tests {
     use super::*;
 

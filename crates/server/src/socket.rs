@@ -1,17 +1,32 @@
 //! The server's UDP sockets: binding (SO_REUSEADDR, SO_BROADCAST, SO_BINDTODEVICE, IP_PKTINFO),
 //! receiving with the packet info that tells which interface address and destination a datagram had,
-//! and sending from the right source.
+//! and sending from the right source. This file is the Linux implementation; `socket/windows.rs`
+//! gives Windows the same surface on Winsock.
 
-use std::io::{self, IoSlice, IoSliceMut};
+#[cfg(windows)]
+mod windows;
+#[cfg(windows)]
+pub(crate) use windows::{RecvBuffers, SendBuffers, ServerSocket};
+
+#[cfg(unix)]
+use std::io;
+#[cfg(unix)]
+use std::io::{IoSlice, IoSliceMut};
 use std::net::{Ipv4Addr, SocketAddrV4};
+#[cfg(unix)]
 use std::os::fd::AsRawFd;
+#[cfg(unix)]
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+#[cfg(unix)]
+use std::time::UNIX_EPOCH;
+use std::time::{Duration, SystemTime};
 
+#[cfg(unix)]
 use nix::sys::socket::{
     recvmmsg, sendmmsg, sendmsg, setsockopt, sockopt, ControlMessage, ControlMessageOwned,
     MsgFlags, MultiHeaders, RecvMsg, SockaddrIn,
 };
+#[cfg(unix)]
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::ServerError;
@@ -20,6 +35,7 @@ use crate::ServerError;
 /// since stop also shuts the socket down for reading, which wakes the receiver at once.
 const RECV_POLL: Duration = Duration::from_millis(500);
 
+#[cfg(unix)]
 /// One bound server socket.
 #[derive(Debug)]
 pub(crate) struct ServerSocket {
@@ -38,6 +54,7 @@ pub(crate) const RECV_BATCH: usize = 32;
 /// Receive buffer per datagram: the largest possible UDP payload over IPv4 fits.
 const DATAGRAM_BUFFER: usize = 65_536;
 
+#[cfg(unix)]
 /// One worker's buffers for [`ServerSocket::recv_batch`]: [`RECV_BATCH`] datagrams with their
 /// addresses and control messages.
 pub(crate) struct RecvBuffers {
@@ -45,6 +62,7 @@ pub(crate) struct RecvBuffers {
     datagrams: Vec<Vec<u8>>,
 }
 
+#[cfg(unix)]
 impl Default for RecvBuffers {
     fn default() -> Self {
         RecvBuffers {
@@ -54,6 +72,7 @@ impl Default for RecvBuffers {
     }
 }
 
+#[cfg(unix)]
 impl RecvBuffers {
     /// The bytes of the `index`th datagram of the last receive (`len` from its [`Received`]).
     pub(crate) fn datagram(&self, index: usize, len: usize) -> Option<&[u8]> {
@@ -62,8 +81,10 @@ impl RecvBuffers {
 }
 
 /// The most replies one send call sends ([`ServerSocket::send_batch`]).
+#[cfg(unix)]
 pub(crate) const SEND_BATCH: usize = 64;
 
+#[cfg(unix)]
 /// One worker's headers for [`ServerSocket::send_batch`]: for replies without packet info, and for
 /// replies with it (its control buffer holds exactly one `in_pktinfo`).
 pub(crate) struct SendBuffers {
@@ -71,6 +92,7 @@ pub(crate) struct SendBuffers {
     pinned: MultiHeaders<SockaddrIn>,
 }
 
+#[cfg(unix)]
 impl Default for SendBuffers {
     fn default() -> Self {
         SendBuffers {
@@ -107,6 +129,7 @@ pub(crate) struct Received {
     pub(crate) kernel_drops: Option<u32>,
 }
 
+#[cfg(unix)]
 impl ServerSocket {
     /// Binds `addr` (`--listen`).
     pub(crate) fn bind_address(
@@ -383,6 +406,7 @@ impl ServerSocket {
     }
 }
 
+#[cfg(unix)]
 /// Whether two replies need the same packet info.
 fn same_info(a: &Option<libc::in_pktinfo>, b: &Option<libc::in_pktinfo>) -> bool {
     match (a, b) {
@@ -394,6 +418,7 @@ fn same_info(a: &Option<libc::in_pktinfo>, b: &Option<libc::in_pktinfo>) -> bool
     }
 }
 
+#[cfg(unix)]
 /// A control buffer big enough for the packet info, the receive time and the drop count.
 pub(crate) fn control_buffer() -> Vec<u8> {
     nix::cmsg_space!(libc::in_pktinfo, libc::timespec, u32)
@@ -450,6 +475,8 @@ mod recv_tests {
     use super::*;
     use std::net::UdpSocket;
 
+    // Unix only: the kernel receive time (SO_TIMESTAMPNS) has no Windows counterpart.
+    #[cfg(unix)]
     #[test]
     fn recv_reports_addresses_and_the_kernel_receive_time() {
         let server =

@@ -2,6 +2,9 @@
 //! veth link inside a network namespace the test creates (198.18.0.0/24 only), with the hook calls
 //! in order from Control(START) to Control(STOP).
 
+// Unix only: network namespaces, Unix signals and SO_TIMESTAMPNS (nix).
+#![cfg(unix)]
+
 mod support;
 
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};

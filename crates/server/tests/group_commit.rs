@@ -2,6 +2,9 @@
 //! its round ends (its socket is empty), commits once for the round, and only then sends; a failed
 //! commit withholds them.
 
+// Unix only: network namespaces, Unix signals and SO_TIMESTAMPNS (nix).
+#![cfg(unix)]
+
 mod support;
 
 use std::net::{Ipv4Addr, SocketAddrV4};

@@ -1,6 +1,9 @@
 //! ICMP conflict detection on loopback and inside a network namespace the test creates (198.18.0.0/15
 //! addresses only), so no probe leaves the machine.
 
+// Unix only: network namespaces, Unix signals and SO_TIMESTAMPNS (nix).
+#![cfg(unix)]
+
 mod support;
 
 use std::net::Ipv4Addr;

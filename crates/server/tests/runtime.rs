@@ -1,6 +1,9 @@
 //! The runtime over real UDP on loopback: addressing, replies, the drops it decides, service state and
 //! the Control hook order.
 
+// Unix only: network namespaces, Unix signals and SO_TIMESTAMPNS (nix).
+#![cfg(unix)]
+
 mod support;
 
 use std::net::{Ipv4Addr, SocketAddrV4};

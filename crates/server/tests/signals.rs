@@ -1,6 +1,9 @@
 //! Signals are process-wide, so this binary holds a single test: SIGUSR1 logs the summary through the
 //! caller's function, SIGTERM stops the server with Control(STOP) last.
 
+// Unix only: network namespaces, Unix signals and SO_TIMESTAMPNS (nix).
+#![cfg(unix)]
+
 mod support;
 
 use std::net::{Ipv4Addr, SocketAddrV4};

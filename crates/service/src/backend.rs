@@ -10,7 +10,7 @@ use calloutd_callout::isolate::LoadedCallout;
 use calloutd_config::{dashed_hex, Scope};
 use calloutd_engine::{Engine, Lease};
 use calloutd_registry::Parameters;
-use calloutd_server::{ControlBackend, HookView, LeaseView, ScopeView};
+use calloutd_server::{ControlBackend, HookView, LeaseView, MisbehaviourView, ScopeView};
 use serde_json::{json, Value};
 
 /// The engine, the callout (if loaded) and the effective settings, for the control API.
@@ -155,6 +155,25 @@ impl ControlBackend for EngineBackend {
             }
         }
         counters
+    }
+
+    fn misbehaviour(&self) -> Vec<MisbehaviourView> {
+        let Some(callout) = &self.callout else {
+            return Vec::new();
+        };
+        callout
+            .misbehaviour()
+            .summary()
+            .recent
+            .into_iter()
+            .map(|m| MisbehaviourView {
+                kind: m.kind.name().to_string(),
+                hook: m.hook.trace_name().to_string(),
+                xid: m.xid,
+                chaddr: m.chaddr,
+                explanation: m.explanation,
+            })
+            .collect()
     }
 
     fn backup(&self) -> Result<Value, String> {

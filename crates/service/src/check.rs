@@ -34,11 +34,13 @@ pub enum CheckFailure {
 /// Runs the check, printing what it found to stdout; `Ok` only when everything given is valid (and,
 /// with `--reg`, a callout loaded).
 pub fn check(args: &CheckOptions) -> Result<(), CheckFailure> {
-    if args.reg.reg.is_empty() && args.scopes.is_none() {
+    // `--registry live` is a registry source like `--reg FILE`.
+    let registry_given = !args.reg.reg.is_empty() || args.reg.registry.is_some();
+    if !registry_given && args.scopes.is_none() {
         return Err(CheckFailure::NothingToCheck);
     }
     let mut failure: Option<String> = None;
-    if !args.reg.reg.is_empty() {
+    if registry_given {
         if let Err(reason) = check_registry(&args.reg, &args.isolate) {
             failure.get_or_insert(reason);
         }
@@ -88,7 +90,8 @@ fn check_registry(args: &RegOptions, isolate: &IsolateOptions) -> Result<(), Str
         return Err(reason);
     }
     let config = callout_config(&registry.params, args);
-    let report = if isolate.isolate {
+    // A Windows DLL (PE) on Linux is hosted under wine, which is the isolated host.
+    let report = if isolate.isolate || calloutd_callout::isolate::needs_windows_host(&config) {
         // The host is stopped when the callout is dropped at the end of the check.
         calloutd_callout::isolate::IsolatedCallout::load(&config, isolate.options()?).report
     } else {

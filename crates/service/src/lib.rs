@@ -46,6 +46,10 @@ pub struct RegOptions {
     /// order, as if each were `reg import`ed.
     #[cfg_attr(feature = "clap", arg(long = "reg", value_name = "FILE"))]
     pub reg: Vec<PathBuf>,
+    /// `live`: read HKLM\SYSTEM\CurrentControlSet\Services\DHCPServer\Parameters from the Windows
+    /// registry first (Windows only); `--reg` files then apply on top of it.
+    #[cfg_attr(feature = "clap", arg(long, value_enum, value_name = "SOURCE"))]
+    pub registry: Option<RegistrySource>,
     /// The order in which CalloutDlls entries are tried.
     #[cfg_attr(feature = "clap", arg(long, value_enum, default_value_t = LoadOrderArg::Alphabetical))]
     pub load_order: LoadOrderArg,
@@ -53,6 +57,14 @@ pub struct RegOptions {
     /// written (the file or any folder above it), instead of warning.
     #[cfg_attr(feature = "clap", arg(long))]
     pub strict_dll_permissions: bool,
+}
+
+/// `--registry`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+pub enum RegistrySource {
+    /// The live Windows registry.
+    Live,
 }
 
 /// `--load-order`.

@@ -121,8 +121,17 @@ pub enum DeleteClientArg {
     Release,
 }
 
+/// The default data directory on Windows: `%ProgramData%\calloutd`.
+#[cfg(windows)]
+fn default_data_dir() -> PathBuf {
+    std::env::var_os("ProgramData")
+        .map(|dir| PathBuf::from(dir).join("calloutd"))
+        .unwrap_or_else(|| PathBuf::from("calloutd-data"))
+}
+
 /// The default data directory: `/var/lib/calloutd` for root (a system service), the XDG data
 /// folder otherwise.
+#[cfg(not(windows))]
 fn default_data_dir() -> PathBuf {
     if is_root() {
         return PathBuf::from("/var/lib/calloutd");
@@ -137,6 +146,7 @@ fn default_data_dir() -> PathBuf {
 }
 
 /// Whether this process runs as root: the owner of `/proc/self` is the process's effective user.
+#[cfg(not(windows))]
 fn is_root() -> bool {
     use std::os::unix::fs::MetadataExt;
     std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
@@ -181,7 +191,12 @@ pub fn serve(args: ServeOptions) -> Result<(), String> {
             info!("{reason}");
             None
         }
-        None if args.isolate.isolate => {
+        // A Windows DLL (PE) on Linux is hosted under wine, which is the isolated host.
+        None if args.isolate.isolate
+            || calloutd_callout::isolate::needs_windows_host(&callout_config(
+                params, &args.reg,
+            )) =>
+        {
             let mut options = args.isolate.options()?;
             options.trace = trace.clone();
             options.slow_threshold = slow;

@@ -20,6 +20,9 @@ pub struct RegistryConfig {
 pub fn read_registry(args: &RegOptions) -> Result<RegistryConfig, String> {
     let mut tree = RegistryTree::new();
     let mut warnings = Vec::new();
+    if args.registry == Some(crate::RegistrySource::Live) {
+        warnings.extend(read_live(&mut tree)?);
+    }
     for file in &args.reg {
         let w = tree.apply_file(file).map_err(|e| e.to_string())?;
         warnings.extend(w);
@@ -60,4 +63,24 @@ pub fn callouts_off_reason(params: &Parameters) -> Option<String> {
         )),
         _ => None,
     }
+}
+
+/// `--registry live`: the DHCPServer Parameters key of the Windows registry.
+#[cfg(windows)]
+fn read_live(tree: &mut RegistryTree) -> Result<Vec<Warning>, String> {
+    calloutd_registry::apply_live_hklm(
+        tree,
+        r"SYSTEM\CurrentControlSet\Services\DHCPServer\Parameters",
+    )
+    .map_err(|e| e.to_string())
+}
+
+/// `--registry live` elsewhere: there is no live registry to read.
+#[cfg(not(windows))]
+fn read_live(_tree: &mut RegistryTree) -> Result<Vec<Warning>, String> {
+    Err(
+        "--registry live reads the Windows registry and works only on Windows; \
+         here, export the key (reg export) and pass it with --reg FILE"
+            .into(),
+    )
 }

@@ -3,22 +3,24 @@
 //! its own by calling the in-process [`Callout`] methods, so buffers, guard zones, swapped-buffer
 //! copy-out, `PktContext`, `ProcessIt` and fault detection are those of in-process mode.
 
-use super::shm::{futex_wait, futex_wake, host_state, state, status, Region, SLOT_DATA};
+#[cfg(unix)]
+use super::shm::{futex_wait, futex_wake};
+use super::shm::{host_state, state, status, Region, Spinner, SLOT_DATA};
 use super::wire::{decode_locks, hook_from_id};
 use super::HostConfig;
 use crate::load::load_callout_observed;
 use crate::{Callout, HookFault, HookName};
 use dhcpssdk::{ClientType, ControlCode, DropReason, GiveCode, ProbCode};
 use std::cell::Cell;
+use std::fs::File;
+use std::io::{Read, Write};
 use std::net::Ipv4Addr;
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicPtr, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+use std::thread::Thread;
 use std::time::Duration;
-
-/// How long a slot thread spins for the next request before it sleeps on the futex: the next hook
-/// of a packet usually follows within microseconds.
-const SPIN: u32 = 2_000;
 
 /// The header, for the fatal-signal handler.
 static HEADER: AtomicPtr<super::shm::Header> = AtomicPtr::new(std::ptr::null_mut());
@@ -30,6 +32,7 @@ thread_local! {
 
 /// Runs the host until it is killed or its parent goes away. `fd` is the inherited memfd,
 /// `parent` the server's pid.
+#[cfg(unix)]
 pub fn host_main(fd: i32, parent: u32) -> ExitCode {
     let region = match Region::open(fd) {
         Ok(r) => Arc::new(r),
@@ -44,6 +47,89 @@ pub fn host_main(fd: i32, parent: u32) -> ExitCode {
     );
     install_fatal_handlers();
     watch_parent(parent);
+    run(region, None)
+}
+
+/// The host with the pipe-doorbell transport (a Windows `calloutd.exe` under wine, which has no
+/// futex): maps the server's region at `shm`, reads posted slot indexes from `bell_in` and
+/// writes finished ones (and the ready byte) to `bell_out`. Exits when `bell_in` ends (the
+/// server is gone).
+pub fn host_main_bells(shm: &Path, bell_in: &Path, bell_out: &Path) -> ExitCode {
+    let opened = Region::open_path(shm)
+        .map_err(|e| format!("{}: {e}", shm.display()))
+        .and_then(|region| {
+            let input = File::open(bell_in).map_err(|e| format!("{}: {e}", bell_in.display()))?;
+            let output = File::options()
+                .write(true)
+                .open(bell_out)
+                .map_err(|e| format!("{}: {e}", bell_out.display()))?;
+            Ok((region, input, output))
+        });
+    let (region, input, output) = match opened {
+        Ok(opened) => opened,
+        Err(e) => {
+            eprintln!("calloutd callout host: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let region = Arc::new(region);
+    HEADER.store(
+        std::ptr::from_ref(region.header()).cast_mut(),
+        Ordering::Release,
+    );
+    #[cfg(unix)]
+    install_fatal_handlers();
+    let bells = Arc::new(HostBells {
+        output,
+        threads: OnceLock::new(),
+    });
+    let reader = bells.clone();
+    let _ = std::thread::Builder::new()
+        .name("host-bells".into())
+        .spawn(move || reader.read_requests(input));
+    run(region, Some(bells))
+}
+
+/// The host's side of the pipe doorbells.
+struct HostBells {
+    output: File,
+    /// The slot threads, once started (the reader unparks them).
+    threads: OnceLock<Vec<Thread>>,
+}
+
+/// The byte that tells the server the host state changed (as `bells::READY`).
+const BELL_READY: u8 = 0xFF;
+
+impl HostBells {
+    /// Wakes the slot thread of every index the server posts; ends the host when the server is
+    /// gone (end of file).
+    fn read_requests(&self, mut input: File) {
+        let mut buf = [0u8; 256];
+        loop {
+            let n = match input.read(&mut buf) {
+                Ok(0) | Err(_) => std::process::exit(0),
+                Ok(n) => n,
+            };
+            if let Some(threads) = self.threads.get() {
+                for &i in &buf[..n] {
+                    if let Some(t) = threads.get(usize::from(i)) {
+                        t.unpark();
+                    }
+                }
+            }
+        }
+    }
+
+    fn ring(&self, byte: u8) {
+        // A one-byte pipe write is atomic; a failure means the server is gone.
+        if (&self.output).write_all(&[byte]).is_err() {
+            std::process::exit(0);
+        }
+    }
+}
+
+/// Loads the callout and serves the slots.
+fn run(region: Arc<Region>, bells: Option<Arc<HostBells>>) -> ExitCode {
     let config: HostConfig = match region
         .read_report()
         .and_then(|b| serde_json::from_slice(&b).ok())
@@ -78,26 +164,44 @@ pub fn host_main(fd: i32, parent: u32) -> ExitCode {
     header
         .host_state
         .store(host_state::READY, Ordering::Release);
-    futex_wake(&header.host_state);
+    match &bells {
+        Some(b) => b.ring(BELL_READY),
+        #[cfg(unix)]
+        None => futex_wake(&header.host_state),
+        #[cfg(not(unix))]
+        None => {}
+    }
     let Some(callout) = callout else {
         return ExitCode::SUCCESS;
     };
     let threads: Vec<_> = (0..region.slots())
-        .map(|i| {
+        .filter_map(|i| {
             let region = region.clone();
             let callout = callout.clone();
+            let bells = bells.clone();
             std::thread::Builder::new()
                 .name(format!("host-slot-{i}"))
-                .spawn(move || serve_slot(&region, i, &callout))
+                .spawn(move || serve_slot(&region, i, &callout, bells.as_deref()))
+                .ok()
         })
         .collect();
-    for t in threads.into_iter().flatten() {
+    if let Some(b) = &bells {
+        let _ = b
+            .threads
+            .set(threads.iter().map(|t| t.thread().clone()).collect());
+        // A call posted before the threads were known: every thread looks at its slot once.
+        for t in &threads {
+            t.thread().unpark();
+        }
+    }
+    for t in threads {
         let _ = t.join();
     }
     ExitCode::SUCCESS
 }
 
 /// Exits when the server is gone (the host is reparented).
+#[cfg(unix)]
 fn watch_parent(parent: u32) {
     let _ = std::thread::Builder::new()
         .name("host-parent-watch".into())
@@ -111,6 +215,7 @@ fn watch_parent(parent: u32) {
         });
 }
 
+#[cfg(unix)]
 extern "C" fn on_fatal_signal(signal: libc::c_int) {
     let header = HEADER.load(Ordering::Acquire);
     let slot = SLOT.with(Cell::get);
@@ -129,6 +234,7 @@ extern "C" fn on_fatal_signal(signal: libc::c_int) {
     }
 }
 
+#[cfg(unix)]
 fn install_fatal_handlers() {
     for signal in [
         libc::SIGSEGV,
@@ -148,30 +254,38 @@ fn install_fatal_handlers() {
     }
 }
 
-fn serve_slot(region: &Region, i: usize, callout: &Callout) {
+fn serve_slot(region: &Region, i: usize, callout: &Callout, bells: Option<&HostBells>) {
     let Some(slot) = region.slot(i) else {
         return;
     };
     SLOT.with(|s| s.set(i as u32 + 1));
     let mut packet = Vec::with_capacity(SLOT_DATA);
+    let mut spinner = Spinner::default();
     loop {
-        let mut spins = 0;
-        loop {
-            let now = slot.state.load(Ordering::Acquire);
-            if now == state::REQUEST {
-                break;
+        // The next hook of a packet often follows within microseconds: a short spin saves the
+        // sleep and the wake-up; a long one would take the CPU from the server that posts it.
+        let mut now = spinner.spin(&slot.state, |s| s != state::REQUEST);
+        while now != state::REQUEST {
+            match bells {
+                // The reader unparks this thread for each doorbell byte of its slot.
+                Some(_) => std::thread::park(),
+                #[cfg(unix)]
+                None => futex_wait(&slot.state, now, None),
+                #[cfg(not(unix))]
+                None => std::thread::park(),
             }
-            if spins < SPIN {
-                spins += 1;
-                std::hint::spin_loop();
-            } else {
-                futex_wait(&slot.state, now, None);
-            }
+            now = slot.state.load(Ordering::Acquire);
         }
         slot.state.store(state::RUNNING, Ordering::Release);
         serve_one(region, i, callout, &mut packet);
         slot.state.store(state::DONE, Ordering::Release);
-        futex_wake(&slot.state);
+        match bells {
+            Some(b) => b.ring(i as u8),
+            #[cfg(unix)]
+            None => futex_wake(&slot.state),
+            #[cfg(not(unix))]
+            None => {}
+        }
     }
 }
 

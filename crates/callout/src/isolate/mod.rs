@@ -7,7 +7,9 @@
 //!   while loading a candidate is event 1032; the next candidate is tried in a new host.
 //! - Transport: one shared memory region (memfd + mmap) with one slot per calling thread (threads
 //!   beyond the slot count share); a call is one round trip on the slot's futex word, and copies
-//!   the packet in and the result out, nothing more. Every length, state and id read back is
+//!   the packet in and the result out, nothing more. A Windows DLL (PE) is hosted by
+//!   `calloutd.exe` under wine ([`pe`]), which maps the same memfd and is woken through pipes
+//!   instead of the futex. Every length, state and id read back is
 //!   checked; a host that breaks the protocol is killed and treated like a crash.
 //! - A crash (fatal signal or exit) or a hang past [`IsolateOptions::hook_timeout`] in a hook is
 //!   logged as event 1031 with the hook, the packet (xid, chaddr), the signal and the DLL path,
@@ -20,8 +22,12 @@
 //!
 //! [`Callout`]: crate::Callout
 
+#[cfg(unix)]
+mod bells;
 mod host;
+#[cfg(unix)]
 mod parent;
+pub mod pe;
 
 /// What the server tells a new host: where the DLLs are and the slow-hook thresholds.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -34,10 +40,19 @@ pub(crate) struct HostConfig {
     pub slow_unlocked_us: u64,
 }
 mod shm;
+#[cfg(windows)]
+mod unavailable;
 mod wire;
 
+#[cfg(unix)]
 pub use host::host_main;
+/// The host mode of `calloutd.exe` under wine (and of the native host on the same pipes).
+pub use host::host_main_bells;
+#[cfg(unix)]
 pub use parent::{IsolatedCallout, IsolatedLoad};
+pub use pe::needs_windows_host;
+#[cfg(windows)]
+pub use unavailable::{host_main, IsolatedCallout, IsolatedLoad};
 
 use crate::TraceSink;
 use std::cell::Cell;
@@ -100,6 +115,9 @@ pub struct IsolateOptions {
     /// Environment variables set for every host, restarts included (`calloutd test`'s `[env]`,
     /// which test callouts read at entry).
     pub env: Vec<(OsString, OsString)>,
+    /// The host for Windows DLLs (`calloutd.exe` under wine) with the pipe-doorbell transport;
+    /// [`IsolatedCallout::load`] sets it when a candidate is a PE file.
+    pub pe_host: Option<pe::PeHost>,
 }
 
 impl std::fmt::Debug for IsolateOptions {
@@ -130,6 +148,7 @@ impl IsolateOptions {
             trace: None,
             on_stop: None,
             env: Vec::new(),
+            pe_host: None,
         }
     }
 }
@@ -151,6 +170,7 @@ pub(crate) fn note_call(ret: u32, dur_us: u64, found: &[crate::Misbehaviour]) {
 }
 
 /// Takes (and clears) this thread's last noted call.
+#[cfg_attr(windows, allow(dead_code))] // the host (Linux only for now) takes it
 pub(crate) fn take_call() -> Option<NotedCall> {
     LAST_CALL.with(Cell::take)
 }

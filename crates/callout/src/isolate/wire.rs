@@ -3,6 +3,7 @@
 use crate::{HeldLocks, HookName};
 
 /// The id of `hook` in a slot (1 + its table index; 0 is never valid).
+#[cfg(unix)]
 pub(crate) fn hook_id(hook: HookName) -> u32 {
     hook.index() as u32 + 1
 }
@@ -14,6 +15,7 @@ pub(crate) fn hook_from_id(id: u32) -> Option<HookName> {
 }
 
 /// `locks` as a number.
+#[cfg(unix)]
 pub(crate) fn encode_locks(locks: HeldLocks) -> u32 {
     match locks {
         HeldLocks::None => 0,
@@ -32,6 +34,7 @@ pub(crate) fn decode_locks(value: u32) -> HeldLocks {
 }
 
 /// The name of a fatal signal (`SIGSEGV`), or its number.
+#[cfg(unix)]
 pub(crate) fn signal_name(signal: i32) -> String {
     let name = match signal {
         libc::SIGSEGV => "SIGSEGV",
@@ -48,7 +51,8 @@ pub(crate) fn signal_name(signal: i32) -> String {
     name.to_string()
 }
 
-#[cfg(test)]
+// Unix only: the encoders they round-trip through are the Linux parent's.
+#[cfg(all(test, unix))]
 mod tests {
     use super::*;
 

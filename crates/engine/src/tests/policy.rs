@@ -138,11 +138,14 @@ fn an_exhausted_policy_range_moves_to_the_next_policy_then_gives_nothing() {
     assert_eq!(u32_option(&ack, OptionCode::AddressLeaseTime), Some(3600));
 }
 
-#[test]
-fn or_conditions_over_relay_criteria_and_renewals_keep_the_policy() {
-    // The relayed scope 198.19.0.0/24 gets a policy on circuit id OR remote id.
+fn relay_ip(last: u8) -> Ipv4Addr {
+    Ipv4Addr::new(198, 19, 0, last)
+}
+
+/// [`config`] whose relayed scope 198.19.0.0/24 has the policy "ports": circuit id `port-*` OR
+/// remote id 01 02, range .30-.31, 600 s leases, domain name `ports.lab`.
+fn ports_config() -> ServerConfig {
     let mut cfg = config();
-    let relay_ip = |last| Ipv4Addr::new(198, 19, 0, last);
     cfg.scopes[1].activate_policies = true;
     cfg.scopes[1].policies = vec![Policy {
         condition: PolicyCondition::Or,
@@ -175,16 +178,22 @@ fn or_conditions_over_relay_criteria_and_renewals_keep_the_policy() {
             0,
         )
     }];
-    let (_dir, h) = fresh_harness_with(cfg);
-    let ask_domain = |m: Message| {
-        with(
-            m,
-            [DhcpOption::ParameterRequestList(vec![
-                OptionCode::SubnetMask,
-                OptionCode::DomainName,
-            ])],
-        )
-    };
+    cfg
+}
+
+/// `m` asking for the subnet mask and the domain name.
+fn ask_domain(m: Message) -> Message {
+    with(
+        m,
+        [DhcpOption::ParameterRequestList(vec![
+            OptionCode::SubnetMask,
+            OptionCode::DomainName,
+        ])],
+    )
+}
+
+/// Client 1's DORA through the relay with circuit id `port-7` (policy "ports").
+fn ports_dora(h: &Harness) {
     let mut discover = ask_domain(with(
         message(MessageType::Discover, 1),
         [agent_circuit(b"port-7")],
@@ -207,9 +216,11 @@ fn or_conditions_over_relay_criteria_and_renewals_keep_the_policy() {
         decode(&ack).opts().get(OptionCode::DomainName),
         Some(&DhcpOption::DomainName("ports.lab".into()))
     );
-    // The renewal goes straight to us: no relay, no option 82. It keeps the policy's lease and
-    // options, and is served in its own address's scope.
-    h.clock.advance(Duration::from_secs(300));
+}
+
+/// Client 1's renewal of relay_ip(30) straight to the server (no relay, no option 82) must keep the
+/// policy's lease and options.
+fn assert_renewal_keeps_ports_policy(h: &Harness) {
     h.hooks.take();
     let renew = h.send_to(&ask_domain(renewal(1, relay_ip(30))), SERVER);
     assert_eq!(renew.reply_type, Some(5), "renewal ACKed");
@@ -226,6 +237,37 @@ fn or_conditions_over_relay_criteria_and_renewals_keep_the_policy() {
         h.hooks.take()[1],
         Call::HandleOptions(Some(Ipv4Addr::new(198, 19, 0, 0)))
     );
+}
+
+#[test]
+fn or_conditions_over_relay_criteria_and_renewals_keep_the_policy() {
+    let (_dir, h) = fresh_harness_with(ports_config());
+    ports_dora(&h);
+    // The renewal goes straight to us: no relay, no option 82. It keeps the policy's lease and
+    // options, and is served in its own address's scope.
+    h.clock.advance(Duration::from_secs(300));
+    assert_renewal_keeps_ports_policy(&h);
+}
+
+#[test]
+fn a_restart_keeps_the_policy_a_lease_was_granted_under() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("leases.db");
+    let clock = Arc::new(ManualClock::new(start()));
+    let h = harness_with(ports_config(), &db, Arc::new(NoProber), clock.clone());
+    ports_dora(&h);
+    drop(h);
+    // The lease database holds the policy's name.
+    let stored = SqliteLeaseStore::open(&db).unwrap().load_all().unwrap();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].policy_name.as_deref(), Some("ports"));
+    // After the restart, the renewal that shows nothing of what matched still gets the policy's
+    // decisions, and the renewed lease keeps the name.
+    clock.advance(Duration::from_secs(300));
+    let h = harness_with(ports_config(), &db, Arc::new(NoProber), clock);
+    assert_renewal_keeps_ports_policy(&h);
+    let kept = h.engine.leases();
+    assert_eq!(kept[0].policy_name.as_deref(), Some("ports"));
 }
 
 /// Scopes 198.19 (pool .10 only), 198.20 (inactive) and 198.21 in superscope "lab"; 198.18 alone.
@@ -414,4 +456,73 @@ fn option_81_is_answered_with_microsofts_default_flags() {
     // No option 81, no answer.
     let plain = h.send(&message(MessageType::Discover, 1));
     assert!(!option_order(&plain.reply.unwrap().bytes).contains(&81));
+}
+
+#[test]
+fn an_acks_option_81_writes_dns_events_30_and_35_when_the_server_would_update() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(start()));
+    let audit = audit_log(&dir.path().join("audit"), clock.clone());
+    let h = harness_audited(
+        config(),
+        &dir.path().join("leases.db"),
+        Arc::new(NoProber),
+        clock.clone(),
+        Some(audit.clone()),
+    );
+    let fqdn = |flags: u8, name: &[u8]| {
+        DhcpOption::Unknown(dhcproto::v4::UnknownOption::new(
+            OptionCode::ClientFQDN,
+            [&[flags, 0, 0][..], name].concat(),
+        ))
+    };
+    // DORA, the client asking the server to update A and PTR (S = 1, canonical wire name).
+    let wire_name = b"\x03pc1\x03lab\x07example\x00";
+    let offered = decode(&h.send(&with(
+        message(MessageType::Discover, 1),
+        [fqdn(0x05, wire_name)],
+    )))
+    .yiaddr();
+    let ack = h.send(&with(request_for(1, offered), [fqdn(0x05, wire_name)]));
+    assert_eq!(ack.reply_type, Some(5));
+    // A renewal with N = 1 (no server update): no DNS events.
+    let renew = h.send_to(
+        &with(renewal(1, offered), [fqdn(0x08, b"pc1.lab.example")]),
+        SERVER,
+    );
+    assert_eq!(renew.reply_type, Some(5));
+    // Another client with S = 0 (the client updates A, the server the PTR) in the old ASCII form;
+    // one without option 81 gets nothing either.
+    let offered2 = h.offered(2);
+    let ack2 = h.send(&with(
+        request_for(2, offered2),
+        [fqdn(0x00, b"pc2.lab.example.")],
+    ));
+    assert_eq!(ack2.reply_type, Some(5));
+    h.dora(3);
+
+    let events = audit_events(&audit, &clock);
+    let ids: Vec<u8> = events.iter().map(|e| e.id).collect();
+    assert_eq!(ids, [10, 30, 35, 11, 10, 30, 35, 10]);
+    let (request, failed) = (&events[1], &events[2]);
+    assert_eq!(request.description, "DNS Update Request");
+    assert_eq!(
+        (request.ip, request.host_name.as_str()),
+        (Some(offered), "pc1.lab.example")
+    );
+    assert_eq!(failed.description, "DNS Update Request Failed");
+    assert_eq!(
+        (failed.ip, failed.host_name.as_str()),
+        (Some(offered), "pc1.lab.example")
+    );
+    // Written as Microsoft's DNS thread writes them: no MAC, xid 0, QResult 6; the failure's
+    // DnsRegError is DNS_ERROR_NO_DNS_SERVERS.
+    for dns in [request, failed] {
+        assert_eq!(dns.mac, "");
+        assert_eq!((dns.transaction_id, dns.qresult), (Some(0), Some(6)));
+    }
+    assert_eq!(request.dns_reg_error, "0");
+    assert_eq!(failed.dns_reg_error, "9852");
+    assert_eq!(events[5].host_name, "pc2.lab.example");
+    assert_eq!(events[5].ip, Some(offered2));
 }

@@ -341,11 +341,21 @@ fn bind(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
 }
 
 /// Whether an accept error means the process or system is out of descriptors or memory.
+#[cfg(unix)]
 fn out_of_resources(error: &io::Error) -> bool {
     matches!(
         error.raw_os_error(),
         Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
     )
+}
+
+/// Whether an accept error means the process or system is out of sockets or buffer space (Winsock).
+#[cfg(windows)]
+fn out_of_resources(error: &io::Error) -> bool {
+    /// WSAEMFILE and WSAENOBUFS (winerror.h).
+    const WSAEMFILE: i32 = 10024;
+    const WSAENOBUFS: i32 = 10055;
+    matches!(error.raw_os_error(), Some(WSAEMFILE | WSAENOBUFS))
 }
 
 /// The accept loop, until `stopped` turns true; then the graceful part of the shutdown.
@@ -643,6 +653,7 @@ mod tests {
         );
     }
 
+    #[cfg(unix)]
     #[test]
     fn descriptor_shortage_is_told_apart_from_other_accept_errors() {
         for code in [libc::EMFILE, libc::ENFILE, libc::ENOBUFS, libc::ENOMEM] {
