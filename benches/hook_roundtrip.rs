@@ -2,7 +2,9 @@
 //! through the in-process `Callout` and through the isolated host (the real `calloutd` binary in
 //! its host mode), with the `noop` fixture callout; then the same host on the pipe doorbells of PE
 //! hosts, and `noop.dll` under wine (calloutd.exe's host mode, when wine and calloutd.exe are
-//! there). Prints p50/p99/p99.9 of each in microseconds.
+//! there). Prints p50/p99/p99.9 of each in microseconds, and the CPU time per call: this
+//! process's, plus the host process's for the isolated calls (on a machine shared with other work,
+//! the steadier figure).
 //!
 //! `cargo bench --bench hook_roundtrip` (or `-- N` for N calls per mode; default 50 000).
 //! A benchmark, not a test: the figures depend on the machine and its load (see bench/results.md).
@@ -19,19 +21,61 @@ use calloutd_callout::isolate::{IsolateOptions, IsolatedCallout};
 #[cfg(unix)]
 use calloutd_callout::{load_callout, CalloutConfig, HeldLocks, LoadOrder};
 
+/// CPU time of a process clock (this process's, or the host's from `clock_getcpuclockid`).
 #[cfg(unix)]
-fn percentiles(name: &str, mut samples: Vec<Duration>) {
+fn cpu_of(clock: libc::clockid_t) -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a writable timespec; `clock` is a valid clock id.
+    unsafe { libc::clock_gettime(clock, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// The CPU clocks of this process's children (the isolated host).
+#[cfg(unix)]
+fn child_clocks() -> Vec<libc::clockid_t> {
+    let mut clocks = Vec::new();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return clocks;
+    };
+    for task in tasks.flatten() {
+        let children = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+        for pid in children
+            .split_whitespace()
+            .filter_map(|p| p.parse::<i32>().ok())
+        {
+            let mut clock: libc::clockid_t = 0;
+            // SAFETY: `pid` is our child; `clock` is writable.
+            if unsafe { libc::clock_getcpuclockid(pid, &mut clock) } == 0 {
+                clocks.push(clock);
+            }
+        }
+    }
+    clocks
+}
+
+/// CPU time so far of this process and of `children`.
+#[cfg(unix)]
+fn cpu_now(children: &[libc::clockid_t]) -> Duration {
+    cpu_of(libc::CLOCK_PROCESS_CPUTIME_ID) + children.iter().map(|c| cpu_of(*c)).sum::<Duration>()
+}
+
+#[cfg(unix)]
+fn percentiles(name: &str, mut samples: Vec<Duration>, cpu: Duration) {
     samples.sort();
     let at = |q: f64| {
         let i = ((samples.len() as f64 * q) as usize).min(samples.len() - 1);
         samples[i].as_secs_f64() * 1e6
     };
     println!(
-        "{name:<12} calls {:>7}  p50 {:>7.2} us  p99 {:>7.2} us  p99.9 {:>8.2} us",
+        "{name:<12} calls {:>7}  p50 {:>7.2} us  p99 {:>7.2} us  p99.9 {:>8.2} us  cpu/call {:>6.2} us",
         samples.len(),
         at(0.50),
         at(0.99),
-        at(0.999)
+        at(0.999),
+        cpu.as_secs_f64() * 1e6 / samples.len().max(1) as f64
     );
 }
 
@@ -54,6 +98,7 @@ fn main() {
 
     let in_process = load_callout(&config).callout.expect("noop loads");
     let mut samples = Vec::with_capacity(n);
+    let cpu0 = cpu_now(&[]);
     for _ in 0..n {
         let mut p = packet.clone();
         let mut ctx = 0usize;
@@ -61,7 +106,7 @@ fn main() {
         let _ = in_process.new_pkt(&mut p, ip, &mut ctx, HeldLocks::None);
         samples.push(t.elapsed());
     }
-    percentiles("in-process", samples);
+    percentiles("in-process", samples, cpu_now(&[]) - cpu0);
 
     let calloutd = std::path::PathBuf::from(env!("CARGO_BIN_EXE_calloutd"));
     let options = IsolateOptions::new(calloutd.clone(), vec!["callout-host".into()]);
@@ -105,7 +150,9 @@ fn isolated(
         println!("{name:<12} skipped: {}", loaded.report.summary());
         return;
     };
+    let host = child_clocks();
     let mut samples = Vec::with_capacity(n);
+    let cpu0 = cpu_now(&host);
     for _ in 0..n {
         let mut p = packet.to_vec();
         let mut ctx = 0usize;
@@ -121,7 +168,9 @@ fn isolated(
             HeldLocks::None,
         );
     }
-    percentiles(name, samples);
+    // Per call: NewPkt and the untimed PktDrop are two calls each.
+    let cpu = (cpu_now(&host) - cpu0) / 2;
+    percentiles(name, samples, cpu);
 }
 
 /// Unix only: --isolate (the isolated host) is Linux-only.

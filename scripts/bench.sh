@@ -7,6 +7,8 @@
 #   floor          examples/bench_floor.rs: fixed OFFER/ACK, no state (what the kernel alone costs)
 #   calloutd+noop  calloutd serve with the noop callout (all eight hooks, doing nothing), SQLite leases
 #   calloutd       calloutd serve with CalloutEnabled = 0
+#   calloutd+noop+isolate  calloutd+noop with --isolate: the callout in its child host process (its
+#                  CPU is counted with the server's)
 #   kea            kea-dhcp4 (memfile), config written to bench/work
 #   dnsmasq        dnsmasq --no-ping, leasefile in bench/work
 # under perfdhcp (DORA, relay mode) at 1 000, 4 000, 8 000 and 12 000/s with 200 and 10 000 clients,
@@ -20,9 +22,15 @@
 # Needs root (namespaces; installs kea-dhcp4-server, kea-admin, dnsmasq-base with apt-get when missing).
 # Environment:
 #   BENCH_SERVERS       servers of the perfdhcp and calloutd bench phases, a subset of
-#                       "floor calloutd+noop calloutd kea dnsmasq" (default: all)
-#   BENCH_PHASES        phases to run, a subset of "perfdhcp target bench scale" (default: all); the
-#                       target and scale phases always run their own servers, whatever BENCH_SERVERS says
+#                       "floor calloutd+noop calloutd+noop+isolate calloutd kea dnsmasq"
+#                       (default: all but calloutd+noop+isolate)
+#   BENCH_PHASES        phases to run, a subset of "perfdhcp target bench scale isolate" (default: all
+#                       but isolate); the target, scale and isolate phases always run their own servers,
+#                       whatever BENCH_SERVERS says
+#   BENCH_ISOLATE_REPEATS  isolate phase (the cost of --isolate, issue 11): rounds of calloutd+noop,
+#                       calloutd+noop+isolate and kea, in a rotating order, at BENCH_ISOLATE_RATE
+#                       (default 8000) with BENCH_ISOLATE_CLIENTS (default 10000); default 3 rounds, so
+#                       each figure is a median of three runs measured next to its peers
 #   BENCH_TARGET_REPEATS  target phase: how many more times the floor and calloutd+noop, alternating,
 #                       run at the target point (8 000/s, 10 000 clients; default 4), so the ratio the
 #                       issue targets is a median of several runs instead of one run's noise
@@ -39,6 +47,8 @@
 #                       of it: populating the database, calloutd loading it, counting the leases)
 # Quick partial run, e.g.:
 #   BENCH_PHASES=scale BENCH_SECONDS=3 BENCH_RESULTS=/tmp/r.md BENCH_WORK=/tmp/w scripts/bench.sh
+# The cost of --isolate alone (writes only that section when no other phase ran):
+#   BENCH_PHASES=isolate BENCH_RESULTS=/tmp/isolate.md scripts/bench.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -50,15 +60,15 @@ read -r -a scale_leases <<<"${BENCH_SCALE_LEASES:-200 10000 1000000}"
 read -r -a servers <<<"${BENCH_SERVERS:-floor calloutd+noop calloutd kea dnsmasq}"
 read -r -a phases <<<"${BENCH_PHASES:-perfdhcp target bench scale}"
 for s in "${servers[@]}"; do
-    case $s in floor | calloutd+noop | calloutd | kea | dnsmasq) ;; *)
-        echo "bench.sh: BENCH_SERVERS: unknown server '$s' (floor calloutd+noop calloutd kea dnsmasq)" >&2
+    case $s in floor | calloutd+noop | calloutd+noop+isolate | calloutd | kea | dnsmasq) ;; *)
+        echo "bench.sh: BENCH_SERVERS: unknown server '$s' (floor calloutd+noop calloutd+noop+isolate calloutd kea dnsmasq)" >&2
         exit 2
         ;;
     esac
 done
 for p in "${phases[@]}"; do
-    case $p in perfdhcp | target | bench | scale) ;; *)
-        echo "bench.sh: BENCH_PHASES: unknown phase '$p' (perfdhcp target bench scale)" >&2
+    case $p in perfdhcp | target | bench | scale | isolate) ;; *)
+        echo "bench.sh: BENCH_PHASES: unknown phase '$p' (perfdhcp target bench scale isolate)" >&2
         exit 2
         ;;
     esac
@@ -162,8 +172,28 @@ done
 # server's own pid: ip netns exec execs the command.)
 in_srv() { ip netns exec "$srv_ns" "$@"; }
 in_gen() { ip netns exec "$gen_ns" "$@"; }
-# utime + stime of a process in clock ticks (all its threads, live and exited); empty if it is gone.
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || true; }
+# utime + stime of a process in clock ticks (all its threads, live and exited), plus those of its
+# children: live ones (calloutd --isolate's callout host) and reaped ones (cutime + cstime, e.g. a host
+# that was replaced); empty if the process is gone.
+cpu_ticks() {
+    local own kids=0 c t
+    own=$(awk '{print $14 + $15 + $16 + $17}' "/proc/$1/stat" 2>/dev/null) || return 0
+    [ -n "$own" ] || return 0
+    for c in $(cat /proc/"$1"/task/*/children 2>/dev/null); do
+        t=$(awk '{print $14 + $15}' "/proc/$c/stat" 2>/dev/null || true)
+        kids=$((kids + ${t:-0}))
+    done
+    echo $((own + kids))
+}
+# utime + stime of a process's live children alone (the callout host), in clock ticks.
+child_ticks() {
+    local kids=0 c t
+    for c in $(cat /proc/"$1"/task/*/children 2>/dev/null); do
+        t=$(awk '{print $14 + $15}' "/proc/$c/stat" 2>/dev/null || true)
+        kids=$((kids + ${t:-0}))
+    done
+    echo "$kids"
+}
 # UDP datagrams dropped for a full socket receive buffer, in a namespace.
 overflows() { ip netns exec "$1" awk '/^Udp: [0-9]/ {print $6; exit}' /proc/net/snmp; }
 over_budget() { [ $(($(date +%s) - started_at)) -ge "$budget" ]; }
@@ -210,14 +240,15 @@ start_server() {
         srv_pid=$!
         wait_ready "$srv_pid" "$logfile" "serving on" 50
         ;;
-    calloutd+noop | calloutd)
+    calloutd+noop | calloutd+noop+isolate | calloutd)
         local reg=scripts/bench/noop.reg
         [ "$name" = calloutd ] && reg=scripts/bench/nocallout.reg
         local extra=()
+        [ "$name" = calloutd+noop+isolate ] && extra=(--isolate)
         if [ -n "$audit_opt" ]; then
             rm -rf "$work/audit"
             mkdir -p "$work/audit"
-            extra=("$audit_opt" "$work/audit")
+            extra+=("$audit_opt" "$work/audit")
         fi
         ip netns exec "$srv_ns" "$calloutd" serve --reg "$reg" --scopes "$scopes" --interface "$srv_if" \
             --lease-db "$db" "${extra[@]}" >>"$logfile" 2>&1 &
@@ -276,12 +307,15 @@ EOF
 measure() {
     local load=$1 server=$2 rate=$3 clients=$4 output=$5
     shift 5
-    local cpu0 cpu1 so0 so1 go0 go1
+    local cpu0 cpu1 so0 so1 go0 go1 host0 host1 load1
+    load1=$(cut -d' ' -f1 /proc/loadavg)
     cpu0=$(cpu_ticks "$srv_pid")
+    host0=$(child_ticks "$srv_pid")
     so0=$(overflows "$srv_ns")
     go0=$(overflows "$gen_ns")
     in_gen timeout -k 2 $((secs + 20)) "${load_cmd[@]}" >"$work/$output" 2>&1 || true
     cpu1=$(cpu_ticks "$srv_pid")
+    host1=$(child_ticks "$srv_pid")
     so1=$(overflows "$srv_ns")
     go1=$(overflows "$gen_ns")
     if [ -z "$cpu0" ] || [ -z "$cpu1" ]; then
@@ -296,9 +330,12 @@ measure() {
     case $server in
     calloutd*) [ -n "$audit_opt" ] && audit_lines=$(cat "$work"/audit/DhcpSrvLog-*.log 2>/dev/null | grep -c '^1[01],' || true) ;;
     esac
+    local faults=
+    [ "$server" = calloutd+noop+isolate ] && faults=$(grep -c 'event 1031' "$work/server-$server.log" || true)
     record load="$load" server="$server" rate="$rate" clients="$clients" secs="$secs" \
         cpu_ticks=$((cpu1 - cpu0)) clk_tck="$clk_tck" srv_overflows=$((so1 - so0)) \
-        gen_overflows=$((go1 - go0)) output="$output" audit_lines="$audit_lines" "$@"
+        gen_overflows=$((go1 - go0)) output="$output" audit_lines="$audit_lines" \
+        host_ticks=$((host1 - host0)) load1="$load1" callout_faults="$faults" "$@"
 }
 
 perfdhcp_cmd() { load_cmd=(perfdhcp -4 -l "$gen_if" -r "$1" -R "$2" -p "$secs" -W 500000 "$srv_ip"); }
@@ -346,6 +383,30 @@ if has target "${phases[@]}"; then
             log "target run $n: perfdhcp 8000/s, 10000 clients -> $server"
             perfdhcp_cmd 8000 10000
             measure "perfdhcp (target)" "$server" 8000 10000 "target-$server-$n.txt" audit="${audit%% *}"
+            stop_server
+        done
+    done
+fi
+
+# --- the cost of --isolate (issue 11) -------------------------------------------------------------
+# calloutd+noop in-process, calloutd+noop --isolate and Kea at one rate, round after round in a
+# rotating order (so none always runs first or last on a machine whose load drifts): the report gives
+# each run with the load average it started under, the medians and spreads, and the ratios per round.
+isolate_repeats=${BENCH_ISOLATE_REPEATS:-3}
+isolate_rate=${BENCH_ISOLATE_RATE:-8000}
+isolate_clients=${BENCH_ISOLATE_CLIENTS:-10000}
+if has isolate "${phases[@]}"; then
+    isolate_servers=(calloutd+noop calloutd+noop+isolate kea)
+    for n in $(seq "$isolate_repeats"); do
+        for k in 0 1 2; do
+            server=${isolate_servers[$(((n - 1 + k) % 3))]}
+            over_budget && { log "skipped (time budget): isolate round $n -> $server"; continue; }
+            rm -f "$work/leases.sqlite3"*
+            start_server "$server" || { log "$server did not start: $(tail -3 "$work/server-$server.log" | tr '\n' ' ')"; stop_server; continue; }
+            log "isolate round $n: perfdhcp $isolate_rate/s, $isolate_clients clients -> $server"
+            perfdhcp_cmd "$isolate_rate" "$isolate_clients"
+            measure isolate "$server" "$isolate_rate" "$isolate_clients" "isolate-$server-$n.txt" round="$n" \
+                audit="${audit%% *}"
             stop_server
         done
     done

@@ -2,7 +2,7 @@
 //! the real binary with the trace callout, each inside a network namespace of its own (the server on
 //! 127.0.0.1:67, a test relay on 198.18.0.1:67 on the namespace's `lo`): an ACK's PktSend runs only
 //! once its lease is in the database, and an ACK whose lease cannot be committed gets no PktSend but
-//! PktDrop(DHCP_DROP_INTERNAL_ERROR) and then PktDrop(DHCP_DROP_PROCESSED).
+//! PktDrop(DHCP_DROP_INTERNAL_ERROR) and then PktDrop(DHCP_DROP_PROCESSED), and no audit line.
 //!
 //! Tests skip (with a printed reason) when not run as root.
 
@@ -35,14 +35,16 @@ fn lab(tag: &str) -> Option<NetNs> {
 }
 
 /// Starts `calloutd serve` with the callouts `dlls` on the ops scope (lease database
-/// DIR/leases.sqlite3).
+/// DIR/leases.sqlite3, audit log in DIR/audit).
 fn start(ns: &NetNs, dir: &Path, dlls: &[PathBuf], envs: &[(&str, &str)]) -> TracedRun {
     let reg = dir.join("callout.reg");
     write_callout_reg(&reg, dlls);
+    let audit = dir.join("audit");
     let args = strings(&[
         "--listen",
         "127.0.0.1:67",
-        "--no-audit-log",
+        "--audit-log",
+        audit.to_str().expect("UTF-8 path"),
         "--workers",
         "2",
     ]);
@@ -81,6 +83,19 @@ fn stored_leases(db: &Path) -> Vec<(String, String)> {
         (std::net::Ipv4Addr::from(ip).to_string(), hex(&hw))
     })
     .collect()
+}
+
+/// The audit events in DIR/audit (every DhcpSrvLog file) as (ID, address, MAC).
+fn audit_events(dir: &Path) -> Vec<(u8, Option<String>, String)> {
+    let mut events = Vec::new();
+    for entry in std::fs::read_dir(dir.join("audit")).expect("audit folder") {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        events.extend(calloutd_engine::parse_audit_log(&text).expect("audit log"));
+    }
+    events
+        .into_iter()
+        .map(|e| (e.id, e.ip.map(|ip| ip.to_string()), e.mac))
+        .collect()
 }
 
 /// The trace callout's PktSend lines so far.
@@ -138,8 +153,19 @@ fn an_ack_whose_lease_cannot_be_committed_gets_no_pkt_send_but_a_drop_reason() {
     let stored = stored_leases(&db);
     assert_eq!(
         stored,
-        vec![(ip, "020000000f02".to_string())],
+        vec![(ip.clone(), "020000000f02".to_string())],
         "only the second client's lease"
+    );
+    // The audit log (flushed at the stop) follows the replies: an Assign line only for the lease
+    // that was stored.
+    let grants: Vec<_> = audit_events(dir.path())
+        .into_iter()
+        .filter(|(id, ..)| *id >= 10)
+        .collect();
+    assert_eq!(
+        grants,
+        [(10, Some(ip), "020000000F02".to_string())],
+        "audit events of the withheld and the stored ACK"
     );
 }
 

@@ -466,6 +466,76 @@ fault_tests! {
     hang_in_control: "Control", Fault::Hang;
 }
 
+/// A hang under the lease lock followed by a slow restart (the restarted host's entry sleeps
+/// 6 s) holds other clients up for the hook timeout, not for the restart as well: a call under
+/// the lease lock does not wait for the new host, and the other calls wait only until the hook
+/// timeout after the failure; meanwhile their hooks are traced as not delivered.
+#[test]
+fn a_slow_restart_holds_no_one_up_beyond_the_hook_timeout() {
+    let once = std::env::temp_dir().join(format!("calloutd-slow-restart-{}", std::process::id()));
+    let _ = fs::remove_file(&once);
+    struct RemoveOnDrop(PathBuf);
+    impl Drop for RemoveOnDrop {
+        fn drop(&mut self) {
+            let _ = fs::remove_file(&self.0);
+        }
+    }
+    let _cleanup = RemoveOnDrop(once.clone());
+    let envs = [
+        ("CALLOUT_FAULTY_MAC", BAD_HEX.to_string()),
+        ("CALLOUT_FAULTY_ONCE", once.display().to_string()),
+        ("CALLOUT_FAULTY_HANG_HOOK", "AddressOffer".to_string()),
+        ("CALLOUT_FAULTY_RESTART_SLEEP_MS", "6000".to_string()),
+    ];
+    let Some(mut lab) = Lab::start(
+        "slow-restart",
+        |_| vec![fixture("faulty")],
+        &["--isolate", "--hook-timeout-ms", "1500"],
+        &envs,
+    ) else {
+        return;
+    };
+    let trigger = {
+        let ns = NetNsRef(lab.ns.name.clone());
+        std::thread::spawn(move || trigger_fault(&ns, "AddressOffer", None))
+    };
+    // The hang was detected and the slow restart began.
+    lab.wait_log("event 1031");
+    let other = lab.dora_within(OK_MAC, 5);
+    assert!(
+        !lab.run.server_log().contains("back in the loop"),
+        "{OK_MAC} was served only once the new host was up:\n{}",
+        lab.run.server_log()
+    );
+    assert_eq!(
+        trigger.join().expect("trigger thread"),
+        None,
+        "no ACK after the hang"
+    );
+    lab.wait_log("back in the loop");
+    let bad = lab.dora_ok(BAD_MAC);
+    let leases = lab.leases();
+    assert_eq!(one_lease(&leases, OK_MAC), other);
+    assert_eq!(one_lease(&leases, BAD_MAC), bad);
+    let stats = lab.ctl_json(&["stats"]);
+    assert_eq!(stats["engine"]["callout_hangs"], 1, "{stats}");
+    let (_, trace) = lab.run.stop();
+    let skipped: Vec<&Value> = trace
+        .iter()
+        .filter(|r| {
+            r["fault"]
+                .as_str()
+                .is_some_and(|f| f.contains("the callout host was being restarted"))
+        })
+        .collect();
+    assert!(
+        skipped
+            .iter()
+            .any(|r| r["hook"] == "AddressOffer" && r["locks"][0] == "lease"),
+        "the other client's AddressOffer, under the lease lock, was not held for the restart: {skipped:#?}"
+    );
+}
+
 /// Runs the same exchanges, one at a time, with fixed xids, against a fresh server with the trace
 /// callout (`extra` args); returns (callout log, server trace).
 fn traffic(tag: &str, extra: &[&str]) -> Option<(Vec<Value>, Vec<Value>)> {

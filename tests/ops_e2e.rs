@@ -604,6 +604,30 @@ fn audit_log_records_dora_renew_release_decline_and_delete() {
 }
 
 #[test]
+fn an_exhausted_scope_writes_event_14_with_its_subnet_address() {
+    let Some(mut ops) = Ops::start("scope-full", "fixtures/scenarios/tiny-pool.txt", &[]) else {
+        return;
+    };
+    ops.dora("02:00:00:00:0b:01");
+    ops.dora("02:00:00:00:0b:02");
+    let (code, _) = ops.client("discover", &["--mac", "02:00:00:00:0b:03"], 1);
+    assert_ne!(code, 0, "an OFFER from an exhausted pool");
+    ops.wait_processed(5);
+    let status = ops.server.stop().expect("server exit");
+    assert!(status.success(), "server exited with {status}");
+    let events = ops.audit_events();
+    let full: Vec<_> = events.iter().filter(|e| e.id == 14).collect();
+    assert_eq!(full.len(), 1, "{events:?}");
+    // As Microsoft writes it: the scope's subnet address, no MAC, xid 0, QResult 6.
+    let e = full[0];
+    assert_eq!(
+        (e.ip.map(|ip| ip.to_string()), e.mac.as_str()),
+        (Some("198.18.0.0".to_string()), "")
+    );
+    assert_eq!((e.transaction_id, e.qresult), (Some(0), Some(6)));
+}
+
+#[test]
 fn delete_client_on_release_calls_it_before_address_del() {
     let Some(ops) = Ops::start("delrel", OPS_SCOPES, &["--delete-client-on", "release"]) else {
         return;

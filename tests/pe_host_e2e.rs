@@ -9,7 +9,8 @@
 //!   `CALLOUTD_REQUIRE_WINE=1`): `calloutd test` runs the win32chain scenario on the PE builds of
 //!   the callouts and records the same hook trace as on the `.so` builds.
 
-// Unix only: PE callouts hosted from Linux, through calloutd.exe under Wine.
+// Unix only: PE hosting under wine is what the Linux calloutd does; on Windows a PE DLL loads
+// in-process.
 #![cfg(unix)]
 
 mod support;

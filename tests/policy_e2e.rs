@@ -1,5 +1,6 @@
-//! End-to-end tests of policies and superscopes (issue 15) through the real binary: `calloutd serve`
-//! with fixtures/config/policy-lab.xml and the trace callout inside a network namespace of its own,
+//! End-to-end tests of policies (also with `ActivatePolicies` false), superscopes, option overload
+//! and the default `IgnoreBroadcastFlag` (issue 15) through the real binary: `calloutd serve` with
+//! fixtures/config/policy-lab.xml and the trace callout inside a network namespace of its own,
 //! `calloutd client` as the relay. The trace callout's log shows what a DLL would see: HandleOptions'
 //! ScopeId and AddressOffer's LeaseTime. The option overload test reads the reply datagram itself
 //! (`raw` in the client's JSON): option 52 and the options in `file` and `sname`.
@@ -21,6 +22,8 @@ const POLICY_RELAY: &str = "198.18.0.1";
 const MULTINET_RELAY: &str = "198.19.0.1";
 /// The relay of scope 198.18.4.0/24, whose option values do not fit a 576-byte reply.
 const OVERLOAD_RELAY: &str = "198.18.4.1";
+/// The relay of scope 198.18.6.0/24: the MAC prefix policy again, with `ActivatePolicies` false.
+const POLICIES_OFF_RELAY: &str = "198.18.6.1";
 
 /// A namespace with both relay addresses on a veth link, and a server with the trace callout.
 /// Fields drop in order: the server stops before its files and the namespace go.
@@ -53,6 +56,8 @@ impl Lab {
         ns.add_addr(&format!("{MULTINET_RELAY}/24"), "relay0")
             .unwrap();
         ns.add_addr(&format!("{OVERLOAD_RELAY}/24"), "relay0")
+            .unwrap();
+        ns.add_addr(&format!("{POLICIES_OFF_RELAY}/24"), "relay0")
             .unwrap();
         let dir = tempfile::tempdir().unwrap();
         let reg = dir.path().join("callout.reg");
@@ -256,6 +261,41 @@ fn the_mac_prefix_policy_gives_its_range_and_ten_minute_lease() {
 }
 
 #[test]
+fn a_scope_with_activate_policies_false_ignores_its_matching_policy() {
+    let Some(mut lab) = Lab::start("policies-off") else {
+        return;
+    };
+    // The policy's MAC prefix, but the scope's policies are off: the scope's pool, lease and
+    // option 15, not the policy's .180-.189, 10 minutes and macs.lab.example.
+    let ack = lab.ok(
+        "dora",
+        POLICIES_OFF_RELAY,
+        &["--mac", "02:00:00:0b:00:06", "--prl", "1,15"],
+    );
+    check_ack(&ack, "198.18.6.10", "127.0.0.1", 86_400, POLICIES_OFF_RELAY);
+    assert_eq!(reply_option(&ack, 15)["hex"], hex(b"lab.example"), "{ack}");
+    let packets = lab.packets(2);
+    check_acked_request(&packets[1], GIVE_NEW, "198.18.6.10", 86_400);
+}
+
+#[test]
+fn a_relayed_reply_is_broadcast_by_default_whatever_the_clients_flag() {
+    let Some(mut lab) = Lab::start("ignore-bcast") else {
+        return;
+    };
+    // IgnoreBroadcastFlag is absent from the lab's .reg: Microsoft's default 1 sets the broadcast
+    // flag in every relayed reply, so the relay broadcasts it on the client's segment.
+    let ack = lab.ok(
+        "dora",
+        POLICY_RELAY,
+        &["--mac", "02:00:00:0c:00:07", "--no-broadcast-flag"],
+    );
+    assert_eq!(ack["broadcast_flag"], true, "ACK: {ack}");
+    assert_eq!(ack["offer"]["broadcast_flag"], true, "OFFER: {ack}");
+    lab.packets(2);
+}
+
+#[test]
 fn a_full_superscope_member_hands_the_next_client_to_its_sibling() {
     let Some(mut lab) = Lab::start("multinet") else {
         return;
@@ -282,14 +322,22 @@ fn a_full_superscope_member_hands_the_next_client_to_its_sibling() {
         ],
     );
     check_ack(&reboot, "198.19.1.10", "127.0.0.1", 7_200, MULTINET_RELAY);
-    let packets = lab.packets(5);
+    // A renewal of the sibling's address through the same relay: ACKed, not wrong-subnet.
+    let renew = lab.ok(
+        "renew",
+        MULTINET_RELAY,
+        &["--mac", "02:00:00:0d:00:02", "--ciaddr", "198.19.1.10"],
+    );
+    check_ack(&renew, "198.19.1.10", "127.0.0.1", 7_200, MULTINET_RELAY);
+    let packets = lab.packets(6);
     check_discover(&packets[0], "02:00:00:0d:00:01", "198.19.0.0");
-    // HandleOptions' ScopeId is the scope that served, for the DISCOVER and both REQUESTs.
+    // HandleOptions' ScopeId is the scope that served, for the DISCOVER and the three REQUESTs.
     check_discover(&packets[2], "02:00:00:0d:00:02", "198.19.1.0");
     for p in &packets[3..] {
         assert_eq!(p.call("HandleOptions")["scope_id"], "198.19.1.0");
     }
     check_acked_request(&packets[3], GIVE_NEW, "198.19.1.10", 7_200);
+    check_acked_request(&packets[5], GIVE_OLD, "198.19.1.10", 7_200);
 }
 
 #[test]

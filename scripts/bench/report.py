@@ -13,9 +13,12 @@ import re
 import sys
 from pathlib import Path
 
-SERVERS = ["floor", "calloutd+noop", "calloutd", "kea", "dnsmasq"]
+SERVERS = ["floor", "calloutd+noop", "calloutd+noop+isolate", "calloutd", "kea", "dnsmasq"]
 # The load name of bench.sh's target phase: the target point run again, floor and calloutd+noop.
 TARGET_LOAD = "perfdhcp (target)"
+# The load name of bench.sh's isolate phase: in-process, --isolate and Kea, round after round.
+ISOLATE_LOAD = "isolate"
+ISOLATED = "calloutd+noop+isolate"
 
 
 def parse_perfdhcp(text):
@@ -108,7 +111,7 @@ def main_table(runs):
             "| audit lines |")
     lines = [head, "|" + "---|" * 13]
     for r in runs:
-        if r["load"] in ("scale", TARGET_LOAD):
+        if r["load"] in ("scale", TARGET_LOAD, ISOLATE_LOAD):
             continue
         rate = "max" if r["rate"] == 0 else str(r["rate"])
         if not r["ok"]:
@@ -288,6 +291,68 @@ def targets(runs):
     return out
 
 
+def isolate_section(runs):
+    """The isolate phase: every run with its load average, then per server the median and the
+    spread of CPU per exchange, and the ratios of --isolate to its peers, round by round."""
+    runs = [r for r in runs if r["load"] == ISOLATE_LOAD]
+    if not runs:
+        return []
+    rate, clients = runs[0]["rate"], runs[0]["clients"]
+    lines = [
+        f"perfdhcp at {rate}/s with {clients} clients (DORA, relay mode), {runs[0]['secs']} s per run; "
+        "each round runs calloutd+noop in-process, calloutd+noop with `--isolate` and Kea, in an order "
+        "that rotates from round to round. *CPU* is the server's utime + stime with its children's "
+        "(for `--isolate` the callout host's, shown apart in *host µs*), from /proc; *load* is the "
+        "1-minute load average as the run started (2 CPUs).",
+        "",
+        "| round | server | load | achieved/s | drops | avg delay ms | µs / exch | host µs / exch "
+        "| server socket overflows | generator socket overflows | callout faults (event 1031) |",
+        "|" + "---|" * 11,
+    ]
+    for r in runs:
+        if not r["ok"]:
+            lines.append(f"| {r.get('round', '?')} | {r['server']} | {r.get('load1', '?')} | failed: "
+                         f"{r.get('error', 'no report')} |  |  |  |  |  |  |  |")
+            continue
+        host = r.get("host_ticks")
+        host_us = (f"{host / r['clk_tck'] * 1e6 / r['completed']:.1f}"
+                   if r["server"] == ISOLATED and isinstance(host, int) and r["completed"] else "–")
+        faults = r.get("callout_faults")
+        lines.append(
+            f"| {r.get('round', '?')} | {r['server']} | {r.get('load1', '?')} | {r['rate_achieved']:.0f} "
+            f"| {r['drops']} ({100.0 * r['drops'] / (r['started'] or 1):.1f} %) | {r['avg_ms']:.3f} "
+            f"| {fmt(r['cpu_per_1000'] * 1000 if r['cpu_per_1000'] else None, '.1f')} | {host_us} "
+            f"| {r['srv_overflows']} | {r['gen_overflows']} | {'–' if faults in (None, '') else faults} |")
+    lines += ["", "| server | runs | median µs / exch | spread (min – max) | drops per run |", "|---|---|---|---|---|"]
+    medians = {}
+    for server in ("calloutd+noop", ISOLATED, "kea"):
+        ok = [r for r in runs if r["server"] == server and r["ok"] and r["cpu_per_1000"]]
+        if not ok:
+            continue
+        values = [r["cpu_per_1000"] * 1000 for r in ok]
+        medians[server] = median(values)
+        lines.append(f"| {server} | {len(ok)} | {medians[server]:.1f} | {min(values):.1f} – {max(values):.1f} "
+                     f"| {', '.join(str(r['drops']) for r in ok)} |")
+    # Ratios within each round: the peers measured minutes apart under the same load.
+    rounds = {}
+    for r in runs:
+        if r["ok"] and r["cpu_per_1000"]:
+            rounds.setdefault(r.get("round"), {})[r["server"]] = r["cpu_per_1000"]
+    in_proc = [v[ISOLATED] / v["calloutd+noop"] for v in rounds.values() if ISOLATED in v and "calloutd+noop" in v]
+    kea = [v[ISOLATED] / v["kea"] for v in rounds.values() if ISOLATED in v and "kea" in v]
+    lines.append("")
+    if in_proc:
+        lines.append(f"- `--isolate` ÷ in-process, CPU per exchange, per round: "
+                     f"{', '.join(f'{x:.2f}' for x in in_proc)}; median {median(in_proc):.2f}")
+    if kea:
+        lines.append(f"- `--isolate` ÷ Kea, CPU per exchange, per round: "
+                     f"{', '.join(f'{x:.2f}' for x in kea)}; median {median(kea):.2f} (goal: below 1)")
+    iso = [r for r in runs if r["server"] == ISOLATED and r["ok"]]
+    if iso:
+        lines.append(f"- `--isolate` drops per run: {', '.join(str(r['drops']) for r in iso)} (goal: 0)")
+    return lines
+
+
 def main():
     work, results = Path(sys.argv[1]), Path(sys.argv[2])
     meta = {}
@@ -299,6 +364,7 @@ def main():
     runs = load_runs(work)
     table, ratios, scale = main_table(runs), ratio_table(runs), scale_table(runs)
     target = target_table(runs)
+    isolate = isolate_section(runs)
     bench_lines, target_lines = bench_ratio_lines(runs), targets(runs)
 
     print(table)
@@ -317,6 +383,10 @@ def main():
     print()
     for line in target_lines:
         print(line)
+    if isolate:
+        print()
+        print("The cost of --isolate:")
+        print("\n".join(isolate))
 
     notes = meta.get("notes", "")
     notes_file = work / "notes.md"
@@ -395,6 +465,23 @@ def main():
         *(target_lines or ["- (not enough runs completed to compare)"]),
         "",
     ]
+    if isolate:
+        doc += ["## The cost of `--isolate` (issue 11)", "", *isolate, ""]
+    if runs and all(r["load"] == ISOLATE_LOAD for r in runs):
+        # Only the isolate phase ran: its section and the machine, not empty tables.
+        doc = [
+            "# calloutd benchmark results: the cost of `--isolate`",
+            "",
+            f"Written by `scripts/bench.sh` (BENCH_PHASES=isolate) on {meta.get('date', '?')}.",
+            "",
+            f"- machine: {meta.get('nproc', '?')} CPUs, {meta.get('cpu', '?')}, kernel {meta.get('kernel', '?')}",
+            f"- load average before the run: {meta.get('load_before', '?')}; after: {meta.get('load_after', '?')}",
+            f"- calloutd: {meta.get('calloutd', '?')} (release build); Kea {meta.get('kea', '?')}; "
+            f"perfdhcp {meta.get('perfdhcp', '?')}; calloutd audit log: {meta.get('audit', '?')}",
+            "",
+            *isolate,
+            "",
+        ]
     if notes:
         doc += ["## Notes", "", notes, ""]
     results.write_text("\n".join(doc))

@@ -341,6 +341,9 @@ struct Built {
     dest: SocketAddrV4,
     delay: Duration,
     message_type: u8,
+    /// The audit event of the lease this reply grants, and its address: written once the lease is
+    /// durable (at once, or in finish after the runtime's commit), never for a withheld reply.
+    grant: Option<(AuditEventId, Ipv4Addr)>,
 }
 
 /// The lock token, created only while `guard` (the lease lock) is alive.
@@ -405,7 +408,12 @@ impl Engine {
             exhausted: vec![None; scopes.len()],
             ..LeaseTable::default()
         };
-        for lease in store.load_all()? {
+        // Sized once for every stored lease: growing the two maps step by step to 1 000 000
+        // entries rehashed them about twenty times, most of the startup's CPU (page zeroing).
+        let leases = store.load_all()?;
+        table.slots.reserve(leases.len());
+        table.clients.reserve(leases.len());
+        for lease in leases {
             table.restore(&lease);
         }
         Ok(Engine {
@@ -439,8 +447,18 @@ impl Engine {
         ip: Option<Ipv4Addr>,
         description: Option<&str>,
     ) {
+        self.audit_request(x.request, id, ip, description);
+    }
+
+    /// Writes an audit event about `request`.
+    fn audit_request(
+        &self,
+        request: &Request<'_>,
+        id: AuditEventId,
+        ip: Option<Ipv4Addr>,
+        description: Option<&str>,
+    ) {
         if let Some(audit) = &self.options.audit {
-            let request = x.request;
             audit.record(&AuditRecord {
                 id,
                 description,
@@ -461,11 +479,11 @@ impl Engine {
     /// Request" for its name, then 35 "DNS Update Request Failed" with `DNS_ERROR_NO_DNS_SERVERS`,
     /// since calloutd has no DNS server to send it to. Written as Microsoft's DNS thread writes them:
     /// address and name, no MAC, xid 0, QResult 6.
-    fn audit_dns(&self, x: &Exchange<'_>, ip: Ipv4Addr) {
+    fn audit_dns(&self, request: &Request<'_>, ip: Ipv4Addr) {
         let Some(audit) = &self.options.audit else {
             return;
         };
-        let Some(name) = x.request.fqdn.and_then(fqdn_update_name) else {
+        let Some(name) = request.fqdn.and_then(fqdn_update_name) else {
             return;
         };
         let request = AuditRecord {
@@ -479,6 +497,31 @@ impl Engine {
             dns_reg_error: DNS_ERROR_NO_DNS_SERVERS,
             ..request
         });
+    }
+
+    /// The audit lines of a durable grant to `request`: event `id` for `ip`, and after an ACK's
+    /// (10, 11) the DNS events.
+    fn audit_grant(&self, request: &Request<'_>, id: AuditEventId, ip: Ipv4Addr) {
+        self.audit_request(request, id, Some(ip), None);
+        if matches!(id, AuditEventId::Assign | AuditEventId::Renew) {
+            self.audit_dns(request, ip);
+        }
+    }
+
+    /// [`Engine::audit_grant`] for a held reply whose lease is now durable: the request is parsed
+    /// again from the packet's bytes (the ones the reply was built from) and the address is the
+    /// reply's yiaddr, as built (before PktSend).
+    fn audit_held_grant(&self, packet: &[u8], reply: &[u8], id: AuditEventId) {
+        if self.options.audit.is_none() {
+            return;
+        }
+        let Some(yiaddr) = reply.get(16..20).and_then(|b| <[u8; 4]>::try_from(b).ok()) else {
+            return;
+        };
+        match Request::parse(packet) {
+            Ok(request) => self.audit_grant(&request, id, Ipv4Addr::from(yiaddr)),
+            Err(error) => tracing::warn!("audit event {} not written: {error}", id.code()),
+        }
     }
 
     /// Writes 14 (or 22) as Microsoft does: the scope's subnet address, no client fields, xid 0 and
@@ -945,7 +988,14 @@ impl Engine {
             };
             // Changes made before a later step failed still have to be committed.
             outcome.uncommitted = uncommitted.get();
-            built?
+            let built = built?;
+            if let Some((id, ip)) = built.as_ref().and_then(|b| b.grant) {
+                // A lease already durable is logged now; one the runtime still commits, in finish.
+                if outcome.uncommitted.is_none() {
+                    self.audit_grant(&request, id, ip);
+                }
+            }
+            built
         };
         let Some(mut built) = built else {
             return Ok(None);
@@ -964,6 +1014,7 @@ impl Engine {
                 packet: Vec::new(),
                 if_addr,
                 ctx,
+                grant_event: built.grant.map(|(id, _)| id.code()),
             });
             return Ok(None);
         }
@@ -1397,16 +1448,16 @@ impl Engine {
                 } else {
                     AuditEventId::Assign
                 };
-                self.audit_packet(x, id, Some(Ipv4Addr::from(ip)), None);
-                self.audit_dns(x, Ipv4Addr::from(ip));
-                Ok(Some(self.build_reply(
+                let mut built = self.build_reply(
                     x,
                     reservation,
                     &policies,
                     ACK,
                     Ipv4Addr::from(ip),
                     Some(lease_secs),
-                )))
+                );
+                built.grant = Some((id, Ipv4Addr::from(ip)));
+                Ok(Some(built))
             }
             Verdict::Nak { alt } => {
                 tracing::debug!("NAK {alt} to xid {:#x}", request.xid);
@@ -1615,15 +1666,9 @@ impl Engine {
         } else {
             AuditEventId::DynamicBootpAssign
         };
-        self.audit_packet(x, id, Some(Ipv4Addr::from(ip)), None);
-        Ok(Some(self.build_reply(
-            x,
-            reservation,
-            &policies,
-            0,
-            Ipv4Addr::from(ip),
-            None,
-        )))
+        let mut built = self.build_reply(x, reservation, &policies, 0, Ipv4Addr::from(ip), None);
+        built.grant = Some((id, Ipv4Addr::from(ip)));
+        Ok(Some(built))
     }
 
     /// Encodes a reply (`message_type` 0 = BOOTREPLY) and works out where it goes (RFC 2131 4.1).
@@ -1746,6 +1791,7 @@ impl Engine {
                 Duration::ZERO
             },
             message_type,
+            grant: None,
         }
     }
 }
@@ -1812,7 +1858,13 @@ impl PacketHandler for Engine {
             mut packet,
             if_addr,
             ctx,
+            grant_event,
         } = held;
+        if committed {
+            if let Some(id) = grant_event.and_then(AuditEventId::from_code) {
+                self.audit_held_grant(&packet, &reply.bytes, id);
+            }
+        }
         let sent = if committed {
             self.send_hook(&mut reply.bytes, reply_type, if_addr, ctx)
         } else {

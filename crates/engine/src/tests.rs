@@ -1662,12 +1662,22 @@ struct Committing {
 }
 
 fn engine_over_commit_log(defer_commits: bool) -> Committing {
+    engine_over_commit_log_audited(defer_commits, Arc::new(ManualClock::new(start())), None)
+}
+
+/// [`engine_over_commit_log`] on `clock`'s time, with an audit log.
+fn engine_over_commit_log_audited(
+    defer_commits: bool,
+    clock: Arc<ManualClock>,
+    audit: Option<Arc<AuditLog>>,
+) -> Committing {
     let store = CommitLog::default();
     let commits = Arc::clone(&store.commits);
     let failing = Arc::clone(&store.failing);
     let options = EngineOptions {
-        clock: Arc::new(ManualClock::new(start())),
+        clock,
         defer_commits,
+        audit,
         ..EngineOptions::default()
     };
     let hooks = Arc::new(Recorder::default());
@@ -1797,6 +1807,89 @@ fn a_deferred_ack_whose_commit_failed_is_withheld_with_an_internal_error_drop() 
         "no PktSend for a reply that never leaves"
     );
     assert_eq!(c.engine.stats().sent[5], 0);
+}
+
+/// The grant and DNS events (IDs 10 and up) written so far, as (ID, address).
+fn grant_events(audit: &AuditLog, clock: &ManualClock) -> Vec<(u8, Option<Ipv4Addr>)> {
+    audit_events(audit, clock)
+        .iter()
+        .filter(|e| e.id >= 10)
+        .map(|e| (e.id, e.ip))
+        .collect()
+}
+
+/// A REQUEST for `offered` whose option 81 (S = 1) leaves the A and PTR updates to the server.
+fn request_with_fqdn(n: u8, offered: Ipv4Addr) -> Message {
+    with(
+        request_for(n, offered),
+        [DhcpOption::Unknown(dhcproto::v4::UnknownOption::new(
+            OptionCode::ClientFQDN,
+            [&[1, 0, 0][..], b"pc2.lab.example"].concat(),
+        ))],
+    )
+}
+
+#[test]
+fn a_held_acks_audit_lines_are_written_after_its_commit_and_never_when_withheld() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(start()));
+    let audit = audit_log(&dir.path().join("audit"), clock.clone());
+    audit.started();
+    let c = engine_over_commit_log_audited(true, clock.clone(), Some(audit.clone()));
+    let send = |m: &Message| handle(&c.engine, m, Ipv4Addr::BROADCAST);
+    // Client 1: the commit fails, the ACK is withheld: no Assign line (and no DNS lines).
+    let first = decode(&send(&message(MessageType::Discover, 1))).yiaddr();
+    let mut ack = send(&request_with_fqdn(1, first));
+    assert_eq!(grant_events(&audit, &clock), [], "a line before the commit");
+    c.failing.store(true, Ordering::Relaxed);
+    assert!(c.engine.commit(ack.uncommitted.unwrap()).is_err());
+    assert_eq!(c.engine.finish(ack.held.take().unwrap(), false), None);
+    assert_eq!(
+        grant_events(&audit, &clock),
+        [],
+        "a line for a lease never stored"
+    );
+    // Client 2: committed: Assign and its DNS events, once finish runs.
+    c.failing.store(false, Ordering::Relaxed);
+    let second = decode(&send(&message(MessageType::Discover, 2))).yiaddr();
+    let mut ack = send(&request_with_fqdn(2, second));
+    assert_eq!(grant_events(&audit, &clock), []);
+    c.engine.commit(ack.uncommitted.unwrap()).unwrap();
+    assert!(c.engine.finish(ack.held.take().unwrap(), true).is_some());
+    let assigned = [(10, Some(second)), (30, Some(second)), (35, Some(second))];
+    assert_eq!(grant_events(&audit, &clock), assigned);
+    let events = audit_events(&audit, &clock);
+    let assign = events.iter().find(|e| e.id == 10).unwrap();
+    // The request's fields, parsed again from the held packet.
+    assert_eq!(
+        (assign.mac.as_str(), assign.transaction_id),
+        (mac_hex(2).as_str(), Some(0x1002))
+    );
+    let dns = events.iter().find(|e| e.id == 30).unwrap();
+    assert_eq!(dns.host_name, "pc2.lab.example");
+    // Its renewal: Renew, again only after the commit.
+    let mut renew = send(&request_for(2, second));
+    c.engine.commit(renew.uncommitted.unwrap()).unwrap();
+    assert!(c.engine.finish(renew.held.take().unwrap(), true).is_some());
+    assert_eq!(grant_events(&audit, &clock)[3..], [(11, Some(second))]);
+}
+
+#[test]
+fn without_deferral_an_ack_is_logged_only_when_its_commit_succeeded() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(start()));
+    let audit = audit_log(&dir.path().join("audit"), clock.clone());
+    audit.started();
+    let c = engine_over_commit_log_audited(false, clock.clone(), Some(audit.clone()));
+    let send = |m: &Message| handle(&c.engine, m, Ipv4Addr::BROADCAST);
+    let first = decode(&send(&message(MessageType::Discover, 1))).yiaddr();
+    c.failing.store(true, Ordering::Relaxed);
+    assert_eq!(send(&request_for(1, first)).reply, None);
+    assert_eq!(grant_events(&audit, &clock), []);
+    c.failing.store(false, Ordering::Relaxed);
+    let second = decode(&send(&message(MessageType::Discover, 2))).yiaddr();
+    assert!(send(&request_for(2, second)).reply.is_some());
+    assert_eq!(grant_events(&audit, &clock), [(10, Some(second))]);
 }
 
 #[test]

@@ -59,6 +59,10 @@ pub struct HeldReply {
     pub if_addr: Ipv4Addr,
     /// The packet's context from NewPkt.
     pub ctx: crate::hooks::PktContext,
+    /// The audit event (Microsoft's ID: 10 Assign, 11 Renew, 20/21 BOOTP) of the lease this reply
+    /// grants: [`PacketHandler::finish`] writes it (with an ACK's DNS events) only once the commit
+    /// succeeded, so a withheld reply leaves no line for a lease that was never stored.
+    pub grant_event: Option<u8>,
 }
 
 /// What became of one datagram.

@@ -5,7 +5,7 @@
 
 #[cfg(unix)]
 use super::shm::{futex_wait, futex_wake};
-use super::shm::{host_state, state, status, Region, SLOT_DATA};
+use super::shm::{host_state, state, status, Region, Spinner, SLOT_DATA};
 use super::wire::{decode_locks, hook_from_id};
 use super::HostConfig;
 use crate::load::load_callout_observed;
@@ -21,10 +21,6 @@ use std::sync::atomic::{AtomicPtr, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::thread::Thread;
 use std::time::Duration;
-
-/// How long a slot thread spins for the next request before it sleeps on the futex: the next hook
-/// of a packet usually follows within microseconds.
-const SPIN: u32 = 2_000;
 
 /// The header, for the fatal-signal handler.
 static HEADER: AtomicPtr<super::shm::Header> = AtomicPtr::new(std::ptr::null_mut());
@@ -264,26 +260,21 @@ fn serve_slot(region: &Region, i: usize, callout: &Callout, bells: Option<&HostB
     };
     SLOT.with(|s| s.set(i as u32 + 1));
     let mut packet = Vec::with_capacity(SLOT_DATA);
+    let mut spinner = Spinner::default();
     loop {
-        let mut spins = 0;
-        loop {
-            let now = slot.state.load(Ordering::Acquire);
-            if now == state::REQUEST {
-                break;
+        // The next hook of a packet often follows within microseconds: a short spin saves the
+        // sleep and the wake-up; a long one would take the CPU from the server that posts it.
+        let mut now = spinner.spin(&slot.state, |s| s != state::REQUEST);
+        while now != state::REQUEST {
+            match bells {
+                // The reader unparks this thread for each doorbell byte of its slot.
+                Some(_) => std::thread::park(),
+                #[cfg(unix)]
+                None => futex_wait(&slot.state, now, None),
+                #[cfg(not(unix))]
+                None => std::thread::park(),
             }
-            if spins < SPIN {
-                spins += 1;
-                std::hint::spin_loop();
-            } else {
-                match bells {
-                    // The reader unparks this thread for each doorbell byte of its slot.
-                    Some(_) => std::thread::park(),
-                    #[cfg(unix)]
-                    None => futex_wait(&slot.state, now, None),
-                    #[cfg(not(unix))]
-                    None => std::thread::park(),
-                }
-            }
+            now = slot.state.load(Ordering::Acquire);
         }
         slot.state.store(state::RUNNING, Ordering::Release);
         serve_one(region, i, callout, &mut packet);

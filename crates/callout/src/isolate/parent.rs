@@ -3,7 +3,7 @@
 
 use super::bells::{Bells, MAX_SLOTS};
 use super::pe::{first_pe, windows_host};
-use super::shm::{futex_wait, futex_wake, host_state, state, status, Region, SLOT_DATA};
+use super::shm::{futex_wait, futex_wake, host_state, state, status, Region, Spinner, SLOT_DATA};
 use super::wire::{encode_locks, hook_id, signal_name};
 use super::HostConfig;
 use super::{CrashPolicy, IsolateOptions};
@@ -24,9 +24,10 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// How many times the server checks the slot before it sleeps on the futex: a hook call usually
-/// comes back within microseconds, and a futex sleep and wake-up costs more than that.
-const SPIN: u32 = 4_000;
+/// Calls without the lease lock wait for a restarting host until the failure plus the hook
+/// timeout, or plus this when the hook timeout is shorter (a restart takes a process start and a
+/// DLL load: hundreds of milliseconds on a busy machine).
+const RESTART_WAIT_MIN: Duration = Duration::from_secs(2);
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -207,10 +208,24 @@ enum Failure {
     Protocol(String),
 }
 
+/// The host a hook call goes to, as [`Shared::current_host`] finds it.
+enum Current {
+    Up(Arc<Host>),
+    /// The callout is off (disabled, stopped or stopping).
+    Off,
+    /// A new host is being started and the call could not wait for it.
+    Restarting,
+}
+
 /// The state of the callout as a whole.
 enum Phase {
     Up(Arc<Host>),
-    Restarting,
+    /// A new host is being started. Calls without the lease lock wait for it until `wait_until`
+    /// (the failure plus the hook timeout, at least [`RESTART_WAIT_MIN`]), all of them together,
+    /// not each for as long.
+    Restarting {
+        wait_until: Instant,
+    },
     Off,
 }
 
@@ -551,10 +566,17 @@ impl IsolatedCallout {
         if code == ControlCode::Stop {
             self.shared.stopping.store(true, Ordering::SeqCst);
         }
-        let host = self.shared.current_host()?;
         let call = Call {
             code: Some(code.code()),
             ..Call::on(HookName::Control, &[], 0, locks)
+        };
+        let host = match self.shared.current_host(locks) {
+            Current::Up(host) => host,
+            Current::Off => return None,
+            Current::Restarting => {
+                self.shared.restarting(&call);
+                return None;
+            }
         };
         self.shared
             .run(&host, &call, None, None)
@@ -571,18 +593,25 @@ impl IsolatedCallout {
         ctx: &mut usize,
         locks: HeldLocks,
     ) -> Result<bool, HookFault> {
-        let Some(host) = self.shared.current_host() else {
-            return self.shared.off_result(HookName::NewPkt).map(|()| true);
+        let call = Call {
+            ip: Some(ip),
+            ..Call::on(HookName::NewPkt, packet, 0, locks)
+        };
+        let host = match self.shared.current_host(locks) {
+            Current::Up(host) => host,
+            Current::Off => return self.shared.off_result(HookName::NewPkt).map(|()| true),
+            // Its later hooks reach the new host with PktContext NULL, as for a packet whose
+            // NewPkt ran in a host that died since.
+            Current::Restarting => {
+                self.shared.restarting(&call);
+                return Ok(true);
+            }
         };
         let handle = self.shared.track(host.generation);
         *ctx = handle;
         if !host.has(HookName::NewPkt) {
             return Ok(true);
         }
-        let call = Call {
-            ip: Some(ip),
-            ..Call::on(HookName::NewPkt, packet, 0, locks)
-        };
         let mut out = Vec::new();
         let result = self.shared.run(&host, &call, Some(&mut out), Some(handle));
         match result {
@@ -715,14 +744,19 @@ impl IsolatedCallout {
         hw: &[u8],
         locks: HeldLocks,
     ) -> Result<(), HookFault> {
-        let Some(host) = self.shared.current_host() else {
-            return Ok(());
-        };
         // The hardware address travels in the packet slot; it has no xid.
         let call = Call {
             ip: Some(ip),
             xid: None,
             ..Call::on(HookName::DeleteClient, hw, 0, locks)
+        };
+        let host = match self.shared.current_host(locks) {
+            Current::Up(host) => host,
+            Current::Off => return Ok(()),
+            Current::Restarting => {
+                self.shared.restarting(&call);
+                return Ok(());
+            }
         };
         if !host.has(HookName::DeleteClient) {
             return Ok(());
@@ -750,18 +784,23 @@ impl Drop for IsolatedCallout {
 }
 
 impl Shared {
-    /// The running host; waits while one is being restarted. `None`: the callout is off.
-    fn current_host(self: &Arc<Self>) -> Option<Arc<Host>> {
+    /// The running host. While one is being restarted, a call waits for it until the failure
+    /// plus the hook timeout (what a hook may hold a worker for; at least [`RESTART_WAIT_MIN`]),
+    /// and then goes on undelivered;
+    /// a call under the lease lock does not wait at all, so the workers waiting for that lock are
+    /// held up by a crash or a hang for no longer than the hook timeout, never by the restart as
+    /// well. (Control, under the service state lock, waits: packets do not need that lock.)
+    fn current_host(self: &Arc<Self>, locks: HeldLocks) -> Current {
         let mut phase = lock(&self.phase);
-        let deadline = Instant::now() + self.options.load_timeout + self.options.hook_timeout;
         loop {
             match &*phase {
-                Phase::Up(host) => return Some(host.clone()),
-                Phase::Off => return None,
-                Phase::Restarting => {
+                Phase::Up(host) => return Current::Up(host.clone()),
+                Phase::Off => return Current::Off,
+                Phase::Restarting { wait_until } => {
+                    let deadline = *wait_until;
                     let now = Instant::now();
-                    if now >= deadline {
-                        return None;
+                    if locks == HeldLocks::Lease || now >= deadline {
+                        return Current::Restarting;
                     }
                     phase = self
                         .phase_changed
@@ -771,6 +810,26 @@ impl Shared {
                 }
             }
         }
+    }
+
+    /// Records a hook not delivered because the host was being restarted (a trace line with a
+    /// `fault`, counted as not delivered). The packet is not marked: its reply is sent, and its
+    /// later hooks reach the new host.
+    fn restarting(&self, call: &Call<'_>) {
+        if !self.hooks_set.contains(&call.hook) {
+            return;
+        }
+        let message = format!(
+            "{}: not delivered: the callout host was being restarted{}",
+            call.hook,
+            if call.locks == HeldLocks::Lease {
+                " (a call under the lease lock does not wait for it)"
+            } else {
+                " (waited for it as long as a hook may take)"
+            }
+        );
+        self.counters.not_delivered.fetch_add(1, Ordering::Relaxed);
+        self.record(call, Instant::now(), 0, 0, Some(&message), Vec::new());
     }
 
     /// What a hook returns while the callout is off: nothing happens, except that with
@@ -851,11 +910,24 @@ impl Shared {
     ) -> Result<bool, HookFault> {
         let handle = call.ctx;
         let entry = self.entry(handle);
-        let host = self.current_host();
-        match entry {
-            Some(entry) if entry.faulted => {
-                return self.not_delivered(&call, host.as_deref());
+        if entry.is_some_and(|e| e.faulted) {
+            // Waits for the new host like any call (bounded, and never under the lease lock), so
+            // the packet that met the crash ends after the restart, in the trace as before.
+            let host = match self.current_host(call.locks) {
+                Current::Up(host) => Some(host),
+                Current::Off | Current::Restarting => None,
+            };
+            return self.not_delivered(&call, host.as_deref());
+        }
+        let host = match self.current_host(call.locks) {
+            Current::Up(host) => Some(host),
+            Current::Off => None,
+            Current::Restarting => {
+                self.restarting(&call);
+                return Ok(false);
             }
+        };
+        match entry {
             // The DLL's own context, in the host that set it; a host started since never saw
             // it, so the packet's later hooks reach that host with PktContext NULL.
             Some(entry)
@@ -1141,7 +1213,9 @@ impl Shared {
                 self.disable(&mut phase, &why);
             }
             CrashPolicy::Restart => {
-                *phase = Phase::Restarting;
+                *phase = Phase::Restarting {
+                    wait_until: Instant::now() + self.options.hook_timeout.max(RESTART_WAIT_MIN),
+                };
                 drop(phase);
                 tracing::warn!(
                     "restarting the callout host (crash {recent} within {} s; the callout is disabled at {})",
@@ -1240,6 +1314,8 @@ impl Shared {
             host.pid,
             self.entry
         );
+        // Calls waiting for the restart go on after Control(START), as packets come after it at
+        // service start.
         self.phase_changed.notify_all();
     }
 }
@@ -1252,6 +1328,7 @@ fn post(
     timeout: Duration,
 ) -> Result<Reply, Failure> {
     thread_local! {
+        static SPINNER: std::cell::RefCell<Spinner> = std::cell::RefCell::default();
         static HOME: usize = {
             static NEXT: AtomicUsize = AtomicUsize::new(0);
             NEXT.fetch_add(1, Ordering::Relaxed)
@@ -1300,7 +1377,11 @@ fn post(
         None => futex_wake(&slot.state),
     }
     let deadline = Instant::now() + timeout;
-    let mut spins = 0;
+    // A hook call of a quick DLL comes back within microseconds, sooner than a futex sleep and
+    // wake-up; the spin is bounded by time so a slow hook costs no more than it.
+    SPINNER.with_borrow_mut(|spinner| {
+        spinner.spin(&slot.state, |s| s == state::REQUEST || s == state::RUNNING)
+    });
     loop {
         let now_state = slot.state.load(Ordering::SeqCst);
         match now_state {
@@ -1308,11 +1389,6 @@ fn post(
             state::REQUEST | state::RUNNING => {
                 if host.dead.load(Ordering::SeqCst) {
                     return Err(died(host, index));
-                }
-                if spins < SPIN {
-                    spins += 1;
-                    std::hint::spin_loop();
-                    continue;
                 }
                 let now = Instant::now();
                 if now >= deadline {
