@@ -37,8 +37,8 @@ seeds() {
         netsh_reader) ls "$root"/fixtures/config/*.txt "$root"/fixtures/scenarios/*.txt ;;
         packet_path*) ls "$root"/fixtures/packets/*.bin ;;
         control_api) ls "$root"/fixtures/control/*.http ;;
-        scenario_reader) ls "$root"/fixtures/scenarios/*.txt "$root"/fixtures/scenarios/*.scenario 2>/dev/null || true ;;
-        capture_reader) ls "$root"/fixtures/captures/* 2>/dev/null || true ;;
+        scenario_reader) ls "$root"/fixtures/scenarios/*.toml ;;
+        capture_reader) ls "$root"/fixtures/captures/*.pcap* ;;
         *) echo "fuzz.sh: no seeds known for $1" >&2 ;;
     esac
 }

@@ -2,7 +2,8 @@
 //! network namespace of its own (the server on 127.0.0.1:67, a test relay on 198.18.0.1:67 on the
 //! namespace's `lo`, the control API on 127.0.0.1:8067): an unwritable or missing lease database is
 //! refused at startup with one clear error; a reply whose lease cannot be committed is withheld and
-//! counted as withheld, not as an ACK; the periodic backup restores into a server that serves from it.
+//! counted as withheld, not as an ACK; the periodic backup restores into a server that serves from it;
+//! the audit log goes to the folder of `DatabasePath` when `DhcpLogFilePath` is absent (issue 15).
 //!
 //! Tests skip (with a printed reason) when not run as root.
 
@@ -302,4 +303,60 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
         }
     }
     files
+}
+
+#[test]
+fn the_audit_log_defaults_to_the_folder_of_database_path() {
+    let Some(ns) = lab("audit-default") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let db = dir.path().join("leases.sqlite3");
+    // DatabasePath set, DhcpLogFilePath absent: Microsoft writes the audit log beside the database.
+    let reg = dir.path().join("params.reg");
+    write_parameters(&reg, &[], None);
+    let mut tree = calloutd_registry::RegistryTree::new();
+    tree.apply_file(&reg).expect("read .reg");
+    tree.set_value(
+        calloutd_registry::DHCP_PARAMETERS_KEY,
+        "DatabasePath",
+        calloutd_registry::RegValueData::ExpandSz(r"C:\LabDb".to_string()),
+        None,
+    )
+    .expect("set DatabasePath");
+    calloutd_registry::write_reg_v5_file(&tree, &reg).expect("write .reg");
+    let args: Vec<String> = serve_args(&db, &data, &["--reg", reg.to_str().unwrap()])
+        .into_iter()
+        .filter(|a| a != "--no-audit-log")
+        .collect();
+    let mut server = start(&ns, &args, dir.path().join("server.log"));
+    let ip = dora(&ns, "02:00:00:00:0e:31").expect("DORA");
+    server.stop().expect("stop");
+    let logs: Vec<PathBuf> = walk(&data)
+        .into_iter()
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("DhcpSrvLog-"))
+        })
+        .collect();
+    assert_eq!(
+        logs.len(),
+        1,
+        "audit files under {}: {logs:?}",
+        data.display()
+    );
+    assert_eq!(
+        logs[0].parent(),
+        Some(data.join("LabDb").as_path()),
+        "C:\\LabDb mapped under the data directory"
+    );
+    let events = calloutd_engine::parse_audit_log(&fs::read_to_string(&logs[0]).unwrap())
+        .expect("audit log");
+    assert!(
+        events
+            .iter()
+            .any(|e| e.id == 10 && e.ip.map(|a| a.to_string()) == Some(ip.clone())),
+        "{events:?}"
+    );
 }

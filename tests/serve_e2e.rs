@@ -909,7 +909,11 @@ fn request_for_another_server_is_dropped_wrong_server() {
 
 #[test]
 fn restart_keeps_leases() {
-    let Some(mut lab) = Lab::start("restart", LAB_QUICK) else {
+    let audit = tempfile::tempdir().unwrap();
+    let audit_dir = audit.path().to_str().unwrap().to_string();
+    let trace = |_: &Path| vec![fixture("trace")];
+    let extra = ["--audit-log", audit_dir.as_str()];
+    let Some(mut lab) = Lab::start_with("restart", LAB_QUICK, trace, &extra, &[]) else {
         return;
     };
     let mac = "02:00:00:00:05:01";
@@ -941,6 +945,25 @@ fn restart_keeps_leases() {
         other["yiaddr"].as_str().unwrap(),
         LAB_LEASE,
     );
+    // The audit header at every service start (not only into an empty file), each followed by 00,
+    // and 01 at each stop.
+    let files: Vec<PathBuf> = fs::read_dir(audit.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    if files.len() != 1 {
+        // The test ran over midnight: a new day's file starts with a header of its own.
+        eprintln!("restart_keeps_leases: audit header check skipped: {files:?}");
+        return;
+    }
+    let text = fs::read_to_string(&files[0]).unwrap();
+    let runs: Vec<&str> = text.split(calloutd_engine::audit::HEADER).collect();
+    assert_eq!(runs.len(), 3, "two headers in:\n{text}");
+    assert_eq!(runs[0], "", "the file starts with the header");
+    for run in &runs[1..] {
+        assert!(run.starts_with("00,"), "00 right after the header:\n{text}");
+        assert!(run.contains("\n01,"), "01 at each stop:\n{text}");
+    }
 }
 
 /// One hook call as seen by two copies of the trace callout around a sleeping `faulty` in a chain:

@@ -62,8 +62,9 @@ pub fn control_routers() -> (
     let server = Server::start(config, Arc::new(Silent), Arc::new(calloutd_engine::NoHooks))
         .unwrap_or_else(|e| panic!("a runtime on loopback: {e}"));
     let handle = server.handle();
-    // The runtime lives as long as the fuzzing process.
-    std::mem::forget(server);
+    // The runtime lives as long as the fuzzing process, kept where the leak checker sees it.
+    static SERVER: OnceLock<Server> = OnceLock::new();
+    let _ = SERVER.set(server);
     let backend: Arc<dyn calloutd_server::ControlBackend> = Arc::new(LabBackend);
     (
         ControlRouter::new(handle.clone(), Arc::clone(&backend), None),

@@ -116,7 +116,8 @@ impl OptionSpans {
             60 => fixed(&mut self.vendor_class, 0),
             81 if self.client_fqdn.is_none() && span.len >= 1 => {
                 let flags = packet.get(span.offset).copied().unwrap_or(0);
-                let name = (span.len > 3).then_some(Span {
+                // `then`, not `then_some`: the length is only computed when it cannot underflow.
+                let name = (span.len > 3).then(|| Span {
                     offset: span.offset + 3,
                     len: span.len - 3,
                 });
@@ -213,6 +214,22 @@ mod tests {
         assert_eq!(&p[name.offset..name.offset + name.len], b"a.b");
         assert_eq!(s.hardware, Some((1, 6, Span { offset: 28, len: 6 })));
         assert_eq!(s.server_id, None);
+    }
+
+    #[test]
+    fn a_client_fqdn_of_three_bytes_or_fewer_has_flags_and_no_name() {
+        // Found by the packet_path fuzz target: a length under 3 underflowed the name's length.
+        for len in 1..=3u8 {
+            let mut options = vec![81, len];
+            options.extend(std::iter::repeat_n(0x05, usize::from(len)));
+            options.push(255);
+            let s = OptionSpans::parse(&packet(&options));
+            assert_eq!(
+                s.client_fqdn,
+                Some((0x05, None)),
+                "option 81 of {len} bytes"
+            );
+        }
     }
 
     #[test]
