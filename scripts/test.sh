@@ -52,15 +52,16 @@ cargo fmt --all -- --check
 echo "test.sh: cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 export CARGO_TARGET_X86_64_PC_WINDOWS_GNU_LINKER=x86_64-w64-mingw32-gcc
+# calloutd.exe, built once into this target dir (adding the rustup Windows target when it is
+# missing, so the Windows clippy below has it); tests/windows_wine.rs runs its Wine copy.
+echo "test.sh: scripts/build-windows.sh"
+scripts/build-windows.sh
 if rustup target list --installed 2>/dev/null | grep -qx x86_64-pc-windows-gnu; then
     echo "test.sh: cargo clippy (x86_64-pc-windows-gnu)"
     cargo clippy --workspace --all-targets --locked --target x86_64-pc-windows-gnu -- -D warnings
 else
     echo "test.sh: no rustup target x86_64-pc-windows-gnu: Windows clippy skipped (build-windows.sh falls back to Debian's Rust)" >&2
 fi
-# calloutd.exe, built once into this target dir; tests/windows_wine.rs runs its Wine copy.
-echo "test.sh: scripts/build-windows.sh"
-scripts/build-windows.sh
 if rustup target list --installed 2>/dev/null | grep -qx x86_64-pc-windows-gnu; then
     echo "test.sh: scripts/wine-unit-tests.sh (the Windows code paths' unit tests under Wine)"
     scripts/wine-unit-tests.sh

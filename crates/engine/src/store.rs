@@ -277,7 +277,8 @@ impl Failures {
                 return Some(failed.message.clone());
             }
         }
-        (ticket <= self.forgotten).then(|| {
+        // Ticket 0 is "no change": nothing to fail (tickets are issued from 1).
+        (ticket != 0 && ticket <= self.forgotten).then(|| {
             format!(
                 "the result of its batch is no longer known (more than {FAILED_RANGES_KEPT} failed batches since)"
             )
@@ -1121,6 +1122,18 @@ mod tests {
     }
 
     #[test]
+    fn committing_before_any_change_succeeds() {
+        // A round without a lease change commits ticket 0; it used to be reported as a forgotten
+        // failure ("the result of its batch is no longer known").
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteLeaseStore::open(&dir.path().join("dhcp.db")).unwrap();
+        assert!(store.commit(CommitTicket::default()).is_ok());
+        let ticket = store.put(lease(10));
+        assert!(store.commit(ticket).is_ok());
+        assert!(store.commit(CommitTicket::default()).is_ok());
+    }
+
+    #[test]
     fn failed_ranges_merge_and_the_forgotten_ones_count_as_failed() {
         let mut failures = Failures::default();
         failures.record(3, 4, "disk full".into());
@@ -1128,6 +1141,7 @@ mod tests {
         failures.record(8, 8, "locked".into());
         failures.record(12, 12, "disk full".into());
         assert_eq!(failures.ranges.len(), 3, "{:?}", failures.ranges);
+        assert!(failures.of(0).is_none(), "ticket 0 (no change) never fails");
         let failed: Vec<u64> = (1..=14).filter(|t| failures.of(*t).is_some()).collect();
         assert_eq!(failed, [3, 4, 5, 6, 7, 8, 12]);
         assert_eq!(failures.of(8).as_deref(), Some("locked"));
@@ -1139,6 +1153,7 @@ mod tests {
         assert_eq!(failures.ranges.len(), FAILED_RANGES_KEPT);
         assert_eq!(failures.forgotten, 12);
         assert!(failures.of(1).is_some() && failures.of(11).is_some());
+        assert!(failures.of(0).is_none(), "ticket 0 (no change) never fails");
         assert!(
             failures.of(13).is_none(),
             "a success after the forgotten ones"
