@@ -1126,7 +1126,7 @@ mod tests {
         // A round without a lease change commits ticket 0; it used to be reported as a forgotten
         // failure ("the result of its batch is no longer known").
         let dir = tempfile::tempdir().unwrap();
-        let store = SqliteLeaseStore::open(&dir.path().join("dhcp.db")).unwrap();
+        let store = SqliteLeaseStore::open(dir.path().join("dhcp.db")).unwrap();
         assert!(store.commit(CommitTicket::default()).is_ok());
         let ticket = store.put(lease(10));
         assert!(store.commit(ticket).is_ok());
