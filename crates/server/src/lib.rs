@@ -24,10 +24,12 @@
 //! not; docs/hooks.md section 3.2), and the replies leave together
 //! (`sendmmsg`, one call per run of replies that need the same packet info). A worker that ends its
 //! round while another worker commits leaves its replies to that one and goes on reading, so a slow
-//! commit stalls one worker, not the socket. While datagrams come densely (a worker waited less than
-//! [`ServerConfig::coalesce`] for its last round's first one), a worker that ended a round sleeps
-//! that long before it reads again, so its next round handles everything that came meanwhile: one
-//! wake-up, one read, one commit and one send for many datagrams, instead of one each.
+//! commit stalls one worker, not the socket. Only while a backlog is building (datagrams arrive about
+//! as fast as the worker handles them, `pace.rs`) does a worker that ended a round linger
+//! [`ServerConfig::coalesce`] before it reads again, so its next round handles everything that came
+//! meanwhile: one wake-up, one read, one commit and one send for many datagrams, instead of one each.
+//! Otherwise it waits in `recvmmsg` at once, so a lone datagram is committed and answered without
+//! any wait.
 //!
 //! The queue: while a worker is waiting in `recvmmsg`, nothing queues. When every worker was busy,
 //! datagrams wait in the socket's kernel buffer; the next worker to read one that waited there longer
@@ -94,6 +96,7 @@ pub mod control_client;
 mod counters;
 mod delayed;
 mod duplicate;
+mod pace;
 mod prober;
 mod socket;
 mod turn;
@@ -126,6 +129,7 @@ use backlog::{Backlog, Job, Pushed};
 use counters::Counters;
 use delayed::{DelayedReplies, Pending};
 use duplicate::DuplicateKey;
+use pace::Pace;
 use socket::{Outgoing, ServerSocket};
 use turn::{ReadTurn, Took};
 
@@ -135,8 +139,9 @@ pub const DHCP_SERVER_PORT: u16 = 67;
 pub const DEFAULT_QUEUE_CAPACITY: usize = 1024;
 /// Default longest wait in the queue before a datagram is dropped with `DHCP_DROP_TIMEOUT`.
 pub const DEFAULT_QUEUE_TIMEOUT: Duration = Duration::from_secs(2);
-/// Default [`ServerConfig::coalesce`]: at 8 000 exchanges/s (16 000 datagrams/s) a round then
-/// handles about sixteen datagrams, for at most a millisecond more on each datagram's way.
+/// Default [`ServerConfig::coalesce`]: at 8 000 exchanges/s (16 000 datagrams/s), when the worker
+/// lingers (a backlog building), a round handles about sixteen datagrams, for at most a millisecond
+/// more on each datagram's way.
 pub const DEFAULT_COALESCE: Duration = Duration::from_millis(1);
 
 /// How long the holder of a socket's read turn may handle datagrams before the other workers of the
@@ -202,9 +207,9 @@ pub struct ServerConfig {
     pub audit: Option<Arc<dyn ServiceEvents>>,
     /// Periodic housekeeping, e.g. the expired-lease purge.
     pub periodic: Option<PeriodicTask>,
-    /// While datagrams come densely, how long a worker that emptied its socket waits before it reads
-    /// again, so its next round handles (and commits) many at once; 0: a worker never waits, it
-    /// blocks for the next datagram.
+    /// While a backlog is building (pace.rs), how long a worker that emptied its socket waits before
+    /// it reads again, so its next round handles (and commits) many at once; without a backlog, or
+    /// with 0, a worker never waits, it blocks for the next datagram.
     pub coalesce: Duration,
 }
 
@@ -699,6 +704,7 @@ impl Runtime {
                 self.end_round(handler, &mut round);
             }
             if let Some(job) = self.backlog.pop() {
+                round.started.get_or_insert_with(Instant::now);
                 let admission = self.admission(&job);
                 self.process(handler, job, admission, true, &mut round);
                 round.handled += 1;
@@ -714,10 +720,13 @@ impl Runtime {
                     round.open && inbox.full && self.receive(socket, index, &mut inbox, false);
                 if !more {
                     self.end_round(handler, &mut round);
-                    self.read_next(socket, index, turn, &mut inbox, &mut reader);
+                    round.after_linger =
+                        self.read_next(socket, index, turn, &mut inbox, &mut reader, &round.pace);
                 }
                 continue;
             };
+            round.started.get_or_insert_with(Instant::now);
+            round.pace.arrived(job.arrived);
             round.open = true;
             round.handled += 1;
             let mut waited = job.arrived.elapsed();
@@ -740,9 +749,9 @@ impl Runtime {
         self.end_round(handler, &mut round);
     }
 
-    /// Reads the next datagrams into `inbox` after a round: with the turn, first sleeping
-    /// `coalesce` while traffic is dense, then waiting; or, when the holder has been busy for long,
-    /// what waits, without waiting.
+    /// Reads the next datagrams into `inbox` after a round: with the turn, first lingering
+    /// `coalesce` while a backlog is building (`pace`, see pace.rs), then waiting; or, when the
+    /// holder has been busy for long, what waits, without waiting. `true` when it lingered.
     fn read_next(
         &self,
         socket: &ServerSocket,
@@ -750,23 +759,23 @@ impl Runtime {
         turn: &ReadTurn,
         inbox: &mut Inbox,
         reader: &mut Reader,
-    ) {
+        pace: &Pace,
+    ) -> bool {
         if !reader.my_turn {
             reader.my_turn = turn.take(READ_TURN_PATIENCE) == Took::Turn;
         }
         if !reader.my_turn {
             self.receive(socket, index, inbox, false);
-            return;
+            return false;
         }
         turn.waiting();
-        if reader.dense {
+        let linger = pace.linger() && !self.coalesce.is_zero();
+        if linger {
             thread::sleep(self.coalesce);
         }
-        let waiting = Instant::now();
         if !self.receive(socket, index, inbox, true) {
-            return;
+            return linger;
         }
-        reader.dense = waiting.elapsed() < self.coalesce;
         if inbox.full {
             // More than one worker reads: let the next one wait for the rest.
             turn.pass();
@@ -774,6 +783,7 @@ impl Runtime {
         } else {
             turn.handling();
         }
+        linger
     }
 
     /// Ends a worker's round: one commit for the ACKs it holds, then its replies leave.
@@ -782,8 +792,20 @@ impl Runtime {
     /// one worker, not all of them. The committing worker commits and sends parked replies until
     /// none are left.
     fn end_round<H: PacketHandler + ?Sized>(&self, handler: &H, round: &mut Round) {
+        let handled = std::mem::take(&mut round.handled);
+        let after_linger = std::mem::take(&mut round.after_linger);
+        let started = round.started.take();
+        self.commit_round(handler, round);
+        if let Some(started) = started {
+            round
+                .pace
+                .round_done(started.elapsed(), handled, after_linger);
+        }
+    }
+
+    /// The commit and send of [`Runtime::end_round`].
+    fn commit_round<H: PacketHandler + ?Sized>(&self, handler: &H, round: &mut Round) {
         round.open = false;
-        round.handled = 0;
         if round.held.is_empty() {
             return;
         }
@@ -930,8 +952,6 @@ struct Inbox {
 struct Reader {
     /// It holds the socket's read turn.
     my_turn: bool,
-    /// Its last wait for a first datagram was shorter than `coalesce`.
-    dense: bool,
 }
 
 /// What a worker holds during a round (see the crate doc).
@@ -945,6 +965,12 @@ struct Round {
     handled: usize,
     /// A datagram was received in this round, so the worker reads on without waiting.
     open: bool,
+    /// When the round took its first datagram.
+    started: Option<Instant>,
+    /// The worker lingered before the round's first read.
+    after_linger: bool,
+    /// Whether to linger after the round (see pace.rs).
+    pace: Pace,
 }
 
 /// Pause, resume, stop and read the counters of a running server, from any thread. Cheap to clone.

@@ -616,3 +616,26 @@ fn broadcast_reply_leaves_through_the_interface_the_request_came_in_on() {
     );
     assert_eq!((counters.sent, counters.send_errors), (1, 0));
 }
+
+#[test]
+fn datagrams_without_a_backlog_are_answered_without_lingering() {
+    // A linger far longer than the client's patience: a worker that lingered after a round would
+    // leave the next datagram unanswered until the client gives up. Datagrams 20 ms apart, each
+    // sent after the previous reply, are no backlog (pace.rs): each is answered as it comes.
+    let log = Log::default();
+    let config = ServerConfig {
+        coalesce: PATIENCE * 4,
+        ..loopback_config(1)
+    };
+    let (server, addr) = start_recorded(config, EchoHandler::new(log.clone()), &log);
+    let client = client();
+    for n in 0..5 {
+        let payload = format!("lone {n}");
+        client.send_to(payload.as_bytes(), addr).unwrap();
+        let (reply, _) = recv(&client);
+        assert_eq!(reply, format!("re:{payload}").into_bytes());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let counters = stop_server(server);
+    assert_eq!((counters.received, counters.sent), (5, 5));
+}

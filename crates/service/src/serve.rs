@@ -60,9 +60,10 @@ pub struct ServeOptions {
     /// Capacity of the receive queue; one more datagram is dropped with DHCP_DROP_NOMEM.
     #[cfg_attr(feature = "clap", arg(long, value_name = "N", default_value_t = calloutd_server::DEFAULT_QUEUE_CAPACITY))]
     pub queue: usize,
-    /// While datagrams come densely, a worker that emptied its socket waits this many microseconds
-    /// before it reads again, so it then handles what came meanwhile in one round, with one wake-up
-    /// and one lease commit for all its ACKs (an ACK never leaves before its lease is committed).
+    /// While a backlog is building (datagrams arrive about as fast as a worker handles them), a
+    /// worker that emptied its socket waits this many microseconds before it reads again, so it then
+    /// handles what came meanwhile in one round, with one wake-up and one lease commit for all its
+    /// ACKs (an ACK never leaves before its lease is committed). Without a backlog nothing waits.
     /// 0: workers never wait; a round is what queued up on its own.
     #[cfg_attr(feature = "clap", arg(long, value_name = "US", default_value_t = calloutd_server::DEFAULT_COALESCE.as_micros() as u64))]
     pub coalesce_us: u64,
