@@ -704,7 +704,6 @@ impl Runtime {
                 self.end_round(handler, &mut round);
             }
             if let Some(job) = self.backlog.pop() {
-                round.started.get_or_insert_with(Instant::now);
                 let admission = self.admission(&job);
                 self.process(handler, job, admission, true, &mut round);
                 round.handled += 1;
@@ -720,12 +719,17 @@ impl Runtime {
                     round.open && inbox.full && self.receive(socket, index, &mut inbox, false);
                 if !more {
                     self.end_round(handler, &mut round);
-                    round.after_linger =
-                        self.read_next(socket, index, turn, &mut inbox, &mut reader, &round.pace);
+                    round.after_linger = self.read_next(
+                        socket,
+                        index,
+                        turn,
+                        &mut inbox,
+                        &mut reader,
+                        &mut round.pace,
+                    );
                 }
                 continue;
             };
-            round.started.get_or_insert_with(Instant::now);
             round.pace.arrived(job.arrived);
             round.open = true;
             round.handled += 1;
@@ -759,7 +763,7 @@ impl Runtime {
         turn: &ReadTurn,
         inbox: &mut Inbox,
         reader: &mut Reader,
-        pace: &Pace,
+        pace: &mut Pace,
     ) -> bool {
         if !reader.my_turn {
             reader.my_turn = turn.take(READ_TURN_PATIENCE) == Took::Turn;
@@ -769,7 +773,7 @@ impl Runtime {
             return false;
         }
         turn.waiting();
-        let linger = pace.linger() && !self.coalesce.is_zero();
+        let linger = !self.coalesce.is_zero() && pace.linger();
         if linger {
             thread::sleep(self.coalesce);
         }
@@ -794,13 +798,10 @@ impl Runtime {
     fn end_round<H: PacketHandler + ?Sized>(&self, handler: &H, round: &mut Round) {
         let handled = std::mem::take(&mut round.handled);
         let after_linger = std::mem::take(&mut round.after_linger);
-        let started = round.started.take();
         self.commit_round(handler, round);
-        if let Some(started) = started {
-            round
-                .pace
-                .round_done(started.elapsed(), handled, after_linger);
-        }
+        round
+            .pace
+            .round_done(pace::thread_cpu(), handled, after_linger);
     }
 
     /// The commit and send of [`Runtime::end_round`].
@@ -965,8 +966,6 @@ struct Round {
     handled: usize,
     /// A datagram was received in this round, so the worker reads on without waiting.
     open: bool,
-    /// When the round took its first datagram.
-    started: Option<Instant>,
     /// The worker lingered before the round's first read.
     after_linger: bool,
     /// Whether to linger after the round (see pace.rs).

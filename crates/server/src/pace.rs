@@ -5,13 +5,15 @@
 //! send for many datagrams) but adds up to the linger to each datagram's way. It pays only when
 //! datagrams come about as fast as a worker handles them: then they queue anyway and rounds without a
 //! linger would each handle one or two, at the full cost of a wake-up and a commit each. So a worker
-//! keeps two averages: the gap between arrivals (from the kernel's receive times) and its own handling
-//! time per datagram in rounds that did not follow a linger (a wake-up, the engine, the commit, the
-//! send: what a datagram costs when nothing is coalesced). It lingers when its handling time is at
+//! keeps two averages: the gap between arrivals (from the kernel's receive times) and its own CPU time
+//! per datagram in rounds that did not follow a linger (the read, the engine, the commit, the send:
+//! what a datagram costs when nothing is coalesced; CPU time, so a worker preempted on a busy machine
+//! does not look slow). It lingers when its handling time is at
 //! least [`ENTER`] of the gap (without lingering it would be busy that share of the time, and queueing
 //! builds), and stops when it falls below [`EXIT`] (hysteresis, so it does not flip every round).
-//! While it lingers, rounds cost less per datagram because they are larger, so the handling average
-//! is kept from the rounds before; the gap alone decides when to stop.
+//! While it lingers, rounds cost less per datagram because they are larger, so those rounds do not
+//! count; every [`PROBE`]th round it does not linger, and that round measures the cost again, so
+//! one costly moment cannot keep it lingering.
 //!
 //! At low rates (one datagram per round, the socket empty after it) nothing waits: the datagram is
 //! committed and answered at once, and the worker then waits in `recvmmsg` for the next.
@@ -24,6 +26,8 @@ pub(crate) const ENTER: f64 = 1.0 / 3.0;
 pub(crate) const EXIT: f64 = 1.0 / 4.0;
 /// Weight of a new sample in the averages (an exponentially weighted mean over ~16 samples).
 const WEIGHT: f64 = 1.0 / 16.0;
+/// While lingering, every this many rounds one round does not linger (see the module doc).
+pub(crate) const PROBE: u32 = 32;
 /// A gap longer than this is idleness, not a rate: it restarts the gap average from this value.
 const IDLE_GAP: Duration = Duration::from_millis(100);
 
@@ -35,7 +39,11 @@ pub(crate) struct Pace {
     /// Mean handling time per datagram in rounds that did not follow a linger, in seconds.
     cost: Option<f64>,
     last_arrival: Option<Instant>,
+    /// The thread's CPU clock when its last round ended.
+    last_end: Option<Duration>,
     lingering: bool,
+    /// Rounds since lingering started.
+    lingered: u32,
 }
 
 impl Pace {
@@ -54,20 +62,31 @@ impl Pace {
         self.decide();
     }
 
-    /// Notes a finished round: `busy` from its first datagram to its replies sent, `datagrams`
+    /// Notes a finished round: `cpu` the thread's CPU clock ([`thread_cpu`]) now, `datagrams`
     /// handled in it; `after_linger` when the worker lingered before the round's first read.
-    pub(crate) fn round_done(&mut self, busy: Duration, datagrams: usize, after_linger: bool) {
-        if after_linger || datagrams == 0 {
+    pub(crate) fn round_done(&mut self, cpu: Duration, datagrams: usize, after_linger: bool) {
+        if datagrams == 0 {
+            // What an empty round cost counts with the next one.
             return;
         }
-        let per = busy.as_secs_f64() / datagrams as f64;
+        let Some(last) = self.last_end.replace(cpu) else {
+            return;
+        };
+        if after_linger {
+            return;
+        }
+        let per = cpu.saturating_sub(last).as_secs_f64() / datagrams as f64;
         self.cost = Some(mean(self.cost, per));
         self.decide();
     }
 
-    /// Whether the worker should linger before its next read.
-    pub(crate) fn linger(&self) -> bool {
-        self.lingering
+    /// Whether the worker should linger before its next read (asked once per round).
+    pub(crate) fn linger(&mut self) -> bool {
+        if !self.lingering {
+            return false;
+        }
+        self.lingered = self.lingered.wrapping_add(1);
+        self.lingered % PROBE != 0
     }
 
     fn decide(&mut self) {
@@ -76,12 +95,33 @@ impl Pace {
             return;
         };
         let share = if gap > 0.0 { cost / gap } else { f64::INFINITY };
-        self.lingering = if self.lingering {
+        let lingering = if self.lingering {
             share >= EXIT
         } else {
             share >= ENTER
         };
+        if lingering != self.lingering {
+            self.lingered = 0;
+        }
+        self.lingering = lingering;
     }
+}
+
+/// The calling thread's CPU time, the clock of [`Pace::round_done`]; 0 when unavailable, which
+/// never lingers.
+#[cfg(unix)]
+pub(crate) fn thread_cpu() -> Duration {
+    use nix::time::{clock_gettime, ClockId};
+    clock_gettime(ClockId::CLOCK_THREAD_CPUTIME_ID)
+        .map(Duration::from)
+        .unwrap_or_default()
+}
+
+/// The wall clock where no thread CPU clock is at hand (a preempted round then looks slower).
+#[cfg(not(unix))]
+pub(crate) fn thread_cpu() -> Duration {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    START.get_or_init(Instant::now).elapsed()
 }
 
 fn mean(old: Option<f64>, sample: f64) -> f64 {
@@ -97,14 +137,23 @@ mod tests {
 
     const US: Duration = Duration::from_micros(1);
 
-    /// Feeds `n` arrivals `gap` apart and, after each, a round of one datagram taking `busy`.
-    fn steady(pace: &mut Pace, start: Instant, n: u32, gap: Duration, busy: Duration) -> Instant {
+    /// Feeds `n` arrivals `gap` apart and, after each, a round of one datagram costing `busy`
+    /// (`cpu` the thread's CPU clock, advanced by it).
+    fn steady(
+        pace: &mut Pace,
+        start: Instant,
+        cpu: &mut Duration,
+        n: u32,
+        gap: Duration,
+        busy: Duration,
+    ) -> Instant {
         let mut at = start;
         for _ in 0..n {
             at += gap;
             pace.arrived(at);
             let lingered = pace.linger();
-            pace.round_done(busy, 1, lingered);
+            *cpu += busy;
+            pace.round_done(*cpu, 1, lingered);
         }
         at
     }
@@ -112,8 +161,12 @@ mod tests {
     #[test]
     fn a_lone_datagram_never_waits() {
         let mut pace = Pace::default();
-        pace.arrived(Instant::now());
+        let at = Instant::now();
+        pace.arrived(at);
         pace.round_done(30 * US, 1, false);
+        assert!(!pace.linger());
+        pace.arrived(at + Duration::from_millis(20));
+        pace.round_done(60 * US, 1, false);
         assert!(!pace.linger());
     }
 
@@ -121,30 +174,59 @@ mod tests {
     fn low_rate_does_not_linger() {
         // 2 000 datagrams/s (1 000 exchanges/s), 30 µs each: busy 6 % of the time.
         let mut pace = Pace::default();
-        steady(&mut pace, Instant::now(), 200, 500 * US, 30 * US);
+        steady(
+            &mut pace,
+            Instant::now(),
+            &mut Duration::ZERO,
+            200,
+            500 * US,
+            30 * US,
+        );
         assert!(!pace.linger());
     }
 
     #[test]
     fn a_building_backlog_lingers_and_a_falling_rate_stops_it() {
         let mut pace = Pace::default();
+        let mut cpu = Duration::ZERO;
         // 16 000 datagrams/s, 30 µs each: busy about half of the time.
-        let at = steady(&mut pace, Instant::now(), 200, 62 * US, 30 * US);
+        let at = steady(&mut pace, Instant::now(), &mut cpu, 200, 62 * US, 30 * US);
         assert!(pace.linger());
         // Rounds after a linger are cheaper per datagram: that alone must not stop it.
         for _ in 0..50 {
-            pace.round_done(2 * US, 16, true);
+            cpu += 32 * US;
+            pace.round_done(cpu, 16, true);
         }
         assert!(pace.linger());
         // The rate falls to 2 000 datagrams/s.
-        steady(&mut pace, at, 200, 500 * US, 30 * US);
+        steady(&mut pace, at, &mut cpu, 200, 500 * US, 30 * US);
+        assert!(!pace.linger());
+    }
+
+    #[test]
+    fn one_costly_moment_does_not_keep_it_lingering() {
+        // 2 000 datagrams/s; a burst of costly rounds (a checkpoint, a slow hook) makes it linger.
+        let mut pace = Pace::default();
+        let mut cpu = Duration::ZERO;
+        let at = steady(&mut pace, Instant::now(), &mut cpu, 50, 500 * US, 30 * US);
+        let at = steady(&mut pace, at, &mut cpu, 50, 500 * US, 2_000 * US);
+        assert!(pace.linger());
+        // Rounds after a linger do not count, but every PROBE-th round measures again.
+        steady(&mut pace, at, &mut cpu, PROBE * 200, 500 * US, 30 * US);
         assert!(!pace.linger());
     }
 
     #[test]
     fn idleness_is_not_a_rate() {
         let mut pace = Pace::default();
-        let at = steady(&mut pace, Instant::now(), 200, 62 * US, 30 * US);
+        let at = steady(
+            &mut pace,
+            Instant::now(),
+            &mut Duration::ZERO,
+            200,
+            62 * US,
+            30 * US,
+        );
         assert!(pace.linger());
         // One datagram after a second of silence: the gap average restarts, the worker does not
         // linger after it.
