@@ -86,7 +86,7 @@ impl Pace {
             return false;
         }
         self.lingered = self.lingered.wrapping_add(1);
-        self.lingered % PROBE != 0
+        !self.lingered.is_multiple_of(PROBE)
     }
 
     fn decide(&mut self) {
@@ -177,7 +177,7 @@ mod tests {
         steady(
             &mut pace,
             Instant::now(),
-            &mut Duration::ZERO,
+            &mut Duration::default(),
             200,
             500 * US,
             30 * US,
@@ -222,7 +222,7 @@ mod tests {
         let at = steady(
             &mut pace,
             Instant::now(),
-            &mut Duration::ZERO,
+            &mut Duration::default(),
             200,
             62 * US,
             30 * US,
