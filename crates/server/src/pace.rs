@@ -227,7 +227,7 @@ mod tests {
             &mut Duration::default(),
             200,
             62 * US,
-            30 * US,
+            50 * US,
         );
         assert!(pace.linger());
         // One datagram after a second of silence: the gap average restarts, the worker does not
