@@ -27,6 +27,13 @@ fn engine() -> &'static Engine {
     })
 }
 
-fuzz_target!(|data: &[u8]| {
-    calloutd_fuzz::run(engine(), data);
-});
+fuzz_target!(
+    // Building the fixture with gcc takes seconds: done before the first input, whose time is
+    // limited.
+    init: {
+        engine();
+    },
+    |data: &[u8]| {
+        calloutd_fuzz::run(engine(), data);
+    }
+);

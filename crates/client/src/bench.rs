@@ -1236,7 +1236,7 @@ mod tests {
         assert_eq!(reply.xid, 0xaabbccdd);
         assert_eq!(reply.chaddr, vec![2, 0xcd, 0, 0, 0, 7]);
         assert_eq!(reply.giaddr, Ipv4Addr::new(127, 0, 0, 2));
-        assert_eq!(reply.option(50).unwrap().value, "10.0.0.9");
+        assert_eq!(reply.option(50).unwrap().value(), "10.0.0.9");
         assert_eq!(reply.server_id, Some(Ipv4Addr::new(10, 0, 0, 1)));
         let summary = scan_reply(&reply.raw).unwrap();
         assert_eq!(summary.message_type, 3);

@@ -402,7 +402,7 @@ fn nak_reason(reply: &Reply) -> String {
         .or_else(|| reply.from.map(|f| f.to_string()))
         .unwrap_or_else(|| "the server".into());
     match reply.option(56) {
-        Some(message) => format!("NAK from {server}: {}", message.value),
+        Some(message) => format!("NAK from {server}: {}", message.value()),
         None => format!("NAK from {server}"),
     }
 }
@@ -428,7 +428,9 @@ fn render_reply(reply: &Reply, offer: Option<&Reply>, json: bool) -> Option<Stri
     for option in &reply.options {
         text.push_str(&format!(
             "\n  {:>3} {}: {}",
-            option.code, option.name, option.value
+            option.code,
+            option.name(),
+            option.value()
         ));
     }
     Some(text)

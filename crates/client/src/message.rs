@@ -275,39 +275,39 @@ pub fn encode_request(id: &Identity<'_>, out: &Outgoing) -> Result<Vec<u8>, Clie
     Ok(bytes)
 }
 
-/// One option of a reply, as it came on the wire and as dhcproto understands it.
+/// One option of a reply, as it came on the wire. Its name, typed value and rendering are made on
+/// demand: decoding a reply (the harness does it for every exchange) only splits the options.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DecodedOption {
     /// Option code.
     pub code: u8,
-    /// dhcproto's name for the code (`SubnetMask`, `ServerIdentifier`...), or `Option<N>`.
-    pub name: String,
     /// Payload bytes (concatenated when the option was split, RFC 3396).
     pub data: Vec<u8>,
-    /// dhcproto's typed value, `None` when dhcproto rejects the payload.
-    pub typed: Option<DhcpOption>,
-    /// A readable rendering of the value (addresses dotted, strings quoted, otherwise hex).
-    pub value: String,
 }
 
 impl DecodedOption {
     fn new(code: u8, data: Vec<u8>) -> Self {
-        let option_code = OptionCode::from(code);
-        let name = match option_code {
+        DecodedOption { code, data }
+    }
+
+    /// dhcproto's name for the code (`SubnetMask`, `ServerIdentifier`...), or `Option<N>`.
+    pub fn name(&self) -> String {
+        match OptionCode::from(self.code) {
             OptionCode::Unknown(n) => format!("Option{n}"),
             known => format!("{known:?}"),
-        };
-        let typed = decode_typed(code, &data);
-        let value = match &typed {
-            Some(option) => pretty_value(option, &data),
-            None => format!("invalid: {}", to_hex(&data)),
-        };
-        DecodedOption {
-            code,
-            name,
-            data,
-            typed,
-            value,
+        }
+    }
+
+    /// dhcproto's typed value, `None` when dhcproto rejects the payload.
+    pub fn typed(&self) -> Option<DhcpOption> {
+        decode_typed(self.code, &self.data)
+    }
+
+    /// A readable rendering of the value (addresses dotted, strings quoted, otherwise hex).
+    pub fn value(&self) -> String {
+        match &self.typed() {
+            Some(option) => pretty_value(option, &self.data),
+            None => format!("invalid: {}", to_hex(&self.data)),
         }
     }
 
@@ -315,9 +315,9 @@ impl DecodedOption {
     pub fn to_json(&self) -> Value {
         json!({
             "code": self.code,
-            "name": self.name,
+            "name": self.name(),
             "hex": to_hex(&self.data),
-            "value": self.value,
+            "value": self.value(),
         })
     }
 }
@@ -494,7 +494,7 @@ impl Reply {
         let message_type = options
             .iter()
             .find(|o| o.code == 53)
-            .and_then(|o| match o.typed {
+            .and_then(|o| match o.typed() {
                 Some(DhcpOption::MessageType(kind)) => Some(kind),
                 _ => None,
             });
@@ -769,7 +769,7 @@ mod tests {
         let reply = Reply::decode(&raw, None).unwrap();
         assert_eq!(reply.message_type, Some(MessageType::Ack));
         assert_eq!(reply.yiaddr, Ipv4Addr::new(10, 0, 0, 7));
-        assert_eq!(reply.option(12).unwrap().value, "\"abc\"");
+        assert_eq!(reply.option(12).unwrap().value(), "\"abc\"");
         assert_eq!(reply.lease_time, Some(3600));
         assert_eq!(reply.server_id, Some(Ipv4Addr::new(10, 0, 0, 1)));
         assert_eq!(reply.file, None);

@@ -73,7 +73,7 @@ fn dora_in_relay_mode_sets_giaddr_and_receives_on_it() {
         (dora.reply.lease_time, dora.reply.t1, dora.reply.t2),
         (Some(LEASE), Some(LEASE / 2), Some(LEASE * 7 / 8))
     );
-    assert_eq!(dora.reply.option(1).unwrap().value, "255.255.255.0");
+    assert_eq!(dora.reply.option(1).unwrap().value(), "255.255.255.0");
     assert_eq!(
         dora.reply.option(61).unwrap().data,
         vec![1, 2, 0, 0, 0, 0, 7]
@@ -217,7 +217,7 @@ fn bootp_with_and_without_cookie() {
     assert_eq!(with.message_type, None);
     assert_eq!(with.type_name(), "BOOTREPLY");
     assert!(with.magic_cookie);
-    assert_eq!(with.option(1).unwrap().value, "255.255.255.0");
+    assert_eq!(with.option(1).unwrap().value(), "255.255.255.0");
     assert_eq!(with.yiaddr, Ipv4Addr::new(198, 18, 0, 13));
     let without = client.bootp(false).unwrap();
     assert!(!without.magic_cookie);

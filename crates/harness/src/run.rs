@@ -203,10 +203,12 @@ fn run_step(
                 Action::Send { runtime_drop, .. } => *runtime_drop,
                 _ => None,
             };
-            let delivery = net.deliver(datagram, runtime_drop);
+            let mut delivery = net.deliver(datagram, runtime_drop);
             remember(&mut states[*client], &delivery);
             let summary = format!("{} {described} -> {}", c.name, outcome_text(&delivery));
-            (summary, delivery.calls.clone(), Some(delivery))
+            // The step report keeps the calls; the delivery need not keep a copy.
+            let calls = std::mem::take(&mut delivery.calls);
+            (summary, calls, Some(delivery))
         }
         Action::Raw(bytes) => {
             let datagram = net.datagram(
@@ -214,9 +216,10 @@ fn run_step(
                 SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 68),
                 true,
             );
-            let delivery = net.deliver(datagram, None);
+            let mut delivery = net.deliver(datagram, None);
             let summary = format!("raw {} bytes -> {}", bytes.len(), outcome_text(&delivery));
-            (summary, delivery.calls.clone(), Some(delivery))
+            let calls = std::mem::take(&mut delivery.calls);
+            (summary, calls, Some(delivery))
         }
         Action::Pause => ("pause".to_string(), net.pause(), None),
         Action::Continue => ("continue".to_string(), net.resume(), None),
@@ -439,24 +442,39 @@ fn short_drop(reason: DropReason) -> &'static str {
 
 /// One hook call, short: `AddressOffer(NEW)`.
 pub fn call_text(record: &TraceRecord) -> String {
-    let mut text = record.hook.trace_name().to_string();
+    let mut text = String::new();
+    push_call_text(&mut text, record);
+    text
+}
+
+/// Appends [`call_text`] to `text` (one string per step, not one per call: every step makes it).
+fn push_call_text(text: &mut String, record: &TraceRecord) {
+    text.push_str(record.hook.trace_name());
     if record.hook != HookName::PktSend {
         if let Some(code) = record.code {
+            text.push('(');
             match code_name(record.hook, code) {
-                Some(name) => text.push_str(&format!("({name})")),
-                None => text.push_str(&format!("({code})")),
+                Some(name) => text.push_str(name),
+                None => text.push_str(&code.to_string()),
             }
+            text.push(')');
         }
     }
     // A fault (a broken buffer rule, a crash, a call not delivered) or misbehaviour: look here.
     if !record.misbehaviour.is_empty() || record.fault.is_some() {
         text.push('!');
     }
-    text
 }
 
 fn hooks_text(calls: &[TraceRecord]) -> String {
-    calls.iter().map(call_text).collect::<Vec<_>>().join(" ")
+    let mut text = String::with_capacity(calls.len() * 24);
+    for (i, call) in calls.iter().enumerate() {
+        if i > 0 {
+            text.push(' ');
+        }
+        push_call_text(&mut text, call);
+    }
+    text
 }
 
 fn spec_text(spec: &HookSpec) -> String {
@@ -550,7 +568,7 @@ fn check(
             if !ok {
                 let got = match got {
                     None => "absent".to_string(),
-                    Some(o) => format!("{} ({})", calloutd_client::to_hex(&o.data), o.value),
+                    Some(o) => format!("{} ({})", calloutd_client::to_hex(&o.data), o.value()),
                 };
                 let wanted = match wanted {
                     OptionExpect::Present => "present".to_string(),

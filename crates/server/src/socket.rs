@@ -3,6 +3,7 @@
 //! and sending from the right source. This file is the Linux implementation; `socket/windows.rs`
 //! gives Windows the same surface on Winsock.
 
+mod setup;
 #[cfg(windows)]
 mod windows;
 #[cfg(windows)]
@@ -27,7 +28,7 @@ use nix::sys::socket::{
     MsgFlags, MultiHeaders, RecvMsg, SockaddrIn,
 };
 #[cfg(unix)]
-use socket2::{Domain, Protocol, Socket, Type};
+use socket2::Socket;
 
 use crate::ServerError;
 
@@ -157,20 +158,12 @@ impl ServerSocket {
         device: Option<&str>,
         recv_buffer: Option<usize>,
     ) -> Result<Self, ServerError> {
-        let what = match device {
+        let setup = setup::SocketSetup::new(match device {
             Some(name) => format!("interface {name} ({addr})"),
             None => addr.to_string(),
-        };
-        let fail = |step: &'static str| {
-            let what = what.clone();
-            move |source: io::Error| ServerError::Socket { what, step, source }
-        };
-        let socket =
-            Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP)).map_err(fail("socket"))?;
-        socket
-            .set_reuse_address(true)
-            .map_err(fail("SO_REUSEADDR"))?;
-        socket.set_broadcast(true).map_err(fail("SO_BROADCAST"))?;
+        });
+        let fail = |step| setup.fail(step);
+        let socket = setup.udp_socket()?;
         setsockopt(&socket, sockopt::Ipv4PacketInfo, &true)
             .map_err(|errno| fail("IP_PKTINFO")(io::Error::from(errno)))?;
         // The kernel's receive time says how long a datagram waited in the socket buffer.
@@ -183,20 +176,11 @@ impl ServerSocket {
                 .bind_device(Some(name.as_bytes()))
                 .map_err(fail("SO_BINDTODEVICE"))?;
         }
-        if let Some(bytes) = recv_buffer {
-            socket
-                .set_recv_buffer_size(bytes)
-                .map_err(fail("SO_RCVBUF"))?;
-        }
+        setup.recv_buffer(&socket, recv_buffer)?;
         socket
             .set_read_timeout(Some(RECV_POLL))
             .map_err(fail("SO_RCVTIMEO"))?;
-        socket.bind(&addr.into()).map_err(fail("bind"))?;
-        let local = socket
-            .local_addr()
-            .map_err(fail("getsockname"))?
-            .as_socket_ipv4()
-            .ok_or_else(|| fail("getsockname")(io::Error::other("not an IPv4 address")))?;
+        let local = setup.bind(&socket, addr)?;
         Ok(ServerSocket {
             socket,
             local,

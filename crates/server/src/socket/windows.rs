@@ -14,7 +14,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use calloutd_win32::{Datagram, PktInfoSocket, Ready};
-use socket2::{Domain, Protocol, Socket, Type};
+use socket2::Socket;
 
 use super::{Outgoing, Received, DATAGRAM_BUFFER, RECV_BATCH, RECV_POLL};
 use crate::ServerError;
@@ -69,31 +69,16 @@ impl ServerSocket {
         addr: SocketAddrV4,
         recv_buffer: Option<usize>,
     ) -> Result<Self, ServerError> {
-        let what = addr.to_string();
-        let fail = |step: &'static str| {
-            let what = what.clone();
-            move |source: io::Error| ServerError::Socket { what, step, source }
-        };
-        let socket =
-            Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP)).map_err(fail("socket"))?;
-        socket
-            .set_reuse_address(true)
-            .map_err(fail("SO_REUSEADDR"))?;
-        socket.set_broadcast(true).map_err(fail("SO_BROADCAST"))?;
-        if let Some(bytes) = recv_buffer {
-            socket
-                .set_recv_buffer_size(bytes)
-                .map_err(fail("SO_RCVBUF"))?;
-        }
-        let pktinfo = PktInfoSocket::new(socket.as_socket()).map_err(|(step, e)| fail(step)(e))?;
+        let setup = super::setup::SocketSetup::new(addr.to_string());
+        let socket = setup.udp_socket()?;
+        setup.recv_buffer(&socket, recv_buffer)?;
+        let pktinfo =
+            PktInfoSocket::new(socket.as_socket()).map_err(|(step, e)| setup.fail(step)(e))?;
         // Receives wait in WSAPoll (RECV_POLL at most), never in the receive itself.
-        socket.set_nonblocking(true).map_err(fail("FIONBIO"))?;
-        socket.bind(&addr.into()).map_err(fail("bind"))?;
-        let local = socket
-            .local_addr()
-            .map_err(fail("getsockname"))?
-            .as_socket_ipv4()
-            .ok_or_else(|| fail("getsockname")(io::Error::other("not an IPv4 address")))?;
+        socket
+            .set_nonblocking(true)
+            .map_err(setup.fail("FIONBIO"))?;
+        let local = setup.bind(&socket, addr)?;
         Ok(ServerSocket {
             socket,
             pktinfo,
