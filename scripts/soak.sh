@@ -76,37 +76,17 @@ EOF
 
 srv_pid=
 reader_pid=
+# shellcheck source=scripts/lib/netns-pair.sh
+. scripts/lib/netns-pair.sh
 cleanup() {
     set +e
-    for ns in "$srv_ns" "$gen_ns"; do
-        for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -TERM "$pid" 2>/dev/null; done
-    done
-    for _ in $(seq 50); do
-        [ -z "$(ip netns pids "$srv_ns" 2>/dev/null)$(ip netns pids "$gen_ns" 2>/dev/null)" ] && break
-        sleep 0.1
-    done
-    for ns in "$srv_ns" "$gen_ns"; do
-        for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$pid" 2>/dev/null; done
-        ip netns del "$ns" 2>/dev/null
-    done
+    netns_pair_down
     [ -n "$reader_pid" ] && kill "$reader_pid" 2>/dev/null
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-ip netns add "$srv_ns"
-ip netns add "$gen_ns"
-ip link add "$srv_if" netns "$srv_ns" type veth peer name "$gen_if" netns "$gen_ns"
-ip -n "$srv_ns" link set lo up
-ip -n "$gen_ns" link set lo up
-ip -n "$srv_ns" addr add "$srv_ip/16" dev "$srv_if"
-ip -n "$gen_ns" addr add "$gen_ip/16" dev "$gen_if"
-ip -n "$srv_ns" link set "$srv_if" up
-ip -n "$gen_ns" link set "$gen_if" up
-for _ in $(seq 50); do
-    ip netns exec "$gen_ns" ping -c1 -W1 "$srv_ip" >/dev/null 2>&1 && break
-    sleep 0.1
-done
+netns_pair_up
 
 # The server's trace goes into a FIFO; this reader keeps one histogram of call durations per hook
 # (exact microsecond counts) and writes them out at the end of the stream.
