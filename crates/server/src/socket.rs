@@ -356,15 +356,8 @@ impl ServerSocket {
         source: Ipv4Addr,
         ifindex: i32,
     ) -> Option<libc::in_pktinfo> {
-        let bound = *self.local.ip();
-        let spec_dst = if bound.is_unspecified() {
-            source
-        } else {
-            bound
-        };
-        let ifindex = if dest.ip().is_broadcast() { ifindex } else { 0 };
-        let pin_source = bound.is_unspecified() && !spec_dst.is_unspecified();
-        (ifindex != 0 || pin_source).then(|| libc::in_pktinfo {
+        let (spec_dst, ifindex) = setup::send_path(*self.local.ip(), dest, source, ifindex)?;
+        Some(libc::in_pktinfo {
             ipi_ifindex: ifindex,
             ipi_spec_dst: libc::in_addr {
                 s_addr: u32::from(spec_dst).to_be(),

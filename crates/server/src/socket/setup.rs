@@ -3,7 +3,7 @@
 //! becomes a [`ServerError::Socket`] naming the socket and the step.
 
 use std::io;
-use std::net::SocketAddrV4;
+use std::net::{Ipv4Addr, SocketAddrV4};
 
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -69,4 +69,24 @@ impl SocketSetup {
             .as_socket_ipv4()
             .ok_or_else(|| self.fail("getsockname")(io::Error::other("not an IPv4 address")))
     }
+}
+
+/// The packet info a reply is sent with, on a socket bound to `bound`: the source address to pin
+/// and the interface index to leave through, or `None` when the kernel's choice is right. A
+/// broadcast leaves through `ifindex` (the interface the request came in on); a unicast follows the
+/// routing table. On a socket bound to an address, that address is the source.
+pub(super) fn send_path(
+    bound: Ipv4Addr,
+    dest: SocketAddrV4,
+    source: Ipv4Addr,
+    ifindex: i32,
+) -> Option<(Ipv4Addr, i32)> {
+    let spec_dst = if bound.is_unspecified() {
+        source
+    } else {
+        bound
+    };
+    let ifindex = if dest.ip().is_broadcast() { ifindex } else { 0 };
+    let pin_source = bound.is_unspecified() && !spec_dst.is_unspecified();
+    (ifindex != 0 || pin_source).then_some((spec_dst, ifindex))
 }

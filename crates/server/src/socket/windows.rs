@@ -216,19 +216,8 @@ impl ServerSocket {
         source: Ipv4Addr,
         ifindex: i32,
     ) -> Option<(Ipv4Addr, u32)> {
-        let bound = *self.local.ip();
-        let spec_dst = if bound.is_unspecified() {
-            source
-        } else {
-            bound
-        };
-        let ifindex = if dest.ip().is_broadcast() {
-            u32::try_from(ifindex).unwrap_or(0)
-        } else {
-            0
-        };
-        let pin_source = bound.is_unspecified() && !spec_dst.is_unspecified();
-        (ifindex != 0 || pin_source).then_some((spec_dst, ifindex))
+        let (spec_dst, ifindex) = super::setup::send_path(*self.local.ip(), dest, source, ifindex)?;
+        Some((spec_dst, u32::try_from(ifindex).unwrap_or(0)))
     }
 
     /// Sends `replies` in order, one `WSASendMsg` each (Windows has no sendmmsg); `results` gets one
