@@ -47,8 +47,10 @@ pub struct ServeOptions {
     /// Create the folder of --lease-db when it does not exist.
     #[cfg_attr(feature = "clap", arg(long))]
     pub create_dirs: bool,
-    /// Where Windows paths from the registry (DatabasePath, DhcpLogFilePath) are mapped on this host
-    /// (default: /var/lib/calloutd for root, else $XDG_DATA_HOME/calloutd or ~/.local/share/calloutd).
+    /// Where the lease database, its backups and the audit log go when the registry does not set
+    /// DatabasePath/BackupDatabasePath/DhcpLogFilePath (on every OS), and where Windows paths it
+    /// sets are mapped on a non-Windows host (default: /var/lib/calloutd for root, else
+    /// $XDG_DATA_HOME/calloutd or ~/.local/share/calloutd; on Windows %ProgramData%\calloutd).
     #[cfg_attr(feature = "clap", arg(long, value_name = "DIR"))]
     pub data_dir: Option<PathBuf>,
     /// Write one JSON line per hook call to FILE (schema in the README).
@@ -451,7 +453,7 @@ pub fn serve(args: ServeOptions) -> Result<(), String> {
 
 /// `<DatabasePath>/<DatabaseName stem>.sqlite3`, with Windows paths mapped under the data directory.
 fn default_lease_db(params: &calloutd_registry::Parameters, data_dir: &Path) -> PathBuf {
-    let folder = calloutd_registry::expand_path(params.database_path_or_default(), data_dir);
+    let folder = params.database_folder(data_dir);
     if folder.mapped {
         info!(
             "DatabasePath {} is mapped to {}",
@@ -497,7 +499,7 @@ fn backup_file(
     data_dir: &Path,
     lease_db: &Path,
 ) -> Option<PathBuf> {
-    let folder = calloutd_registry::expand_path(params.backup_database_path_or_default(), data_dir);
+    let folder = params.backup_folder(data_dir);
     if let Err(e) = std::fs::create_dir_all(&folder.path) {
         warn!(
             "no lease backups: cannot create the backup folder {} (BackupDatabasePath {}): {e}",
@@ -558,7 +560,7 @@ fn open_audit_log(
         info!("ActivityLogFlag is 0: no audit log");
         return Ok(None);
     }
-    let folder = calloutd_registry::expand_path(params.dhcp_log_file_path_or_default(), data_dir);
+    let folder = params.dhcp_log_folder(data_dir);
     match AuditLog::from_settings(true, &folder.path, limits) {
         Ok(log) => {
             info!(
