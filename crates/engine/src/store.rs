@@ -902,6 +902,7 @@ pub(crate) mod testing {
     }
 
     /// Runs `chattr FLAG PATH` (e2fsprogs), never while a store opens.
+    #[cfg(unix)]
     pub(crate) fn chattr(flag: &str, path: &Path) -> std::io::Result<std::process::ExitStatus> {
         let _no_open = SPAWNING.lock().unwrap_or_else(|p| p.into_inner());
         std::process::Command::new("chattr")
@@ -913,7 +914,9 @@ pub(crate) mod testing {
 
 #[cfg(test)]
 mod tests {
-    use super::testing::{chattr, open_store};
+    #[cfg(unix)]
+    use super::testing::chattr;
+    use super::testing::open_store;
     use super::*;
     use std::sync::Arc;
 

@@ -59,6 +59,11 @@ pub struct ServeOptions {
     /// Worker threads (default: one per CPU).
     #[cfg_attr(feature = "clap", arg(long, value_name = "N", default_value_t = 0))]
     pub workers: usize,
+    /// Pin each worker thread to one CPU: `isolate` (with an isolated callout whose host can follow
+    /// it: the native host, not wine), `always` or `never`. The host's thread then runs on its
+    /// worker's CPU, so a hook call switches threads on one CPU instead of waking another.
+    #[cfg_attr(feature = "clap", arg(long, value_enum, value_name = "WHEN", default_value_t = PinWorkersArg::Isolate))]
+    pub pin_workers: PinWorkersArg,
     /// Capacity of the receive queue; one more datagram is dropped with DHCP_DROP_NOMEM.
     #[cfg_attr(feature = "clap", arg(long, value_name = "N", default_value_t = calloutd_server::DEFAULT_QUEUE_CAPACITY))]
     pub queue: usize,
@@ -111,6 +116,19 @@ pub struct ServeOptions {
     /// period), or `release` (also directly before a RELEASE or DECLINE removes a lease).
     #[cfg_attr(feature = "clap", arg(long, value_enum, value_name = "WHEN", default_value_t = DeleteClientArg::Expiry))]
     pub delete_client_on: DeleteClientArg,
+}
+
+/// `--pin-workers`: when worker threads are pinned to CPUs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+pub enum PinWorkersArg {
+    /// With an isolated callout whose host threads follow their callers' CPUs.
+    #[default]
+    Isolate,
+    /// Always.
+    Always,
+    /// Never.
+    Never,
 }
 
 /// `--delete-client-on`: which removals of a lease call DeleteClient.
@@ -335,6 +353,7 @@ pub fn serve(args: ServeOptions) -> Result<(), String> {
             "audit_log": audit.as_ref().map(|a| a.dir().to_path_buf()),
             "trace": args.trace,
             "workers": args.workers,
+            "pin_workers": format!("{:?}", args.pin_workers).to_lowercase(),
             "queue": args.queue,
             "coalesce_us": args.coalesce_us,
             "cleanup_interval_secs": cleanup.as_secs(),
@@ -353,6 +372,14 @@ pub fn serve(args: ServeOptions) -> Result<(), String> {
         workers: args.workers,
         queue_capacity: args.queue,
         coalesce: std::time::Duration::from_micros(args.coalesce_us),
+        pin_workers: match args.pin_workers {
+            PinWorkersArg::Always => true,
+            PinWorkersArg::Never => false,
+            PinWorkersArg::Isolate => matches!(
+                &callout,
+                Some(LoadedCallout::Isolated(c)) if c.follows_pinned_callers()
+            ),
+        },
         handle_signals: true,
         summary: Some(Arc::new({
             let backend = backend.clone();

@@ -3,6 +3,7 @@
 //! its own by calling the in-process [`Callout`] methods, so buffers, guard zones, swapped-buffer
 //! copy-out, `PktContext`, `ProcessIt` and fault detection are those of in-process mode.
 
+use super::affinity::Follower;
 #[cfg(unix)]
 use super::shm::{futex_wait, futex_wake};
 use super::shm::{host_state, state, status, Region, Spinner, SLOT_DATA};
@@ -261,6 +262,7 @@ fn serve_slot(region: &Region, i: usize, callout: &Callout, bells: Option<&HostB
     SLOT.with(|s| s.set(i as u32 + 1));
     let mut packet = Vec::with_capacity(SLOT_DATA);
     let mut spinner = Spinner::default();
+    let mut follower = Follower::default();
     loop {
         // The next hook of a packet often follows within microseconds: a short spin saves the
         // sleep and the wake-up; a long one would take the CPU from the server that posts it.
@@ -277,6 +279,7 @@ fn serve_slot(region: &Region, i: usize, callout: &Callout, bells: Option<&HostB
             now = slot.state.load(Ordering::Acquire);
         }
         slot.state.store(state::RUNNING, Ordering::Release);
+        follower.follow(slot.caller_cpu.load(Ordering::Relaxed));
         serve_one(region, i, callout, &mut packet);
         slot.state.store(state::DONE, Ordering::Release);
         match bells {

@@ -497,6 +497,14 @@ impl IsolatedCallout {
         }
     }
 
+    /// Whether the host's threads move to the CPU of a caller pinned to one (the native host on
+    /// Linux; not a PE host under wine): then pinning the server's workers makes a hook call a
+    /// switch on one CPU.
+    pub fn follows_pinned_callers(&self) -> bool {
+        cfg!(target_os = "linux")
+            && matches!(&*lock(&self.shared.phase), Phase::Up(host) if host.bells.is_none())
+    }
+
     /// The `CalloutDlls` entry this callout was loaded from.
     pub fn entry(&self) -> &str {
         &self.shared.entry
@@ -1370,6 +1378,8 @@ fn post(
         .store(u32::from(call.scope.is_some()), Ordering::Relaxed);
     slot.ctx.store(call.ctx as u64, Ordering::Relaxed);
     slot.len.store(call.packet.len() as u32, Ordering::Relaxed);
+    slot.caller_cpu
+        .store(super::affinity::caller_cpu(), Ordering::Relaxed);
     region.write_data(index, call.packet);
     slot.state.store(state::REQUEST, Ordering::SeqCst);
     match &host.bells {
