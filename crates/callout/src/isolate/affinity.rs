@@ -113,6 +113,11 @@ impl Follower {
         self.apply(wanted);
     }
 
+    /// Whether this thread runs on its caller's CPU now.
+    pub(crate) fn following(&self) -> bool {
+        self.on.is_some()
+    }
+
     #[cfg(target_os = "linux")]
     fn apply(&mut self, wanted: Option<u32>) {
         use nix::sched::{sched_getaffinity, sched_setaffinity, CpuSet};

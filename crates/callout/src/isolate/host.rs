@@ -311,8 +311,13 @@ fn serve_slot(region: &Region, i: usize, callout: &Callout, bells: Option<&HostB
     let mut follower = Follower::default();
     loop {
         // The next hook of a packet often follows within microseconds: a short spin saves the
-        // sleep and the wake-up; a long one would take the CPU from the server that posts it.
-        let mut now = spinner.spin(&slot.state, |s| s != state::REQUEST);
+        // sleep and the wake-up; a long one would take the CPU from the server that posts it. On
+        // its caller's CPU (affinity.rs) the caller cannot post while this thread spins: no spin.
+        let mut now = if follower.following() {
+            slot.state.load(Ordering::Acquire)
+        } else {
+            spinner.spin(&slot.state, |s| s != state::REQUEST)
+        };
         while now != state::REQUEST {
             match bells {
                 // The reader unparks this thread for each doorbell byte of its slot.

@@ -3,7 +3,9 @@
 
 use super::bells::{Bells, MAX_SLOTS};
 use super::pe::{first_pe, windows_host};
-use super::shm::{futex_wait, futex_wake, host_state, state, status, Region, Spinner, SLOT_DATA};
+use super::shm::{
+    futex_wait, futex_wake, host_state, state, status, Region, Spinner, NOT_PINNED, SLOT_DATA,
+};
 use super::wire::{encode_locks, exception_name, hook_id, signal_name};
 use super::HostConfig;
 use super::{CrashPolicy, IsolateOptions};
@@ -1395,8 +1397,8 @@ fn post(
         .store(u32::from(call.scope.is_some()), Ordering::Relaxed);
     slot.ctx.store(call.ctx as u64, Ordering::Relaxed);
     slot.len.store(call.packet.len() as u32, Ordering::Relaxed);
-    slot.caller_cpu
-        .store(super::affinity::caller_cpu(), Ordering::Relaxed);
+    let caller_cpu = super::affinity::caller_cpu();
+    slot.caller_cpu.store(caller_cpu, Ordering::Relaxed);
     region.write_data(index, call.packet);
     slot.state.store(state::REQUEST, Ordering::SeqCst);
     match &host.bells {
@@ -1405,10 +1407,13 @@ fn post(
     }
     let deadline = Instant::now() + timeout;
     // A hook call of a quick DLL comes back within microseconds, sooner than a futex sleep and
-    // wake-up; the spin is bounded by time so a slow hook costs no more than it.
-    SPINNER.with_borrow_mut(|spinner| {
-        spinner.spin(&slot.state, |s| s == state::REQUEST || s == state::RUNNING)
-    });
+    // wake-up; the spin is bounded by time so a slow hook costs no more than it. A caller pinned
+    // to one CPU shares it with the host's thread (affinity.rs): its spin would only delay it.
+    if caller_cpu == NOT_PINNED {
+        SPINNER.with_borrow_mut(|spinner| {
+            spinner.spin(&slot.state, |s| s == state::REQUEST || s == state::RUNNING)
+        });
+    }
     loop {
         let now_state = slot.state.load(Ordering::SeqCst);
         match now_state {
