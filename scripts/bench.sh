@@ -35,6 +35,9 @@
 #                       run at the target point (8 000/s, 10 000 clients; default 4), so the ratio the
 #                       issue targets is a median of several runs instead of one run's noise
 #   BENCH_SECONDS       load period per run (default 5)
+#   BENCH_CALLOUTD_ARGS extra arguments for every `calloutd serve` of the run (space-separated, e.g.
+#                       "--coalesce-us 0" or "--pin-workers never"), to compare a setting against
+#                       the default in the same conditions; written into results.md
 #   BENCH_RATES, BENCH_CLIENTS (perfdhcp phase), BENCH_SCALE_LEASES (scale phase, total pre-existing
 #                       leases per run, default "200 10000 1000000"): space-separated lists
 #   BENCH_MAX_OUTSTANDING  calloutd bench's in-flight count (default 64)
@@ -54,6 +57,7 @@ cd "$(dirname "$0")/.."
 root=$PWD
 
 secs=${BENCH_SECONDS:-5}
+read -r -a calloutd_args <<<"${BENCH_CALLOUTD_ARGS:-}"
 read -r -a rates <<<"${BENCH_RATES:-1000 4000 8000 12000}"
 read -r -a client_counts <<<"${BENCH_CLIENTS:-200 10000}"
 read -r -a scale_leases <<<"${BENCH_SCALE_LEASES:-200 10000 1000000}"
@@ -231,7 +235,7 @@ start_server() {
             extra+=("$audit_opt" "$work/audit")
         fi
         ip netns exec "$srv_ns" "$calloutd" serve --reg "$reg" --scopes "$scopes" --interface "$srv_if" \
-            --lease-db "$db" "${extra[@]}" >>"$logfile" 2>&1 &
+            --lease-db "$db" "${extra[@]}" "${calloutd_args[@]}" >>"$logfile" 2>&1 &
         srv_pid=$!
         wait_ready "$srv_pid" "$logfile" "serving on" 600
         ;;
@@ -514,7 +518,7 @@ load_after=$(cut -d' ' -f1-3 /proc/loadavg)
     echo "kernel=$(uname -r)"
     echo "load_before=$load_before"
     echo "load_after=$load_after"
-    echo "calloutd=$(git describe --always --dirty 2>/dev/null || echo unknown)"
+    echo "calloutd=$(git describe --always --dirty 2>/dev/null || echo unknown)${BENCH_CALLOUTD_ARGS:+, serve $BENCH_CALLOUTD_ARGS}"
     echo "rustc=$(rustc --version | cut -d' ' -f2)"
     echo "kea=$(kea-dhcp4 -v 2>/dev/null | head -1)"
     echo "dnsmasq=$(dnsmasq --version | head -1 | awk '{print $3}')"

@@ -16,9 +16,16 @@
 #
 # The Rust standard library for the target comes from `rustup target add`. If rustup cannot download
 # it, the script says so and falls back to Debian's packages only: rustc-web, cargo-web and
-# rust-web-src (bookworm, Rust 1.96), building std for the target from source (-Zbuild-std, allowed
-# on a stable compiler by RUSTC_BOOTSTRAP=1). Debian has no prebuilt mingw Rust std. If neither
-# works, the script fails: the Windows build never silently disappears.
+# rust-web-src (bookworm-security, Rust 1.96), building std for the target from source
+# (-Zbuild-std, allowed on a stable compiler by RUSTC_BOOTSTRAP=1). Debian has no prebuilt mingw
+# Rust std. If neither works, the script fails: the Windows build never silently disappears.
+#
+# CALLOUTD_WINDOWS_FALLBACK=1 takes the fallback without asking rustup at all, as if it had refused
+# (to try the fallback on a machine where rustup works). It is slow, since it builds std and every
+# dependency afresh: a debug build from an empty target dir took 8 min of CPU (40 min of wall time
+# at nice 19 on a shared, loaded 2-core machine, apt-get install included), and the exe passes
+# tests/windows_wine.rs. Give it its own CARGO_TARGET_DIR when trying it; scripts/test.sh never
+# forces it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -45,12 +52,23 @@ have_target() {
     command -v rustup >/dev/null && rustup target list --installed 2>/dev/null | grep -qx "$target"
 }
 
-if have_target || { command -v rustup >/dev/null && rustup target add "$target"; }; then
+use_rustup() {
+    if [ "${CALLOUTD_WINDOWS_FALLBACK:-0}" = 1 ]; then
+        echo "build-windows.sh: CALLOUTD_WINDOWS_FALLBACK=1: rustup not asked (as if refused)" >&2
+        return 1
+    fi
+    have_target || { command -v rustup >/dev/null && rustup target add "$target"; }
+}
+
+if use_rustup; then
     echo "build-windows.sh: cargo build ${cargo_args[*]}"
     cargo build "${cargo_args[@]}"
 else
-    echo "build-windows.sh: rustup could not install the $target standard library;" \
-        "falling back to Debian's rustc-web + cargo-web + rust-web-src (std built from source)" >&2
+    if [ "${CALLOUTD_WINDOWS_FALLBACK:-0}" != 1 ]; then
+        echo "build-windows.sh: rustup could not install the $target standard library" >&2
+    fi
+    echo "build-windows.sh: falling back to Debian's rustc-web + cargo-web + rust-web-src" \
+        "(std built from source)" >&2
     if [ "$(id -u)" = 0 ]; then
         export DEBIAN_FRONTEND=noninteractive
         apt-get install -y -qq --no-install-recommends rustc-web cargo-web rust-web-src >/dev/null

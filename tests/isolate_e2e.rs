@@ -707,3 +707,121 @@ fn check_isolate_reports_a_crash_while_loading_as_1032_and_loads_the_next_dll() 
     // c-trace.so got ChainDlls = [] (it is last) and CalloutVersion 0, as in-process.
     assert!(line("ChainDlls:").contains("[]"), "{out}");
 }
+
+/// The CPUs a thread may run on (`Cpus_allowed_list` of /proc/PID/task/TID/status), e.g. "0-1".
+fn cpus_allowed(task: &Path) -> String {
+    let status = fs::read_to_string(task.join("status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .map(|v| v.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// Each thread of process `pid` as (name, allowed CPUs).
+fn threads(pid: u32) -> Vec<(String, String)> {
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .map(|task| {
+            let name = fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+            (name.trim().to_string(), cpus_allowed(&task.path()))
+        })
+        .collect()
+}
+
+/// The children of process `pid` (the callout host).
+fn children(pid: u32) -> Vec<u32> {
+    let Ok(procs) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    procs
+        .flatten()
+        .filter_map(|p| p.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|child| {
+            let stat = fs::read_to_string(format!("/proc/{child}/stat")).unwrap_or_default();
+            // The parent pid is the second field after the parenthesised name.
+            stat.rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok())
+                == Some(pid)
+        })
+        .collect()
+}
+
+/// A single CPU ("3"), not a list or range.
+fn single_cpu(allowed: &str) -> bool {
+    !allowed.is_empty() && allowed.chars().all(|c| c.is_ascii_digit())
+}
+
+/// `--pin-workers` (docs/hooks.md section 8.4, "One CPU per call"): with `--isolate` each worker is
+/// pinned to one CPU and the host thread that served its hook calls runs on that CPU; with
+/// `--pin-workers never` neither is pinned.
+#[test]
+fn isolated_workers_are_pinned_and_their_host_threads_follow_them() {
+    let process_cpus = cpus_allowed(
+        Path::new("/proc/self/task")
+            .join(std::process::id().to_string())
+            .as_path(),
+    );
+    for (mode, extra) in [("pinned", None), ("never", Some("never"))] {
+        let mut args = vec!["--isolate"];
+        if let Some(when) = extra {
+            args.extend(["--pin-workers", when]);
+        }
+        let Some(mut lab) = Lab::start(
+            &format!("pin-{mode}"),
+            |_| vec![fixture("trace")],
+            &args,
+            &[],
+        ) else {
+            return;
+        };
+        lab.dora_ok(OK_MAC);
+        let server = lab.run.server.as_ref().expect("server running").pid();
+        let workers: Vec<String> = threads(server)
+            .into_iter()
+            .filter(|(name, _)| name.starts_with("calloutd-w"))
+            .map(|(_, cpus)| cpus)
+            .collect();
+        assert_eq!(
+            workers.len(),
+            2,
+            "{mode}: two workers: {:?}",
+            threads(server)
+        );
+        let hosts = children(server);
+        assert_eq!(hosts.len(), 1, "{mode}: one callout host: {hosts:?}");
+        let host_cpus: Vec<String> = threads(hosts[0])
+            .into_iter()
+            .map(|(_, cpus)| cpus)
+            .collect();
+        match extra {
+            None => {
+                for cpus in &workers {
+                    assert!(single_cpu(cpus), "a worker pinned to one CPU: {workers:?}");
+                }
+                assert!(
+                    host_cpus
+                        .iter()
+                        .any(|cpus| single_cpu(cpus) && workers.contains(cpus)),
+                    "a host thread on the CPU of a worker {workers:?}: {host_cpus:?}"
+                );
+            }
+            Some(_) => {
+                assert!(
+                    workers.iter().all(|cpus| *cpus == process_cpus),
+                    "workers free to run on {process_cpus}: {workers:?}"
+                );
+                if !single_cpu(&process_cpus) {
+                    assert!(
+                        host_cpus.iter().all(|cpus| !single_cpu(cpus)),
+                        "no host thread pinned: {host_cpus:?}"
+                    );
+                }
+            }
+        }
+        lab.run.stop();
+    }
+}

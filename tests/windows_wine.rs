@@ -5,7 +5,15 @@
 //! - `calloutd.exe serve` inside a network namespace answers a DORA from the Linux-side client
 //!   (relay mode) with the PE trace callout loaded, and its `--trace` shows the same hook sequence
 //!   as the native Linux calloutd with `trace.so` for the same exchange, and stops cleanly on the
-//!   console's Ctrl-C;
+//!   console's Ctrl-C; its lease database lands under `--data-dir` (`DatabasePath` unset), never
+//!   in Wine's `C:\windows\System32\dhcp`;
+//! - Ctrl-Break and console close stop it cleanly too: the stop is logged, the callout sees
+//!   Control(STOP) last, the exit status is 0 and the ACKed lease is in the database. Wine 8 cannot
+//!   raise these two events itself (GenerateConsoleCtrlEvent(CTRL_BREAK_EVENT) fails with
+//!   ERROR_INVALID_HANDLE even within one console; wineserver answers every event but Ctrl-C and
+//!   Ctrl-Break with STATUS_NOT_IMPLEMENTED; Wine's conhost never sends CTRL_CLOSE_EVENT), so
+//!   scripts/wine/ctrlevent.c delivers them as Windows does: a new thread in the process at
+//!   kernelbase's CtrlRoutine with the event, which runs the handlers calloutd installed;
 //! - a NULL write in the faulty PE callout's NewPkt is caught in-process, reported as event 1031,
 //!   and the next client is still served.
 //!
@@ -204,6 +212,7 @@ struct Served {
     ns: NetNs,
     server: LoggedChild,
     trace: PathBuf,
+    data: PathBuf,
     label: String,
 }
 
@@ -270,6 +279,7 @@ impl Served {
             ns,
             server,
             trace,
+            data,
             label: label.to_string(),
         }
     }
@@ -291,6 +301,114 @@ impl Served {
         );
         (hook_sequence(&self.trace), log)
     }
+
+    /// Under Wine: delivers the console control `event` (`break`, `close`) with `ctrlevent` (see the
+    /// module comment) and checks it stopped cleanly, with `logged` in its log; the trace's hooks.
+    fn stop_with_console_event(
+        mut self,
+        wine: &Wine,
+        ctrlevent: &Path,
+        event: &str,
+        logged: &str,
+    ) -> (Vec<String>, String) {
+        let mut deliver = wine.command(Some(&self.ns), ctrlevent);
+        deliver.args([event, "calloutd.exe"]);
+        let out = run_bounded(deliver, Duration::from_secs(60));
+        assert!(
+            out.status.success(),
+            "ctrlevent {event} failed: {}{}\nserver log:\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            self.server.log_text()
+        );
+        let status = self.server.wait_exit(Duration::from_secs(30));
+        let log = self.server.log_text();
+        let status = status.unwrap_or_else(|e| panic!("{}: {e}\n{log}", self.label));
+        assert!(
+            status.success(),
+            "{} did not stop cleanly on {event} ({status}):\n{log}",
+            self.label
+        );
+        assert!(
+            log.contains(&format!("{logged}: stopping")),
+            "{}: the stop is not logged as {logged}:\n{log}",
+            self.label
+        );
+        (hook_sequence(&self.trace), log)
+    }
+
+    /// The lease database where an unset `DatabasePath` puts it: under `--data-dir`, on Windows too.
+    fn lease_db(&self) -> PathBuf {
+        self.data.join("Windows/System32/dhcp/dhcp.sqlite3")
+    }
+}
+
+/// The addresses stored in the lease database `db`.
+fn stored_leases(db: &Path) -> Vec<String> {
+    assert!(db.is_file(), "no lease database at {}", db.display());
+    let reader = rusqlite::Connection::open(db).unwrap();
+    let mut stmt = reader.prepare("SELECT ip FROM leases").unwrap();
+    stmt.query_map([], |row| row.get::<_, u32>(0))
+        .unwrap()
+        .map(|ip| std::net::Ipv4Addr::from(ip.unwrap()).to_string())
+        .collect()
+}
+
+/// Builds scripts/wine/ctrlevent.c with mingw-w64 into `dir`.
+fn build_ctrlevent(dir: &Path) -> PathBuf {
+    let exe = dir.join("ctrlevent.exe");
+    let out = Command::new("x86_64-w64-mingw32-gcc")
+        .args(["-O2", "-o"])
+        .arg(&exe)
+        .arg(repo_root().join("scripts/wine/ctrlevent.c"))
+        .output()
+        .expect("run x86_64-w64-mingw32-gcc");
+    assert!(
+        out.status.success(),
+        "building ctrlevent.exe failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    exe
+}
+
+/// Serves one DORA under Wine, stops it with the console control `event` and checks the clean stop:
+/// logged as `logged`, Control(STOP) the callout's last hook, the ACKed lease stored.
+fn stop_by_console_event(
+    dir: &Path,
+    wine: &Wine,
+    exe: &Path,
+    ctrlevent: &Path,
+    (reg, scopes): (&Path, &Path),
+    (event, logged, mac): (&str, &str, &str),
+) {
+    wine.stop_server();
+    let served = Served::start(
+        dir,
+        &format!("wine-{event}"),
+        reg,
+        scopes,
+        Some((wine, exe)),
+        &[],
+    );
+    let ack = served.dora(mac);
+    assert_eq!(ack["message_type"], "ACK", "{ack}");
+    let ip = ack["yiaddr"]
+        .as_str()
+        .expect("the ACK's yiaddr")
+        .to_string();
+    let db = served.lease_db();
+    let (hooks, _) = served.stop_with_console_event(wine, ctrlevent, event, logged);
+    // DHCP_CONTROL_STOP is 2 (docs/hooks.md).
+    assert_eq!(
+        hooks.last().map(String::as_str),
+        Some("Control(0x2)"),
+        "{event}: the callout's last hook is not Control(STOP): {hooks:?}"
+    );
+    let stored = stored_leases(&db);
+    assert!(
+        stored.contains(&ip),
+        "{event}: the ACKed lease {ip} is not stored: {stored:?}"
+    );
 }
 
 /// Runs `serve` in a fresh namespace, one DORA, stop; the trace's hooks.
@@ -304,7 +422,21 @@ fn serve_one_dora(
     let served = Served::start(dir, label, reg, scopes, wine, &[]);
     let ack = served.dora("02:00:00:00:13:01");
     assert_eq!(ack["message_type"], "ACK", "{ack}");
-    served.stop().0
+    let ip = ack["yiaddr"]
+        .as_str()
+        .expect("the ACK's yiaddr")
+        .to_string();
+    let db = served.lease_db();
+    let hooks = served.stop().0;
+    // No DatabasePath in the registry: the database goes under --data-dir on Linux and on
+    // Windows alike (docs/config.md section 3).
+    let stored = stored_leases(&db);
+    assert!(
+        stored.contains(&ip),
+        "{label}: the ACKed lease {ip} is not in {}: {stored:?}",
+        db.display()
+    );
+    hooks
 }
 
 #[test]
@@ -421,6 +553,29 @@ fn calloutd_exe_under_wine_checks_and_serves_with_a_pe_callout() {
         under_wine, native,
         "the PE callout under calloutd.exe saw another hook sequence than trace.so under calloutd"
     );
+    // ... and nothing in Wine's C:\windows\System32\dhcp, where Microsoft's server keeps its files.
+    let system_dhcp = wine.prefix.path().join("drive_c/windows/system32/dhcp");
+    assert!(
+        !system_dhcp.join("dhcp.sqlite3").exists(),
+        "calloutd.exe wrote its lease database into {}",
+        system_dhcp.display()
+    );
+
+    // Ctrl-Break and console close: the same clean stop as Ctrl-C.
+    let ctrlevent = build_ctrlevent(dir.path());
+    for (event, logged, mac) in [
+        ("break", "Ctrl-Break", "02:00:00:00:13:0b"),
+        ("close", "console closed", "02:00:00:00:13:0c"),
+    ] {
+        stop_by_console_event(
+            dir.path(),
+            &wine,
+            &exe,
+            &ctrlevent,
+            (&reg, &scopes),
+            (event, logged, mac),
+        );
+    }
 
     // A NULL write in NewPkt for one client, in-process under calloutd.exe: the exception shim
     // reports it as event 1031 with the hook, that packet gets no answer, and the next client is

@@ -1000,8 +1000,41 @@ fn apply_changes(conn: &Connection, batch: &[Change]) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// Test helpers shared by the crate's tests that open stores or run child processes.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::{SqliteLeaseStore, StoreError};
+    use std::path::Path;
+    use std::sync::Mutex;
+
+    /// Held while a test runs a child process, and while a store is opened. A child holds copies of
+    /// this process's descriptors from its fork until its exec, among them the lock file of a store
+    /// another test has just dropped: opening that database again then finds it "in use" (seen as
+    /// rare failures under load). No child runs while a store opens.
+    static SPAWNING: Mutex<()> = Mutex::new(());
+
+    /// [`SqliteLeaseStore::open`], never while a test's child process may hold a copy of a lock file.
+    pub(crate) fn open_store(path: impl AsRef<Path>) -> Result<SqliteLeaseStore, StoreError> {
+        let _no_child = SPAWNING.lock().unwrap_or_else(|p| p.into_inner());
+        SqliteLeaseStore::open(path)
+    }
+
+    /// Runs `chattr FLAG PATH` (e2fsprogs), never while a store opens.
+    #[cfg(unix)]
+    pub(crate) fn chattr(flag: &str, path: &Path) -> std::io::Result<std::process::ExitStatus> {
+        let _no_open = SPAWNING.lock().unwrap_or_else(|p| p.into_inner());
+        std::process::Command::new("chattr")
+            .arg(flag)
+            .arg(path)
+            .status()
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[cfg(unix)]
+    use super::testing::chattr;
+    use super::testing::open_store;
     use super::*;
     use std::sync::Arc;
 
@@ -1036,7 +1069,7 @@ mod tests {
             .unwrap();
         }
         {
-            let store = SqliteLeaseStore::open(&path).unwrap();
+            let store = open_store(&path).unwrap();
             let loaded = store.load_all().unwrap();
             assert_eq!(loaded.len(), 1);
             assert_eq!(loaded[0].ip, Ipv4Addr::new(198, 18, 0, 10));
@@ -1046,7 +1079,7 @@ mod tests {
             store.commit(ticket).unwrap();
         }
         // Opened again (the column exists now): both leases, the new one with its policy.
-        let store = SqliteLeaseStore::open(&path).unwrap();
+        let store = open_store(&path).unwrap();
         let loaded = store.load_all().unwrap();
         assert_eq!(loaded.len(), 2);
         assert_eq!(loaded[1], lease(12));
@@ -1104,7 +1137,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("leases.db");
         {
-            let store = SqliteLeaseStore::open(&path).unwrap();
+            let store = open_store(&path).unwrap();
             assert!(store.load_all().unwrap().is_empty());
             store.put(lease(10));
             store.put(lease(11));
@@ -1116,7 +1149,7 @@ mod tests {
             // Asked a second time, the store commits what is queued and reads the database.
             assert_eq!(store.load_all().unwrap().len(), 2);
         }
-        let store = SqliteLeaseStore::open(&path).unwrap();
+        let store = open_store(&path).unwrap();
         let loaded = store.load_all().unwrap();
         assert_eq!(loaded.len(), 2);
         assert_eq!(loaded[0], lease(10));
@@ -1128,29 +1161,22 @@ mod tests {
     fn a_second_store_cannot_take_an_open_database() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("leases.db");
-        let first = SqliteLeaseStore::open(&path).unwrap();
+        let first = open_store(&path).unwrap();
         first.commit(first.put(lease(1))).unwrap();
-        let second = SqliteLeaseStore::open(&path);
+        let second = open_store(&path);
         assert!(
             matches!(second, Err(StoreError::InUse { .. })),
             "opened a database another store holds: {second:?}"
         );
         drop(first);
-        assert_eq!(
-            SqliteLeaseStore::open(&path)
-                .unwrap()
-                .load_all()
-                .unwrap()
-                .len(),
-            1
-        );
+        assert_eq!(open_store(&path).unwrap().load_all().unwrap().len(), 1);
     }
 
     #[test]
     fn the_checkpoint_thread_writes_commits_back_and_others_can_read_meanwhile() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("leases.db");
-        let store = SqliteLeaseStore::open(&path).unwrap();
+        let store = open_store(&path).unwrap();
         for last in 1..=50 {
             store.put(lease(last));
         }
@@ -1199,7 +1225,7 @@ mod tests {
     fn consecutive_failed_batches_each_report_their_own_result() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("leases.db");
-        let store = SqliteLeaseStore::open(&path).unwrap();
+        let store = open_store(&path).unwrap();
         let first = store.put(lease(1));
         store.commit(first).unwrap();
 
@@ -1246,7 +1272,7 @@ mod tests {
     fn concurrent_waiters_of_failing_and_committing_batches_get_their_batchs_result() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("leases.db");
-        let store = Arc::new(SqliteLeaseStore::open(&path).unwrap());
+        let store = Arc::new(open_store(&path).unwrap());
         // Rounds of four threads that each queue and commit one lease at once: the rounds under the
         // lock fail (in one batch or several), the others commit.
         let mut told = Vec::new();
@@ -1290,7 +1316,7 @@ mod tests {
         // A round without a lease change commits ticket 0; it used to be reported as a forgotten
         // failure ("the result of its batch is no longer known").
         let dir = tempfile::tempdir().unwrap();
-        let store = SqliteLeaseStore::open(dir.path().join("dhcp.db")).unwrap();
+        let store = open_store(dir.path().join("dhcp.db")).unwrap();
         assert!(store.commit(CommitTicket::default()).is_ok());
         let ticket = store.put(lease(10));
         assert!(store.commit(ticket).is_ok());
@@ -1342,10 +1368,7 @@ mod tests {
             let root = std::fs::metadata("/proc/self").unwrap().uid() == 0;
             let mode = std::fs::metadata(path).unwrap().permissions().mode();
             if root {
-                let status = std::process::Command::new("chattr")
-                    .arg("+i")
-                    .arg(path)
-                    .status()
+                let status = chattr("+i", path)
                     .expect("chattr (e2fsprogs) is needed to make a file unwritable for root");
                 assert!(status.success(), "chattr +i {} failed", path.display());
             } else {
@@ -1365,10 +1388,7 @@ mod tests {
         fn drop(&mut self) {
             use std::os::unix::fs::PermissionsExt;
             if self.root {
-                let _ = std::process::Command::new("chattr")
-                    .arg("-i")
-                    .arg(&self.path)
-                    .status();
+                let _ = chattr("-i", &self.path);
             } else {
                 let _ = std::fs::set_permissions(
                     &self.path,
@@ -1384,10 +1404,10 @@ mod tests {
     fn an_unwritable_database_or_folder_is_refused_at_open() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("leases.db");
-        drop(SqliteLeaseStore::open(&path).unwrap());
+        drop(open_store(&path).unwrap());
         {
             let _file = Unwritable::make(&path);
-            let opened = SqliteLeaseStore::open(&path);
+            let opened = open_store(&path);
             assert!(
                 matches!(opened, Err(StoreError::NotWritable { .. })),
                 "opened an unwritable database: {opened:?}"
@@ -1398,13 +1418,13 @@ mod tests {
         std::fs::create_dir(&folder).unwrap();
         {
             let _folder = Unwritable::make(&folder);
-            let opened = SqliteLeaseStore::open(folder.join("leases.db"));
+            let opened = open_store(folder.join("leases.db"));
             let error = opened.expect_err("opened a database in an unwritable folder");
             assert!(matches!(error, StoreError::NotWritable { .. }), "{error:?}");
             assert!(error.to_string().contains("cannot be written"), "{error}");
         }
         // Writable again, it opens with what it held.
-        let store = SqliteLeaseStore::open(&path).unwrap();
+        let store = open_store(&path).unwrap();
         assert!(store.load_all().unwrap().is_empty());
     }
 
@@ -1412,7 +1432,7 @@ mod tests {
     fn a_backup_holds_every_committed_lease_while_commits_go_on_and_opens_as_a_store() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("leases.db");
-        let store = Arc::new(SqliteLeaseStore::open(&path).unwrap());
+        let store = Arc::new(open_store(&path).unwrap());
         for last in 1..=100 {
             store.put(lease(last));
         }
@@ -1448,7 +1468,7 @@ mod tests {
         // Restored (copied where a database is expected), it is a lease database like any other.
         let restored = dir.path().join("restored.db");
         std::fs::copy(&dest, &restored).unwrap();
-        let reopened = SqliteLeaseStore::open(&restored).unwrap();
+        let reopened = open_store(&restored).unwrap();
         let leases = reopened.load_all().unwrap();
         assert_eq!(leases.len(), 200);
         assert_eq!(leases[0], lease(1));
@@ -1458,7 +1478,7 @@ mod tests {
     #[test]
     fn a_backup_that_cannot_be_written_fails_and_leaves_the_last_one() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SqliteLeaseStore::open(dir.path().join("leases.db")).unwrap();
+        let store = open_store(dir.path().join("leases.db")).unwrap();
         store.commit(store.put(lease(1))).unwrap();
         let missing = dir.path().join("no such folder").join("backup.sqlite3");
         let error = store.backup(&missing).unwrap_err();
@@ -1475,7 +1495,7 @@ mod tests {
     fn concurrent_commits_all_land() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("leases.db");
-        let store = Arc::new(SqliteLeaseStore::open(&path).unwrap());
+        let store = Arc::new(open_store(&path).unwrap());
         let threads: Vec<_> = (0..4u8)
             .map(|t| {
                 let store = Arc::clone(&store);
@@ -1491,7 +1511,7 @@ mod tests {
             thread.join().unwrap();
         }
         drop(store);
-        let reopened = SqliteLeaseStore::open(&path).unwrap();
+        let reopened = open_store(&path).unwrap();
         assert_eq!(reopened.load_all().unwrap().len(), 100);
     }
 }

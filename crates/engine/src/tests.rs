@@ -243,7 +243,7 @@ fn harness_options(
     clock: Arc<ManualClock>,
 ) -> Harness {
     let hooks = Arc::new(Recorder::default());
-    let store = SqliteLeaseStore::open(db).unwrap();
+    let store = crate::store::testing::open_store(db).unwrap();
     let engine = Engine::new(config, options, hooks.clone(), Box::new(store), prober).unwrap();
     let _ = hooks.lock_probe.set(engine.lease_lock_probe());
     Harness {
@@ -1193,7 +1193,7 @@ fn ignore_broadcast_flag_broadcasts_renewals() {
             ..EngineOptions::default()
         },
         hooks,
-        Box::new(SqliteLeaseStore::open(dir.path().join("leases.db")).unwrap()),
+        Box::new(crate::store::testing::open_store(dir.path().join("leases.db")).unwrap()),
         Arc::new(NoProber),
     )
     .unwrap();

@@ -274,6 +274,11 @@ pub fn run(options: &ReplayOptions) -> u8 {
         mode: options.mode.clone(),
         ..NetConfig::default()
     };
+    // As in `calloutd test`: the one calling thread shares a CPU with the host's (docs/hooks.md 8.4).
+    let _pinned = options
+        .mode
+        .is_isolated()
+        .then(calloutd_callout::isolate::pin_caller_here);
     let net = match VirtualNet::open(config) {
         Ok(n) => n,
         Err(e) => {

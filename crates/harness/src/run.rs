@@ -133,6 +133,12 @@ pub fn run_scenario(scenario: &Scenario, options: &RunOptions) -> ScenarioReport
         );
         return report;
     }
+    // The runner is the one thread calling an isolated callout: on one CPU with the host's
+    // thread, a hook call is a switch there, not a wake-up of another CPU (docs/hooks.md 8.4).
+    let _pinned = options
+        .mode
+        .is_isolated()
+        .then(calloutd_callout::isolate::pin_caller_here);
     let mut mode = options.mode.clone();
     if let (HostMode::Isolated(isolate), Some(timeout)) = (&mut mode, scenario.hook_timeout) {
         isolate.hook_timeout = timeout;

@@ -76,6 +76,13 @@ fn host_variable(name: &str) -> Option<String> {
 
 #[cfg(not(windows))]
 fn host_variable(name: &str) -> Option<String> {
+    windows_default_variable(name)
+}
+
+/// `%SystemRoot%`/`%windir%` as `C:\Windows`, `%SystemDrive%` as `C:`, `%ProgramData%` as
+/// `C:\ProgramData` (a stock Windows install, whatever this host is), other variables from the
+/// environment when set.
+fn windows_default_variable(name: &str) -> Option<String> {
     let windows_default = match name.to_ascii_lowercase().as_str() {
         "systemroot" | "windir" => Some(r"C:\Windows"),
         "systemdrive" => Some("C:"),
@@ -85,6 +92,26 @@ fn host_variable(name: &str) -> Option<String> {
     match windows_default {
         Some(path) => Some(path.to_string()),
         None => std::env::var(name).ok(),
+    }
+}
+
+/// Places a `Parameters` path setting on this host. A value the configuration set (`Some`) goes
+/// through [`expand_path`], so on Windows an explicit `C:\dhcp` is used as it is, as Microsoft
+/// does. Microsoft's default, used when the value is absent (`None`), is mapped under `data_dir` on
+/// every host, Windows included (`%SystemRoot%\System32\dhcp` → `data_dir/Windows/System32/dhcp`):
+/// calloutd never writes into a Windows system folder, next to a real Microsoft DHCP server's
+/// files, unless the configuration says so.
+pub fn place_setting(value: Option<&str>, default: &str, data_dir: &Path) -> ExpandedPath {
+    match value {
+        Some(value) => expand_path(value, data_dir),
+        None => {
+            let expanded = expand_variables(default, windows_default_variable);
+            ExpandedPath {
+                original: default.to_string(),
+                path: map_under(&expanded, data_dir),
+                mapped: true,
+            }
+        }
     }
 }
 
@@ -103,6 +130,12 @@ fn place(expanded: &str, data_dir: &Path) -> (PathBuf, bool) {
     if expanded.starts_with('/') {
         return (PathBuf::from(expanded), false);
     }
+    (map_under(expanded, data_dir), true)
+}
+
+/// A Windows path (absolute or relative) under `data_dir`, without its drive: `C:\Windows\x` →
+/// `data_dir/Windows/x`, `\\server\share\x` → `data_dir/UNC/server/share/x`.
+fn map_under(expanded: &str, data_dir: &Path) -> PathBuf {
     let (prefix, rest): (&[&str], &str) = if let Some(unc) = expanded.strip_prefix(r"\\") {
         (&["UNC"], unc)
     } else if let Some(rooted) = expanded.strip_prefix('\\') {
@@ -122,7 +155,7 @@ fn place(expanded: &str, data_dir: &Path) -> (PathBuf, bool) {
         rest.split(['\\', '/'])
             .filter(|s| !s.is_empty() && *s != "."),
     );
-    (path, true)
+    path
 }
 
 #[cfg(all(test, not(windows)))]

@@ -40,7 +40,7 @@ mod value;
 mod write;
 
 pub use error::{RegError, Warning};
-pub use expand::{expand_path, expand_variables, ExpandedPath};
+pub use expand::{expand_path, expand_variables, place_setting, ExpandedPath};
 #[cfg(windows)]
 pub use live::{apply_live_hklm, LiveError};
 pub use params::{

@@ -4,6 +4,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use crate::expand::{place_setting, ExpandedPath};
 use crate::tree::{RegValue, RegistryTree};
 use crate::value::{
     kind_name, RegValueData, REG_DWORD, REG_DWORD_BIG_ENDIAN, REG_EXPAND_SZ, REG_MULTI_SZ,
@@ -229,6 +230,39 @@ impl Parameters {
             (None, Some(db)) => &db.value,
             (None, None) => DEFAULT_DHCP_LOG_FILE_PATH,
         }
+    }
+
+    /// The lease database folder on this host: `DatabasePath` placed by [`place_setting`] (an absent
+    /// value is mapped under `data_dir` on every OS; a set one is honoured on Windows).
+    pub fn database_folder(&self, data_dir: &Path) -> ExpandedPath {
+        place_setting(
+            self.database_path.as_ref().map(|v| v.value.as_str()),
+            DEFAULT_DATABASE_PATH,
+            data_dir,
+        )
+    }
+
+    /// The backup folder on this host: `BackupDatabasePath` placed by [`place_setting`].
+    pub fn backup_folder(&self, data_dir: &Path) -> ExpandedPath {
+        place_setting(
+            self.backup_database_path.as_ref().map(|v| v.value.as_str()),
+            DEFAULT_BACKUP_DATABASE_PATH,
+            data_dir,
+        )
+    }
+
+    /// The audit log folder on this host: `DhcpLogFilePath`, else a set `DatabasePath`, placed by
+    /// [`place_setting`] (so the default is under `data_dir` on every OS).
+    pub fn dhcp_log_folder(&self, data_dir: &Path) -> ExpandedPath {
+        let set = self
+            .dhcp_log_file_path
+            .as_ref()
+            .or(self.database_path.as_ref());
+        place_setting(
+            set.map(|v| v.value.as_str()),
+            DEFAULT_DHCP_LOG_FILE_PATH,
+            data_dir,
+        )
     }
 
     /// Whether the audit log is on (`ActivityLogFlag` non-zero; on when absent).
@@ -508,6 +542,93 @@ mod tests {
         // Microsoft's default: the broadcast bit is ignored and every reply broadcast.
         assert!(params.ignore_broadcast());
         assert!(!params.rogue_detection_disabled());
+    }
+
+    /// Absent path values go under the data directory on every OS (Windows included: never into
+    /// `C:\Windows\System32\dhcp`); this test also runs as a Windows program under Wine.
+    #[test]
+    fn absent_paths_go_under_the_data_dir_on_every_os() {
+        let data = std::env::temp_dir().join("calloutd-data");
+        let params = Parameters::from_tree(&RegistryTree::new()).unwrap();
+        let db = params.database_folder(&data);
+        assert_eq!(db.path, data.join("Windows").join("System32").join("dhcp"));
+        assert!(db.mapped);
+        assert_eq!(db.original, DEFAULT_DATABASE_PATH);
+        assert_eq!(
+            params.backup_folder(&data).path,
+            data.join("Windows")
+                .join("System32")
+                .join("dhcp")
+                .join("backup")
+        );
+        assert_eq!(
+            params.dhcp_log_folder(&data).path,
+            data.join("Windows").join("System32").join("Dhcp")
+        );
+    }
+
+    /// A `DatabasePath` the configuration sets is honoured on Windows, as Microsoft does; the audit
+    /// log follows it.
+    #[cfg(windows)]
+    #[test]
+    fn set_paths_are_honoured_on_windows() {
+        let data = std::env::temp_dir().join("calloutd-data");
+        let mut tree = RegistryTree::new();
+        set(
+            &mut tree,
+            "DatabasePath",
+            RegValueData::ExpandSz(r"D:\dhcpdb".into()),
+            2,
+        );
+        let params = Parameters::from_tree(&tree).unwrap();
+        let db = params.database_folder(&data);
+        assert_eq!(db.path, Path::new(r"D:\dhcpdb"));
+        assert!(!db.mapped);
+        assert_eq!(params.dhcp_log_folder(&data).path, Path::new(r"D:\dhcpdb"));
+        // What is not set still goes under the data directory.
+        assert!(params.backup_folder(&data).path.starts_with(&data));
+        // `%SystemRoot%` comes from the real environment when set explicitly.
+        set(
+            &mut tree,
+            "BackupDatabasePath",
+            RegValueData::ExpandSz(r"%SystemRoot%\System32\dhcp\backup".into()),
+            3,
+        );
+        let params = Parameters::from_tree(&tree).unwrap();
+        let root = std::env::var("SystemRoot").unwrap();
+        assert_eq!(
+            params.backup_folder(&data).path,
+            Path::new(&format!(r"{root}\System32\dhcp\backup"))
+        );
+    }
+
+    /// Elsewhere a Windows path the configuration sets is mapped under the data directory, and a
+    /// POSIX one kept.
+    #[cfg(not(windows))]
+    #[test]
+    fn set_windows_paths_are_mapped_elsewhere() {
+        let data = Path::new("/var/lib/calloutd");
+        let mut tree = RegistryTree::new();
+        set(
+            &mut tree,
+            "DatabasePath",
+            RegValueData::ExpandSz(r"D:\dhcpdb".into()),
+            2,
+        );
+        set(
+            &mut tree,
+            "DhcpLogFilePath",
+            RegValueData::Sz("/var/log/dhcp".into()),
+            3,
+        );
+        let params = Parameters::from_tree(&tree).unwrap();
+        let db = params.database_folder(data);
+        assert_eq!(db.path, Path::new("/var/lib/calloutd/dhcpdb"));
+        assert!(db.mapped);
+        assert_eq!(
+            params.dhcp_log_folder(data).path,
+            Path::new("/var/log/dhcp")
+        );
     }
 
     #[test]

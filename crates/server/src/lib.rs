@@ -90,6 +90,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod affinity;
 mod backlog;
 pub mod control;
 pub mod control_client;
@@ -211,6 +212,10 @@ pub struct ServerConfig {
     /// it reads again, so its next round handles (and commits) many at once; without a backlog, or
     /// with 0, a worker never waits, it blocks for the next datagram.
     pub coalesce: Duration,
+    /// Pin worker *i* to the *i*-th CPU this process may run on (Linux; ignored elsewhere). For an
+    /// isolated callout, whose host thread follows its caller's CPU: a hook call is then a switch
+    /// between two threads on one CPU, not a wake-up of another (possibly idle) CPU.
+    pub pin_workers: bool,
 }
 
 impl Default for ServerConfig {
@@ -228,6 +233,7 @@ impl Default for ServerConfig {
             audit: None,
             periodic: None,
             coalesce: DEFAULT_COALESCE,
+            pin_workers: false,
         }
     }
 }
@@ -247,6 +253,7 @@ impl fmt::Debug for ServerConfig {
             .field("audit", &self.audit.is_some())
             .field("periodic", &self.periodic)
             .field("coalesce", &self.coalesce)
+            .field("pin_workers", &self.pin_workers)
             .finish()
     }
 }
@@ -1137,16 +1144,29 @@ impl Server {
             config.workers
         };
         let sockets = self.runtime.sockets.len();
+        let cpus = if config.pin_workers {
+            affinity::allowed_cpus()
+        } else {
+            Vec::new()
+        };
+        let mut started = 0;
         for index in 0..sockets {
             // An even share of the workers, at least one per socket.
             let share = (workers / sockets + usize::from(index < workers % sockets)).max(1);
             for n in 0..share {
                 let runtime = Arc::clone(&self.runtime);
                 let handler = Arc::clone(&handler);
+                let cpu = (!cpus.is_empty()).then(|| cpus[started % cpus.len()]);
+                started += 1;
                 self.workers.push(spawn(
                     format!("calloutd-w{index}.{n}"),
                     "worker",
-                    Box::new(move || runtime.serve(&*handler, index)),
+                    Box::new(move || {
+                        if let Some(cpu) = cpu {
+                            affinity::pin_current_thread(cpu);
+                        }
+                        runtime.serve(&*handler, index)
+                    }),
                 )?);
             }
         }

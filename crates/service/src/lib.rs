@@ -36,7 +36,7 @@ pub mod sources;
 use std::path::PathBuf;
 
 pub use check::{check, CheckFailure, CheckOptions};
-pub use serve::{serve, DeleteClientArg, ServeOptions};
+pub use serve::{serve, DeleteClientArg, PinWorkersArg, ServeOptions};
 
 /// The registry and callout options shared by `serve` and `check`.
 #[derive(Debug, Clone, Default)]

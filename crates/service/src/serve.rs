@@ -47,8 +47,10 @@ pub struct ServeOptions {
     /// Create the folder of --lease-db when it does not exist.
     #[cfg_attr(feature = "clap", arg(long))]
     pub create_dirs: bool,
-    /// Where Windows paths from the registry (DatabasePath, DhcpLogFilePath) are mapped on this host
-    /// (default: /var/lib/calloutd for root, else $XDG_DATA_HOME/calloutd or ~/.local/share/calloutd).
+    /// Where the lease database, its backups and the audit log go when the registry does not set
+    /// DatabasePath/BackupDatabasePath/DhcpLogFilePath (on every OS), and where Windows paths it
+    /// sets are mapped on a non-Windows host (default: /var/lib/calloutd for root, else
+    /// $XDG_DATA_HOME/calloutd or ~/.local/share/calloutd; on Windows %ProgramData%\calloutd).
     #[cfg_attr(feature = "clap", arg(long, value_name = "DIR"))]
     pub data_dir: Option<PathBuf>,
     /// Write one JSON line per hook call to FILE (schema in the README).
@@ -57,6 +59,11 @@ pub struct ServeOptions {
     /// Worker threads (default: one per CPU).
     #[cfg_attr(feature = "clap", arg(long, value_name = "N", default_value_t = 0))]
     pub workers: usize,
+    /// Pin each worker thread to one CPU: `isolate` (with an isolated callout whose host can follow
+    /// it: the native host, not wine), `always` or `never`. The host's thread then runs on its
+    /// worker's CPU, so a hook call switches threads on one CPU instead of waking another.
+    #[cfg_attr(feature = "clap", arg(long, value_enum, value_name = "WHEN", default_value_t = PinWorkersArg::Isolate))]
+    pub pin_workers: PinWorkersArg,
     /// Capacity of the receive queue; one more datagram is dropped with DHCP_DROP_NOMEM.
     #[cfg_attr(feature = "clap", arg(long, value_name = "N", default_value_t = calloutd_server::DEFAULT_QUEUE_CAPACITY))]
     pub queue: usize,
@@ -109,6 +116,19 @@ pub struct ServeOptions {
     /// period), or `release` (also directly before a RELEASE or DECLINE removes a lease).
     #[cfg_attr(feature = "clap", arg(long, value_enum, value_name = "WHEN", default_value_t = DeleteClientArg::Expiry))]
     pub delete_client_on: DeleteClientArg,
+}
+
+/// `--pin-workers`: when worker threads are pinned to CPUs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+pub enum PinWorkersArg {
+    /// With an isolated callout whose host threads follow their callers' CPUs.
+    #[default]
+    Isolate,
+    /// Always.
+    Always,
+    /// Never.
+    Never,
 }
 
 /// `--delete-client-on`: which removals of a lease call DeleteClient.
@@ -333,6 +353,7 @@ pub fn serve(args: ServeOptions) -> Result<(), String> {
             "audit_log": audit.as_ref().map(|a| a.dir().to_path_buf()),
             "trace": args.trace,
             "workers": args.workers,
+            "pin_workers": format!("{:?}", args.pin_workers).to_lowercase(),
             "queue": args.queue,
             "coalesce_us": args.coalesce_us,
             "cleanup_interval_secs": cleanup.as_secs(),
@@ -351,6 +372,14 @@ pub fn serve(args: ServeOptions) -> Result<(), String> {
         workers: args.workers,
         queue_capacity: args.queue,
         coalesce: std::time::Duration::from_micros(args.coalesce_us),
+        pin_workers: match args.pin_workers {
+            PinWorkersArg::Always => true,
+            PinWorkersArg::Never => false,
+            PinWorkersArg::Isolate => matches!(
+                &callout,
+                Some(LoadedCallout::Isolated(c)) if c.follows_pinned_callers()
+            ),
+        },
         handle_signals: true,
         summary: Some(Arc::new({
             let backend = backend.clone();
@@ -424,7 +453,7 @@ pub fn serve(args: ServeOptions) -> Result<(), String> {
 
 /// `<DatabasePath>/<DatabaseName stem>.sqlite3`, with Windows paths mapped under the data directory.
 fn default_lease_db(params: &calloutd_registry::Parameters, data_dir: &Path) -> PathBuf {
-    let folder = calloutd_registry::expand_path(params.database_path_or_default(), data_dir);
+    let folder = params.database_folder(data_dir);
     if folder.mapped {
         info!(
             "DatabasePath {} is mapped to {}",
@@ -470,7 +499,7 @@ fn backup_file(
     data_dir: &Path,
     lease_db: &Path,
 ) -> Option<PathBuf> {
-    let folder = calloutd_registry::expand_path(params.backup_database_path_or_default(), data_dir);
+    let folder = params.backup_folder(data_dir);
     if let Err(e) = std::fs::create_dir_all(&folder.path) {
         warn!(
             "no lease backups: cannot create the backup folder {} (BackupDatabasePath {}): {e}",
@@ -531,7 +560,7 @@ fn open_audit_log(
         info!("ActivityLogFlag is 0: no audit log");
         return Ok(None);
     }
-    let folder = calloutd_registry::expand_path(params.dhcp_log_file_path_or_default(), data_dir);
+    let folder = params.dhcp_log_folder(data_dir);
     match AuditLog::from_settings(true, &folder.path, limits) {
         Ok(log) => {
             info!(

@@ -3,6 +3,7 @@
 //! its own by calling the in-process [`Callout`] methods, so buffers, guard zones, swapped-buffer
 //! copy-out, `PktContext`, `ProcessIt` and fault detection are those of in-process mode.
 
+use super::affinity::Follower;
 #[cfg(unix)]
 use super::shm::{futex_wait, futex_wake};
 use super::shm::{host_state, state, status, Region, Spinner, SLOT_DATA};
@@ -79,6 +80,8 @@ pub fn host_main_bells(shm: &Path, bell_in: &Path, bell_out: &Path) -> ExitCode 
     );
     #[cfg(unix)]
     install_fatal_handlers();
+    #[cfg(windows)]
+    install_exception_filter();
     let bells = Arc::new(HostBells {
         output,
         threads: OnceLock::new(),
@@ -254,6 +257,50 @@ fn install_fatal_handlers() {
     }
 }
 
+/// An exception no handler took (one raised outside a hook call, which the exception shim
+/// guards: in the entry point, DllMain, a thread of the DLL's own): recorded for the server like a
+/// fatal signal (the code in `fault_signal`, which no signal number reaches) and the host ends at
+/// once with the code as its exit status. Without this, wine would start its debugger first
+/// (`winedbg`: a backtrace, or a crash dialog that holds the dead host), and Windows Error
+/// Reporting would do the like.
+#[cfg(windows)]
+unsafe extern "system" fn on_unhandled_exception(
+    info: *const windows_sys::Win32::System::Diagnostics::Debug::EXCEPTION_POINTERS,
+) -> i32 {
+    use windows_sys::Win32::System::Threading::{GetCurrentProcess, TerminateProcess};
+    // SAFETY: the system passes valid exception pointers (or NULL, checked) for the duration of
+    // the filter.
+    let code = unsafe {
+        info.as_ref()
+            .and_then(|i| i.ExceptionRecord.as_ref())
+            .map_or(0, |r| r.ExceptionCode as u32)
+    };
+    let header = HEADER.load(Ordering::Acquire);
+    if !header.is_null() {
+        // SAFETY: the header pointer refers to the mapping, which is never unmapped in the host.
+        let header = unsafe { &*header };
+        header.fault_signal.store(code, Ordering::SeqCst);
+        header
+            .fault_slot
+            .store(SLOT.with(Cell::get), Ordering::SeqCst);
+    }
+    // SAFETY: ends this process; GetCurrentProcess's pseudo-handle is always valid.
+    unsafe {
+        TerminateProcess(GetCurrentProcess(), code);
+    }
+    windows_sys::Win32::System::Diagnostics::Debug::EXCEPTION_EXECUTE_HANDLER
+}
+
+#[cfg(windows)]
+fn install_exception_filter() {
+    // SAFETY: installs a filter that only stores atomics and ends the process.
+    unsafe {
+        windows_sys::Win32::System::Diagnostics::Debug::SetUnhandledExceptionFilter(Some(
+            on_unhandled_exception,
+        ));
+    }
+}
+
 fn serve_slot(region: &Region, i: usize, callout: &Callout, bells: Option<&HostBells>) {
     let Some(slot) = region.slot(i) else {
         return;
@@ -261,10 +308,16 @@ fn serve_slot(region: &Region, i: usize, callout: &Callout, bells: Option<&HostB
     SLOT.with(|s| s.set(i as u32 + 1));
     let mut packet = Vec::with_capacity(SLOT_DATA);
     let mut spinner = Spinner::default();
+    let mut follower = Follower::default();
     loop {
         // The next hook of a packet often follows within microseconds: a short spin saves the
-        // sleep and the wake-up; a long one would take the CPU from the server that posts it.
-        let mut now = spinner.spin(&slot.state, |s| s != state::REQUEST);
+        // sleep and the wake-up; a long one would take the CPU from the server that posts it. On
+        // its caller's CPU (affinity.rs) the caller cannot post while this thread spins: no spin.
+        let mut now = if follower.following() {
+            slot.state.load(Ordering::Acquire)
+        } else {
+            spinner.spin(&slot.state, |s| s != state::REQUEST)
+        };
         while now != state::REQUEST {
             match bells {
                 // The reader unparks this thread for each doorbell byte of its slot.
@@ -277,6 +330,7 @@ fn serve_slot(region: &Region, i: usize, callout: &Callout, bells: Option<&HostB
             now = slot.state.load(Ordering::Acquire);
         }
         slot.state.store(state::RUNNING, Ordering::Release);
+        follower.follow(slot.caller_cpu.load(Ordering::Relaxed));
         serve_one(region, i, callout, &mut packet);
         slot.state.store(state::DONE, Ordering::Release);
         match bells {

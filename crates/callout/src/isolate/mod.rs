@@ -22,6 +22,7 @@
 //!
 //! [`Callout`]: crate::Callout
 
+mod affinity;
 #[cfg(unix)]
 mod bells;
 mod host;
@@ -44,6 +45,7 @@ mod shm;
 mod unavailable;
 mod wire;
 
+pub use affinity::{pin_caller_here, CallerPin};
 #[cfg(unix)]
 pub use host::host_main;
 /// The host mode of `calloutd.exe` under wine (and of the native host on the same pipes).

@@ -81,6 +81,8 @@ pub(crate) struct SlotHeader {
     pub has_scope: AtomicU32,
     pub ctx: AtomicU64,
     pub len: AtomicU32,
+    /// The CPU the calling thread is pinned to, or [`NOT_PINNED`]: the host thread follows it.
+    pub caller_cpu: AtomicU32,
     // Response (host → server).
     /// [`status`].
     pub status: AtomicU32,
@@ -93,6 +95,9 @@ pub(crate) struct SlotHeader {
     /// Bytes of misbehaviour (JSON) right after them.
     pub mis_len: AtomicU32,
 }
+
+/// [`SlotHeader::caller_cpu`] of a caller that may run on more than one CPU.
+pub(crate) const NOT_PINNED: u32 = u32::MAX;
 
 /// Response statuses.
 pub(crate) mod status {

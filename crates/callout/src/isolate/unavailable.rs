@@ -63,6 +63,9 @@ impl IsolatedCallout {
             callout: None,
         }
     }
+    pub fn follows_pinned_callers(&self) -> bool {
+        match *self {}
+    }
     pub fn entry(&self) -> &str {
         match *self {}
     }

@@ -258,7 +258,10 @@ fn a_restart_keeps_the_policy_a_lease_was_granted_under() {
     ports_dora(&h);
     drop(h);
     // The lease database holds the policy's name.
-    let stored = SqliteLeaseStore::open(&db).unwrap().load_all().unwrap();
+    let stored = crate::store::testing::open_store(&db)
+        .unwrap()
+        .load_all()
+        .unwrap();
     assert_eq!(stored.len(), 1);
     assert_eq!(stored[0].policy_name.as_deref(), Some("ports"));
     // After the restart, the renewal that shows nothing of what matched still gets the policy's
