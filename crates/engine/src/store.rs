@@ -1092,7 +1092,7 @@ mod tests {
     fn a_bad_row_fails_the_load_as_reading_it_owned_did() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("leases.db");
-        let store = SqliteLeaseStore::open(&path).unwrap();
+        let store = open_store(&path).unwrap();
         let raw = Connection::open(&path).unwrap();
         let query = "SELECT ip, client_id, hw_type, hw_address, host_name, expires, client_type, \
                      policy_name FROM leases";

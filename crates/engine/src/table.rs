@@ -805,14 +805,14 @@ mod tests {
         // 200 leases over 150 clients: some clients hold two addresses.
         let leases: Vec<Lease> = (1..=200).map(|i| stored(i, (i % 150) as u8)).collect();
         {
-            let store = crate::store::SqliteLeaseStore::open(&path).unwrap();
+            let store = crate::store::testing::open_store(&path).unwrap();
             let mut last = crate::store::CommitTicket(0);
             for lease in &leases {
                 last = crate::store::LeaseStore::put(&store, lease.clone());
             }
             crate::store::LeaseStore::commit(&store, last).unwrap();
         }
-        let store = crate::store::SqliteLeaseStore::open(&path).unwrap();
+        let store = crate::store::testing::open_store(&path).unwrap();
         let mut streamed = LeaseTable::default();
         crate::store::LeaseStore::load_into(&store, &mut streamed).unwrap();
         let mut through_vector = LeaseTable::default();
