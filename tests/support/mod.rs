@@ -464,6 +464,18 @@ impl ServerProcess {
         log: PathBuf,
         envs: &[(&str, &str)],
     ) -> io::Result<ServerProcess> {
+        ServerProcess::start_within(ns, args, log, envs, Duration::from_secs(20))
+    }
+
+    /// [`ServerProcess::start`], waiting up to `limit` for it to serve (a callout hosted under
+    /// wine loads in seconds on a busy machine).
+    pub fn start_within(
+        ns: &NetNs,
+        args: &[String],
+        log: PathBuf,
+        envs: &[(&str, &str)],
+        limit: Duration,
+    ) -> io::Result<ServerProcess> {
         let mut cmd = ns.command(&calloutd_bin());
         cmd.arg("serve").args(args);
         // Keep the server's data (audit log, mapped Windows paths) beside its log, never in the
@@ -478,7 +490,7 @@ impl ServerProcess {
         let mut server = ServerProcess {
             process: LoggedChild::spawn(cmd, log)?,
         };
-        server.wait_for_log("serving", Duration::from_secs(20))?;
+        server.wait_for_log("serving", limit)?;
         Ok(server)
     }
 

@@ -80,6 +80,8 @@ pub fn host_main_bells(shm: &Path, bell_in: &Path, bell_out: &Path) -> ExitCode 
     );
     #[cfg(unix)]
     install_fatal_handlers();
+    #[cfg(windows)]
+    install_exception_filter();
     let bells = Arc::new(HostBells {
         output,
         threads: OnceLock::new(),
@@ -252,6 +254,50 @@ fn install_fatal_handlers() {
             libc::sigemptyset(&mut action.sa_mask);
             libc::sigaction(signal, &action, std::ptr::null_mut());
         }
+    }
+}
+
+/// An exception no handler took (one raised outside a hook call, which the exception shim
+/// guards: in the entry point, DllMain, a thread of the DLL's own): recorded for the server like a
+/// fatal signal (the code in `fault_signal`, which no signal number reaches) and the host ends at
+/// once with the code as its exit status. Without this, wine would start its debugger first
+/// (`winedbg`: a backtrace, or a crash dialog that holds the dead host), and Windows Error
+/// Reporting would do the like.
+#[cfg(windows)]
+unsafe extern "system" fn on_unhandled_exception(
+    info: *const windows_sys::Win32::System::Diagnostics::Debug::EXCEPTION_POINTERS,
+) -> i32 {
+    use windows_sys::Win32::System::Threading::{GetCurrentProcess, TerminateProcess};
+    // SAFETY: the system passes valid exception pointers (or NULL, checked) for the duration of
+    // the filter.
+    let code = unsafe {
+        info.as_ref()
+            .and_then(|i| i.ExceptionRecord.as_ref())
+            .map_or(0, |r| r.ExceptionCode as u32)
+    };
+    let header = HEADER.load(Ordering::Acquire);
+    if !header.is_null() {
+        // SAFETY: the header pointer refers to the mapping, which is never unmapped in the host.
+        let header = unsafe { &*header };
+        header.fault_signal.store(code, Ordering::SeqCst);
+        header
+            .fault_slot
+            .store(SLOT.with(Cell::get), Ordering::SeqCst);
+    }
+    // SAFETY: ends this process; GetCurrentProcess's pseudo-handle is always valid.
+    unsafe {
+        TerminateProcess(GetCurrentProcess(), code);
+    }
+    windows_sys::Win32::System::Diagnostics::Debug::EXCEPTION_EXECUTE_HANDLER
+}
+
+#[cfg(windows)]
+fn install_exception_filter() {
+    // SAFETY: installs a filter that only stores atomics and ends the process.
+    unsafe {
+        windows_sys::Win32::System::Diagnostics::Debug::SetUnhandledExceptionFilter(Some(
+            on_unhandled_exception,
+        ));
     }
 }
 

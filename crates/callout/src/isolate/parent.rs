@@ -6,7 +6,7 @@ use super::pe::{first_pe, windows_host};
 use super::shm::{
     futex_wait, futex_wake, host_state, state, status, Region, Spinner, NOT_PINNED, SLOT_DATA,
 };
-use super::wire::{encode_locks, hook_id, signal_name};
+use super::wire::{encode_locks, exception_name, hook_id, signal_name};
 use super::HostConfig;
 use super::{CrashPolicy, IsolateOptions};
 use crate::load::{ordered, resolve};
@@ -110,7 +110,11 @@ fn watch(pid: u32, region: Arc<Region>, dead: Arc<AtomicBool>, exit: Arc<Mutex<O
     }
     // SAFETY: waitid filled `info` for a child that exited (si_status is valid for CLD_* codes).
     let (code, value) = unsafe { (info.si_code, info.si_status()) };
+    // A Windows host (under wine) records an unhandled exception's code before it ends; its exit
+    // status is only the code's low byte.
+    let exception = region.header().fault_signal.load(Ordering::SeqCst);
     let cause = match code {
+        libc::CLD_EXITED if exception >= 0x8000_0000 => exception_name(exception),
         libc::CLD_EXITED => format!("exit {value}"),
         _ => signal_name(value),
     };
@@ -304,6 +308,32 @@ fn log_attempt(attempt: &LoadAttempt) {
         AttemptOutcome::Loaded => tracing::info!("{attempt}"),
         AttemptOutcome::Exception { .. } => tracing::error!("{attempt} (DLL not loaded)"),
         _ => tracing::warn!("{attempt}"),
+    }
+}
+
+/// What a call was about, for the log: the packet (xid, chaddr), the lease, or the control code.
+fn described(call: &Call<'_>) -> String {
+    match (call.hook, call.xid) {
+        (HookName::DeleteClient, _) => format!(
+            "for the lease of {} (hw {})",
+            call.ip.unwrap_or(Ipv4Addr::UNSPECIFIED),
+            call.packet
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<Vec<_>>()
+                .join("-")
+        ),
+        (HookName::Control, _) => format!(
+            "in Control({})",
+            call.code
+                .and_then(ControlCode::from_code)
+                .map_or("?", |c| c.constant_name())
+        ),
+        (_, Some(xid)) => format!(
+            "on the packet xid 0x{xid:08x} chaddr {}",
+            chaddr_of(call.packet)
+        ),
+        (_, None) => "on a packet too short for an xid".to_string(),
     }
 }
 
@@ -1036,7 +1066,15 @@ impl Shared {
             Ok(mut reply) => {
                 if reply.called {
                     if let Some(fault) = &reply.fault {
-                        tracing::warn!(hook = %call.hook, dll = %self.entry, "callout fault: {fault}");
+                        // A fault the host caught (on Windows, an exception the shim ended: event
+                        // 1031, the host carries on), with the packet it met.
+                        tracing::warn!(
+                            hook = %call.hook,
+                            xid = call.xid,
+                            dll = %self.entry,
+                            "callout fault {}: {fault}",
+                            described(call)
+                        );
                     }
                     let found = std::mem::take(&mut reply.misbehaviour);
                     let fault = reply.fault.as_deref();
@@ -1081,28 +1119,7 @@ impl Shared {
     /// Logs a failed call (event 1031 for the call that caused it) and counts it; returns the
     /// trace's fault text and whether this call caused the failure.
     fn report_failure(&self, host: &Host, call: &Call<'_>, failure: &Failure) -> (String, bool) {
-        let on = match (call.hook, call.xid) {
-            (HookName::DeleteClient, _) => format!(
-                "for the lease of {} (hw {})",
-                call.ip.unwrap_or(Ipv4Addr::UNSPECIFIED),
-                call.packet
-                    .iter()
-                    .map(|b| format!("{b:02x}"))
-                    .collect::<Vec<_>>()
-                    .join("-")
-            ),
-            (HookName::Control, _) => format!(
-                "in Control({})",
-                call.code
-                    .and_then(ControlCode::from_code)
-                    .map_or("?", |c| c.constant_name())
-            ),
-            (_, Some(xid)) => format!(
-                "on the packet xid 0x{xid:08x} chaddr {}",
-                chaddr_of(call.packet)
-            ),
-            (_, None) => "on a packet too short for an xid".to_string(),
-        };
+        let on = described(call);
         let dll = host.dll.display();
         let hook = call.hook;
         match failure {
@@ -1521,6 +1538,39 @@ fn spawn_native(options: &IsolateOptions, fd: i32) -> Result<Child, StartError> 
         .map_err(|e| StartError::Spawn(format!("{}: {e}", options.host_program.display())))
 }
 
+/// Names the DLLs of a host's report as the `CalloutDlls` entries were written: a Windows host
+/// was given them as wine's `Z:` paths. Who can write each file is then checked here, on Linux,
+/// where the file is (the Windows host cannot read Linux permissions). A report naming what was
+/// sent as written is unchanged.
+fn as_configured(
+    report: &mut LoadReport,
+    sent: &[String],
+    candidates: &[String],
+    config: &CalloutConfig,
+) {
+    let original = |entry: &str| {
+        sent.iter()
+            .position(|s| s == entry)
+            .and_then(|i| candidates.get(i))
+            .filter(|c| c.as_str() != entry)
+    };
+    for attempt in &mut report.attempts {
+        if let Some(c) = original(&attempt.entry) {
+            attempt.path = resolve(c, config.base_dir.as_deref());
+            attempt.entry = c.clone();
+            if attempt.path.is_absolute() {
+                attempt.permission_warnings = crate::trust::check_dll(&attempt.path).lines();
+            }
+        }
+    }
+    if let Some(loaded) = &mut report.loaded {
+        if let Some(c) = original(&loaded.entry) {
+            loaded.path = resolve(c, config.base_dir.as_deref());
+            loaded.entry = c.clone();
+        }
+    }
+}
+
 /// Starts a host that loads `candidates[start..]` (ChainDlls unchanged: each candidate's
 /// remainder is the same) and waits until it is ready or dead.
 fn start_host(
@@ -1555,6 +1605,7 @@ fn start_host(
         ),
         _ => (candidates[start..].to_vec(), config.base_dir.clone()),
     };
+    let sent = dlls.clone();
     let host_config = HostConfig {
         callout: CalloutConfig {
             dlls,
@@ -1602,13 +1653,20 @@ fn start_host(
                 .envs(options.env.iter().map(|(k, v)| (k, v)))
                 .stdin(Stdio::null());
             if pe.windows_paths {
-                // Quiet wine, and no Mono/Gecko installer prompts when it makes a new prefix.
-                if std::env::var_os("WINEDEBUG").is_none() {
-                    command.env("WINEDEBUG", "-all");
-                }
-                if std::env::var_os("WINEDLLOVERRIDES").is_none() {
-                    command.env("WINEDLLOVERRIDES", "mscoree,mshtml=");
-                }
+                // The host's own environment (a scenario's [env]) comes before calloutd's.
+                let set = |name: &str| {
+                    options
+                        .env
+                        .iter()
+                        .rev()
+                        .find(|(k, _)| k == name)
+                        .map(|(_, v)| v.clone())
+                        .or_else(|| std::env::var_os(name))
+                };
+                command.envs(super::pe::wine_environment(
+                    set("WINEDEBUG").as_deref(),
+                    set("WINEDLLOVERRIDES").as_deref(),
+                ));
             }
             let child = command
                 .spawn()
@@ -1662,7 +1720,10 @@ fn start_host(
             let partial = region
                 .read_report()
                 .and_then(|b| serde_json::from_slice::<LoadReport>(&b).ok())
-                .map(Box::new);
+                .map(|mut r| {
+                    as_configured(&mut r, &sent, &candidates[start..], config);
+                    Box::new(r)
+                });
             let cause = if hung {
                 format!(
                     "no answer within {} ms while loading",
@@ -1685,10 +1746,11 @@ fn start_host(
         }
         futex_wait(&header.host_state, now_state, Some(deadline - now));
     }
-    let report: LoadReport = region
+    let mut report: LoadReport = region
         .read_report()
         .and_then(|b| serde_json::from_slice(&b).ok())
         .ok_or_else(|| StartError::Spawn("the callout host sent an unreadable report".into()))?;
+    as_configured(&mut report, &sent, &candidates[start..], config);
     let Some(loaded) = &report.loaded else {
         return Ok(Started { report, host: None });
     };

@@ -71,6 +71,41 @@ impl PeHost {
     }
 }
 
+/// What wine is started with, besides the user's own settings:
+/// - `WINEDEBUG=-all`: wine's own diagnostics would fill the server's log;
+/// - `WINEDLLOVERRIDES`: no Mono/Gecko installer prompts when wine makes a new prefix, and no
+///   `winedbg`. On an unhandled exception wine starts the debugger named in the prefix's AeDebug
+///   key, which prints a backtrace or opens a crash dialog (with a display) and holds the dead
+///   host until it is dismissed. Disabling `winedbg.exe` here covers every prefix without a
+///   registry edit (which would cost one more wine start per host), and the host's own
+///   unhandled-exception filter ends the process before wine would ask for a debugger at all.
+///
+/// A `WINEDEBUG` the user set is kept; a `WINEDLLOVERRIDES` the user set is kept, with
+/// `winedbg.exe=d` added unless it names winedbg itself.
+pub fn wine_environment(
+    winedebug: Option<&std::ffi::OsStr>,
+    overrides: Option<&std::ffi::OsStr>,
+) -> Vec<(OsString, OsString)> {
+    let mut env = Vec::new();
+    if winedebug.is_none() {
+        env.push(("WINEDEBUG".into(), "-all".into()));
+    }
+    let overrides = match overrides {
+        None => Some(OsString::from("mscoree,mshtml=;winedbg.exe=d")),
+        Some(user) if user.to_string_lossy().to_lowercase().contains("winedbg") => None,
+        Some(user) if user.is_empty() => Some(OsString::from("winedbg.exe=d")),
+        Some(user) => {
+            let mut value = user.to_owned();
+            value.push(";winedbg.exe=d");
+            Some(value)
+        }
+    };
+    if let Some(value) = overrides {
+        env.push(("WINEDLLOVERRIDES".into(), value));
+    }
+    env
+}
+
 /// The wine loader: `$CALLOUTD_WINE`, Debian's `/usr/lib/wine/wine64`, or `wine64`/`wine` on
 /// the PATH.
 pub fn find_wine() -> Option<PathBuf> {
@@ -128,6 +163,7 @@ pub fn windows_host(dll: &Path, host_program: &Path) -> Result<PeHost, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::ffi::OsStr;
 
     #[test]
     fn a_pe_file_is_told_by_its_headers_not_its_name() {
@@ -152,6 +188,34 @@ mod tests {
         assert!(!is_pe(&dll));
         assert!(!is_pe(&dir.path().join("missing.dll")));
         assert!(!is_pe(Path::new("/proc/self/exe")), "an ELF file is not PE");
+    }
+
+    #[test]
+    fn wine_runs_quiet_and_without_its_debugger_keeping_the_users_settings() {
+        let env = |debug: Option<&str>, over: Option<&str>| -> Vec<(String, String)> {
+            wine_environment(debug.map(OsStr::new), over.map(OsStr::new))
+                .into_iter()
+                .map(|(k, v)| (k.to_string_lossy().into(), v.to_string_lossy().into()))
+                .collect()
+        };
+        let pair = |k: &str, v: &str| (k.to_string(), v.to_string());
+        assert_eq!(
+            env(None, None),
+            [
+                pair("WINEDEBUG", "-all"),
+                pair("WINEDLLOVERRIDES", "mscoree,mshtml=;winedbg.exe=d")
+            ]
+        );
+        assert_eq!(
+            env(Some("+seh"), Some("foo=n")),
+            [pair("WINEDLLOVERRIDES", "foo=n;winedbg.exe=d")]
+        );
+        assert_eq!(
+            env(Some(""), Some("")),
+            [pair("WINEDLLOVERRIDES", "winedbg.exe=d")]
+        );
+        // The user asked for winedbg explicitly (to debug their DLL): kept as it is.
+        assert!(env(Some("-all"), Some("winedbg.exe=b")).is_empty());
     }
 
     #[test]

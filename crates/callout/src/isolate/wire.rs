@@ -51,6 +51,24 @@ pub(crate) fn signal_name(signal: i32) -> String {
     name.to_string()
 }
 
+/// A Windows exception code with its name when it is a common one: `exception 0xC0000005
+/// (access violation)`.
+#[cfg(unix)]
+pub(crate) fn exception_name(code: u32) -> String {
+    let name = match code {
+        0xC000_0005 => "access violation",
+        0xC000_001D => "illegal instruction",
+        0xC000_0094 => "integer divide by zero",
+        0xC000_0096 => "privileged instruction",
+        0xC000_00FD => "stack overflow",
+        0xC000_0409 => "stack buffer overrun",
+        0x8000_0003 => "breakpoint",
+        0xE06D_7363 => "C++ exception",
+        _ => return format!("exception 0x{code:08X}"),
+    };
+    format!("exception 0x{code:08X} ({name})")
+}
+
 // Unix only: the encoders they round-trip through are the Linux parent's.
 #[cfg(all(test, unix))]
 mod tests {
@@ -64,6 +82,15 @@ mod tests {
         for bad in [0, 9, u32::MAX] {
             assert_eq!(hook_from_id(bad), None);
         }
+    }
+
+    #[test]
+    fn exceptions_are_named_by_code() {
+        assert_eq!(
+            exception_name(0xC000_0005),
+            "exception 0xC0000005 (access violation)"
+        );
+        assert_eq!(exception_name(0xC123_4567), "exception 0xC1234567");
     }
 
     #[test]
