@@ -290,7 +290,7 @@ fn parameters_calloutd_ignores_get_one_warning_each_naming_why() {
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
     for (value, line, why) in [
         ("DatabaseLoggingFlag", 6, "JET"),
-        ("RestoreFlag", 7, "no database backups"),
+        ("RestoreFlag", 7, "never restores a backup at start"),
         ("DebugFlag", 8, "RUST_LOG"),
         ("APIProtocolSupport", 9, "RPC"),
         ("DisableRogueDetection", 10, "Active Directory"),

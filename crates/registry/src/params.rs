@@ -337,11 +337,13 @@ impl fmt::Display for UnusedValue {
 
 /// The values calloutd acts on (everything else in the key is reported by
 /// [`Parameters::unused_values`]).
-const USED_VALUES: [&str; 11] = [
+const USED_VALUES: [&str; 13] = [
     "CalloutDlls",
     "CalloutEnabled",
     "DatabasePath",
     "DatabaseName",
+    "BackupDatabasePath",
+    "BackupInterval",
     "DatabaseCleanupInterval",
     "DhcpLogFilePath",
     "ActivityLogFlag",
@@ -352,19 +354,14 @@ const USED_VALUES: [&str; 11] = [
 ];
 
 /// Documented `DHCPServer\Parameters` values calloutd ignores, with the reason.
-const KNOWN_UNUSED: [(&str, &str); 10] = [
+const KNOWN_UNUSED: [(&str, &str); 8] = [
     (
         "APIProtocolSupport",
         "it selects the RPC transports of Microsoft's management API; calloutd's is its control HTTP API",
     ),
     (
-        "BackupDatabasePath",
-        "calloutd makes no database backups (the lease database is SQLite; the sqlite3 shell can copy it)",
-    ),
-    ("BackupInterval", "calloutd makes no database backups"),
-    (
         "RestoreFlag",
-        "calloutd makes no database backups, so there is nothing to restore at start",
+        "calloutd never restores a backup at start; a restore is done by hand (README: lease database, backups and restore)",
     ),
     (
         "DatabaseLoggingFlag",
@@ -667,6 +664,14 @@ mod tests {
             7,
         );
         set(&mut tree, "SomethingNew", RegValueData::Dword(1), 8);
+        // Read by `serve` (the periodic backups): never reported as ignored.
+        set(&mut tree, "BackupInterval", RegValueData::Dword(60), 10);
+        set(
+            &mut tree,
+            "BackupDatabasePath",
+            RegValueData::Sz(r"D:\backup".into()),
+            11,
+        );
         set(
             &mut tree,
             "DhcpLogDiskSpaceCheckInterval",
