@@ -57,5 +57,6 @@ pub use hooks::{HookFault, Hooks, LeaseLockHeld, NoHooks, PktContext};
 pub use import::ImportReport;
 pub use io::{Admission, CommitError, Datagram, Outcome, PacketHandler, Reply};
 pub use store::{
-    BackupReport, CommitTicket, Lease, LeaseStore, MemoryLeaseStore, SqliteLeaseStore, StoreError,
+    BackupReport, CommitTicket, Lease, LeaseRow, LeaseSink, LeaseStore, MemoryLeaseStore,
+    SqliteLeaseStore, StoreError,
 };

@@ -12,7 +12,8 @@ use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use dhcpssdk::ClientType;
-use rusqlite::{params, Connection};
+use rusqlite::types::{FromSqlError, FromSqlResult, ValueRef};
+use rusqlite::{params, Connection, Row};
 
 use crate::clock::{from_unix_secs, unix_secs};
 use crate::ticker::Ticker;
@@ -37,6 +38,79 @@ pub struct Lease {
     /// The scope policy the lease was granted under (Microsoft's `PolicyName`): renewals keep its
     /// decisions, also after a restart (docs/dhcp.md section 2).
     pub policy_name: Option<String>,
+}
+
+impl Lease {
+    /// The lease as a borrowed [`LeaseRow`].
+    pub fn row(&self) -> LeaseRow<'_> {
+        LeaseRow {
+            ip: self.ip,
+            client_id: &self.client_id,
+            hw_type: self.hw_type,
+            hw_address: &self.hw_address,
+            host_name: self.host_name.as_deref(),
+            expires: self.expires,
+            client_type: self.client_type,
+            policy_name: self.policy_name.as_deref(),
+        }
+    }
+}
+
+/// One stored lease as a store reads it, borrowed from its row: the startup load hands each over
+/// without making a [`Lease`] (four allocations) of it. The fields are those of [`Lease`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaseRow<'a> {
+    /// The leased address.
+    pub ip: Ipv4Addr,
+    /// The client identity.
+    pub client_id: &'a [u8],
+    /// The hardware type.
+    pub hw_type: u8,
+    /// The client hardware address (at most 16 bytes).
+    pub hw_address: &'a [u8],
+    /// The host name the client sent, if any.
+    pub host_name: Option<&'a str>,
+    /// When the lease expires; `None` = never.
+    pub expires: Option<SystemTime>,
+    /// DHCP or BOOTP.
+    pub client_type: ClientType,
+    /// The scope policy the lease was granted under.
+    pub policy_name: Option<&'a str>,
+}
+
+impl LeaseRow<'_> {
+    /// The row as an owned [`Lease`].
+    pub fn to_lease(&self) -> Lease {
+        Lease {
+            ip: self.ip,
+            client_id: self.client_id.to_vec(),
+            hw_type: self.hw_type,
+            hw_address: self.hw_address.to_vec(),
+            host_name: self.host_name.map(str::to_owned),
+            expires: self.expires,
+            client_type: self.client_type,
+            policy_name: self.policy_name.map(str::to_owned),
+        }
+    }
+}
+
+/// Receives the stored leases one by one ([`LeaseStore::load_into`]).
+pub trait LeaseSink {
+    /// How many leases are coming (called once, first; to size the receiver once).
+    fn expect(&mut self, count: usize);
+    /// One stored lease.
+    fn lease(&mut self, lease: &LeaseRow<'_>);
+}
+
+/// Collects the leases (what [`LeaseStore::load_all`] returns).
+impl LeaseSink for Vec<Lease> {
+    fn expect(&mut self, count: usize) {
+        self.reserve(count);
+    }
+
+    fn lease(&mut self, lease: &LeaseRow<'_>) {
+        self.push(lease.to_lease());
+    }
 }
 
 /// A lease store failure.
@@ -125,8 +199,18 @@ pub use calloutd_hooks::CommitTicket;
 
 /// Where leases are persisted. Implementations must be thread-safe.
 pub trait LeaseStore: Send + Sync {
-    /// Every stored lease (called once, when the engine starts).
+    /// Every stored lease, in address order.
     fn load_all(&self) -> Result<Vec<Lease>, StoreError>;
+    /// Hands every stored lease to `sink`, in address order, one at a time (the engine's startup
+    /// load: no vector of 1 000 000 leases on the way). The default goes through [`Self::load_all`].
+    fn load_into(&self, sink: &mut dyn LeaseSink) -> Result<(), StoreError> {
+        let leases = self.load_all()?;
+        sink.expect(leases.len());
+        for lease in &leases {
+            sink.lease(&lease.row());
+        }
+        Ok(())
+    }
     /// Queues "this lease now exists" (insert or replace by address). Must not do disk I/O: it is called
     /// under the lease lock.
     fn put(&self, lease: Lease) -> CommitTicket;
@@ -184,6 +268,15 @@ impl MemoryLeaseStore {
 impl LeaseStore for MemoryLeaseStore {
     fn load_all(&self) -> Result<Vec<Lease>, StoreError> {
         Ok(self.lock().values().cloned().collect())
+    }
+
+    fn load_into(&self, sink: &mut dyn LeaseSink) -> Result<(), StoreError> {
+        let leases = self.lock();
+        sink.expect(leases.len());
+        for lease in leases.values() {
+            sink.lease(&lease.row());
+        }
+        Ok(())
     }
 
     fn put(&self, lease: Lease) -> CommitTicket {
@@ -304,9 +397,6 @@ impl Failures {
 /// read the database while calloutd runs.
 pub struct SqliteLeaseStore {
     path: PathBuf,
-    /// The leases stored when the database was opened, until [`LeaseStore::load_all`] hands them
-    /// over (kept once, not twice: the engine's table is the live copy).
-    loaded: Mutex<Option<Vec<Lease>>>,
     queue: Mutex<Queue>,
     /// Signalled after every transaction.
     done: Condvar,
@@ -372,7 +462,8 @@ const PUT_SQL: &str = "INSERT OR REPLACE INTO leases \
 const REMOVE_SQL: &str = "DELETE FROM leases WHERE ip = ?1";
 
 impl SqliteLeaseStore {
-    /// Opens (creating if needed) the lease database at `path` and reads its leases.
+    /// Opens (creating if needed) the lease database at `path`. Its leases are read when asked
+    /// ([`LeaseStore::load_into`]), straight into their receiver.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
         let path = path.as_ref().to_path_buf();
         let sql_err = |source| StoreError::Sqlite {
@@ -402,7 +493,6 @@ impl SqliteLeaseStore {
         // Prepare once here so a bad schema fails at open, not at the first commit.
         conn.prepare_cached(PUT_SQL).map_err(sql_err)?;
         conn.prepare_cached(REMOVE_SQL).map_err(sql_err)?;
-        let loaded = read_leases(&conn, &path)?;
         let checkpointer = start_checkpointer(&path).map_err(sql_err)?;
         if checkpointer.is_none() {
             tracing::warn!(
@@ -414,7 +504,6 @@ impl SqliteLeaseStore {
         }
         Ok(Self {
             path,
-            loaded: Mutex::new(Some(loaded)),
             queue: Mutex::new(Queue::default()),
             done: Condvar::new(),
             conn: Mutex::new(conn),
@@ -442,17 +531,17 @@ impl SqliteLeaseStore {
 
 impl LeaseStore for SqliteLeaseStore {
     fn load_all(&self) -> Result<Vec<Lease>, StoreError> {
-        let opened = self.loaded.lock().unwrap_or_else(|p| p.into_inner()).take();
-        match opened {
-            Some(leases) => Ok(leases),
-            // Asked again: commit what is queued and read the database as it is now.
-            None => {
-                let issued = self.lock().issued;
-                self.commit(CommitTicket(issued))?;
-                let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-                read_leases(&conn, &self.path)
-            }
-        }
+        let mut leases = Vec::new();
+        self.load_into(&mut leases)?;
+        Ok(leases)
+    }
+
+    fn load_into(&self, sink: &mut dyn LeaseSink) -> Result<(), StoreError> {
+        // The database as it is now, with what is queued committed first.
+        let issued = self.lock().issued;
+        self.commit(CommitTicket(issued))?;
+        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        read_leases(&conn, &self.path, sink)
     }
 
     fn put(&self, lease: Lease) -> CommitTicket {
@@ -756,80 +845,109 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// Reads every stored lease.
-fn read_leases(conn: &Connection, path: &Path) -> Result<Vec<Lease>, StoreError> {
+/// Reads every stored lease into `sink`, in address order, one row at a time: each is handed over
+/// borrowed from SQLite's row, so nothing per lease is allocated here.
+fn read_leases(conn: &Connection, path: &Path, sink: &mut dyn LeaseSink) -> Result<(), StoreError> {
     let sql_err = |source| StoreError::Sqlite {
         path: path.to_path_buf(),
         source,
     };
+    // The row count first, so the receiver is sized once (1 000 000 leases).
+    let count: i64 = conn
+        .query_row("SELECT count(*) FROM leases", [], |row| row.get(0))
+        .map_err(sql_err)?;
+    sink.expect(usize::try_from(count).unwrap_or(0));
     let mut stmt = conn
         .prepare(
             "SELECT ip, client_id, hw_type, hw_address, host_name, expires, client_type, \
              policy_name FROM leases ORDER BY ip",
         )
         .map_err(sql_err)?;
-    let rows = stmt
-        .query_map([], |row| {
-            Ok((
-                row.get::<_, i64>(0)?,
-                row.get::<_, Vec<u8>>(1)?,
-                row.get::<_, i64>(2)?,
-                row.get::<_, Vec<u8>>(3)?,
-                row.get::<_, Option<String>>(4)?,
-                row.get::<_, Option<i64>>(5)?,
-                row.get::<_, i64>(6)?,
-                row.get::<_, Option<String>>(7)?,
-            ))
-        })
-        .map_err(sql_err)?;
-    // Sized from the row count, so 1 000 000 leases are not copied as the vector grows.
-    let count: i64 = conn
-        .query_row("SELECT count(*) FROM leases", [], |row| row.get(0))
-        .map_err(sql_err)?;
-    let mut leases = Vec::with_capacity(usize::try_from(count).unwrap_or(0));
-    for row in rows {
-        let (ip, client_id, hw_type, hw_address, host_name, expires, client_type, policy_name) =
-            row.map_err(sql_err)?;
-        let ip_num = u32::try_from(ip).map_err(|_| StoreError::BadRow {
-            path: path.to_path_buf(),
-            ip: Ipv4Addr::UNSPECIFIED,
-            what: format!("address {ip} is not an IPv4 address"),
-        })?;
-        let ip = Ipv4Addr::from(ip_num);
-        let bad = |what: String| StoreError::BadRow {
-            path: path.to_path_buf(),
-            ip,
-            what,
-        };
-        let client_type = u32::try_from(client_type)
-            .ok()
-            .and_then(ClientType::from_code)
-            .ok_or_else(|| bad(format!("unknown client type {client_type}")))?;
-        let hw_type = u8::try_from(hw_type).map_err(|_| bad(format!("hardware type {hw_type}")))?;
-        if hw_address.len() > 16 {
-            return Err(bad(format!(
-                "hardware address of {} bytes",
-                hw_address.len()
-            )));
-        }
-        let expires = match expires {
-            None => None,
-            Some(secs) => Some(from_unix_secs(
-                u64::try_from(secs).map_err(|_| bad(format!("expiry {secs}")))?,
-            )),
-        };
-        leases.push(Lease {
-            ip,
-            client_id,
-            hw_type,
-            hw_address,
-            host_name,
-            expires,
-            client_type,
-            policy_name,
-        });
+    let mut rows = stmt.query([]).map_err(sql_err)?;
+    while let Some(row) = rows.next().map_err(sql_err)? {
+        sink.lease(&lease_of_row(row, path)?);
     }
-    Ok(leases)
+    Ok(())
+}
+
+/// The lease in `row` (of [`read_leases`]'s query), checked.
+fn lease_of_row<'r>(row: &'r Row<'_>, path: &Path) -> Result<LeaseRow<'r>, StoreError> {
+    let sql_err = |source| StoreError::Sqlite {
+        path: path.to_path_buf(),
+        source,
+    };
+    let ip = row.get::<_, i64>(0).map_err(sql_err)?;
+    let client_id = borrowed(row, 1, ValueRef::as_blob).map_err(sql_err)?;
+    let hw_type = row.get::<_, i64>(2).map_err(sql_err)?;
+    let hw_address = borrowed(row, 3, ValueRef::as_blob).map_err(sql_err)?;
+    let host_name = borrowed(row, 4, ValueRef::as_str_or_null).map_err(sql_err)?;
+    let expires = row.get::<_, Option<i64>>(5).map_err(sql_err)?;
+    let client_type = row.get::<_, i64>(6).map_err(sql_err)?;
+    let policy_name = borrowed(row, 7, ValueRef::as_str_or_null).map_err(sql_err)?;
+    let ip_num = u32::try_from(ip).map_err(|_| StoreError::BadRow {
+        path: path.to_path_buf(),
+        ip: Ipv4Addr::UNSPECIFIED,
+        what: format!("address {ip} is not an IPv4 address"),
+    })?;
+    let ip = Ipv4Addr::from(ip_num);
+    let bad = |what: String| StoreError::BadRow {
+        path: path.to_path_buf(),
+        ip,
+        what,
+    };
+    let client_type = u32::try_from(client_type)
+        .ok()
+        .and_then(ClientType::from_code)
+        .ok_or_else(|| bad(format!("unknown client type {client_type}")))?;
+    let hw_type = u8::try_from(hw_type).map_err(|_| bad(format!("hardware type {hw_type}")))?;
+    if hw_address.len() > 16 {
+        return Err(bad(format!(
+            "hardware address of {} bytes",
+            hw_address.len()
+        )));
+    }
+    let expires = match expires {
+        None => None,
+        Some(secs) => Some(from_unix_secs(
+            u64::try_from(secs).map_err(|_| bad(format!("expiry {secs}")))?,
+        )),
+    };
+    Ok(LeaseRow {
+        ip,
+        client_id,
+        hw_type,
+        hw_address,
+        host_name,
+        expires,
+        client_type,
+        policy_name,
+    })
+}
+
+/// Column `idx` of `row` read in place by `read` (`ValueRef::as_blob`, ...), failing as
+/// `Row::get` would for the owned type (`Vec<u8>`, `Option<String>`).
+fn borrowed<'r, T>(
+    row: &'r Row<'_>,
+    idx: usize,
+    read: impl FnOnce(&ValueRef<'r>) -> FromSqlResult<T>,
+) -> rusqlite::Result<T> {
+    let value = row.get_ref(idx)?;
+    read(&value).map_err(|error| match error {
+        FromSqlError::InvalidType => rusqlite::Error::InvalidColumnType(
+            idx,
+            row.as_ref()
+                .column_name(idx)
+                .map(str::to_owned)
+                .unwrap_or_default(),
+            value.data_type(),
+        ),
+        FromSqlError::OutOfRange(i) => rusqlite::Error::IntegralValueOutOfRange(idx, i),
+        FromSqlError::Utf8Error(error) => rusqlite::Error::Utf8Error(idx, error),
+        FromSqlError::Other(error) => {
+            rusqlite::Error::FromSqlConversionFailure(idx, value.data_type(), error)
+        }
+        other => rusqlite::Error::FromSqlConversionFailure(idx, value.data_type(), Box::new(other)),
+    })
 }
 
 fn apply_batch(conn: &Connection, batch: &[Change]) -> rusqlite::Result<()> {
@@ -966,6 +1084,52 @@ mod tests {
         assert_eq!(loaded.len(), 2);
         assert_eq!(loaded[1], lease(12));
         assert_eq!(loaded[1].policy_name.as_deref(), Some("policy12"));
+    }
+
+    /// A row that is not a lease fails the load with the error reading it into a `Lease` gave: the
+    /// borrowed columns fail as `Row::get` of the owned type does, a bad value names its row.
+    #[test]
+    fn a_bad_row_fails_the_load_as_reading_it_owned_did() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("leases.db");
+        let store = open_store(&path).unwrap();
+        let raw = Connection::open(&path).unwrap();
+        let query = "SELECT ip, client_id, hw_type, hw_address, host_name, expires, client_type, \
+                     policy_name FROM leases";
+        for (damage, column) in [
+            ("UPDATE leases SET client_id = 'text'", 1),
+            ("UPDATE leases SET hw_address = 5", 3),
+            ("UPDATE leases SET host_name = CAST(x'ff' AS TEXT)", 4),
+            ("UPDATE leases SET policy_name = x'00'", 7),
+        ] {
+            raw.execute_batch("DELETE FROM leases").unwrap();
+            store.commit(store.put(lease(1))).unwrap();
+            raw.execute_batch(damage).unwrap();
+            let owned = raw
+                .query_row(query, [], |row| match column {
+                    1 | 3 => row.get::<_, Vec<u8>>(column).map(drop),
+                    _ => row.get::<_, Option<String>>(column).map(drop),
+                })
+                .unwrap_err();
+            let error = store.load_all().unwrap_err().to_string();
+            assert_eq!(
+                error,
+                format!("lease database {}: {owned}", path.display()),
+                "{damage}"
+            );
+        }
+        raw.execute_batch("DELETE FROM leases").unwrap();
+        store.commit(store.put(lease(1))).unwrap();
+        raw.execute_batch("UPDATE leases SET client_type = 7")
+            .unwrap();
+        let error = store.load_all().unwrap_err().to_string();
+        assert_eq!(
+            error,
+            format!(
+                "lease database {}: row for 198.18.0.1: unknown client type 7",
+                path.display()
+            )
+        );
     }
 
     #[test]
