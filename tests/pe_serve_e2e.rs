@@ -578,6 +578,18 @@ fn fault_scenario(lab: &Lab, wine: &Wine, dll: &Path, fault: Fault) {
         1,
         "{tag}: one faulted {hook} in the trace: {trace:#?}"
     );
+    // Reported as the DLL's misbehaviour too, also when the server carried on (the exception).
+    let kind = if word == "hang" { "hang" } else { "crash" };
+    assert_eq!(
+        faulted[0]["misbehaviour"][0]["kind"], kind,
+        "{tag}: {}",
+        faulted[0]
+    );
+    assert_eq!(
+        counted(&format!("misbehaviour_{kind}")),
+        1,
+        "{tag}: {stats}"
+    );
     // Both clients went through the callout after the fault: three NewPkt for the DISCOVERs and
     // REQUESTs that were answered, besides the faulting one.
     let new_pkts = trace.iter().filter(|r| r["hook"] == "NewPkt").count();

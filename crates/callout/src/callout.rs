@@ -335,9 +335,10 @@ impl Callout {
                 HookFault::SizeAboveCapacity { .. }
                 | HookFault::NullBuffer { .. }
                 | HookFault::SwappedTooLarge { .. } => Some(MisbehaviourKind::BadSize),
-                HookFault::PacketTooLarge { .. }
-                | HookFault::Exception { .. }
-                | HookFault::Host { .. } => None,
+                // An exception the shim ended (Windows, and a PE DLL under wine): the DLL
+                // crashed, even though the server (as Microsoft's) carries on.
+                HookFault::Exception { .. } => Some(MisbehaviourKind::Crash),
+                HookFault::PacketTooLarge { .. } | HookFault::Host { .. } => None,
             };
             if let Some(kind) = kind {
                 found.push(info.report(kind, fault.to_string()));
