@@ -4,7 +4,8 @@
 //! test relay on 198.18.0.1:67, as in isolate_e2e.rs).
 //!
 //! - `check` loads the PE build of the trace callout through the wine host, naming it as
-//!   `CalloutDlls` does, and `serve` logs event 1033 for it; `serve` answers the same exchanges
+//!   `CalloutDlls` does, with who can write it checked on Linux (`--strict-dll-permissions` loads
+//!   it from a private folder, refuses it from an open one), and `serve` logs event 1033 for it; `serve` answers the same exchanges
 //!   with the same hook calls as with the `.so` build: the server's `--trace` and what the DLL
 //!   logged of every argument agree field by field, all but timings, thread ids and pointers.
 //! - Faults of the PE build of the faulty callout under `serve`: a NULL write in NewPkt is an
@@ -122,8 +123,17 @@ impl Wine {
     /// `calloutd check --reg REG` with this prefix (and `envs`), bounded: wine makes the prefix on
     /// its first start.
     fn check(&self, reg: &Path, envs: &[(&str, &str)]) -> CommandRun {
+        self.run_check(reg, &[], envs)
+    }
+
+    /// `calloutd check --reg REG ARGS` with this prefix.
+    fn check_args(&self, reg: &Path, args: &[&str]) -> CommandRun {
+        self.run_check(reg, args, &[])
+    }
+
+    fn run_check(&self, reg: &Path, args: &[&str], envs: &[(&str, &str)]) -> CommandRun {
         let mut cmd = Command::new(calloutd_bin());
-        cmd.arg("check").arg("--reg").arg(reg);
+        cmd.arg("check").arg("--reg").arg(reg).args(args);
         for (k, v) in self.env() {
             cmd.env(k, v);
         }
@@ -374,6 +384,28 @@ fn check_and_serve_host_a_pe_callout_with_the_same_calls_as_the_so_build() {
         "{text}"
     );
     assert!(text.contains("check: OK"), "{text}");
+    // Who can write the DLL is checked on Linux, where the file is (not "not checked", as the
+    // Windows host would say), so --strict-dll-permissions judges the Linux file.
+    assert!(!text.contains("was not checked"), "{text}");
+    let strict = |what: &str| {
+        let run = wine.check_args(&reg, &["--strict-dll-permissions"]);
+        (run.code, format!("{what}: {}{}", run.stdout, run.stderr))
+    };
+    let (code, out) = strict("a private folder");
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("loaded: ") && !out.contains("can write it"),
+        "{out}"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o777)).unwrap();
+    let (code, out) = strict("a folder every user can write");
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o700)).unwrap();
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("--strict-dll-permissions") && out.contains("every user can write it"),
+        "{out}"
+    );
     // The DLL itself ran under wine: its entry point logged the call.
     let entry = read_jsonl(&log);
     assert_eq!(
@@ -545,6 +577,18 @@ fn fault_scenario(lab: &Lab, wine: &Wine, dll: &Path, fault: Fault) {
         faulted.len(),
         1,
         "{tag}: one faulted {hook} in the trace: {trace:#?}"
+    );
+    // Reported as the DLL's misbehaviour too, also when the server carried on (the exception).
+    let kind = if word == "hang" { "hang" } else { "crash" };
+    assert_eq!(
+        faulted[0]["misbehaviour"][0]["kind"], kind,
+        "{tag}: {}",
+        faulted[0]
+    );
+    assert_eq!(
+        counted(&format!("misbehaviour_{kind}")),
+        1,
+        "{tag}: {stats}"
     );
     // Both clients went through the callout after the fault: three NewPkt for the DISCOVERs and
     // REQUESTs that were answered, besides the faulting one.

@@ -302,7 +302,9 @@ impl Callout {
         } else {
             self.slow_unlocked_threshold
         };
-        if elapsed > threshold {
+        // Time the thread only waited for a CPU (a busy machine, not a slow DLL) does not count.
+        let waited = crate::cpu_wait::waited_for_cpu(elapsed, threshold).unwrap_or_default();
+        if elapsed.saturating_sub(waited) > threshold {
             let why = match info.locks.names().first() {
                 Some(lock) => format!(
                     "slow under the {lock} lock (threshold {} us): every worker waiting for it stalls",
@@ -313,9 +315,17 @@ impl Callout {
                     threshold.as_micros()
                 ),
             };
+            let queued = if waited.is_zero() {
+                String::new()
+            } else {
+                format!(
+                    " ({} us of it waiting for a CPU, not counted)",
+                    waited.as_micros()
+                )
+            };
             found.push(info.report(
                 MisbehaviourKind::SlowHook,
-                format!("took {dur_us} us, {why}"),
+                format!("took {dur_us} us{queued}, {why}"),
             ));
         }
         if let Some(fault) = fault {
@@ -325,9 +335,10 @@ impl Callout {
                 HookFault::SizeAboveCapacity { .. }
                 | HookFault::NullBuffer { .. }
                 | HookFault::SwappedTooLarge { .. } => Some(MisbehaviourKind::BadSize),
-                HookFault::PacketTooLarge { .. }
-                | HookFault::Exception { .. }
-                | HookFault::Host { .. } => None,
+                // An exception the shim ended (Windows, and a PE DLL under wine): the DLL
+                // crashed, even though the server (as Microsoft's) carries on.
+                HookFault::Exception { .. } => Some(MisbehaviourKind::Crash),
+                HookFault::PacketTooLarge { .. } | HookFault::Host { .. } => None,
             };
             if let Some(kind) = kind {
                 found.push(info.report(kind, fault.to_string()));

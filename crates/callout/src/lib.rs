@@ -44,6 +44,7 @@
 
 mod buffer;
 mod callout;
+mod cpu_wait;
 pub mod isolate;
 mod load;
 mod misbehaviour;

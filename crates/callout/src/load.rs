@@ -251,15 +251,20 @@ pub struct LoadResult {
 /// (UTF-16 multi-sz, never NULL) and `CalloutVersion` 0; the first that returns 0 is kept, every
 /// other is unloaded and the next one tried. Every step is logged (events 1033/1034) and reported.
 pub fn load_callout(config: &CalloutConfig) -> LoadResult {
-    load_callout_observed(config, &mut |_, _| {})
+    load_callout_observed(config, &mut |_, _| {}, None)
 }
 
 /// [`load_callout`], telling `attempting` the index (in load order) of each candidate and the
 /// report so far before it is loaded: the isolated host publishes both, so a crash while loading
 /// names the DLL (event 1032) and the attempts before it are not lost.
+///
+/// `permissions`, when given, is who can write each candidate (in load order) as another process
+/// found it: the Linux server's findings for a Windows host under wine, which cannot read Linux
+/// permissions. Without it each file is checked here.
 pub(crate) fn load_callout_observed(
     config: &CalloutConfig,
     attempting: &mut dyn FnMut(usize, &LoadReport),
+    permissions: Option<&[Vec<String>]>,
 ) -> LoadResult {
     let candidates = ordered(&config.dlls, config.order);
     let mut report = LoadReport {
@@ -290,8 +295,17 @@ pub(crate) fn load_callout_observed(
         let chain_dlls = candidates[i + 1..].to_vec();
         let path = resolve(entry, config.base_dir.as_deref());
         attempting(i, &report);
-        let trust = trust::check_dll(&path);
-        let permission_warnings = trust.lines();
+        let (permission_warnings, clean) = match permissions {
+            Some(found) => {
+                let lines = found.get(i).cloned().unwrap_or_default();
+                let clean = lines.is_empty();
+                (lines, clean)
+            }
+            None => {
+                let trust = trust::check_dll(&path);
+                (trust.lines(), trust.is_clean())
+            }
+        };
         for warning in &permission_warnings {
             tracing::warn!("{entry}: {warning}");
         }
@@ -300,7 +314,7 @@ pub(crate) fn load_callout_observed(
         let sha256 = trust::sha256_file(&path)
             .ok()
             .filter(|_| path.components().count() > 1);
-        let (outcome, callout) = if config.strict_permissions && !trust.is_clean() {
+        let (outcome, callout) = if config.strict_permissions && !clean {
             (
                 AttemptOutcome::Untrusted {
                     error: permission_warnings.join("; "),

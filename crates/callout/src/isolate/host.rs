@@ -147,12 +147,16 @@ fn run(region: Arc<Region>, bells: Option<Arc<HostBells>>) -> ExitCode {
     header
         .host_state
         .store(host_state::LOADING, Ordering::Release);
-    let loaded = load_callout_observed(&config.callout, &mut |i, so_far| {
-        if let Ok(json) = serde_json::to_vec(so_far) {
-            region.write_report(&json);
-        }
-        header.attempt.store(i as u32, Ordering::Release);
-    });
+    let loaded = load_callout_observed(
+        &config.callout,
+        &mut |i, so_far| {
+            if let Ok(json) = serde_json::to_vec(so_far) {
+                region.write_report(&json);
+            }
+            header.attempt.store(i as u32, Ordering::Release);
+        },
+        config.permissions.as_deref(),
+    );
     let report = serde_json::to_vec(&loaded.report).unwrap_or_default();
     if !region.write_report(&report) {
         eprintln!("calloutd callout host: the load report does not fit the shared region");

@@ -39,6 +39,11 @@ pub(crate) struct HostConfig {
     pub slow_locked_us: u64,
     /// The slow-hook threshold without one, microseconds.
     pub slow_unlocked_us: u64,
+    /// Who can write each candidate, as the server found it (one list of findings per candidate,
+    /// in order): set for a Windows host under wine, which cannot read Linux permissions, so
+    /// `--strict-dll-permissions` judges the Linux file. `None`: the host checks.
+    #[serde(default)]
+    pub permissions: Option<Vec<Vec<String>>>,
 }
 mod shm;
 #[cfg(windows)]

@@ -1539,9 +1539,7 @@ fn spawn_native(options: &IsolateOptions, fd: i32) -> Result<Child, StartError> 
 }
 
 /// Names the DLLs of a host's report as the `CalloutDlls` entries were written: a Windows host
-/// was given them as wine's `Z:` paths. Who can write each file is then checked here, on Linux,
-/// where the file is (the Windows host cannot read Linux permissions). A report naming what was
-/// sent as written is unchanged.
+/// was given them as wine's `Z:` paths. A report naming what was sent as written is unchanged.
 fn as_configured(
     report: &mut LoadReport,
     sent: &[String],
@@ -1558,9 +1556,6 @@ fn as_configured(
         if let Some(c) = original(&attempt.entry) {
             attempt.path = resolve(c, config.base_dir.as_deref());
             attempt.entry = c.clone();
-            if attempt.path.is_absolute() {
-                attempt.permission_warnings = crate::trust::check_dll(&attempt.path).lines();
-            }
         }
     }
     if let Some(loaded) = &mut report.loaded {
@@ -1617,6 +1612,18 @@ fn start_host(
         slow_locked_us: u64::try_from(options.slow_threshold.as_micros()).unwrap_or(u64::MAX),
         slow_unlocked_us: u64::try_from(options.slow_unlocked_threshold.as_micros())
             .unwrap_or(u64::MAX),
+        // The files are Linux files: who can write them is checked here.
+        permissions: match &options.pe_host {
+            Some(pe) if pe.windows_paths => Some(
+                candidates[start..]
+                    .iter()
+                    .map(|c| {
+                        crate::trust::check_dll(&resolve(c, config.base_dir.as_deref())).lines()
+                    })
+                    .collect(),
+            ),
+            _ => None,
+        },
     };
     let json = serde_json::to_vec(&host_config).map_err(|e| StartError::Spawn(e.to_string()))?;
     if !region.write_report(&json) {
