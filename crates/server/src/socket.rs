@@ -60,6 +60,8 @@ const DATAGRAM_BUFFER: usize = 65_536;
 /// addresses and control messages.
 pub(crate) struct RecvBuffers {
     headers: MultiHeaders<SockaddrIn>,
+    /// Whether a receive has filled `headers` since they were made (see [`RecvBuffers::headers`]).
+    used: bool,
     datagrams: Vec<Vec<u8>>,
 }
 
@@ -68,7 +70,22 @@ impl Default for RecvBuffers {
     fn default() -> Self {
         RecvBuffers {
             headers: MultiHeaders::preallocate(RECV_BATCH, Some(control_buffer())),
+            used: false,
             datagrams: vec![vec![0u8; DATAGRAM_BUFFER]; RECV_BATCH],
+        }
+    }
+}
+
+#[cfg(unix)]
+impl RecvBuffers {
+    /// Makes the headers ready for a receive. The kernel shrinks each header's control length to what its
+    /// datagram used, and nix's `recvmmsg` does not restore it, so reused headers would cut the
+    /// control messages of a later datagram that carries one more (the drop count, which comes
+    /// before the packet info), and lose its packet info: a reply would then name 0.0.0.0 as the
+    /// server. So headers that a receive filled are made anew.
+    fn renew_used_headers(&mut self) {
+        if std::mem::replace(&mut self.used, true) {
+            self.headers = MultiHeaders::preallocate(RECV_BATCH, Some(control_buffer()));
         }
     }
 }
@@ -205,6 +222,7 @@ impl ServerSocket {
         } else {
             MsgFlags::MSG_DONTWAIT
         };
+        buffers.renew_used_headers();
         let mut slices: Vec<[IoSliceMut<'_>; 1]> = buffers
             .datagrams
             .iter_mut()
@@ -538,6 +556,60 @@ mod recv_tests {
             assert_eq!(&buf[..len], expected);
             assert_eq!(from.ip(), std::net::IpAddr::V4(Ipv4Addr::LOCALHOST));
         }
+    }
+
+    /// Reads until the socket is empty; every datagram read.
+    #[cfg(unix)]
+    fn drain(server: &ServerSocket, buffers: &mut RecvBuffers) -> Vec<Received> {
+        let mut all = Vec::new();
+        let mut received = Vec::new();
+        while server.recv_batch(buffers, false, &mut received).is_ok() {
+            all.append(&mut received);
+        }
+        all
+    }
+
+    // Unix only: the kernel's drop count (SO_RXQ_OVFL) and recvmmsg.
+    #[cfg(unix)]
+    #[test]
+    fn the_packet_info_survives_reused_headers_once_the_kernel_reports_drops() {
+        // Wildcard-bound: the receiving address comes only from the packet info. A receive buffer
+        // of a few datagrams, so a burst overflows it.
+        let server =
+            ServerSocket::bind_address(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0), Some(4096))
+                .unwrap();
+        let to_server = SocketAddrV4::new(Ipv4Addr::LOCALHOST, server.local.port());
+        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let mut buffers = RecvBuffers::default();
+        // Datagrams queued before any drop carry the receive time and the packet info...
+        for _ in 0..300 {
+            let _ = client.send_to(b"burst", to_server);
+        }
+        let before = drain(&server, &mut buffers);
+        assert!(
+            !before.is_empty() && before.len() < 300,
+            "{} of 300 kept",
+            before.len()
+        );
+        // ...those queued after the drops one more control message, the drop count, before the
+        // packet info: headers whose control length shrank to the smaller set would cut it off.
+        for _ in 0..3 {
+            client.send_to(b"after", to_server).unwrap();
+        }
+        let after = drain(&server, &mut buffers);
+        assert_eq!(after.len(), 3);
+        for received in before.iter().chain(&after) {
+            assert_eq!(
+                (received.if_addr, received.dst_addr),
+                (Ipv4Addr::LOCALHOST, Ipv4Addr::LOCALHOST),
+                "packet info of every datagram"
+            );
+        }
+        assert!(
+            after.iter().all(|r| r.kernel_drops.is_some_and(|d| d > 0)),
+            "the drop count reported: {:?}",
+            after.iter().map(|r| r.kernel_drops).collect::<Vec<_>>()
+        );
     }
 
     #[test]
