@@ -10,7 +10,8 @@
 //! what a datagram costs when nothing is coalesced; CPU time, so a worker preempted on a busy machine
 //! does not look slow). It lingers when its handling time is at
 //! least [`ENTER`] of the gap (without lingering it would be busy that share of the time, and queueing
-//! builds), and stops when it falls below [`EXIT`] (hysteresis, so it does not flip every round).
+//! builds; only after [`ENTER_ROUNDS`] such rounds in a row, so a few costly rounds do not count),
+//! and stops when it falls below [`EXIT`] (hysteresis, so it does not flip every round).
 //! While it lingers, rounds cost less per datagram because they are larger, so those rounds do not
 //! count; every [`PROBE`]th round it does not linger, and that round measures the cost again, so
 //! one costly moment cannot keep it lingering.
@@ -32,6 +33,15 @@ const WEIGHT: f64 = 1.0 / 16.0;
 pub(crate) const PROBE: u32 = 32;
 /// A gap longer than this is idleness, not a rate: it restarts the gap average from this value.
 const IDLE_GAP: Duration = Duration::from_millis(100);
+/// Lingering starts only after this many rounds in a row measured a share of at least [`ENTER`]: a
+/// few costly rounds (a cold start's first commits and page faults, a checkpoint) are not a backlog.
+/// Measured: without it, the first rounds of a fresh server (several hundred µs each) made it
+/// linger for the next half second at 1 000 exchanges/s, adding up to a millisecond to the
+/// requests that followed its offers.
+pub(crate) const ENTER_ROUNDS: u32 = 8;
+/// One round's cost per datagram counts as at most this many arrival gaps, so that one very costly
+/// round moves the average by a bounded step.
+const MAX_SAMPLE_GAPS: f64 = 2.0;
 
 /// A worker's view of the arrival rate and of its own speed (see the module doc).
 #[derive(Debug, Default)]
@@ -46,6 +56,8 @@ pub(crate) struct Pace {
     lingering: bool,
     /// Rounds since lingering started.
     lingered: u32,
+    /// Measured rounds in a row whose own cost per datagram reached [`ENTER`] of the gap.
+    over: u32,
 }
 
 impl Pace {
@@ -77,7 +89,17 @@ impl Pace {
         if after_linger {
             return;
         }
-        let per = cpu.saturating_sub(last).as_secs_f64() / datagrams as f64;
+        let mut per = cpu.saturating_sub(last).as_secs_f64() / datagrams as f64;
+        if let Some(gap) = self.gap {
+            per = per.min(gap * MAX_SAMPLE_GAPS);
+            // This round's own share, not the average's: the average keeps a costly moment for
+            // a dozen rounds after it.
+            self.over = if per >= gap * ENTER {
+                self.over.saturating_add(1)
+            } else {
+                0
+            };
+        }
         self.cost = Some(mean(self.cost, per));
         self.decide();
     }
@@ -91,16 +113,21 @@ impl Pace {
         !self.lingered.is_multiple_of(PROBE)
     }
 
+    /// The measured cost per datagram as a share of the mean gap between arrivals.
+    fn share(&self) -> Option<f64> {
+        let (gap, cost) = (self.gap?, self.cost?);
+        Some(if gap > 0.0 { cost / gap } else { f64::INFINITY })
+    }
+
     fn decide(&mut self) {
-        let (Some(gap), Some(cost)) = (self.gap, self.cost) else {
+        let Some(share) = self.share() else {
             self.lingering = false;
             return;
         };
-        let share = if gap > 0.0 { cost / gap } else { f64::INFINITY };
         let lingering = if self.lingering {
             share >= EXIT
         } else {
-            share >= ENTER
+            share >= ENTER && self.over >= ENTER_ROUNDS
         };
         if lingering != self.lingering {
             self.lingered = 0;
@@ -166,10 +193,10 @@ mod tests {
         let at = Instant::now();
         pace.arrived(at);
         pace.round_done(30 * US, 1, false);
-        assert!(!pace.linger());
+        assert!(!pace.lingering);
         pace.arrived(at + Duration::from_millis(20));
         pace.round_done(60 * US, 1, false);
-        assert!(!pace.linger());
+        assert!(!pace.lingering);
     }
 
     #[test]
@@ -184,7 +211,7 @@ mod tests {
             500 * US,
             30 * US,
         );
-        assert!(!pace.linger());
+        assert!(!pace.lingering);
     }
 
     #[test]
@@ -193,16 +220,16 @@ mod tests {
         let mut cpu = Duration::ZERO;
         // 16 000 datagrams/s, 50 µs each: busy 80 % of the time.
         let at = steady(&mut pace, Instant::now(), &mut cpu, 200, 62 * US, 50 * US);
-        assert!(pace.linger());
+        assert!(pace.lingering);
         // Rounds after a linger are cheaper per datagram: that alone must not stop it.
         for _ in 0..50 {
             cpu += 32 * US;
             pace.round_done(cpu, 16, true);
         }
-        assert!(pace.linger());
+        assert!(pace.lingering);
         // The rate falls to 2 000 datagrams/s.
         steady(&mut pace, at, &mut cpu, 200, 500 * US, 50 * US);
-        assert!(!pace.linger());
+        assert!(!pace.lingering);
     }
 
     #[test]
@@ -212,10 +239,22 @@ mod tests {
         let mut cpu = Duration::ZERO;
         let at = steady(&mut pace, Instant::now(), &mut cpu, 50, 500 * US, 30 * US);
         let at = steady(&mut pace, at, &mut cpu, 50, 500 * US, 2_000 * US);
-        assert!(pace.linger());
+        assert!(pace.lingering);
         // Rounds after a linger do not count, but every PROBE-th round measures again.
         steady(&mut pace, at, &mut cpu, PROBE * 200, 500 * US, 30 * US);
-        assert!(!pace.linger());
+        assert!(!pace.lingering);
+    }
+
+    #[test]
+    fn a_cold_start_does_not_linger() {
+        // A fresh server's first rounds cost hundreds of µs each (first commits, page faults); then
+        // 2 000 datagrams/s at 40 µs each.
+        let mut pace = Pace::default();
+        let mut cpu = Duration::ZERO;
+        let at = steady(&mut pace, Instant::now(), &mut cpu, 4, 500 * US, 900 * US);
+        assert!(!pace.lingering, "a few costly rounds are not a backlog");
+        steady(&mut pace, at, &mut cpu, 200, 500 * US, 40 * US);
+        assert!(!pace.lingering);
     }
 
     #[test]
@@ -229,10 +268,10 @@ mod tests {
             62 * US,
             50 * US,
         );
-        assert!(pace.linger());
+        assert!(pace.lingering);
         // One datagram after a second of silence: the gap average restarts, the worker does not
         // linger after it.
         pace.arrived(at + Duration::from_secs(1));
-        assert!(!pace.linger());
+        assert!(!pace.lingering);
     }
 }
