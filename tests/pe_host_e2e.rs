@@ -25,7 +25,7 @@ use calloutd_callout::isolate::{IsolateOptions, IsolatedCallout};
 use calloutd_callout::{CalloutConfig, HeldLocks, LoadOrder};
 use dhcpssdk::{ClientType, ControlCode, DropReason, GiveCode};
 use serde_json::Value;
-use support::{calloutd_bin, command_run, fixture, repo_root, run_bounded};
+use support::{calloutd_bin, command_run, fixture, repo_root, run_bounded, wine_calloutd_exe};
 
 /// JSON lines of a file, with the pointer-valued fields (which differ between processes) removed.
 fn lines_without_pointers(path: &Path) -> Vec<Value> {
@@ -266,23 +266,9 @@ fn run_scenario(
         .collect()
 }
 
-/// `calloutd.exe` for wine: `$CALLOUTD_WINDOWS_HOST`, or where scripts/build-windows.sh puts its
-/// wine copy (with the ProcessPrng stub) in this build's target dir.
+/// `calloutd.exe` for wine: `$CALLOUTD_WINDOWS_HOST`, or the build's wine copy.
 fn windows_exe() -> PathBuf {
-    if let Some(exe) = std::env::var_os("CALLOUTD_WINDOWS_HOST") {
-        return PathBuf::from(exe);
-    }
-    // target/debug/calloutd -> target/x86_64-pc-windows-gnu/debug/wine/calloutd.exe
-    let bin = calloutd_bin();
-    let profile = bin.parent().and_then(Path::file_name).unwrap_or_default();
-    let target = bin
-        .parent()
-        .and_then(Path::parent)
-        .unwrap_or(Path::new("."));
-    target
-        .join("x86_64-pc-windows-gnu")
-        .join(profile)
-        .join("wine/calloutd.exe")
+    std::env::var_os("CALLOUTD_WINDOWS_HOST").map_or_else(wine_calloutd_exe, PathBuf::from)
 }
 
 #[test]

@@ -48,23 +48,9 @@ fn skip_without(what: &str) {
     eprintln!("note: {what} not available, PE hosting test skipped");
 }
 
-/// `calloutd.exe` for wine: `$CALLOUTD_WINDOWS_HOST`, or where scripts/build-windows.sh puts its
-/// wine copy (with the ProcessPrng stub) in this build's target dir.
+/// `calloutd.exe` for wine: `$CALLOUTD_WINDOWS_HOST`, or the build's wine copy.
 fn windows_exe() -> PathBuf {
-    if let Some(exe) = std::env::var_os("CALLOUTD_WINDOWS_HOST") {
-        return PathBuf::from(exe);
-    }
-    // target/debug/calloutd -> target/x86_64-pc-windows-gnu/debug/wine/calloutd.exe
-    let bin = calloutd_bin();
-    let profile = bin.parent().and_then(Path::file_name).unwrap_or_default();
-    let target = bin
-        .parent()
-        .and_then(Path::parent)
-        .unwrap_or(Path::new("."));
-    target
-        .join("x86_64-pc-windows-gnu")
-        .join(profile)
-        .join("wine/calloutd.exe")
+    std::env::var_os("CALLOUTD_WINDOWS_HOST").map_or_else(wine_calloutd_exe, PathBuf::from)
 }
 
 /// What a PE test needs: the PE fixture DLLs, calloutd.exe and a wine prefix of its own (its

@@ -68,16 +68,7 @@ fn find_wine() -> Option<PathBuf> {
 /// The Wine copy of calloutd.exe (next to its bcryptprimitives.dll stub): `CALLOUTD_WINDOWS_EXE`, or
 /// where scripts/build-windows.sh puts it in this build's target dir.
 fn windows_exe() -> PathBuf {
-    if let Some(exe) = std::env::var_os("CALLOUTD_WINDOWS_EXE") {
-        return PathBuf::from(exe);
-    }
-    let bin = calloutd_bin();
-    // target/debug/calloutd -> target/x86_64-pc-windows-gnu/debug/wine/calloutd.exe
-    let target = bin
-        .parent()
-        .and_then(Path::parent)
-        .expect("the binary lives in target/<profile>/");
-    target.join("x86_64-pc-windows-gnu/debug/wine/calloutd.exe")
+    std::env::var_os("CALLOUTD_WINDOWS_EXE").map_or_else(wine_calloutd_exe, PathBuf::from)
 }
 
 /// A path as the Windows program sees it (wine maps `/` to drive Z:).

@@ -32,6 +32,21 @@ pub fn calloutd_bin() -> PathBuf {
 }
 
 /// The repository root.
+/// Where scripts/build-windows.sh puts the wine copy of calloutd.exe (next to its ProcessPrng stub)
+/// in this build's target dir: target/debug/calloutd -> target/x86_64-pc-windows-gnu/debug/wine/.
+pub fn wine_calloutd_exe() -> PathBuf {
+    let bin = calloutd_bin();
+    let profile = bin.parent().and_then(Path::file_name).unwrap_or_default();
+    let target = bin
+        .parent()
+        .and_then(Path::parent)
+        .unwrap_or(Path::new("."));
+    target
+        .join("x86_64-pc-windows-gnu")
+        .join(profile)
+        .join("wine/calloutd.exe")
+}
+
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
