@@ -368,6 +368,29 @@ impl std::fmt::Debug for BackupSchedule {
     }
 }
 
+/// Starts each scope's search for a free address past the addresses at its start that stored
+/// leases hold. The first new client would otherwise walk past them all under the lease lock: with
+/// 1 000 000 stored leases (115 000 of them at the start of the served scope) that walk stalled the
+/// server long enough, at 8 000 exchanges/s, to overflow both socket buffers. The result is the one
+/// the first search would find: a held lease is never free for another client, and its own client
+/// gets it before any search (`choose`).
+fn skip_leading_leases(table: &mut LeaseTable, scopes: &[ScopeRt]) {
+    for (index, scope) in scopes.iter().enumerate() {
+        let mut ip = scope.start;
+        while ip < scope.end
+            && table
+                .slots
+                .get(&ip)
+                .is_some_and(|slot| slot.state == SlotState::Active)
+        {
+            ip += 1;
+        }
+        if let Some(cursor) = table.cursors.get_mut(index) {
+            *cursor = ip;
+        }
+    }
+}
+
 impl Engine {
     /// Builds an engine over `config` and restores the leases in `store`.
     pub fn new(
@@ -411,6 +434,7 @@ impl Engine {
         // Straight from the store's rows into the table (sized once from the row count): no
         // vector of every lease on the way, which at 1 000 000 leases was ~150 MB of the peak.
         store.load_into(&mut table)?;
+        skip_leading_leases(&mut table, &scopes);
         Ok(Engine {
             config,
             scopes,
@@ -540,6 +564,12 @@ impl Engine {
                 ..AuditRecord::new(id)
             });
         }
+    }
+
+    /// Where scope `index`'s search for a free address starts (tests).
+    #[cfg(test)]
+    pub(crate) fn search_cursor(&self, index: usize) -> u32 {
+        self.lock().cursors[index]
     }
 
     /// A handle that tells whether the lease lock is held (for tests and diagnostics).

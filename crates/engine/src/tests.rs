@@ -2008,3 +2008,76 @@ fn exported_leases_are_imported_without_overwriting_and_their_clients_keep_their
 
 /// Policies, superscopes, option overload and option 81 (issue 15).
 mod policy;
+
+#[test]
+fn the_address_search_starts_past_the_leases_stored_at_the_start_of_a_scope() {
+    // Five stored leases on the scope's first pool addresses (.13-.17: .10-.12 are excluded; the
+    // search starts at the range's first address, .10), each another client's.
+    let leases: Vec<Lease> = (13..=17u8)
+        .map(|last| Lease {
+            ip: ip(last),
+            client_id: vec![1, 2, 0, 0, 0, 0, 100 + last],
+            hw_type: 1,
+            hw_address: mac(100 + last).to_vec(),
+            host_name: None,
+            expires: None,
+            client_type: ClientType::Dhcp,
+            policy_name: None,
+        })
+        .collect();
+    let engine = Engine::new(
+        config(),
+        EngineOptions::default(),
+        Arc::new(NoHooks),
+        Box::new(MemoryLeaseStore::with_leases(leases)),
+        Arc::new(NoProber),
+    )
+    .unwrap();
+    // The excluded .10-.12 hold no lease: the search starts at the first of them, not past .17.
+    assert_eq!(engine.search_cursor(0), u32::from(ip(10)));
+    let outcome = handle(
+        &engine,
+        &message(MessageType::Discover, 1),
+        Ipv4Addr::BROADCAST,
+    );
+    assert_eq!(decode(&outcome).yiaddr(), ip(18));
+
+    // Without the exclusion the leases are the scope's first addresses: the search starts after
+    // them, and a new client is offered the same address as a search from the start would give.
+    let mut cfg = config();
+    cfg.scopes[0].exclusion_ranges.clear();
+    let leases: Vec<Lease> = (10..=14u8)
+        .map(|last| Lease {
+            ip: ip(last),
+            client_id: vec![1, 2, 0, 0, 0, 0, 100 + last],
+            hw_type: 1,
+            hw_address: mac(100 + last).to_vec(),
+            host_name: None,
+            expires: None,
+            client_type: ClientType::Dhcp,
+            policy_name: None,
+        })
+        .collect();
+    let engine = Engine::new(
+        cfg,
+        EngineOptions::default(),
+        Arc::new(NoHooks),
+        Box::new(MemoryLeaseStore::with_leases(leases)),
+        Arc::new(NoProber),
+    )
+    .unwrap();
+    assert_eq!(engine.search_cursor(0), u32::from(ip(15)));
+    let outcome = handle(
+        &engine,
+        &message(MessageType::Discover, 1),
+        Ipv4Addr::BROADCAST,
+    );
+    assert_eq!(decode(&outcome).yiaddr(), ip(15));
+    // A stored client still gets its own address back.
+    let outcome = handle(
+        &engine,
+        &message(MessageType::Discover, 111),
+        Ipv4Addr::BROADCAST,
+    );
+    assert_eq!(decode(&outcome).yiaddr(), ip(11));
+}
