@@ -563,6 +563,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_startup_load_leaves_room_for_new_clients() {
+        // Sized to the stored leases alone, the first new client would grow the tables, copying
+        // every stored lease under the lease lock.
+        let mut table = LeaseTable::default();
+        table.expect(100_000);
+        assert!(table.slots.entries.capacity() >= 125_000);
+        assert!(table.slots.index.capacity() >= 125_000);
+        assert!(table.clients.capacity() >= 125_000);
+    }
+
+    #[test]
     fn claim_moves_released_address_to_new_owner() {
         let mut table = LeaseTable::default();
         table.claim(
