@@ -25,7 +25,9 @@ use calloutd_callout::isolate::{IsolateOptions, IsolatedCallout};
 use calloutd_callout::{CalloutConfig, HeldLocks, LoadOrder};
 use dhcpssdk::{ClientType, ControlCode, DropReason, GiveCode};
 use serde_json::Value;
-use support::{calloutd_bin, command_run, fixture, repo_root, run_bounded, wine_calloutd_exe};
+use support::{
+    calloutd_bin, command_run, fixture, repo_root, run_bounded, stop_wineserver, wine_calloutd_exe,
+};
 
 /// JSON lines of a file, with the pointer-valued fields (which differ between processes) removed.
 fn lines_without_pointers(path: &Path) -> Vec<Value> {
@@ -354,18 +356,6 @@ struct WineServer(PathBuf);
 
 impl Drop for WineServer {
     fn drop(&mut self) {
-        let Some(wine) = calloutd_callout::isolate::pe::find_wine() else {
-            return;
-        };
-        for server in ["wineserver64", "wineserver"] {
-            let path = wine.with_file_name(server);
-            if path.exists() {
-                let _ = Command::new(path)
-                    .arg("-k")
-                    .env("WINEPREFIX", &self.0)
-                    .status();
-                return;
-            }
-        }
+        stop_wineserver(&self.0);
     }
 }

@@ -132,19 +132,7 @@ impl Wine {
 
 impl Drop for Wine {
     fn drop(&mut self) {
-        let Some(wine) = calloutd_callout::isolate::pe::find_wine() else {
-            return;
-        };
-        for server in ["wineserver64", "wineserver"] {
-            let path = wine.with_file_name(server);
-            if path.exists() {
-                let _ = Command::new(path)
-                    .arg("-k")
-                    .env("WINEPREFIX", self.prefix.path())
-                    .status();
-                return;
-            }
-        }
+        stop_wineserver(self.prefix.path());
     }
 }
 

@@ -32,6 +32,24 @@ pub fn calloutd_bin() -> PathBuf {
 }
 
 /// The repository root.
+/// Stops the wineserver of wine prefix `prefix` (when wine is installed), so a test that made the
+/// prefix leaves no server behind.
+pub fn stop_wineserver(prefix: &Path) {
+    let Some(wine) = calloutd_callout::isolate::pe::find_wine() else {
+        return;
+    };
+    for server in ["wineserver64", "wineserver"] {
+        let path = wine.with_file_name(server);
+        if path.exists() {
+            let _ = Command::new(path)
+                .arg("-k")
+                .env("WINEPREFIX", prefix)
+                .status();
+            return;
+        }
+    }
+}
+
 /// Where scripts/build-windows.sh puts the wine copy of calloutd.exe (next to its ProcessPrng stub)
 /// in this build's target dir: target/debug/calloutd -> target/x86_64-pc-windows-gnu/debug/wine/.
 pub fn wine_calloutd_exe() -> PathBuf {

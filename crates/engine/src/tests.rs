@@ -2009,11 +2009,9 @@ fn exported_leases_are_imported_without_overwriting_and_their_clients_keep_their
 /// Policies, superscopes, option overload and option 81 (issue 15).
 mod policy;
 
-#[test]
-fn the_address_search_starts_past_the_leases_stored_at_the_start_of_a_scope() {
-    // Five stored leases on the scope's first pool addresses (.13-.17: .10-.12 are excluded; the
-    // search starts at the range's first address, .10), each another client's.
-    let leases: Vec<Lease> = (13..=17u8)
+/// Infinite leases on `addresses` (last octets), the one on .N held by client mac(100 + N).
+fn other_clients_leases(addresses: std::ops::RangeInclusive<u8>) -> Vec<Lease> {
+    addresses
         .map(|last| Lease {
             ip: ip(last),
             client_id: vec![1, 2, 0, 0, 0, 0, 100 + last],
@@ -2024,7 +2022,14 @@ fn the_address_search_starts_past_the_leases_stored_at_the_start_of_a_scope() {
             client_type: ClientType::Dhcp,
             policy_name: None,
         })
-        .collect();
+        .collect()
+}
+
+#[test]
+fn the_address_search_starts_past_the_leases_stored_at_the_start_of_a_scope() {
+    // Five stored leases on the scope's first pool addresses (.13-.17: .10-.12 are excluded; the
+    // search starts at the range's first address, .10), each another client's.
+    let leases = other_clients_leases(13..=17);
     let engine = Engine::new(
         config(),
         EngineOptions::default(),
@@ -2046,18 +2051,7 @@ fn the_address_search_starts_past_the_leases_stored_at_the_start_of_a_scope() {
     // them, and a new client is offered the same address as a search from the start would give.
     let mut cfg = config();
     cfg.scopes[0].exclusion_ranges.clear();
-    let leases: Vec<Lease> = (10..=14u8)
-        .map(|last| Lease {
-            ip: ip(last),
-            client_id: vec![1, 2, 0, 0, 0, 0, 100 + last],
-            hw_type: 1,
-            hw_address: mac(100 + last).to_vec(),
-            host_name: None,
-            expires: None,
-            client_type: ClientType::Dhcp,
-            policy_name: None,
-        })
-        .collect();
+    let leases = other_clients_leases(10..=14);
     let engine = Engine::new(
         cfg,
         EngineOptions::default(),
