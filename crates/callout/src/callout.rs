@@ -294,7 +294,8 @@ impl Callout {
         fault: Option<&HookFault>,
         mut found: Vec<Misbehaviour>,
     ) {
-        let elapsed = started.elapsed();
+        let ended = Instant::now();
+        let elapsed = ended.saturating_duration_since(started);
         let dur_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
         self.stats.record(info.hook, dur_us, fault.is_some());
         let threshold = if info.locks.any() {
@@ -303,7 +304,7 @@ impl Callout {
             self.slow_unlocked_threshold
         };
         // Time the thread only waited for a CPU (a busy machine, not a slow DLL) does not count.
-        let waited = crate::cpu_wait::waited_for_cpu(elapsed, threshold).unwrap_or_default();
+        let waited = crate::cpu_wait::waited_for_cpu(ended, elapsed, threshold).unwrap_or_default();
         if elapsed.saturating_sub(waited) > threshold {
             let why = match info.locks.names().first() {
                 Some(lock) => format!(

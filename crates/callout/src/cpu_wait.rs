@@ -30,13 +30,17 @@ fn run_queue_time() -> Option<Duration> {
     None
 }
 
-/// After a call: how long this thread waited for a CPU since its last reading (so during the call,
-/// and at most [`REFRESH`] before it), when the call took longer than `threshold`; `None` when it
-/// did not or nothing is known. Refreshes the reading when it is older than [`REFRESH`].
-pub(crate) fn waited_for_cpu(elapsed: Duration, threshold: Duration) -> Option<Duration> {
+/// After a call that ended at `now` and took `elapsed`: how long this thread waited for a CPU since
+/// its last reading (so during the call, and at most [`REFRESH`] before it), when the call took
+/// longer than `threshold`; `None` when it did not or nothing is known. Refreshes the reading when
+/// it is older than [`REFRESH`]. (`now` is the caller's: no second clock read per hook call.)
+pub(crate) fn waited_for_cpu(
+    now: Instant,
+    elapsed: Duration,
+    threshold: Duration,
+) -> Option<Duration> {
     LAST.with(|last| {
         let before = last.get();
-        let now = Instant::now();
         let stale = before.is_none_or(|(at, _)| now.duration_since(at) > REFRESH);
         if elapsed <= threshold && !stale {
             return None;
@@ -59,12 +63,12 @@ mod tests {
         std::thread::spawn(|| {
             // The first call reads (no reading yet) but reports nothing for a quick call.
             assert_eq!(
-                waited_for_cpu(Duration::ZERO, Duration::from_millis(1)),
+                waited_for_cpu(Instant::now(), Duration::ZERO, Duration::from_millis(1)),
                 None
             );
             let first = LAST.with(Cell::get).expect("a reading");
             assert_eq!(
-                waited_for_cpu(Duration::ZERO, Duration::from_millis(1)),
+                waited_for_cpu(Instant::now(), Duration::ZERO, Duration::from_millis(1)),
                 None
             );
             assert_eq!(
@@ -81,7 +85,10 @@ mod tests {
     fn a_slow_call_gets_the_run_queue_time_since_the_last_reading() {
         std::thread::spawn(|| {
             // Slow, but with no earlier reading: nothing known to subtract.
-            assert_eq!(waited_for_cpu(Duration::from_secs(1), Duration::ZERO), None);
+            assert_eq!(
+                waited_for_cpu(Instant::now(), Duration::from_secs(1), Duration::ZERO),
+                None
+            );
             // Two busy threads pinned to this thread's CPU make it wait for the CPU while it
             // spins for 30 ms of wall time.
             let cpu = nix::sched::sched_getcpu().unwrap();
@@ -109,7 +116,8 @@ mod tests {
             for hog in hogs {
                 hog.join().unwrap();
             }
-            let waited = waited_for_cpu(elapsed, Duration::ZERO).expect("a reading to compare");
+            let waited = waited_for_cpu(Instant::now(), elapsed, Duration::ZERO)
+                .expect("a reading to compare");
             // Sharing one CPU three ways, this thread ran about a third of the time.
             assert!(
                 waited >= elapsed / 4,
